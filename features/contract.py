@@ -1,0 +1,139 @@
+"""The data contract: the two input tables and the checks every row must pass.
+
+Checks are written as SQL predicates so one scan of the raw table finds every problem of every
+row; that keeps validation linear even for tens of millions of events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    required: bool  # a null is an error
+    description: str
+
+
+PERSON_COLUMNS: tuple[Column, ...] = (
+    Column("person_id", "VARCHAR", True, "pseudonymous id, unique"),
+    Column("birth_date", "DATE", True, "date of birth"),
+    Column("sex", "VARCHAR", False, f"one of {', '.join(SEXES)}; empty if unknown"),
+    Column("district", "VARCHAR", False, "district or county code; empty if unknown"),
+    Column(
+        "ethnicity",
+        "VARCHAR",
+        False,
+        "protected attribute: kept for fairness audits only, never a model feature",
+    ),
+    Column("registration_date", "DATE", False, "first registered as a drug user; empty if never"),
+    Column("primary_substance", "VARCHAR", False, "substance code; empty if never registered"),
+)
+
+EVENT_COLUMNS: tuple[Column, ...] = (
+    Column("person_id", "VARCHAR", True, "a person_id of the persons table"),
+    Column("event_time", "TIMESTAMP", True, "when it happened"),
+    Column("event_type", "VARCHAR", True, "one of the vocabulary below"),
+    Column("value", "DOUBLE", False, "number, meaning set by the event type"),
+    Column("detail", "VARCHAR", False, "text, meaning set by the event type"),
+    Column(
+        "recorded_time",
+        "TIMESTAMP",
+        False,
+        "optional: when the registry learned of it; features only see events recorded before as_of",
+    ),
+)
+
+OPTIONAL_COLUMNS = {"recorded_time"}
+
+
+def _quoted(values: tuple[str, ...] | list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _parse_check(col: Column) -> str:
+    return (
+        f"CASE WHEN r.{col.name} IS NOT NULL AND TRY_CAST(r.{col.name} AS {col.sql_type}) IS NULL "
+        f"THEN '{col.name}: cannot parse ' || CAST(r.{col.name} AS VARCHAR) || "
+        f"' as {col.sql_type.lower()}' END"
+    )
+
+
+def _missing_check(col: Column) -> str:
+    return (
+        f"CASE WHEN r.{col.name} IS NULL OR trim(CAST(r.{col.name} AS VARCHAR)) = '' "
+        f"THEN '{col.name}: missing' END"
+    )
+
+
+def person_checks() -> list[str]:
+    """SQL expressions over `r` (raw persons) yielding a reason string or NULL."""
+    checks = [_missing_check(c) for c in PERSON_COLUMNS if c.required]
+    checks += [_parse_check(c) for c in PERSON_COLUMNS if c.sql_type != "VARCHAR"]
+    checks += [
+        "CASE WHEN r.sex IS NOT NULL AND r.sex NOT IN ("
+        + _quoted(SEXES)
+        + ") THEN 'sex: unknown code ' || r.sex || ' (allowed: "
+        + ", ".join(SEXES)
+        + ")' END",
+        "CASE WHEN r.district IS NOT NULL AND r.district NOT IN ("
+        + _quoted(DISTRICTS)
+        + ") THEN 'district: unknown district ' || r.district END",
+        "CASE WHEN r.primary_substance IS NOT NULL AND r.primary_substance NOT IN ("
+        + _quoted(SUBSTANCES)
+        + ") THEN 'primary_substance: unknown substance ' || r.primary_substance END",
+        "CASE WHEN TRY_CAST(r.birth_date AS DATE) > $ref "
+        "THEN 'birth_date: after the reference date ' || CAST($ref AS VARCHAR) END",
+        "CASE WHEN TRY_CAST(r.registration_date AS DATE) > $ref "
+        "THEN 'registration_date: after the reference date ' || CAST($ref AS VARCHAR) END",
+        "CASE WHEN first_row IS NOT NULL AND first_row < r._row "
+        "THEN 'person_id: duplicate of row ' || CAST(first_row AS VARCHAR) END",
+    ]
+    return checks
+
+
+def event_checks() -> list[str]:
+    """SQL expressions over `r`: raw events with the accepted person's `pk` joined on."""
+    unvalued = [e.name for e in EVENT_TYPES if not e.valued]
+    checks = [_missing_check(c) for c in EVENT_COLUMNS if c.required]
+    checks += [_parse_check(c) for c in EVENT_COLUMNS if c.sql_type != "VARCHAR"]
+    checks += [
+        "CASE WHEN r.person_id IS NOT NULL AND r.pk IS NULL AND r.rejected_person "
+        "THEN 'person_id: person ' || r.person_id || ' was rejected in the persons file' END",
+        "CASE WHEN r.person_id IS NOT NULL AND r.pk IS NULL AND NOT r.rejected_person "
+        "THEN 'person_id: unknown person ' || r.person_id END",
+        "CASE WHEN r.event_type IS NOT NULL AND r.event_type NOT IN ("
+        + _quoted([e.name for e in EVENT_TYPES])
+        + ") THEN 'event_type: unknown event type ' || r.event_type END",
+        "CASE WHEN TRY_CAST(r.event_time AS TIMESTAMP) >= $ref + INTERVAL 1 DAY "
+        "THEN 'event_time: after the reference date ' || CAST($ref AS VARCHAR) END",
+        "CASE WHEN TRY_CAST(r.recorded_time AS TIMESTAMP) < TRY_CAST(r.event_time AS TIMESTAMP) "
+        "THEN 'recorded_time: before event_time' END",
+        "CASE WHEN r.event_type IN (" + _quoted(unvalued) + ") AND r.value IS NOT NULL "
+        "THEN 'value: event type ' || r.event_type || ' takes no value' END",
+    ]
+    for e in EVENT_TYPES:
+        if e.value_required:
+            checks.append(
+                f"CASE WHEN r.event_type = '{e.name}' AND r.value IS NULL "
+                f"THEN 'value: missing, required for {e.name}' END"
+            )
+        if e.value_range:
+            lo, hi = e.value_range
+            checks.append(
+                f"CASE WHEN r.event_type = '{e.name}' AND "
+                f"NOT (TRY_CAST(r.value AS DOUBLE) BETWEEN {lo} AND {hi}) "
+                f"THEN 'value: ' || CAST(r.value AS VARCHAR) || ' outside {lo:g}..{hi:g} "
+                f"for {e.name}' END"
+            )
+        if e.detail_choices:
+            checks.append(
+                f"CASE WHEN r.event_type = '{e.name}' AND (r.detail IS NULL OR r.detail NOT IN "
+                f"({_quoted(e.detail_choices)})) THEN 'detail: ' || coalesce(r.detail, 'empty') "
+                f"|| ' is not a kind of {e.name} (allowed: {', '.join(e.detail_choices)})' END"
+            )
+    return checks

@@ -1,0 +1,53 @@
+"""File helpers shared by every writer: outputs appear under their final name only when whole."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_table(table: pa.Table | pd.DataFrame, path: Path) -> None:
+    """Write Parquet or CSV (chosen by extension) atomically."""
+    path = Path(path)
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            pq.write_table(table, tmp)
+        elif path.suffix == ".csv":
+            pacsv.write_csv(table, tmp)
+        else:
+            raise ValueError(f"{path}: unsupported output format (use .parquet or .csv)")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(path, encoding="utf-8-sig")
+    raise ValueError(f"{path}: unsupported input format (use .parquet or .csv)")

@@ -1,0 +1,335 @@
+"""The event store: validated persons and events in an embedded DuckDB, read from CSV or Parquet.
+
+Loading validates every row once (see `features.contract`), keeps the accepted rows in typed
+tables, and accounts for every other row: in strict mode it raises with the first problems, in
+lenient mode it writes them to a rejects file. Exact duplicate events, a known wart of registry
+extracts, are collapsed and counted rather than dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from features.contract import (
+    EVENT_COLUMNS,
+    OPTIONAL_COLUMNS,
+    PERSON_COLUMNS,
+    Column,
+    event_checks,
+    person_checks,
+)
+from features.io import atomic_path
+from features.vocabulary import EVENT_TYPES
+
+MAX_LISTED_PROBLEMS = 20
+METADATA_FILE = "dataset.json"
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    row: int  # 1-based data row; in CSV files the line number is row + 1 (the header)
+    column: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: row {self.row}: {self.column}: {self.reason}"
+
+
+class DataError(Exception):
+    """User data that cannot be used; the message is meant for the user, without a traceback."""
+
+    def __init__(self, message: str, problems: list[Problem] | None = None, total: int = 0):
+        super().__init__(message)
+        self.problems = problems or []
+        self.total = total
+
+    def __str__(self) -> str:
+        lines = [self.args[0]]
+        lines += [f"  {p}" for p in self.problems]
+        if self.total > len(self.problems):
+            lines.append(f"  ... and {self.total - len(self.problems)} more")
+        return "\n".join(lines)
+
+
+@dataclass
+class LoadReport:
+    persons: int = 0
+    events: int = 0
+    rejected_persons: int = 0
+    rejected_events: int = 0
+    duplicate_events_collapsed: int = 0
+    rejects_path: Path | None = None
+    events_by_type: dict[str, int] = field(default_factory=dict)
+
+
+def connect(
+    memory_limit: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection that spills to disk instead of failing on inputs larger than memory."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(
+        f"SET memory_limit = '{memory_limit or os.environ.get('SUNSHINE_DUCKDB_MEMORY', '3GB')}'"
+    )
+    spill = Path(tempfile.gettempdir()) / "sunshine-duckdb-spill"
+    con.execute(f"SET temp_directory = '{spill}'")
+    if threads or os.environ.get("SUNSHINE_DUCKDB_THREADS"):
+        con.execute(f"SET threads = {int(threads or os.environ['SUNSHINE_DUCKDB_THREADS'])}")
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def find_table(data_dir: Path, name: str) -> Path | None:
+    found = [p for p in (data_dir / f"{name}.parquet", data_dir / f"{name}.csv") if p.exists()]
+    if len(found) > 1:
+        raise DataError(f"{data_dir}: both {found[0].name} and {found[1].name} exist; keep one")
+    return found[0] if found else None
+
+
+def read_reference_date(data_dir: Path) -> dt.date | None:
+    meta = data_dir / METADATA_FILE
+    if not meta.exists():
+        return None
+    try:
+        return dt.date.fromisoformat(json.loads(meta.read_text())["reference_date"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{meta}: reference_date must be an ISO date ({exc})") from None
+
+
+def _register_raw(
+    con: duckdb.DuckDBPyConnection, path: Path, view: str, columns: tuple[Column, ...]
+) -> None:
+    """Expose a file as `view` with a 1-based `_row`, checking its header first."""
+    if path.suffix == ".parquet":
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * EXCLUDE (file_row_number), "
+                f"file_row_number + 1 AS _row FROM read_parquet({_sql_str(path)}, "
+                "file_row_number = true)"
+            )
+            have = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+        except duckdb.Error as exc:
+            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    else:
+        try:
+            header = _csv_header(path)
+            table = pacsv.read_csv(
+                path,
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in header}, strings_can_be_null=True
+                ),
+            )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+        table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
+        con.register(f"{view}_arrow", table)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
+        have = table.column_names
+    missing = [c.name for c in columns if c.name not in have and c.name not in OPTIONAL_COLUMNS]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)} "
+            f"(expected {', '.join(c.name for c in columns)})"
+        )
+    absent = [c for c in columns if c.name not in have]
+    if absent:
+        nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {c.name}" for c in absent)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view}_full AS SELECT *, {nulls} FROM {view}")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view}_full AS SELECT * FROM {view}")
+
+
+def _sql_str(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _problem_list(checks: list[str]) -> str:
+    return "list_filter([" + ", ".join(checks) + "], lambda x: x IS NOT NULL)"
+
+
+class Store:
+    """Validated persons and events, with the dataset's reference date ("today" of the data)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        reference_date: dt.date | None = None,
+        lenient: bool = False,
+        rejects_path: Path | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        if not self.data_dir.is_dir():
+            raise DataError(f"{self.data_dir}: no such data directory")
+        ref = reference_date or read_reference_date(self.data_dir)
+        if ref is None:
+            raise DataError(
+                f"{self.data_dir}: no reference date; write {METADATA_FILE} with "
+                '{"reference_date": "YYYY-MM-DD"} or pass --reference-date'
+            )
+        self.reference_date = ref
+        self.con = con or connect()
+        self.report = LoadReport()
+        self._load(lenient, rejects_path or self.data_dir / "rejects.csv")
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load(self, lenient: bool, rejects_path: Path) -> None:
+        persons_path = find_table(self.data_dir, "persons")
+        if persons_path is None:
+            raise DataError(f"{self.data_dir}: no persons.parquet or persons.csv")
+        events_path = find_table(self.data_dir, "events")
+        con = self.con
+        ref = {"ref": self.reference_date}
+
+        _register_raw(con, persons_path, "raw_persons", PERSON_COLUMNS)
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE persons_checked AS
+            WITH firsts AS (
+                SELECT person_id, min(_row) AS first_row FROM raw_persons_full
+                WHERE person_id IS NOT NULL GROUP BY person_id
+            )
+            SELECT r.*, {_problem_list(person_checks())} AS problems
+            FROM raw_persons_full r LEFT JOIN firsts f USING (person_id)
+            """,
+            ref,
+        )
+        typed = ", ".join(
+            f"TRY_CAST({c.name} AS {c.sql_type}) AS {c.name}" for c in PERSON_COLUMNS[1:]
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE persons AS
+            SELECT CAST(row_number() OVER (ORDER BY person_id) AS INTEGER) AS pk,
+                   CAST(person_id AS VARCHAR) AS person_id, {typed}
+            FROM persons_checked WHERE len(problems) = 0
+            """
+        )
+
+        event_enum = ", ".join(f"'{e.name}'" for e in EVENT_TYPES)
+        con.execute(f"CREATE TYPE IF NOT EXISTS event_type_t AS ENUM ({event_enum})")
+        if events_path is not None:
+            _register_raw(con, events_path, "raw_events", EVENT_COLUMNS)
+            con.execute(
+                f"""
+                CREATE OR REPLACE TEMP TABLE events_checked AS
+                WITH rejected AS (
+                    SELECT DISTINCT person_id FROM persons_checked WHERE len(problems) > 0
+                    AND person_id NOT IN (SELECT person_id FROM persons)
+                ), r AS (
+                    SELECT e.*, p.pk, (x.person_id IS NOT NULL) AS rejected_person
+                    FROM raw_events_full e
+                    LEFT JOIN persons p ON p.person_id = e.person_id
+                    LEFT JOIN rejected x ON x.person_id = e.person_id
+                )
+                SELECT r.*, {_problem_list(event_checks())} AS problems FROM r
+                """,
+                ref,
+            )
+        self._account(lenient, rejects_path, persons_path, events_path)
+        self._build_events(events_path is not None)
+
+    def _account(
+        self, lenient: bool, rejects_path: Path, persons_path: Path, events_path: Path | None
+    ) -> None:
+        con = self.con
+        sources = [("persons_checked", persons_path, PERSON_COLUMNS)]
+        if events_path is not None:
+            sources.append(("events_checked", events_path, EVENT_COLUMNS))
+        problems: list[Problem] = []
+        totals = {}
+        for table, path, _ in sources:
+            totals[table] = con.execute(
+                f"SELECT count(*) FROM {table} WHERE len(problems) > 0"
+            ).fetchone()[0]
+            for row, reason in con.execute(
+                f"SELECT _row, unnest(problems) FROM {table} WHERE len(problems) > 0 "
+                f"ORDER BY _row LIMIT {MAX_LISTED_PROBLEMS}"
+            ).fetchall():
+                column, _, why = reason.partition(": ")
+                problems.append(Problem(path.name, row, column, why))
+        self.report.rejected_persons = totals["persons_checked"]
+        self.report.rejected_events = totals.get("events_checked", 0)
+        bad = self.report.rejected_persons + self.report.rejected_events
+        if bad and not lenient:
+            total_problems = sum(
+                con.execute(f"SELECT coalesce(sum(len(problems)), 0) FROM {t}").fetchone()[0]
+                for t, _, _ in sources
+            )
+            raise DataError(
+                f"{self.data_dir}: {bad} row(s) fail the data contract "
+                f"(use --lenient to set them aside in a rejects file):",
+                problems[:MAX_LISTED_PROBLEMS],
+                total_problems,
+            )
+        if bad:
+            self._write_rejects(sources, rejects_path)
+
+    def _write_rejects(self, sources: list, rejects_path: Path) -> None:
+        parts = []
+        for table, path, columns in sources:
+            cols = ", ".join(f"CAST({c.name} AS VARCHAR) AS {c.name}" for c in columns)
+            parts.append(
+                f"SELECT '{path.name}' AS file, _row AS row, array_to_string(problems, '; ') "
+                f"AS reasons, {cols} FROM {table} WHERE len(problems) > 0"
+            )
+        query = " UNION ALL BY NAME ".join(parts) + " ORDER BY file, row"
+        with atomic_path(rejects_path) as tmp:
+            self.con.execute(f"COPY ({query}) TO {_sql_str(tmp)} (HEADER, DELIMITER ',')")
+        self.report.rejects_path = rejects_path
+
+    def _build_events(self, have_events: bool) -> None:
+        con = self.con
+        if have_events:
+            con.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE events AS
+                SELECT DISTINCT pk,
+                    TRY_CAST(event_time AS TIMESTAMP) AS event_time,
+                    greatest(TRY_CAST(event_time AS TIMESTAMP),
+                             coalesce(TRY_CAST(recorded_time AS TIMESTAMP),
+                                      TRY_CAST(event_time AS TIMESTAMP))) AS available_time,
+                    CAST(event_type AS event_type_t) AS event_type,
+                    TRY_CAST(value AS DOUBLE) AS value,
+                    CAST(detail AS VARCHAR) AS detail
+                FROM events_checked WHERE len(problems) = 0
+                """
+            )
+            accepted = con.execute(
+                "SELECT count(*) FROM events_checked WHERE len(problems) = 0"
+            ).fetchone()[0]
+            con.execute("DROP TABLE events_checked")
+        else:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE events (pk INTEGER, event_time TIMESTAMP, "
+                "available_time TIMESTAMP, event_type event_type_t, value DOUBLE, detail VARCHAR)"
+            )
+            accepted = 0
+        con.execute("DROP TABLE persons_checked")
+        r = self.report
+        r.persons = con.execute("SELECT count(*) FROM persons").fetchone()[0]
+        r.events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        r.duplicate_events_collapsed = accepted - r.events
+        r.events_by_type = dict(
+            con.execute(
+                "SELECT CAST(event_type AS VARCHAR), count(*) FROM events "
+                "GROUP BY 1 ORDER BY 2 DESC"
+            ).fetchall()
+        )

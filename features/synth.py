@@ -1,0 +1,557 @@
+"""A synthetic Guiyang-like registry: registered drug users and at-risk young people.
+
+The population is simulated month by month, vectorised across persons, so a million persons
+take minutes. Each person moves between states (not yet using, using, in residential rehab, in
+community follow-up); events follow from the state and from a few latent traits, and outcomes
+follow from the documented effects in `TRUE_EFFECTS`, so a trained model can be checked against
+the truth. Real registry warts are added on purpose: duplicate events, missing values and events
+recorded late.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.io import atomic_path
+from features.store import METADATA_FILE
+from features.vocabulary import DISTRICTS, EVENT_TYPES, SUBSTANCES
+
+REFERENCE_DATE = dt.date(2026, 6, 30)
+HISTORY_START = dt.date(2020, 7, 1)
+N_MONTHS = 72
+
+NONE, USING, REHAB, COMMUNITY = 0, 1, 2, 3
+
+# Monthly log-odds effects that drive outcomes. Relapse applies to persons in community
+# follow-up; uptake to young people aged 12-24 with no drug record. Window terms are read at the
+# end of each month from what the person's own events show.
+TRUE_EFFECTS = {
+    "relapse": {
+        "intercept": -3.4,
+        "missed check-ins in the last 2 months (per check-in)": +0.45,
+        "positive test in the first 3 months after discharge": +1.0,
+        "missed methadone doses last month (per dose)": +0.25,
+        "contact with a known user in the last 3 months": +0.7,
+        "mental-health score of 15 or more at the last screening": +0.5,
+        "employed": -0.8,
+        "holds a training certificate": -0.4,
+        "family-support contact in the last 3 months": -0.6,
+        "months since discharge (per month)": -0.03,
+    },
+    "youth_uptake": {
+        "intercept": -6.9,
+        "left behind (parents away)": +0.7,
+        "family member with a drug record": +0.9,
+        "contact with a known user in the last 3 months": +1.1,
+        "entertainment-venue encounter in the last 3 months": +0.7,
+        "5 or more days absent last month": +0.5,
+        "discipline incident in the last 6 months": +0.5,
+        "dropped out of school": +0.8,
+        "aged 16-21": +0.3,
+        "prevention class in the last 12 months": -0.5,
+        "family-support contact in the last 3 months": -0.4,
+    },
+}
+E_REL = TRUE_EFFECTS["relapse"]
+E_UP = TRUE_EFFECTS["youth_uptake"]
+
+DISTRICT_WEIGHTS = np.array([0.15, 0.15, 0.10, 0.06, 0.06, 0.10, 0.10, 0.10, 0.09, 0.09])
+RURAL = np.array([d in ("qingzhen", "kaiyang", "xifeng", "xiuwen") for d in DISTRICTS])
+ETHNICITIES = ("han", "miao", "buyi", "dong", "tujia", "yi", "other")
+ETHNIC_URBAN = np.array([0.82, 0.07, 0.05, 0.02, 0.02, 0.01, 0.01])
+ETHNIC_RURAL = np.array([0.62, 0.16, 0.13, 0.03, 0.03, 0.02, 0.01])
+DETAILS = (
+    *SUBSTANCES,
+    "compulsory_isolation",
+    "voluntary",
+    "community_rehab",
+    "community_recovery",
+    "PHQ-9",
+    "cooking",
+    "auto repair",
+    "cosmetology",
+    "catering",
+    "sunshine project",
+    "construction",
+    "fighting",
+    "truancy",
+    "school programme",
+    "father",
+    "mother",
+    "sibling",
+    "KTV",
+    "bar",
+    "internet cafe",
+    "both parents",
+)
+_D = {d: i for i, d in enumerate(DETAILS)}
+_T = {e.name: i for i, e in enumerate(EVENT_TYPES)}
+DAY = 86_400
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _month_starts() -> np.ndarray:
+    starts = []
+    for m in range(N_MONTHS + 1):
+        y, mo = divmod(HISTORY_START.month - 1 + m, 12)
+        d = dt.date(HISTORY_START.year + y, mo + 1, 1)
+        starts.append(int(dt.datetime(d.year, d.month, d.day).timestamp()))
+    return np.array(starts, dtype=np.int64)
+
+
+def _substance_mix(year: np.ndarray, rng: np.random.Generator, youth: bool) -> np.ndarray:
+    """The drug mix moves from heroin toward methamphetamine and new-type drugs over the years."""
+    heroin = np.clip(0.70 - 0.07 * (year - 2012), 0.08, 0.70)
+    if youth:
+        heroin = heroin * 0.2
+    nps = np.clip(0.04 + 0.02 * (year - 2016), 0.04, 0.22)
+    rest = 1.0 - heroin - nps
+    w = np.stack([heroin, rest * 0.72, rest * 0.14, nps, rest * 0.08, rest * 0.06], axis=1)
+    u = rng.random(len(year))[:, None]
+    return (u > np.cumsum(w, axis=1)).sum(axis=1).clip(0, len(SUBSTANCES) - 1)
+
+
+@dataclass
+class Population:
+    persons: pa.Table
+    events: pa.Table
+    n_duplicates: int
+    n_late: int
+
+
+class _Simulator:
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.rng = np.random.default_rng(seed)
+        self.ms = _month_starts()
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    # -- event emission ----------------------------------------------------------------------
+    def emit(
+        self,
+        idx: np.ndarray,
+        etype: str,
+        m: int,
+        value: np.ndarray | float | None = None,
+        detail: np.ndarray | str | None = None,
+        t: np.ndarray | None = None,
+    ) -> None:
+        k = len(idx)
+        if k == 0:
+            return
+        if t is None:
+            t = self.ms[m] + self.rng.integers(0, self.ms[m + 1] - self.ms[m], k)
+        val = np.full(k, np.nan, np.float32) if value is None else np.broadcast_to(value, k)
+        if detail is None:
+            det = np.full(k, -1, np.int16)
+        elif isinstance(detail, str):
+            det = np.full(k, _D[detail], np.int16)
+        else:
+            det = detail.astype(np.int16)
+        self.parts.append(
+            (idx.astype(np.int32), np.full(k, _T[etype], np.int8), t, val.astype(np.float32), det)
+        )
+
+    def emit_counts(self, idx: np.ndarray, counts: np.ndarray, etype: str, m: int, **kw) -> None:
+        self.emit(np.repeat(idx, counts), etype, m, **kw)
+
+    def chance(self, idx: np.ndarray, p: np.ndarray | float) -> np.ndarray:
+        """The subset of idx for which an event with probability p happens."""
+        return idx[self.rng.random(len(idx)) < p]
+
+    # -- the simulation ----------------------------------------------------------------------
+    def run(self) -> Population:
+        n, rng = self.n, self.rng
+        youth = rng.random(n) < 0.62
+        district = rng.choice(len(DISTRICTS), n, p=DISTRICT_WEIGHTS)
+        rural = RURAL[district]
+        eth = np.where(
+            rural,
+            rng.choice(len(ETHNICITIES), n, p=ETHNIC_RURAL),
+            rng.choice(len(ETHNICITIES), n, p=ETHNIC_URBAN),
+        )
+        male = np.where(youth, rng.random(n) < 0.52, rng.random(n) < 0.85)
+        start_age = np.where(youth, rng.uniform(8, 20, n), rng.uniform(18, 50, n))
+        birth = self.ms[0] - (start_age * 365.25 * DAY).astype(np.int64)
+
+        # registered users: 55% registered before the history starts, the rest during it
+        reg_month = np.full(n, 10_000, np.int64)
+        before = ~youth & (rng.random(n) < 0.55)
+        reg_month[before] = rng.integers(-120, 0, before.sum())
+        during = ~youth & ~before
+        reg_month[during] = rng.integers(0, N_MONTHS, during.sum())
+        reg_time = np.full(n, -1, np.int64)
+        reg_time[before] = self.ms[0] + reg_month[before] * 30 * DAY
+        substance = np.full(n, -1, np.int64)
+        users = ~youth
+        reg_year = 2020 + (reg_month[users] + 6) / 12.0
+        substance[users] = _substance_mix(reg_year, rng, youth=False)
+
+        # latent traits, never written out
+        engage = rng.normal(0, 1, n)
+        peer = rng.random(n) < 0.3
+        family = rng.random(n) < 0.55
+        distress = rng.normal(0, 1, n)
+        school = rng.normal(0, 1, n)
+        left_behind = youth & (rng.random(n) < np.where(rural, 0.35, 0.15))
+        fam_rec_month = np.where(youth & (rng.random(n) < 0.10), rng.integers(0, N_MONTHS, n), -1)
+        on_mmt = users & (substance == 0) & (rng.random(n) < 0.35)
+        mmt_dose = rng.normal(60, 15, n).clip(20, 150).round()
+
+        state = np.full(n, NONE, np.int8)
+        in_programme = np.zeros(n, bool)
+        rehab_left = np.zeros(n, np.int64)
+        rehab_kind = np.zeros(n, np.int64)
+        since_discharge = np.zeros(n, np.int64)
+        start = rng.random(n)
+        init_rehab = before & (start < 0.30)
+        init_comm = before & (start >= 0.30) & (start < 0.75)
+        init_using = before & (start >= 0.75)
+        state[init_rehab] = REHAB
+        rehab_left[init_rehab] = rng.integers(1, 19, init_rehab.sum())
+        rehab_kind[init_rehab] = _D["compulsory_isolation"]
+        state[init_comm] = COMMUNITY
+        in_programme[init_comm] = True
+        since_discharge[init_comm] = rng.integers(3, 37, init_comm.sum())
+        state[init_using] = USING
+
+        employed = rng.random(n) < np.where(state == COMMUNITY, 0.35, 0.0)
+        certified = np.zeros(n, bool)
+        early_pos = np.zeros(n, bool)
+        dropped = np.zeros(n, bool)
+        never = -1000
+        missed_1 = np.zeros(n, np.int64)
+        missed_2 = np.zeros(n, np.int64)
+        mmt_missed = np.zeros(n, np.int64)
+        last_peer = np.full(n, never)
+        last_fam = np.full(n, never)
+        last_venue = np.full(n, never)
+        last_disc = np.full(n, never)
+        last_prev = np.full(n, never)
+        last_score = np.zeros(n)
+        absence = np.zeros(n, np.int64)
+        all_idx = np.arange(n)
+
+        self.emit(all_idx[left_behind], "left_behind_status", 0, 1.0, "both parents")
+
+        for m in range(N_MONTHS):
+            age = (self.ms[m] - birth) / (365.25 * DAY)
+
+            # new registrations: an arrest and a positive test put a person on the registry
+            new = all_idx[reg_month == m]
+            if len(new):
+                t = self.ms[m] + rng.integers(0, 20 * DAY, len(new))
+                reg_time[new] = t
+                state[new] = USING
+                self.emit(self.chance(new, 0.7), "drug_arrest", m)
+                self.emit(new, "urine_test", m, 1.0, substance[new], t=t)
+
+            # -- using: detection, arrests, and admission to residential rehab ------------------
+            moved = np.zeros(n, bool)  # a person changes state at most once a month
+            using = all_idx[state == USING]
+            tested = self.chance(using, 0.15)
+            self.emit(tested, "urine_test", m, 1.0, substance[tested])
+            arrested = self.chance(using, 0.06)
+            self.emit(arrested, "drug_arrest", m, detail=substance[arrested])
+            prog = using[in_programme[using]]
+            no_show = rng.random(len(prog)) < 0.85
+            self.emit(prog[no_show], "checkin_missed", m)
+            self.emit(prog[~no_show], "checkin_attended", m)
+            peers = self.chance(using, 0.5)
+            self.emit(peers, "contact_known_user", m, detail="KTV")
+            last_peer[peers] = m
+            admit = self.chance(using, 0.12)
+            if len(admit):
+                compulsory = rng.random(len(admit)) < 0.75
+                kind = np.where(compulsory, _D["compulsory_isolation"], _D["voluntary"])
+                t = self.ms[m] + rng.integers(0, self.ms[m + 1] - self.ms[m], len(admit))
+                self.emit(admit, "rehab_admission", m, detail=kind, t=t)
+                arrested = admit[compulsory]
+                self.emit(arrested, "drug_arrest", m, detail=substance[arrested], t=t[compulsory])
+                state[admit] = REHAB
+                moved[admit] = True
+                in_programme[admit] = False
+                employed[admit] = False
+                rehab_kind[admit] = kind
+                rehab_left[admit] = np.where(
+                    compulsory, rng.integers(12, 25, len(admit)), rng.integers(3, 7, len(admit))
+                )
+
+            # -- residential rehab: tests, training, visits; discharge into community recovery --
+            rehab = all_idx[(state == REHAB) & ~moved]
+            self.emit(self.chance(rehab, 0.3), "urine_test", m, 0.0)
+            trained = self.chance(rehab, 0.12)
+            self.emit(trained, "skills_training", m, detail="cooking")
+            cert = self.chance(trained, 0.5)
+            self.emit(cert, "training_certificate", m, detail="cooking")
+            certified[cert] = True
+            visits = self.chance(rehab, np.where(family[rehab], 0.3, 0.03))
+            self.emit(visits, "family_support_contact", m)
+            last_fam[visits] = m
+            rehab_left[rehab] -= 1
+            out = rehab[rehab_left[rehab] <= 0]
+            if len(out):
+                t = self.ms[m] + rng.integers(0, self.ms[m + 1] - self.ms[m], len(out))
+                self.emit(out, "rehab_discharge", m, detail=rehab_kind[out], t=t)
+                self.emit(out, "rehab_admission", m, detail="community_recovery", t=t)
+                state[out] = COMMUNITY
+                moved[out] = True
+                in_programme[out] = True
+                since_discharge[out] = 0
+                early_pos[out] = False
+                missed_1[out] = 0
+                missed_2[out] = 0
+
+            # -- community follow-up ----------------------------------------------------------
+            comm = all_idx[(state == COMMUNITY) & ~moved]
+            since_discharge[comm] += 1
+            sd = since_discharge[comm]
+            sched = np.where(sd <= 3, 2, 1)
+            p_miss = _sigmoid(
+                -1.8 - 0.9 * engage[comm] + 0.6 * peer[comm] + 0.5 * (distress[comm] > 0.8)
+            )
+            missed = rng.binomial(sched, p_miss)
+            self.emit_counts(comm, missed, "checkin_missed", m)
+            self.emit_counts(comm, sched - missed, "checkin_attended", m)
+            missed_2[comm] = missed_1[comm]
+            missed_1[comm] = missed
+            tested = self.chance(comm, np.where(sd <= 6, 0.6, 0.3))
+            lapse = rng.random(len(tested)) < _sigmoid(
+                -3.6 + 0.6 * peer[tested] - 0.6 * engage[tested]
+            )
+            self.emit(tested[lapse], "urine_test", m, 1.0, substance[tested[lapse]])
+            self.emit(tested[~lapse], "urine_test", m, 0.0)
+            early_pos[tested[lapse & (since_discharge[tested] <= 3)]] = True
+            mmt = comm[on_mmt[comm]]
+            mm = rng.binomial(4, _sigmoid(-2.0 - 0.8 * engage[mmt]))
+            mmt_missed[:] = 0
+            mmt_missed[mmt] = mm
+            self.emit_counts(
+                mmt, 4 - mm, "methadone_dose", m, value=np.repeat(mmt_dose[mmt], 4 - mm)
+            )
+            self.emit_counts(mmt, mm, "methadone_missed", m)
+            fam_c = self.chance(comm, np.where(family[comm], 0.35, 0.05))
+            self.emit(fam_c, "family_support_contact", m)
+            last_fam[fam_c] = m
+            self.emit(self.chance(comm, 0.25), "social_worker_contact", m)
+            self.emit(self.chance(comm, 0.05), "volunteer_contact", m)
+            peers = self.chance(comm, np.where(peer[comm], 0.25, 0.03))
+            self.emit(peers, "contact_known_user", m, detail="KTV")
+            last_peer[peers] = m
+            screened = comm[(sd % 6) == 1]
+            score = np.clip(
+                np.round(9 + 5 * distress[screened] + rng.normal(0, 2, len(screened))), 0, 27
+            )
+            self.emit(screened, "mental_health_screening", m, score, "PHQ-9")
+            last_score[screened] = score
+            trained = self.chance(comm[~certified[comm]], 0.04)
+            self.emit(trained, "skills_training", m, detail="auto repair")
+            cert = self.chance(trained, 0.6)
+            self.emit(cert, "training_certificate", m, detail="auto repair")
+            certified[cert] = True
+            jobless = comm[~employed[comm]]
+            hired = self.chance(jobless, np.where(certified[jobless], 0.12, 0.06))
+            self.emit(hired, "employment_start", m, detail="sunshine project")
+            working = comm[employed[comm]]
+            fired = self.chance(working, 0.04)
+            self.emit(fired, "employment_end", m, detail="construction")
+            employed[hired] = True
+            employed[fired] = False
+
+            logit = (
+                E_REL["intercept"]
+                + E_REL["missed check-ins in the last 2 months (per check-in)"]
+                * (missed_1[comm] + missed_2[comm])
+                + E_REL["positive test in the first 3 months after discharge"] * early_pos[comm]
+                + E_REL["missed methadone doses last month (per dose)"] * mmt_missed[comm]
+                + E_REL["contact with a known user in the last 3 months"]
+                * (m - last_peer[comm] < 3)
+                + E_REL["mental-health score of 15 or more at the last screening"]
+                * (last_score[comm] >= 15)
+                + E_REL["employed"] * employed[comm]
+                + E_REL["holds a training certificate"] * certified[comm]
+                + E_REL["family-support contact in the last 3 months"] * (m - last_fam[comm] < 3)
+                + E_REL["months since discharge (per month)"] * np.minimum(sd, 36)
+            )
+            relapsed = comm[rng.random(len(comm)) < _sigmoid(logit)]
+            state[relapsed] = USING
+
+            # -- young people with no drug record ---------------------------------------------
+            yo = all_idx[youth & (state == NONE)]
+            ya = age[yo]
+            school_kid = yo[(ya < 18) & (ya >= 6) & ~dropped[yo]]
+            days = rng.poisson(
+                np.exp(-1.9 + 0.9 * school[school_kid] + 0.4 * left_behind[school_kid])
+            )
+            absence[yo] = 0
+            absence[school_kid] = days
+            absent = days > 0
+            self.emit(school_kid[absent], "school_absence", m, np.minimum(days[absent], 22))
+            disc = self.chance(school_kid, _sigmoid(-4.2 + 1.2 * school[school_kid]))
+            self.emit(disc, "school_discipline", m, detail="fighting")
+            last_disc[disc] = m
+            older = school_kid[age[school_kid] >= 14]
+            drop = self.chance(
+                older, _sigmoid(-7.0 + 1.3 * school[older] + 0.5 * left_behind[older])
+            )
+            self.emit(drop, "school_dropout", m)
+            dropped[drop] = True
+            prev = self.chance(yo, np.where(np.isin(yo, school_kid), 0.05, 0.01))
+            self.emit(prev, "prevention_class", m, detail="school programme")
+            last_prev[prev] = m
+            fam_c = self.chance(yo, np.where(family[yo], 0.08, 0.01))
+            self.emit(fam_c, "family_support_contact", m)
+            last_fam[fam_c] = m
+            linked = yo[fam_rec_month[yo] == m]
+            self.emit(linked, "family_drug_record", m, detail="father")
+            p_peer = _sigmoid(
+                -4.2
+                + 0.9 * school[yo]
+                + 1.0 * (fam_rec_month[yo].clip(-1) >= 0) * (fam_rec_month[yo] <= m)
+                + 0.4 * left_behind[yo]
+                + 0.5 * (ya >= 16)
+            )
+            peers = self.chance(yo, p_peer)
+            self.emit(peers, "contact_known_user", m, detail="internet cafe")
+            last_peer[peers] = m
+            venue = self.chance(yo, _sigmoid(-5.0 + 0.7 * school[yo] + 0.8 * (ya >= 16)))
+            self.emit(venue, "venue_encounter", m, detail="KTV")
+            last_venue[venue] = m
+            back = self.chance(yo[left_behind[yo]], 0.012)
+            self.emit(back, "left_behind_status", m, 0.0)
+            left_behind[back] = False
+            away = self.chance(yo[~left_behind[yo] & (ya < 18)], 0.004)
+            self.emit(away, "left_behind_status", m, 1.0, "both parents")
+            left_behind[away] = True
+
+            elig = yo[(ya >= 12) & (ya < 25)]
+            ea = age[elig]
+            logit = (
+                E_UP["intercept"]
+                + E_UP["left behind (parents away)"] * left_behind[elig]
+                + E_UP["family member with a drug record"]
+                * ((fam_rec_month[elig] >= 0) & (fam_rec_month[elig] <= m))
+                + E_UP["contact with a known user in the last 3 months"] * (m - last_peer[elig] < 3)
+                + E_UP["entertainment-venue encounter in the last 3 months"]
+                * (m - last_venue[elig] < 3)
+                + E_UP["5 or more days absent last month"] * (absence[elig] >= 5)
+                + E_UP["discipline incident in the last 6 months"] * (m - last_disc[elig] < 6)
+                + E_UP["dropped out of school"] * dropped[elig]
+                + E_UP["aged 16-21"] * ((ea >= 16) & (ea <= 21))
+                + E_UP["prevention class in the last 12 months"] * (m - last_prev[elig] < 12)
+                + E_UP["family-support contact in the last 3 months"] * (m - last_fam[elig] < 3)
+            )
+            took_up = elig[rng.random(len(elig)) < _sigmoid(logit)]
+            if len(took_up) and m + 1 < N_MONTHS:
+                year = np.full(len(took_up), 2020 + (m + 7) / 12.0)
+                substance[took_up] = _substance_mix(year, rng, youth=True)
+                reg_month[took_up] = m + 1  # registered next month, with the arrest or test
+
+        return self._assemble(youth, district, eth, male, birth, reg_time, substance)
+
+    def _assemble(
+        self,
+        youth: np.ndarray,
+        district: np.ndarray,
+        eth: np.ndarray,
+        male: np.ndarray,
+        birth: np.ndarray,
+        reg_time: np.ndarray,
+        substance: np.ndarray,
+    ) -> Population:
+        rng, n = self.rng, self.n
+        pid, typ, t, val, det = (np.concatenate(col) for col in zip(*self.parts, strict=True))
+        self.parts = []
+        k = len(pid)
+        # warts of registry data: late recording, missing values, duplicates
+        delay = rng.exponential(1.5 * DAY, k).astype(np.int64)
+        late = rng.random(k) < 0.05
+        delay[late] += rng.integers(30 * DAY, 120 * DAY, late.sum())
+        rec = t + delay
+        end = int(dt.datetime.combine(REFERENCE_DATE, dt.time()).timestamp()) + DAY - 1
+        keep = rec <= end  # not yet recorded by the reference date: not in the extract
+        pid, typ, t, val, det, rec, late = (a[keep] for a in (pid, typ, t, val, det, rec, late))
+        k = len(pid)
+        val[(typ == _T["methadone_dose"]) & (rng.random(k) < 0.03)] = np.nan
+        det[(typ == _T["urine_test"]) & (val == 1.0) & (rng.random(k) < 0.05)] = -1
+        dup = np.flatnonzero(rng.random(k) < 0.01)
+        pid, typ, t, val, det, rec = (
+            np.concatenate([a, a[dup]]) for a in (pid, typ, t, val, det, rec)
+        )
+        order = np.lexsort((t, pid))
+        ids = pa.array(np.char.add("P", np.char.zfill(np.arange(1, n + 1).astype(str), 7)))
+        type_names = pa.array([e.name for e in EVENT_TYPES])
+        details = pa.array(DETAILS)
+        det = det[order]
+        events = pa.table(
+            {
+                "person_id": ids.take(pa.array(pid[order])),
+                "event_time": pa.array(t[order].astype("datetime64[s]")),
+                "event_type": pa.DictionaryArray.from_arrays(pa.array(typ[order]), type_names),
+                "value": pa.array(val[order].astype(np.float64), from_pandas=True),
+                "detail": pa.DictionaryArray.from_arrays(pa.array(det, mask=det < 0), details),
+                "recorded_time": pa.array(rec[order].astype("datetime64[s]")),
+            }
+        )
+        registered = reg_time >= 0
+        sex = np.where(male, "M", "F").astype(object)
+        sex[rng.random(n) < 0.005] = None
+        dist = np.array(DISTRICTS, dtype=object)[district]
+        dist[rng.random(n) < 0.01] = None
+        ethn = np.array(ETHNICITIES, dtype=object)[eth]
+        ethn[rng.random(n) < 0.02] = None
+        subst = np.array(SUBSTANCES, dtype=object)[substance.clip(0)]
+        subst[~registered | (substance < 0)] = None
+        persons = pa.table(
+            {
+                "person_id": ids,
+                "birth_date": pa.array(birth.astype("datetime64[s]").astype("datetime64[D]")),
+                "sex": pa.array(sex, pa.string()),
+                "district": pa.array(dist, pa.string()),
+                "ethnicity": pa.array(ethn, pa.string()),
+                "registration_date": pa.array(
+                    reg_time.astype("datetime64[s]").astype("datetime64[D]"), mask=~registered
+                ),
+                "primary_substance": pa.array(subst, pa.string()),
+            }
+        )
+        return Population(persons, events, n_duplicates=len(dup), n_late=int(late.sum()))
+
+
+def synthesize(n_persons: int, seed: int) -> Population:
+    """Deterministic for a seed: the same arguments always give the same tables."""
+    if n_persons < 1:
+        raise ValueError("the population needs at least one person")
+    return _Simulator(n_persons, seed).run()
+
+
+def write_population(pop: Population, out: Path, seed: int) -> None:
+    """Write persons, events and the dataset metadata, each file atomically."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in (("persons", pop.persons), ("events", pop.events)):
+        with atomic_path(out / f"{name}.parquet") as tmp:
+            pq.write_table(table, tmp, row_group_size=1_000_000)
+    meta = {
+        "reference_date": REFERENCE_DATE.isoformat(),
+        "history_start": HISTORY_START.isoformat(),
+        "generator": "sunshine synth",
+        "seed": seed,
+        "persons": pop.persons.num_rows,
+        "events": pop.events.num_rows,
+        "duplicate_events_added": pop.n_duplicates,
+        "late_recorded_events": pop.n_late,
+        "true_effects": TRUE_EFFECTS,
+    }
+    with atomic_path(out / METADATA_FILE) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))

@@ -1,0 +1,275 @@
+"""The event vocabulary: every event type the registry may record, and what its fields mean.
+
+This is the single place an event type is defined. Validation, the synthetic generator, the
+feature spec and the README table all read from it, so a new type is added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RESIDENTIAL_REHAB = ("compulsory_isolation", "voluntary")
+COMMUNITY_PROGRAMMES = ("community_rehab", "community_recovery")
+REHAB_KINDS = RESIDENTIAL_REHAB + COMMUNITY_PROGRAMMES
+
+SUBSTANCES = (
+    "heroin",
+    "methamphetamine",
+    "ketamine",
+    "new_psychoactive",
+    "cannabis",
+    "other",
+)
+
+SEXES = ("F", "M")
+
+# Guiyang's six districts, one county-level city and three counties.
+DISTRICTS = (
+    "nanming",
+    "yunyan",
+    "huaxi",
+    "wudang",
+    "baiyun",
+    "guanshanhu",
+    "qingzhen",
+    "kaiyang",
+    "xifeng",
+    "xiuwen",
+)
+DISTRICT_LABELS_ZH = {
+    "nanming": "南明区",
+    "yunyan": "云岩区",
+    "huaxi": "花溪区",
+    "wudang": "乌当区",
+    "baiyun": "白云区",
+    "guanshanhu": "观山湖区",
+    "qingzhen": "清镇市",
+    "kaiyang": "开阳县",
+    "xifeng": "息烽县",
+    "xiuwen": "修文县",
+}
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    meaning: str
+    label_en: str
+    label_zh: str
+    value: str | None = None  # what `value` holds; None means value must be empty
+    value_range: tuple[float, float] | None = None
+    value_required: bool = False
+    detail: str | None = None  # what `detail` holds
+    detail_choices: tuple[str, ...] | None = None  # closed set, checked by validation
+    group: str = "treatment"  # treatment | support | youth
+
+    @property
+    def valued(self) -> bool:
+        return self.value is not None
+
+
+EVENT_TYPES: tuple[EventType, ...] = (
+    EventType(
+        "urine_test",
+        "A urine drug screen was taken.",
+        "urine tests",
+        "尿检",
+        value="result: 1 = positive, 0 = negative",
+        value_range=(0, 1),
+        value_required=True,
+        detail="substance detected when positive (one of the substance codes); empty if negative",
+    ),
+    EventType(
+        "drug_arrest",
+        "Arrest or police record for drug use.",
+        "drug-use arrests",
+        "吸毒被查获",
+        detail="substance involved, if recorded",
+    ),
+    EventType(
+        "rehab_admission",
+        "Start of a rehabilitation episode.",
+        "rehab admissions",
+        "戒毒入所/入册",
+        detail="kind of rehab",
+        detail_choices=REHAB_KINDS,
+    ),
+    EventType(
+        "rehab_discharge",
+        "End of a rehabilitation episode (release from a facility or end of a community order).",
+        "rehab discharges",
+        "戒毒出所/解除",
+        detail="kind of rehab",
+        detail_choices=REHAB_KINDS,
+    ),
+    EventType(
+        "checkin_attended",
+        "A scheduled community check-in the person attended.",
+        "check-ins attended",
+        "按时报到",
+    ),
+    EventType(
+        "checkin_missed",
+        "A scheduled community check-in the person missed.",
+        "check-ins missed",
+        "未按时报到",
+    ),
+    EventType(
+        "methadone_dose",
+        "A methadone maintenance dose dispensed at a clinic visit.",
+        "methadone dose (mg)",
+        "美沙酮服药剂量(毫克)",
+        value="dose in mg (may be missing)",
+        value_range=(0, 400),
+    ),
+    EventType(
+        "methadone_missed",
+        "A scheduled methadone clinic visit the person missed.",
+        "missed methadone doses",
+        "美沙酮漏服",
+    ),
+    EventType(
+        "skills_training",
+        "Attendance at a vocational skills course.",
+        "skills training sessions",
+        "技能培训",
+        detail="course name, free text",
+    ),
+    EventType(
+        "training_certificate",
+        "A vocational certificate was awarded.",
+        "training certificates",
+        "职业技能证书",
+        detail="certificate name, free text",
+    ),
+    EventType(
+        "employment_start",
+        "Started a job (including Sunshine-project placements).",
+        "jobs started",
+        "开始就业",
+        detail="sector or employer kind, free text",
+    ),
+    EventType(
+        "employment_end",
+        "A job ended.",
+        "jobs ended",
+        "结束就业",
+        detail="reason, free text",
+    ),
+    EventType(
+        "family_support_contact",
+        "Contact with family support (family committee, family visit or family counselling).",
+        "family-support contacts",
+        "家庭帮教",
+        group="support",
+    ),
+    EventType(
+        "social_worker_contact",
+        "Contact with the assigned drug-control social worker.",
+        "social-worker contacts",
+        "禁毒社工帮扶",
+        group="support",
+    ),
+    EventType(
+        "volunteer_contact",
+        "Contact with a programme volunteer.",
+        "volunteer contacts",
+        "志愿者帮扶",
+        group="support",
+    ),
+    EventType(
+        "mental_health_screening",
+        "A mental-health screening was scored.",
+        "mental-health screening score",
+        "心理健康筛查得分",
+        value="score; higher is worse (PHQ-9 scale 0-27)",
+        value_range=(0, 27),
+        value_required=True,
+        detail="instrument, e.g. PHQ-9",
+        group="support",
+    ),
+    EventType(
+        "school_absence",
+        "A school reported days absent in the past month (reported only when above zero).",
+        "school absence (days)",
+        "缺课天数",
+        value="days absent in the month",
+        value_range=(0, 31),
+        value_required=True,
+        group="youth",
+    ),
+    EventType(
+        "school_discipline",
+        "A school discipline incident.",
+        "school discipline incidents",
+        "校纪处分",
+        detail="kind of incident, free text",
+        group="youth",
+    ),
+    EventType(
+        "school_dropout",
+        "The young person left school before completing it.",
+        "school dropout",
+        "辍学",
+        group="youth",
+    ),
+    EventType(
+        "prevention_class",
+        "Attendance at a drug-prevention class or activity.",
+        "prevention classes",
+        "禁毒预防教育",
+        detail="programme name, free text",
+        group="youth",
+    ),
+    EventType(
+        "family_drug_record",
+        "The registry linked a family member with a drug record.",
+        "family member with a drug record",
+        "家庭成员有吸毒记录",
+        detail="relation, free text",
+        group="youth",
+    ),
+    EventType(
+        "contact_known_user",
+        "Recorded contact with a known drug user.",
+        "contacts with known users",
+        "与吸毒人员接触",
+        detail="setting, free text",
+        group="youth",
+    ),
+    EventType(
+        "left_behind_status",
+        "Left-behind-child status changed (parents working away from home).",
+        "left-behind status",
+        "留守儿童状态",
+        value="1 = parents away (left behind), 0 = a parent returned",
+        value_range=(0, 1),
+        value_required=True,
+        detail="which parents are away, free text",
+        group="youth",
+    ),
+    EventType(
+        "venue_encounter",
+        "Encountered at an entertainment venue during an inspection (KTV, bar, internet cafe).",
+        "entertainment-venue encounters",
+        "娱乐场所被查见",
+        detail="venue kind, free text",
+        group="youth",
+    ),
+)
+
+EVENT_TYPES_BY_NAME: dict[str, EventType] = {e.name: e for e in EVENT_TYPES}
+
+
+def markdown_table() -> str:
+    """Rendered into the README so the documentation cannot drift from the code."""
+    rows = ["| event_type | meaning | value | detail |", "|---|---|---|---|"]
+    for e in EVENT_TYPES:
+        detail = e.detail or "empty"
+        if e.detail_choices:
+            detail += ": " + ", ".join(f"`{c}`" for c in e.detail_choices)
+        value = e.value or "empty"
+        if e.value_required:
+            value += " (required)"
+        rows.append(f"| `{e.name}` | {e.meaning} | {value} | {detail} |")
+    return "\n".join(rows)
