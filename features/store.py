@@ -258,7 +258,7 @@ class Store:
         for table, path, _ in sources:
             totals[table] = con.execute(
                 f"SELECT count(*) FROM {table} WHERE len(problems) > 0"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             for row, reason in con.execute(
                 f"SELECT _row, unnest(problems) FROM {table} WHERE len(problems) > 0 "
                 f"ORDER BY _row LIMIT {MAX_LISTED_PROBLEMS}"
@@ -270,7 +270,7 @@ class Store:
         bad = self.report.rejected_persons + self.report.rejected_events
         if bad and not lenient:
             total_problems = sum(
-                con.execute(f"SELECT coalesce(sum(len(problems)), 0) FROM {t}").fetchone()[0]
+                con.execute(f"SELECT coalesce(sum(len(problems)), 0) FROM {t}").fetchall()[0][0]
                 for t, _, _ in sources
             )
             raise DataError(
@@ -310,11 +310,12 @@ class Store:
                     TRY_CAST(value AS DOUBLE) AS value,
                     CAST(detail AS VARCHAR) AS detail
                 FROM events_checked WHERE len(problems) = 0
+                ORDER BY pk, event_time
                 """
             )
             accepted = con.execute(
                 "SELECT count(*) FROM events_checked WHERE len(problems) = 0"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             con.execute("DROP TABLE events_checked")
         else:
             con.execute(
@@ -324,8 +325,8 @@ class Store:
             accepted = 0
         con.execute("DROP TABLE persons_checked")
         r = self.report
-        r.persons = con.execute("SELECT count(*) FROM persons").fetchone()[0]
-        r.events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        r.persons = con.execute("SELECT count(*) FROM persons").fetchall()[0][0]
+        r.events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
         r.duplicate_events_collapsed = accepted - r.events
         r.events_by_type = dict(
             con.execute(

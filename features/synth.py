@@ -34,7 +34,7 @@ NONE, USING, REHAB, COMMUNITY = 0, 1, 2, 3
 # end of each month from what the person's own events show.
 TRUE_EFFECTS = {
     "relapse": {
-        "intercept": -3.4,
+        "intercept": -3.2,
         "missed check-ins in the last 2 months (per check-in)": +0.45,
         "positive test in the first 3 months after discharge": +1.0,
         "missed methadone doses last month (per dose)": +0.25,
@@ -172,7 +172,7 @@ class _Simulator:
     # -- the simulation ----------------------------------------------------------------------
     def run(self) -> Population:
         n, rng = self.n, self.rng
-        youth = rng.random(n) < 0.62
+        youth = rng.random(n) < 0.70
         district = rng.choice(len(DISTRICTS), n, p=DISTRICT_WEIGHTS)
         rural = RURAL[district]
         eth = np.where(
@@ -267,7 +267,7 @@ class _Simulator:
             no_show = rng.random(len(prog)) < 0.85
             self.emit(prog[no_show], "checkin_missed", m)
             self.emit(prog[~no_show], "checkin_attended", m)
-            peers = self.chance(using, 0.5)
+            peers = self.chance(using, 0.15)
             self.emit(peers, "contact_known_user", m, detail="KTV")
             last_peer[peers] = m
             admit = self.chance(using, 0.12)
@@ -289,13 +289,13 @@ class _Simulator:
 
             # -- residential rehab: tests, training, visits; discharge into community recovery --
             rehab = all_idx[(state == REHAB) & ~moved]
-            self.emit(self.chance(rehab, 0.3), "urine_test", m, 0.0)
+            self.emit(self.chance(rehab, 0.1), "urine_test", m, 0.0)
             trained = self.chance(rehab, 0.12)
             self.emit(trained, "skills_training", m, detail="cooking")
             cert = self.chance(trained, 0.5)
             self.emit(cert, "training_certificate", m, detail="cooking")
             certified[cert] = True
-            visits = self.chance(rehab, np.where(family[rehab], 0.3, 0.03))
+            visits = self.chance(rehab, np.where(family[rehab], 0.12, 0.02))
             self.emit(visits, "family_support_contact", m)
             last_fam[visits] = m
             rehab_left[rehab] -= 1
@@ -316,7 +316,7 @@ class _Simulator:
             comm = all_idx[(state == COMMUNITY) & ~moved]
             since_discharge[comm] += 1
             sd = since_discharge[comm]
-            sched = np.where(sd <= 3, 2, 1)
+            sched = np.where(sd <= 3, 2, np.where(sd <= 12, 1, rng.random(len(comm)) < 1 / 3))
             p_miss = _sigmoid(
                 -1.8 - 0.9 * engage[comm] + 0.6 * peer[comm] + 0.5 * (distress[comm] > 0.8)
             )
@@ -325,7 +325,7 @@ class _Simulator:
             self.emit_counts(comm, sched - missed, "checkin_attended", m)
             missed_2[comm] = missed_1[comm]
             missed_1[comm] = missed
-            tested = self.chance(comm, np.where(sd <= 6, 0.6, 0.3))
+            tested = self.chance(comm, np.select([sd <= 6, sd <= 12], [0.6, 0.3], 0.1))
             lapse = rng.random(len(tested)) < _sigmoid(
                 -3.6 + 0.6 * peer[tested] - 0.6 * engage[tested]
             )
@@ -333,19 +333,19 @@ class _Simulator:
             self.emit(tested[~lapse], "urine_test", m, 0.0)
             early_pos[tested[lapse & (since_discharge[tested] <= 3)]] = True
             mmt = comm[on_mmt[comm]]
-            mm = rng.binomial(4, _sigmoid(-2.0 - 0.8 * engage[mmt]))
+            mm = rng.binomial(2, _sigmoid(-2.0 - 0.8 * engage[mmt]))
             mmt_missed[:] = 0
             mmt_missed[mmt] = mm
             self.emit_counts(
-                mmt, 4 - mm, "methadone_dose", m, value=np.repeat(mmt_dose[mmt], 4 - mm)
+                mmt, 2 - mm, "methadone_dose", m, value=np.repeat(mmt_dose[mmt], 2 - mm)
             )
             self.emit_counts(mmt, mm, "methadone_missed", m)
-            fam_c = self.chance(comm, np.where(family[comm], 0.35, 0.05))
+            fam_c = self.chance(comm, np.where(family[comm], 0.2, 0.03))
             self.emit(fam_c, "family_support_contact", m)
             last_fam[fam_c] = m
-            self.emit(self.chance(comm, 0.25), "social_worker_contact", m)
+            self.emit(self.chance(comm, 0.12), "social_worker_contact", m)
             self.emit(self.chance(comm, 0.05), "volunteer_contact", m)
-            peers = self.chance(comm, np.where(peer[comm], 0.25, 0.03))
+            peers = self.chance(comm, np.where(peer[comm], 0.15, 0.02))
             self.emit(peers, "contact_known_user", m, detail="KTV")
             last_peer[peers] = m
             screened = comm[(sd % 6) == 1]
@@ -391,7 +391,7 @@ class _Simulator:
             ya = age[yo]
             school_kid = yo[(ya < 18) & (ya >= 6) & ~dropped[yo]]
             days = rng.poisson(
-                np.exp(-1.9 + 0.9 * school[school_kid] + 0.4 * left_behind[school_kid])
+                np.exp(-2.2 + 0.9 * school[school_kid] + 0.4 * left_behind[school_kid])
             )
             absence[yo] = 0
             absence[school_kid] = days
@@ -409,7 +409,7 @@ class _Simulator:
             prev = self.chance(yo, np.where(np.isin(yo, school_kid), 0.05, 0.01))
             self.emit(prev, "prevention_class", m, detail="school programme")
             last_prev[prev] = m
-            fam_c = self.chance(yo, np.where(family[yo], 0.08, 0.01))
+            fam_c = self.chance(yo, np.where(family[yo], 0.05, 0.01))
             self.emit(fam_c, "family_support_contact", m)
             last_fam[fam_c] = m
             linked = yo[fam_rec_month[yo] == m]

@@ -1,0 +1,168 @@
+"""CLI commands of the feature layer: synth, validate, features."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from features.builder import FeatureBuilder
+from features.io import write_table
+from features.labels import TASKS, build_spine, check_task
+from features.store import DataError, LoadReport, Store
+from features.synth import synthesize, write_population
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataOpt = Annotated[Path, typer.Option("--data", help="data directory (persons, events)")]
+LenientOpt = Annotated[
+    bool, typer.Option("--lenient", help="set bad rows aside in a rejects file instead of failing")
+]
+RejectsOpt = Annotated[
+    Path | None, typer.Option("--rejects", help="rejects file (default DATA/rejects.csv)")
+]
+RefOpt = Annotated[
+    str | None,
+    typer.Option("--reference-date", help="the data's 'today' (default: DATA/dataset.json)"),
+]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a user's data mistake into a clear message and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DataError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_date(text: str, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise DataError(f"{what}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def open_store(
+    data: Path, lenient: bool, rejects: Path | None, reference_date: str | None
+) -> Store:
+    ref = parse_date(reference_date, "--reference-date") if reference_date else None
+    store = Store(data, reference_date=ref, lenient=lenient, rejects_path=rejects)
+    print_report(store.report)
+    return store
+
+
+def print_report(report: LoadReport) -> None:
+    table = Table(title="Data loaded", show_header=False)
+    table.add_row("persons accepted", f"{report.persons:,}")
+    table.add_row("events accepted", f"{report.events:,}")
+    table.add_row("exact duplicate events collapsed", f"{report.duplicate_events_collapsed:,}")
+    table.add_row("persons rejected", f"{report.rejected_persons:,}")
+    table.add_row("events rejected", f"{report.rejected_events:,}")
+    if report.rejects_path:
+        table.add_row("rejects written to", str(report.rejects_path))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(synth)
+    app.command()(validate)
+    app.command()(features)
+
+
+@user_errors
+def synth(
+    out: Annotated[Path, typer.Option(help="output directory")],
+    persons: Annotated[int, typer.Option(help="number of persons", min=1)] = 20_000,
+    seed: Annotated[int, typer.Option(help="random seed; same seed, same data")] = 7,
+) -> None:
+    """Generate a synthetic Guiyang-like registry (persons, events) as Parquet."""
+    started = time.perf_counter()
+    pop = synthesize(persons, seed)
+    write_population(pop, out, seed)
+    console.print(
+        f"wrote {pop.persons.num_rows:,} persons and {pop.events.num_rows:,} events to {out} "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+
+
+@user_errors
+def validate(
+    data: DataOpt,
+    lenient: LenientOpt = False,
+    rejects: RejectsOpt = None,
+    reference_date: RefOpt = None,
+) -> None:
+    """Check persons and events against the data contract."""
+    store = open_store(data, lenient, rejects, reference_date)
+    table = Table(title="Events by type")
+    table.add_column("event_type")
+    table.add_column("events", justify="right")
+    for name, count in store.report.events_by_type.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+
+
+@user_errors
+def features(
+    data: DataOpt,
+    task: Annotated[str, typer.Option(help=f"one of {', '.join(TASKS)}")],
+    out: Annotated[Path, typer.Option(help="output file (.parquet or .csv)")],
+    as_of: Annotated[
+        list[str] | None,
+        typer.Option("--as-of", help="as-of date, repeatable (default: quarterly)"),
+    ] = None,
+    lenient: LenientOpt = False,
+    rejects: RejectsOpt = None,
+    reference_date: RefOpt = None,
+) -> None:
+    """Build the task's cohort, labels and point-in-time features."""
+    check_task(task)
+    if out.suffix not in (".parquet", ".csv"):
+        raise DataError(f"{out}: unsupported output format (use .parquet or .csv)")
+    dates = [parse_date(d, "--as-of") for d in as_of] if as_of else None
+    store = open_store(data, lenient, rejects, reference_date)
+    build_and_write(store, task, out, dates)
+
+
+def build_and_write(store: Store, task: str, out: Path, dates: list[dt.date] | None) -> None:
+    started = time.perf_counter()
+    spine = build_spine(store, task, dates)
+    builder = FeatureBuilder(store)
+    if out.suffix == ".parquet":
+        builder.write(spine, out)
+    else:
+        write_table(builder.build(spine), out)
+    print_spine_summary(task, spine)
+    console.print(
+        f"{task}: {len(spine):,} rows x {len(builder.names)} features -> {out} "
+        f"({time.perf_counter() - started:.1f}s)"
+    )
+
+
+def print_spine_summary(task: str, spine: Any) -> None:
+    table = Table(title=f"{task}: cohort and labels by as_of")
+    for col in ("as_of", "rows", "positives", "rate"):
+        table.add_column(col, justify="right")
+    for as_of, grp in spine.groupby("as_of"):
+        table.add_row(
+            str(as_of), f"{len(grp):,}", f"{grp.label.sum():,}", f"{grp.label.mean():.1%}"
+        )
+    if len(spine):
+        table.add_row(
+            "all", f"{len(spine):,}", f"{spine.label.sum():,}", f"{spine.label.mean():.1%}"
+        )
+    console.print(table)

@@ -1,0 +1,227 @@
+"""The feature spec: every model feature, declared once, with its readable labels.
+
+A feature is added here and nowhere else. The builder derives its SQL from these declarations,
+training reads the monotone directions from them, and explanations show caseworkers the English
+and Chinese labels. Protected attributes (ethnicity) are deliberately absent: they are kept in
+the persons table for fairness audits only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from features.vocabulary import (
+    DISTRICTS,
+    EVENT_TYPES,
+    RESIDENTIAL_REHAB,
+    SEXES,
+    SUBSTANCES,
+)
+
+WINDOWS: tuple[int | None, ...] = (30, 90, 180, 365, None)  # days; None = all history
+
+# Agreed risk directions (+1 more never lowers risk, -1 more never raises it), for the counts,
+# means and maxima of these event types. Types not listed are left unconstrained.
+RISK_DIRECTION: dict[str, int] = {
+    "urine_test": +1,  # mean and max are the positive rate and "any positive"
+    "drug_arrest": +1,
+    "checkin_missed": +1,
+    "methadone_missed": +1,
+    "contact_known_user": +1,
+    "venue_encounter": +1,
+    "school_discipline": +1,
+    "school_absence": +1,
+    "school_dropout": +1,
+    "family_drug_record": +1,
+    "training_certificate": -1,
+    "family_support_contact": -1,
+}
+
+# Readable names of a valued type's statistics where "mean of X" would confuse a caseworker.
+STAT_LABELS: dict[tuple[str, str], tuple[str, str]] = {
+    ("urine_test", "mean"): ("positive-test rate", "尿检阳性率"),
+    ("urine_test", "max"): ("any positive test", "有阳性尿检"),
+    ("urine_test", "last"): ("last test was positive", "最近一次尿检阳性"),
+    ("left_behind_status", "last"): ("currently left behind", "目前为留守儿童"),
+    ("left_behind_status", "mean"): ("share of left-behind records", "留守记录占比"),
+    ("left_behind_status", "max"): ("ever left behind", "曾为留守儿童"),
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    label_en: str
+    label_zh: str
+    kind: str  # window | last | recency | static | domain | ratio
+    event_type: str | None = None
+    agg: str | None = None  # count | mean | max, for kind == "window"
+    window: int | None = None
+    sql: str | None = None  # static: over persons p and spine s; domain: aggregate over j
+    ratio: tuple[str, str] | None = None  # (numerator, other): num / (num + other)
+    categories: tuple[str, ...] | None = None  # set for categorical features
+    monotone: int = 0
+    fill: float | None = None  # value when nothing was observed; None = missing
+
+    @property
+    def categorical(self) -> bool:
+        return self.categories is not None
+
+
+def _window_text(w: int | None) -> tuple[str, str]:
+    return ("all history", "全部历史") if w is None else (f"last {w} days", f"近{w}天")
+
+
+def _window_suffix(w: int | None) -> str:
+    return "all" if w is None else f"{w}d"
+
+
+def _event_features() -> list[Feature]:
+    out: list[Feature] = []
+    for e in EVENT_TYPES:
+        direction = RISK_DIRECTION.get(e.name, 0)
+        aggs = ("count", "mean", "max") if e.valued else ("count",)
+        for agg in aggs:
+            for w in WINDOWS:
+                wen, wzh = _window_text(w)
+                if agg == "count":
+                    en, zh = f"{e.label_en}, {wen}", f"{e.label_zh}次数({wzh})"
+                else:
+                    base_en, base_zh = STAT_LABELS.get(
+                        (e.name, agg),
+                        (
+                            f"{agg} {e.label_en}",
+                            f"{e.label_zh}{'平均值' if agg == 'mean' else '最大值'}",
+                        ),
+                    )
+                    en, zh = f"{base_en}, {wen}", f"{base_zh}({wzh})"
+                out.append(
+                    Feature(
+                        f"{e.name}__{agg}_{_window_suffix(w)}",
+                        en,
+                        zh,
+                        "window",
+                        event_type=e.name,
+                        agg=agg,
+                        window=w,
+                        monotone=direction,
+                        fill=0.0 if agg == "count" else None,
+                    )
+                )
+        if e.valued:
+            en, zh = STAT_LABELS.get(
+                (e.name, "last"), (f"last {e.label_en}", f"最近一次{e.label_zh}")
+            )
+            out.append(Feature(f"{e.name}__last", en, zh, "last", event_type=e.name))
+        out.append(
+            Feature(
+                f"{e.name}__days_since",
+                f"days since last {e.label_en}",
+                f"距最近一次{e.label_zh}的天数",
+                "recency",
+                event_type=e.name,
+            )
+        )
+    return out
+
+
+_RESIDENTIAL = ", ".join(f"'{k}'" for k in RESIDENTIAL_REHAB)
+
+STATIC_FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "age_years",
+        "age (years)",
+        "年龄(岁)",
+        "static",
+        sql="date_diff('day', p.birth_date, s.as_of) / 365.25",
+    ),
+    Feature("sex", "sex", "性别", "static", sql="p.sex", categories=SEXES),
+    Feature("district", "district", "区县", "static", sql="p.district", categories=DISTRICTS),
+    Feature(
+        "years_since_registration",
+        "years since first registered",
+        "首次登记至今年数",
+        "static",
+        sql="CASE WHEN p.registration_date < s.as_of "
+        "THEN date_diff('day', p.registration_date, s.as_of) / 365.25 END",
+    ),
+    Feature(
+        "primary_substance",
+        "primary substance",
+        "主要滥用物质",
+        "static",
+        sql="CASE WHEN p.registration_date < s.as_of THEN p.primary_substance END",
+        categories=SUBSTANCES,
+    ),
+)
+
+DOMAIN_FEATURES: tuple[Feature, ...] = (
+    Feature(
+        "days_since_positive_test",
+        "days since last positive test",
+        "距最近一次阳性尿检的天数",
+        "domain",
+        sql="min(d) FILTER (WHERE event_type = 'urine_test' AND value = 1)",
+        monotone=-1,
+    ),
+    Feature(
+        "days_since_residential_discharge",
+        "days since discharge from residential rehab",
+        "出所至今天数",
+        "domain",
+        sql=f"min(d) FILTER (WHERE event_type = 'rehab_discharge' AND detail IN ({_RESIDENTIAL}))",
+    ),
+    Feature(
+        "employed_now",
+        "currently employed",
+        "目前在业",
+        "domain",
+        sql="CASE WHEN arg_max(CAST(event_type AS VARCHAR), event_time) FILTER "
+        "(WHERE event_type IN ('employment_start', 'employment_end')) = 'employment_start' "
+        "THEN 1.0 ELSE 0.0 END",
+        monotone=-1,
+        fill=0.0,
+    ),
+    Feature(
+        "longest_negative_run",
+        "longest run of negative tests",
+        "最长连续阴性尿检次数",
+        "domain",
+        monotone=-1,
+        fill=0.0,
+    ),
+    Feature(
+        "checkin_adherence_90d",
+        "check-in adherence, last 90 days",
+        "报到率(近90天)",
+        "ratio",
+        ratio=("checkin_attended__count_90d", "checkin_missed__count_90d"),
+        monotone=-1,
+    ),
+    Feature(
+        "checkin_adherence_365d",
+        "check-in adherence, last 365 days",
+        "报到率(近365天)",
+        "ratio",
+        ratio=("checkin_attended__count_365d", "checkin_missed__count_365d"),
+        monotone=-1,
+    ),
+    Feature(
+        "methadone_adherence_90d",
+        "methadone adherence, last 90 days",
+        "美沙酮服药依从率(近90天)",
+        "ratio",
+        ratio=("methadone_dose__count_90d", "methadone_missed__count_90d"),
+        monotone=-1,
+    ),
+)
+
+FEATURES: tuple[Feature, ...] = (*STATIC_FEATURES, *_event_features(), *DOMAIN_FEATURES)
+FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+PROTECTED_ATTRIBUTES: tuple[str, ...] = ("ethnicity",)
+
+assert len(FEATURES_BY_NAME) == len(FEATURES), "feature names must be unique"
+assert not set(PROTECTED_ATTRIBUTES) & set(FEATURES_BY_NAME), (
+    "protected attributes are not features"
+)

@@ -1,0 +1,63 @@
+"""The synthetic registry: deterministic, valid under the contract, with documented base rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from features.labels import build_spine
+from features.store import Store
+from features.synth import synthesize, write_population
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a, b, c = synthesize(1500, 3), synthesize(1500, 3), synthesize(1500, 4)
+    assert a.persons.equals(b.persons) and a.events.equals(b.events)
+    assert not a.events.equals(c.events)
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory):
+    out = tmp_path_factory.mktemp("city")
+    pop = synthesize(20_000, 11)
+    write_population(pop, out, 11)
+    return pop, Store(out)
+
+
+def test_population_passes_the_contract_with_its_warts(city):
+    pop, store = city
+    r = store.report
+    assert r.rejected_persons == 0 and r.rejected_events == 0
+    assert r.persons == 20_000
+    # the duplicates the generator added are exactly the ones collapsed
+    assert r.duplicate_events_collapsed == pop.n_duplicates > 0
+    assert pop.n_late > 0
+    values = pop.events.filter(pc.equal(pop.events["event_type"], "methadone_dose"))["value"]
+    assert values.null_count > 0  # missing doses, a wart on purpose
+    assert len(r.events_by_type) == 24
+
+
+def test_drug_mix_moves_from_heroin_to_new_type_drugs(city):
+    persons = city[0].persons.to_pandas().dropna(subset=["registration_date"])
+    year = persons.registration_date.map(lambda d: d.year)
+    early = persons[year <= 2014].primary_substance.value_counts(normalize=True)
+    late = persons[year >= 2023].primary_substance.value_counts(normalize=True)
+    assert early["heroin"] > 0.45 and late["heroin"] < 0.15
+    assert late["methamphetamine"] > early["methamphetamine"]
+    assert late["new_psychoactive"] > early.get("new_psychoactive", 0)
+
+
+def test_base_rates_fall_in_the_documented_ranges(city):
+    _, store = city
+    relapse = build_spine(store, "relapse").label.mean()
+    uptake = build_spine(store, "youth_uptake").label.mean()
+    assert 0.30 <= relapse <= 0.60, relapse
+    assert 0.01 <= uptake <= 0.06, uptake
+
+
+def test_all_ten_districts_and_protected_attribute_present(city):
+    persons = city[0].persons.to_pandas()
+    assert persons.district.nunique() == 10
+    assert persons.ethnicity.isna().mean() < 0.05
+    assert set(np.unique(persons.ethnicity.dropna())) >= {"han", "miao", "buyi"}
