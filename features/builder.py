@@ -45,32 +45,35 @@ class FeatureBuilder:
 
     # -- SQL generated from the spec -----------------------------------------------------------
     def _plan(self) -> None:
-        window = [f for f in self.features if f.kind == "window"]
-        # one long-form column per (agg, window); scatter maps (column, event type) -> feature
-        self.long_cols: dict[str, str] = {}
+        # Long-form passes over the joined events, one row per (spine row, event type). Counts
+        # and recency cover every type; value statistics only the valued types, so the second
+        # pass reads a fraction of the rows. scatter maps (column, event type) -> feature.
+        counts: dict[str, str] = {}
+        values: dict[str, str] = {}
         self.scatter: dict[str, np.ndarray] = {}
-        for f in window:
-            col = f"{f.agg}_{_suffix(f.window)}"
-            cond = "" if f.window is None else f" FILTER (WHERE d <= {f.window})"
-            expr = {"count": "count(*)", "mean": "avg(value)", "max": "max(value)"}[f.agg]
-            self.long_cols[col] = expr + cond
+        valued_types: set[str] = set()
         for f in self.features:
-            if f.kind == "last":
-                self.long_cols["last"] = (
-                    "arg_max(value, (event_time, value)) FILTER (WHERE value IS NOT NULL)"
-                )
-            if f.kind == "recency":
-                self.long_cols["days_since"] = "min(d)"
-        for col in self.long_cols:
-            self.scatter[col] = np.full(len(EVENT_TYPES), -1, np.int64)
-        for f in self.features:
-            col = {
-                "window": f"{f.agg}_{_suffix(f.window)}",
-                "last": "last",
-                "recency": "days_since",
-            }.get(f.kind)
-            if col:
-                self.scatter[col][TYPE_INDEX[f.event_type]] = self.col[f.name]
+            if f.kind == "window":
+                col = f"{f.agg}_{_suffix(f.window)}"
+                cond = "" if f.window is None else f" FILTER (WHERE d <= {f.window})"
+                expr = {"count": "count(*)", "mean": "avg(value)", "max": "max(value)"}[f.agg]
+                (counts if f.agg == "count" else values)[col] = expr + cond
+            elif f.kind == "last":
+                col = "last"
+                values[col] = "arg_max(value, (event_time, value)) FILTER (WHERE value IS NOT NULL)"
+            elif f.kind == "recency":
+                col = "days_since"
+                counts[col] = "min(d)"
+            else:
+                continue
+            if col in values:
+                valued_types.add(f.event_type)
+            targets = self.scatter.setdefault(col, np.full(len(EVENT_TYPES), -1, np.int64))
+            targets[TYPE_INDEX[f.event_type]] = self.col[f.name]
+        self.passes = [(c, "") for c in [counts] if c]
+        if values:
+            kinds = ", ".join(f"'{t}'" for t in sorted(valued_types))
+            self.passes.append((values, f"WHERE event_type IN ({kinds})"))
         self.domain = [f for f in self.features if f.kind == "domain" and f.sql]
         self.statics = [f for f in self.features if f.kind == "static"]
         self.ratios = [f for f in self.features if f.kind == "ratio"]
@@ -78,6 +81,7 @@ class FeatureBuilder:
         self.fill = np.array(
             [np.nan if f.fill is None else f.fill for f in self.features], np.float32
         )
+        self.fill_cols = np.flatnonzero(self.fill != 0)  # NaN != 0 too
 
     # -- public API --------------------------------------------------------------------------
     def build(self, spine: pd.DataFrame, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> pd.DataFrame:
@@ -85,41 +89,53 @@ class FeatureBuilder:
         spine = spine.reset_index(drop=True)
         parts = list(self.iter_chunks(spine, chunk_rows))
         if not parts:
-            return self._frame(spine.iloc[:0], np.empty((0, len(self.features)), np.float32))
-        return pd.concat(parts).sort_index()
+            return self._empty(spine).to_pandas()
+        table = pa.concat_tables(t for t, _ in parts)
+        order = np.argsort(np.concatenate([rows for _, rows in parts]), kind="stable")
+        return table.take(pa.array(order)).to_pandas()
 
     def write(self, spine: pd.DataFrame, out: Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> int:
-        """Stream the features to a Parquet file, atomically; returns the number of rows."""
+        """Stream features to Parquet, atomically, in person order; returns the row count.
+
+        Rows come out grouped by person (person_id order), each person's rows in spine order,
+        so memory stays bounded by one chunk whatever the spine's size.
+        """
         rows = 0
         with atomic_path(Path(out)) as tmp:
             writer = None
-            for part in self.iter_chunks(spine, chunk_rows):
-                table = pa.Table.from_pandas(part, preserve_index=False)
+            for table, _ in self.iter_chunks(spine, chunk_rows):
                 if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema)
+                    # min/max statistics help readers filter on the spine's columns; on the
+                    # hundreds of feature columns they only cost write time
+                    spine_cols = table.column_names[: table.num_columns - len(self.features)]
+                    writer = pq.ParquetWriter(tmp, table.schema, write_statistics=spine_cols)
                 writer.write_table(table)
-                rows += len(part)
+                rows += table.num_rows
             if writer is None:
-                empty = self._frame(spine.iloc[:0], np.empty((0, len(self.features)), np.float32))
-                pq.write_table(pa.Table.from_pandas(empty, preserve_index=False), tmp)
+                pq.write_table(self._empty(spine), tmp)
             else:
                 writer.close()
         return rows
 
-    def iter_chunks(self, spine: pd.DataFrame, chunk_rows: int) -> Iterator[pd.DataFrame]:
-        """Yield feature frames indexed by the spine's positional row numbers."""
+    def iter_chunks(
+        self, spine: pd.DataFrame, chunk_rows: int
+    ) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Yield (features table, the spine row numbers it holds) chunk by chunk."""
         spine = spine.reset_index(drop=True)
         con = self.store.con
         keyed = self._register_spine(spine)
-        bounds = _chunk_bounds(keyed, chunk_rows)
-        for lo, hi in bounds:
+        spine_table = pa.Table.from_pandas(spine, preserve_index=False)
+        for lo, hi in _chunk_bounds(keyed, chunk_rows):
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE spine_c AS SELECT * FROM spine_k "
-                "WHERE pk BETWEEN $lo AND $hi",
+                "WHERE pk BETWEEN $lo AND $hi ORDER BY row_id",
                 {"lo": lo, "hi": hi},
             )
-            rows = con.execute("SELECT row_id FROM spine_c ORDER BY row_id").fetchnumpy()["row_id"]
-            yield self._chunk(spine, rows)
+            rows = _column(
+                con.sql("SELECT row_id FROM spine_c ORDER BY row_id").to_arrow_table(), 0
+            )
+            rows = rows.astype(np.int64)
+            yield self._chunk(spine_table, rows), rows
         con.execute("DROP TABLE IF EXISTS spine_c")
         con.execute("DROP TABLE IF EXISTS j")
 
@@ -151,12 +167,14 @@ class FeatureBuilder:
             raise DataError("spine: unknown person_id(s):\n  " + "\n  ".join(ids))
         return con.execute("SELECT pk, count(*) AS n FROM spine_k GROUP BY pk ORDER BY pk").df()
 
-    def _chunk(self, spine: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    def _chunk(self, spine_table: pa.Table, rows: np.ndarray) -> pa.Table:
         con = self.store.con
         n = len(rows)
         local = np.full(int(rows.max()) + 1 if n else 0, -1, np.int64)
         local[rows] = np.arange(n)
-        wide = np.tile(self.fill, (n, 1))
+        # column-major, so each feature column is contiguous and goes to Arrow without a copy
+        wide = np.zeros((n, len(self.features)), np.float32, order="F")
+        wide[:, self.fill_cols] = self.fill[self.fill_cols]
         con.execute(
             """
             CREATE OR REPLACE TEMP TABLE j AS
@@ -166,32 +184,21 @@ class FeatureBuilder:
               ON e.pk = s.pk AND e.event_time < s.as_of_ts AND e.available_time < s.as_of_ts
             """
         )
-        select = ", ".join(f"{expr} AS {col}" for col, expr in self.long_cols.items())
-        long = con.execute(
-            f"SELECT row_id, enum_code(event_type) AS t, {select} FROM j GROUP BY ALL"
-        ).fetchnumpy()
-        r = local[long["row_id"]]
-        t = np.asarray(long["t"], np.int64)
-        for col, targets in self.scatter.items():
-            dest = targets[t]
-            ok = dest >= 0
-            vals = long[col]
-            vals = (
-                np.ma.filled(vals.astype(np.float64), np.nan) if np.ma.isMaskedArray(vals) else vals
-            )
-            vals = np.asarray(vals, np.float64)[ok]
-            keep = ~np.isnan(vals)
-            wide[r[ok][keep], dest[ok][keep]] = vals[keep]
+        for cols, where in self.passes:
+            select = ", ".join(f"{expr} AS {col}" for col, expr in cols.items())
+            long = con.sql(
+                f"SELECT row_id, enum_code(event_type) AS t, {select} FROM j {where} GROUP BY ALL"
+            ).to_arrow_table()
+            r = local[_column(long, "row_id")]
+            t = _column(long, "t").astype(np.int64)
+            for col in cols:
+                self._scatter(wide, r, self.scatter[col][t], _column(long, col))
         if self.domain:
             select = ", ".join(f"{f.sql} AS {f.name}" for f in self.domain)
-            self._put(
-                wide,
-                local,
-                con.execute(f"SELECT row_id, {select} FROM j GROUP BY row_id").fetchnumpy(),
-                self.domain,
-            )
+            res = con.sql(f"SELECT row_id, {select} FROM j GROUP BY row_id").to_arrow_table()
+            self._put(wide, local, res, self.domain)
         if self.want_negative_run:
-            res = con.execute(
+            res = con.sql(
                 """
                 WITH t AS (
                     SELECT row_id, value, sum(CASE WHEN value = 1 THEN 1 ELSE 0 END) OVER (
@@ -204,40 +211,65 @@ class FeatureBuilder:
                     FROM t GROUP BY row_id, grp
                 ) GROUP BY row_id
                 """
-            ).fetchnumpy()
+            ).to_arrow_table()
             self._put(wide, local, res, [self.features[self.col["longest_negative_run"]]])
         for f in self.ratios:
             num = wide[:, self.col[f.ratio[0]]]
             den = num + wide[:, self.col[f.ratio[1]]]
             with np.errstate(invalid="ignore", divide="ignore"):
                 wide[:, self.col[f.name]] = np.where(den > 0, num / den, np.nan)
-        statics = con.execute(
-            "SELECT s.row_id, "
+        statics = con.sql(
+            "SELECT "
             + ", ".join(f"{f.sql} AS {f.name}" for f in self.statics)
             + " FROM spine_c s JOIN persons p USING (pk) ORDER BY s.row_id"
-        ).df()
-        frame = self._frame(spine.iloc[rows], wide)
-        for f in self.statics:
-            frame[f.name] = (
-                pd.Categorical(statics[f.name], categories=f.categories)
-                if f.categorical
-                else statics[f.name].astype(np.float32).to_numpy()
-            )
-        return frame
+        ).to_arrow_table()
+        columns = spine_table.take(pa.array(rows)).columns
+        names = list(spine_table.column_names)
+        for i, f in enumerate(self.features):
+            if f.kind == "static":
+                columns.append(_static_array(f, statics.column(f.name)))
+            else:
+                columns.append(pa.array(wide[:, i]))
+            names.append(f.name)
+        return pa.Table.from_arrays(columns, names=names)
 
-    def _put(self, wide: np.ndarray, local: np.ndarray, res: dict, feats: list[Feature]) -> None:
-        r = local[res["row_id"]]
+    @staticmethod
+    def _scatter(wide: np.ndarray, r: np.ndarray, dest: np.ndarray, vals: np.ndarray) -> None:
+        ok = dest >= 0
+        if vals.dtype.kind == "f":
+            ok &= ~np.isnan(vals)
+        wide[r[ok], dest[ok]] = vals[ok]
+
+    def _put(self, wide: np.ndarray, local: np.ndarray, res: pa.Table, feats: list) -> None:
+        r = local[_column(res, "row_id")]
         for f in feats:
-            vals = res[f.name]
-            if np.ma.isMaskedArray(vals):
-                vals = np.ma.filled(vals.astype(np.float64), np.nan)
-            vals = np.asarray(vals, np.float64)
-            keep = ~np.isnan(vals)
-            wide[r[keep], self.col[f.name]] = vals[keep]
+            dest = np.full(len(r), self.col[f.name], np.int64)
+            self._scatter(wide, r, dest, _column(res, f.name))
 
-    def _frame(self, spine_part: pd.DataFrame, wide: np.ndarray) -> pd.DataFrame:
-        frame = pd.DataFrame(wide, columns=self.names, index=spine_part.index)
-        return pd.concat([spine_part, frame], axis=1)
+    def _empty(self, spine: pd.DataFrame) -> pa.Table:
+        spine_table = pa.Table.from_pandas(spine.iloc[:0], preserve_index=False)
+        fields = list(spine_table.schema)
+        for f in self.features:
+            kind = pa.dictionary(pa.int8(), pa.string()) if f.categorical else pa.float32()
+            fields.append(pa.field(f.name, kind))
+        return pa.schema(fields).empty_table()
+
+
+def _column(table: pa.Table, key: str | int) -> np.ndarray:
+    """A result column as numpy, SQL NULL as NaN."""
+    col = table.column(key)
+    if col.null_count:
+        col = col.cast(pa.float64()).fill_null(np.nan)
+    return col.to_numpy()
+
+
+def _static_array(f: Feature, values: pa.ChunkedArray) -> pa.Array:
+    if not f.categorical:
+        return pa.array(values.to_numpy(zero_copy_only=False).astype(np.float32), from_pandas=True)
+    codes = pd.Categorical(values.to_pandas(), categories=f.categories).codes
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int8(), mask=codes < 0), pa.array(f.categories, pa.string())
+    )
 
 
 def _chunk_bounds(keyed: pd.DataFrame, chunk_rows: int) -> list[tuple[int, int]]:

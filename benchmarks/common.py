@@ -1,0 +1,62 @@
+"""Measurement helpers for the benchmarks: each competitor runs in its own process."""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class Meter:
+    """Wall and CPU seconds (all threads of this process) of a block."""
+
+    def __enter__(self) -> Meter:
+        self.wall0 = time.perf_counter()
+        self.cpu0 = _cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = _cpu() - self.cpu0
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report(result: dict[str, Any]) -> None:
+    """A child's last stdout line is its JSON result."""
+    result["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    print(json.dumps(result), flush=True)
+
+
+def run_child(script: str, args: list[str]) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def medians(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
+
+
+def interleave(names: list[str], repeats: int, one: Callable[[str], dict]) -> dict[str, list]:
+    """Alternate competitors run by run, so machine noise hits them alike."""
+    out: dict[str, list] = {n: [] for n in names}
+    for _ in range(repeats):
+        for n in names:
+            out[n].append(one(n))
+    return out
