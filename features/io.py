@@ -24,6 +24,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary name only
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

@@ -22,10 +22,11 @@ Rows whose label window would end after the data's reference date are not built.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 
-from features.store import DataError, Store
+from features.store import DataError, Problem, Store
 from features.vocabulary import RESIDENTIAL_REHAB
 
 TASKS = ("relapse", "youth_uptake")
@@ -136,3 +137,62 @@ def build_spine(store: Store, task: str, as_of_dates: list[dt.date] | None = Non
     con.execute("DROP TABLE dates")
     spine["as_of"] = pd.to_datetime(spine["as_of"]).dt.date
     return spine
+
+
+def read_labels(path: Path, store: Store) -> pd.DataFrame:
+    """A user's own outcome: person_id, as_of, label (0/1), from CSV or Parquet.
+
+    Every bad row is reported with its row number and field, as for the data contract.
+    """
+    path = Path(path)
+    try:
+        raw = (
+            pd.read_parquet(path)
+            if path.suffix == ".parquet"
+            else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        )
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read labels ({exc})") from None
+    missing = [c for c in ("person_id", "as_of", "label") if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    known = set(store.con.execute("SELECT person_id FROM persons").df().person_id)
+    as_of = pd.to_datetime(raw["as_of"].astype(str), errors="coerce", format="ISO8601")
+    label = pd.to_numeric(raw["label"].astype(str), errors="coerce")
+    problems: list[Problem] = []
+    seen: dict[tuple[str, object], int] = {}
+    for i, (pid, d, lab) in enumerate(zip(raw["person_id"].astype(str), as_of, label, strict=True)):
+        row = i + 1
+        if not pid or pid == "nan":
+            problems.append(Problem(path.name, row, "person_id", "missing"))
+        elif pid not in known:
+            problems.append(Problem(path.name, row, "person_id", f"unknown person {pid}"))
+        if pd.isna(d):
+            problems.append(
+                Problem(path.name, row, "as_of", f"cannot parse {raw['as_of'].iat[i]!r} as date")
+            )
+        elif d.date() > store.reference_date:
+            problems.append(
+                Problem(path.name, row, "as_of", f"after the reference date {store.reference_date}")
+            )
+        if lab not in (0, 1):
+            problems.append(
+                Problem(path.name, row, "label", f"{raw['label'].iat[i]!r} is not 0 or 1")
+            )
+        key = (pid, d)
+        if key in seen:
+            problems.append(Problem(path.name, row, "as_of", f"duplicate of row {seen[key]}"))
+        seen.setdefault(key, row)
+    if problems:
+        raise DataError(
+            f"{path}: {len({p.row for p in problems})} label row(s) are not usable:",
+            problems[:20],
+            len(problems),
+        )
+    return pd.DataFrame(
+        {
+            "person_id": raw["person_id"].astype(str),
+            "as_of": as_of.dt.date,
+            "label": label.astype("int8"),
+        }
+    )

@@ -11,6 +11,7 @@ from features import cli as features_cli
 from features.labels import TASKS
 from features.store import Store
 from features.synth import synthesize, write_population
+from models import cli as models_cli
 
 app = typer.Typer(
     help="Sunshine Risk: relapse and youth-uptake risk scores for supportive intervention.",
@@ -18,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 features_cli.register(app)
+models_cli.register(app)
 
 
 @app.command()

@@ -1,0 +1,167 @@
+"""CLI commands for data scientists: train, promote, and list models."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import mlflow
+import typer
+from rich.table import Table
+
+from features.cli import DataOpt, LenientOpt, RefOpt, RejectsOpt, console, open_store, user_errors
+from features.labels import TASKS, check_task
+from features.store import DataError
+from models.deployable import RiskModel
+from models.registry import list_versions, log_and_register, promote
+from training.config import load_config
+from training.model_card import model_card
+from training.tracking import configure, experiment_id, log_training
+from training.trainer import data_fingerprint, prepare_frame, train
+from training.tuning import tune as run_tuning
+
+models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("promote")(promote_cmd)
+    app.add_typer(models_app, name="models")
+
+
+def _frame_table(title: str, frame) -> Table:
+    table = Table(title=title)
+    for c in frame.columns:
+        table.add_column(str(c))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    return table
+
+
+def train_task(
+    data: Path,
+    task: str,
+    config_path: Path | None = None,
+    labels: Path | None = None,
+    tune: int = 0,
+    lenient: bool = False,
+    rejects: Path | None = None,
+    reference_date: str | None = None,
+) -> int:
+    """Train, log and register one task; returns the registered version."""
+    check_task(task)
+    config = load_config(task, config_path)
+    store = open_store(data, lenient, rejects, reference_date)
+    frame = prepare_frame(store, config, labels)
+    fingerprint = data_fingerprint(store)
+    configure()
+    exp = experiment_id(f"sunshine-{task}")
+    with mlflow.start_run(experiment_id=exp, run_name=f"train-{task}") as run:
+        if tune:
+
+            def log_trial(number: int, params: dict, score: float) -> None:
+                with mlflow.start_run(experiment_id=exp, run_name=f"trial-{number}", nested=True):
+                    mlflow.log_params(params)
+                    mlflow.log_metric("valid_auroc", score)
+
+            config = run_tuning(frame, config, tune, log_trial)
+        result = train(frame, config)
+        now = dt.datetime.now(dt.UTC)
+        card = model_card(result, fingerprint, now)
+        log_training(result, fingerprint, card)
+        keep = ("auroc", "auroc_ci_low", "auroc_ci_high", "ece", "brier", "precision_top10")
+        model = RiskModel.from_training(
+            result,
+            {
+                "trained_at": now.isoformat(timespec="seconds"),
+                "run_id": run.info.run_id,
+                "test_metrics": {k: result.metrics[k] for k in keep},
+                "reference_date": fingerprint["reference_date"],
+            },
+        )
+        version = log_and_register(model, result.example, card)
+    console.print(_frame_table(f"{task}: temporal split", result.split_table))
+    m = result.metrics
+    console.print(
+        f"test AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
+        f"without constraints {m['auroc_unconstrained']:.3f}; AUPRC {m['auprc']:.3f}; "
+        f"Brier {m['brier']:.4f}; ECE {m['ece']:.4f} ({result.calibrator.method}); "
+        f"precision top 10% {m['precision_top10']:.3f}"
+    )
+    console.print(_frame_table("baselines on the test period", result.baselines))
+    console.print(result.verdict, style="bold" if "NOT" in result.verdict else None)
+    console.print(_frame_table("rolling-origin evaluation", result.rolling))
+    failed = [b["check"] for b in result.behaviour if not b["passed"]]
+    console.print(
+        f"fairness: {int(m['fairness_flags'])} group ratios outside 0.8-1.25 (worst "
+        f"{m['fairness_worst_disparity']:.2f}); behavioural checks failed: {len(failed)}"
+        + (f" ({'; '.join(failed)})" if failed else "")
+    )
+    console.print(
+        f"registered sunshine-{task} version {version} as challenger (run {run.info.run_id})"
+    )
+    return version
+
+
+@user_errors
+def train_cmd(
+    data: DataOpt,
+    task: Annotated[str, typer.Option(help=f"one of {', '.join(TASKS)}")],
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (default experiments/<task>.yaml)")
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="your own outcome: person_id, as_of, label")
+    ] = None,
+    tune: Annotated[
+        int, typer.Option(help="Optuna trials before the final fit (0 = none)", min=0)
+    ] = 0,
+    lenient: LenientOpt = False,
+    rejects: RejectsOpt = None,
+    reference_date: RefOpt = None,
+) -> None:
+    """Train a task's model, log the run to MLflow and register it as challenger."""
+    train_task(data, task, config, labels, tune, lenient, rejects, reference_date)
+
+
+@user_errors
+def promote_cmd(
+    task: Annotated[str, typer.Option(help=f"one of {', '.join(TASKS)}")],
+    version: Annotated[
+        str | None, typer.Option(help="version to promote (default: challenger)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="promote even if the gate refuses")] = False,
+    reason: Annotated[str | None, typer.Option(help="why, required with --force")] = None,
+) -> None:
+    """Make a version the champion if it is no worse than the current one."""
+    check_task(task)
+    configure()
+    decision = promote(task, version, force, reason)
+    if decision.promoted:
+        console.print(
+            f"sunshine-{task} version {decision.version} is now champion"
+            + (f" (was {decision.previous})" if decision.previous else "")
+            + (f"; gate overridden: {'; '.join(decision.reasons)}" if decision.reasons else "")
+        )
+        return
+    raise DataError(
+        f"refused to promote sunshine-{task} version {decision.version}: "
+        + "; ".join(decision.reasons)
+        + ". Use --force --reason TEXT to override."
+    )
+
+
+@models_app.command("list")
+@user_errors
+def list_cmd(
+    task: Annotated[str | None, typer.Option(help="only this task")] = None,
+) -> None:
+    """Registered versions with their aliases and key test metrics."""
+    configure()
+    tasks = [check_task(task)] if task else list(TASKS)
+    frame = list_versions(tasks)
+    if frame.empty:
+        console.print("no registered models yet: run `sunshine train --task ...`")
+        return
+    console.print(_frame_table("registered models", frame))

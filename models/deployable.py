@@ -1,0 +1,169 @@
+"""The deployable risk model: booster + calibrator + feature spec, and the one scoring path.
+
+The API, the batch scorer and the MLflow pyfunc all score through `RiskModel.score`, so a
+person gets the same probability and the same reasons whichever way they are scored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.spec import FEATURES_BY_NAME
+from training.calibration import Calibrator
+from training.explain import Factor, contributions, top_factors
+
+BOOSTER_FILE = "booster.txt"
+META_FILE = "risk_model.json"
+TIERS = ("low", "medium", "high")
+
+
+class FeatureInputError(ValueError):
+    """Records that cannot be scored: each problem names the record and field."""
+
+    def __init__(self, problems: list[tuple[int, str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"record {r}: {f}: {why}" for r, f, why in problems[:20]))
+
+
+@dataclass
+class Scored:
+    probability: np.ndarray
+    raw_score: np.ndarray
+    percentile: np.ndarray
+    tier: list[str]
+    base_value: np.ndarray | None = None
+    factors: list[list[Factor]] | None = None
+
+
+@dataclass
+class RiskModel:
+    task: str
+    booster: lgb.Booster
+    calibrator: Calibrator
+    features: list[str]
+    # calibrated scores of the reference cohort (the test period) as quantiles, for percentiles
+    reference_quantiles: list[float] = field(default_factory=list)
+    # share of the reference cohort in the high tier, then in high+medium
+    tier_shares: tuple[float, float] = (0.10, 0.30)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # -- input -------------------------------------------------------------------------------
+    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's feature matrix from a frame holding (at least) its features."""
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise FeatureInputError([(0, f, "missing feature") for f in missing])
+        out = {}
+        problems = []
+        for name in self.features:
+            spec = FEATURES_BY_NAME[name]
+            col = frame[name]
+            if spec.categorical:
+                values = col.astype(object).where(col.notna(), None)
+                bad = ~values.isin([*spec.categories, None])
+                for i in np.flatnonzero(bad.to_numpy()):
+                    problems.append(
+                        (int(i), name, f"{values.iat[i]!r} is not one of {list(spec.categories)}")
+                    )
+                out[name] = pd.Categorical(values, categories=spec.categories)
+            else:
+                num = pd.to_numeric(col, errors="coerce")
+                bad = num.isna() & col.notna()
+                for i in np.flatnonzero(bad.to_numpy()):
+                    problems.append((int(i), name, f"{col.iat[i]!r} is not a number"))
+                out[name] = num.astype(np.float32).to_numpy()
+        if problems:
+            raise FeatureInputError(problems)
+        return pd.DataFrame(out, index=frame.index)
+
+    # -- scoring -----------------------------------------------------------------------------
+    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+        # one thread: for the small batches of online scoring, OpenMP start-up dominates
+        return np.asarray(self.booster.predict(X, raw_score=True, num_threads=1))
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.calibrator.transform(self.raw_score(self.prepare(frame)))
+
+    def score(self, frame: pd.DataFrame, explain: int = 0) -> Scored:
+        """Probability, percentile and tier; with explain=k also the top k factors."""
+        X = self.prepare(frame)
+        if explain:
+            contrib = contributions(self.booster, X)
+            raw = contrib.sum(axis=1)
+            base = contrib[:, -1]
+            factors = top_factors(contrib, X, explain)
+        else:
+            raw, base, factors = self.raw_score(X), None, None
+        p = self.calibrator.transform(raw)
+        return Scored(p, raw, self.percentile(p), self.tier(p), base, factors)
+
+    def percentile(self, p: np.ndarray) -> np.ndarray:
+        """Share of the reference cohort scoring below p, in percent."""
+        q = np.asarray(self.reference_quantiles)
+        if not len(q):
+            return np.full(len(p), np.nan)
+        return 100.0 * np.searchsorted(q, p, side="left") / len(q)
+
+    def tier(self, p: np.ndarray) -> list[str]:
+        high, med = self.thresholds()
+        return [TIERS[2] if v >= high else TIERS[1] if v >= med else TIERS[0] for v in p]
+
+    def thresholds(self) -> tuple[float, float]:
+        q = np.asarray(self.reference_quantiles)
+        if not len(q):
+            return (np.inf, np.inf)
+        return (
+            float(np.quantile(q, 1 - self.tier_shares[0])),
+            float(np.quantile(q, 1 - self.tier_shares[1])),
+        )
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(directory / BOOSTER_FILE))
+        meta = {
+            "task": self.task,
+            "features": self.features,
+            "calibrator": self.calibrator.to_dict(),
+            "reference_quantiles": self.reference_quantiles,
+            "tier_shares": list(self.tier_shares),
+            "metadata": self.metadata,
+        }
+        (directory / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> RiskModel:
+        directory = Path(directory)
+        meta = json.loads((directory / META_FILE).read_text())
+        return cls(
+            task=meta["task"],
+            booster=lgb.Booster(model_file=str(directory / BOOSTER_FILE)),
+            calibrator=Calibrator.from_dict(meta["calibrator"]),
+            features=meta["features"],
+            reference_quantiles=meta["reference_quantiles"],
+            tier_shares=tuple(meta["tier_shares"]),
+            metadata=meta["metadata"],
+        )
+
+    @classmethod
+    def from_training(cls, result: Any, metadata: dict[str, Any]) -> RiskModel:
+        q = np.quantile(result.test_scores, np.linspace(0, 1, 1001)).tolist()
+        cap = result.config.capacity
+        return cls(
+            task=result.task,
+            booster=result.booster,
+            calibrator=result.calibrator,
+            features=list(result.features),
+            reference_quantiles=q,
+            tier_shares=(cap, min(0.9, 3 * cap)),
+            metadata=metadata,
+        )

@@ -1,0 +1,66 @@
+"""The one explanation path: LightGBM's exact TreeSHAP contributions (`pred_contrib`).
+
+Contributions are on the booster's raw log-odds scale: base value + sum of contributions equals
+the raw score, which the calibrator then maps to a probability. Training plots, serving and
+batch scoring all call `contributions` and `top_factors` here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from features.spec import FEATURES_BY_NAME
+
+
+@dataclass(frozen=True)
+class Factor:
+    feature: str
+    label_en: str
+    label_zh: str
+    value: float | str | None
+    contribution: float
+
+    @property
+    def direction(self) -> str:
+        return "raises" if self.contribution > 0 else "lowers"
+
+
+def contributions(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+    """(n, features + 1): per-feature contributions, then the base value, in log-odds."""
+    return np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))
+
+
+def top_factors(contrib: np.ndarray, X: pd.DataFrame, k: int = 5) -> list[list[Factor]]:
+    """The k largest contributions by magnitude for each row."""
+    names = list(X.columns)
+    per = contrib[:, : len(names)]
+    order = np.argsort(-np.abs(per), axis=1, kind="stable")[:, :k]
+    out = []
+    for i, idx in enumerate(order):
+        row = []
+        for j in idx:
+            if per[i, j] == 0:
+                continue
+            f = FEATURES_BY_NAME[names[j]]
+            v = X.iat[i, j]
+            value = None if pd.isna(v) else (str(v) if f.categorical else float(v))
+            row.append(Factor(f.name, f.label_en, f.label_zh, value, float(per[i, j])))
+        out.append(row)
+    return out
+
+
+def global_importance(contrib: np.ndarray, names: list[str]) -> pd.DataFrame:
+    imp = np.abs(contrib[:, : len(names)]).mean(axis=0)
+    frame = pd.DataFrame(
+        {
+            "feature": names,
+            "label_en": [FEATURES_BY_NAME[n].label_en for n in names],
+            "label_zh": [FEATURES_BY_NAME[n].label_zh for n in names],
+            "mean_abs_contribution": imp,
+        }
+    )
+    return frame.sort_values("mean_abs_contribution", ascending=False, ignore_index=True)

@@ -1,0 +1,97 @@
+"""Evaluation metrics, including the top-k metrics that match caseworkers' capacity."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+TOP_SHARES = (0.01, 0.05, 0.10, 0.20)
+
+
+def auroc(y: np.ndarray, p: np.ndarray) -> float:
+    y = np.asarray(y)
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+
+
+def auroc_ci(
+    y: np.ndarray, p: np.ndarray, n_boot: int = 500, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap over rows."""
+    y, p = np.asarray(y), np.asarray(p)
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        value = auroc(y[idx], p[idx])
+        if not math.isnan(value):
+            stats.append(value)
+    if not stats:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((np.asarray(p) - np.asarray(y)) ** 2))
+
+
+def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dict]:
+    """Equal-width probability bins: count, mean predicted and observed rate of each."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    edges = np.linspace(0, 1, n_bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1], right=True), 0, n_bins - 1)
+    out = []
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            out.append(
+                {
+                    "lo": float(edges[b]),
+                    "hi": float(edges[b + 1]),
+                    "n": int(m.sum()),
+                    "predicted": float(p[m].mean()),
+                    "observed": float(y[m].mean()),
+                }
+            )
+    return out
+
+
+def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error: bin-size-weighted |mean predicted - observed rate|."""
+    n = len(y)
+    return float(
+        sum(
+            b["n"] / n * abs(b["predicted"] - b["observed"]) for b in calibration_bins(y, p, n_bins)
+        )
+    )
+
+
+def top_k(y: np.ndarray, p: np.ndarray, share: float) -> tuple[float, float]:
+    """Precision and recall among the ceil(share * n) highest scores (ties: first come first)."""
+    y, p = np.asarray(y), np.asarray(p)
+    k = max(1, math.ceil(share * len(y)))
+    top = np.argsort(-p, kind="stable")[:k]
+    hits = y[top].sum()
+    positives = y.sum()
+    return float(hits / k), float(hits / positives) if positives else float("nan")
+
+
+def evaluate(y: np.ndarray, p: np.ndarray, with_ci: bool = True) -> dict[str, float]:
+    out = {
+        "auroc": auroc(y, p),
+        "auprc": float(average_precision_score(y, p)) if np.sum(y) > 0 else float("nan"),
+        "brier": brier(y, p),
+        "ece": ece(y, p),
+        "prevalence": float(np.mean(y)),
+        "rows": float(len(y)),
+    }
+    if with_ci:
+        out["auroc_ci_low"], out["auroc_ci_high"] = auroc_ci(y, p)
+    for share in TOP_SHARES:
+        prec, rec = top_k(y, p, share)
+        pct = round(share * 100)
+        out[f"precision_top{pct}"] = prec
+        out[f"recall_top{pct}"] = rec
+    return out

@@ -1,0 +1,109 @@
+"""The model card: what the model is for, what it learned from, how well and how fairly."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+
+REVIEW_AFTER_DAYS = 180
+
+TASK_TEXT = {
+    "relapse": "the chance of a positive urine test or drug-use arrest within 12 months, for "
+    "persons in community follow-up discharged from residential rehab within the past year",
+    "youth_uptake": "the chance of a first drug record within 12 months, for young people aged "
+    "12-24 with no drug record",
+}
+
+
+def _table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in frame.itertuples(index=False):
+        cells = [format(v, floatfmt) if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime) -> str:
+    m = result.metrics
+    review = (trained_at + dt.timedelta(days=REVIEW_AFTER_DAYS)).date()
+    fair = result.fairness[
+        [
+            "attribute",
+            "group",
+            "n",
+            "prevalence",
+            "auroc",
+            "flag_rate",
+            "tpr",
+            "fpr",
+            "precision",
+            "flag_rate_ratio",
+            "tpr_ratio",
+            "fpr_ratio",
+            "flags",
+        ]
+    ]
+    failed = [b["check"] for b in result.behaviour if not b["passed"]]
+    top = result.importance.head(10)[["label_en", "label_zh", "mean_abs_contribution"]]
+    return f"""# Model card: sunshine-{result.task}
+
+Trained {trained_at.isoformat(timespec="seconds")}. **Next review due {review}.**
+
+## Intended use
+Estimates {TASK_TEXT.get(result.task, result.task)}. It supports planning by trained staff, who
+decide, with human review of every case, which support to offer first (social-worker visits,
+methadone follow-up, skills training, family committee, school prevention programmes).
+
+**Never** use it for enforcement, sanctions, detention, exclusion from services or any punitive
+decision, and never as the only basis for a decision about a person.
+
+## Data
+- reference date {fingerprint.get("reference_date")}; events {fingerprint.get("events_from")} to
+  {fingerprint.get("events_to")}; {fingerprint.get("persons"):,} persons,
+  {fingerprint.get("events"):,} events; file hashes in `data_fingerprint.json`.
+- protected attributes ({", ".join(result.config.protected_attributes)}) are used for the
+  audit below only; ethnicity is never a model feature.
+
+{_table(result.split_table)}
+
+## Test-period performance
+- AUROC {m["auroc"]:.3f} (95% CI {m["auroc_ci_low"]:.3f}-{m["auroc_ci_high"]:.3f}); without
+  monotone constraints {m["auroc_unconstrained"]:.3f}
+- AUPRC {m["auprc"]:.3f}, Brier {m["brier"]:.4f}, ECE {m["ece"]:.4f} (calibration:
+  {result.calibrator.method}), prevalence {m["prevalence"]:.3f}
+- precision / recall in the top 1%: {m["precision_top1"]:.3f} / {m["recall_top1"]:.3f}; 5%:
+  {m["precision_top5"]:.3f} / {m["recall_top5"]:.3f}; 10%: {m["precision_top10"]:.3f} /
+  {m["recall_top10"]:.3f}; 20%: {m["precision_top20"]:.3f} / {m["recall_top20"]:.3f}
+
+Against baselines on the same rows: {result.verdict}
+
+{_table(result.baselines)}
+
+Rolling-origin evaluation:
+
+{_table(result.rolling)}
+
+## Fairness audit (test period, top {result.config.capacity:.0%} flagged)
+Ratios are against the largest group of each attribute; flags mark ratios outside 0.8-1.25.
+Small groups give unstable ratios: read them with their `n`.
+
+{_table(fair)}
+
+## Behavioural checks
+{len(result.behaviour) - len(failed)} of {len(result.behaviour)} passed.
+{"Failed: " + "; ".join(failed) if failed else ""}
+
+## Main factors (mean absolute contribution, log-odds)
+{_table(top)}
+
+## Known limitations
+- Scores rank people by recorded signals; people with few records (new arrivals, poor data
+  entry) get scores from attributes alone and are less reliably ranked.
+- Labels are recorded events (positive tests, arrests, registrations): use that goes
+  undetected is not counted, and groups tested or policed more often can look riskier.
+- Trained on one period; drift in the drug mix or in recording practice degrades it. Review by
+  the date above, or sooner if the rolling-origin AUROC or calibration moves.
+"""

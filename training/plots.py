@@ -1,0 +1,56 @@
+"""Figures logged with each run: calibration curve, SHAP beeswarm and waterfalls."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import shap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from training.metrics import calibration_bins  # noqa: E402
+
+
+def calibration_curve(y: np.ndarray, p: np.ndarray, title: str) -> Figure:
+    bins = calibration_bins(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+    ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "o-", label="model")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed rate")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _explanation(contrib: np.ndarray, X: pd.DataFrame, labels: list[str]) -> shap.Explanation:
+    data = np.column_stack(
+        [
+            X[c].cat.codes.to_numpy(float) if hasattr(X[c], "cat") else X[c].to_numpy(float)
+            for c in X
+        ]
+    )
+    return shap.Explanation(
+        values=contrib[:, :-1], base_values=contrib[:, -1], data=data, feature_names=labels
+    )
+
+
+def beeswarm(contrib: np.ndarray, X: pd.DataFrame, labels: list[str]) -> Figure:
+    shap.plots.beeswarm(_explanation(contrib, X, labels), max_display=15, show=False)
+    fig = plt.gcf()
+    fig.set_size_inches(9, 7)
+    fig.tight_layout()
+    return fig
+
+
+def waterfall(contrib: np.ndarray, X: pd.DataFrame, labels: list[str], row: int) -> Figure:
+    shap.plots.waterfall(_explanation(contrib, X, labels)[row], max_display=10, show=False)
+    fig = plt.gcf()
+    fig.set_size_inches(9, 6)
+    fig.tight_layout()
+    return fig

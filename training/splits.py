@@ -1,0 +1,74 @@
+"""Temporal splits with no look-ahead: label windows never reach into a later period.
+
+Train on as-of dates before the validation period, validate on the next period, test on the
+latest. A row whose 365-day label window would reach past the start of the test period is kept
+out of training and validation (purged), so no training label ever sees the test period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.labels import LABEL_DAYS
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    purged: int
+
+    def describe(self, as_of: pd.Series, label: pd.Series) -> pd.DataFrame:
+        rows = []
+        for part in ("train", "valid", "test"):
+            mask = getattr(self, part)
+            d = as_of[mask]
+            rows.append(
+                {
+                    "part": part,
+                    "first_as_of": str(d.min()) if len(d) else "",
+                    "last_as_of": str(d.max()) if len(d) else "",
+                    "rows": int(mask.sum()),
+                    "positives": int(label[mask].sum()),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def temporal_split(as_of: pd.Series, valid_start: dt.date, test_start: dt.date) -> Split:
+    d = pd.to_datetime(as_of)
+    window_end = d + pd.Timedelta(days=LABEL_DAYS)
+    test = (d >= pd.Timestamp(test_start)).to_numpy()
+    before_test = (window_end <= pd.Timestamp(test_start)).to_numpy()
+    valid = (d >= pd.Timestamp(valid_start)).to_numpy() & before_test
+    train = (d < pd.Timestamp(valid_start)).to_numpy() & before_test
+    purged = int(len(d) - train.sum() - valid.sum() - test.sum())
+    return Split(train, valid, test, purged)
+
+
+def rolling_splits(
+    as_of: pd.Series, valid_start: dt.date, test_start: dt.date, test_starts: tuple[dt.date, ...]
+) -> list[tuple[dt.date, Split]]:
+    """The main split shifted back to each earlier test start, keeping its spacing.
+
+    Each test period runs until the next test start (the last one to the end of the data).
+    """
+    gap = pd.Timestamp(test_start) - pd.Timestamp(valid_start)
+    out = []
+    ordered = sorted(test_starts)
+    for i, start in enumerate(ordered):
+        s = temporal_split(as_of, (pd.Timestamp(start) - gap).date(), start)
+        if i + 1 < len(ordered):
+            s = Split(
+                s.train,
+                s.valid,
+                s.test & (pd.to_datetime(as_of) < pd.Timestamp(ordered[i + 1])).to_numpy(),
+                s.purged,
+            )
+        out.append((start, s))
+    return out

@@ -1,0 +1,111 @@
+"""MLflow tracking: a local SQLite store and artifacts folder by default, or MLFLOW_TRACKING_URI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from features.spec import FEATURES
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+
+
+def configure() -> str:
+    """Point MLflow at the configured store and return its URI."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def experiment_id(name: str) -> str:
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def feature_spec() -> list[dict[str, Any]]:
+    return [dataclasses.asdict(f) for f in FEATURES]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v if not isinstance(v, list) else json.dumps(v, default=str)
+    return out
+
+
+def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
+    """Log a TrainResult into the active run."""
+    cfg = result.config
+    mlflow.set_tags({"git_commit": git_commit(), "task": result.task, "config": cfg.source})
+    params = _flatten({k: v for k, v in cfg.raw.items()})
+    params.update(
+        calibration=result.calibrator.method,
+        features=len(result.features),
+        persons=fingerprint["persons"],
+        events=fingerprint["events"],
+    )
+    mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+    metrics = {f"test_{k}": v for k, v in result.metrics.items()}
+    for r in result.baselines.itertuples():
+        metrics[f"baseline_{r.model}_auroc"] = r.auroc
+        metrics[f"baseline_{r.model}_precision_top10"] = r.precision_top10
+    for r in result.rolling.itertuples():
+        metrics[f"rolling_auroc_{r.test_start}"] = r.auroc
+    for method, score in result.calibration_scores.items():
+        metrics[f"calibration_cv_brier_{method}"] = score
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for name, frame in (
+            ("split.csv", result.split_table),
+            ("baselines.csv", result.baselines),
+            ("rolling_origin.csv", result.rolling),
+            ("fairness.csv", result.fairness),
+            ("shap_importance.csv", result.importance),
+        ):
+            frame.to_csv(d / name, index=False)
+        (d / "behaviour_checks.json").write_text(json.dumps(result.behaviour, indent=2))
+        (d / "feature_spec.json").write_text(
+            json.dumps(feature_spec(), indent=1, ensure_ascii=False, default=list)
+        )
+        (d / "data_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
+        (d / "model_card.md").write_text(card, encoding="utf-8")
+        mlflow.log_artifacts(str(d))
+    mlflow.log_table(result.fairness, "fairness_table.json")
+    for name, fig in result.figures.items():
+        mlflow.log_figure(fig, name)
