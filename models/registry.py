@@ -11,15 +11,17 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
 
 import features
 import models
 import training
+from features.spec import FEATURES_BY_NAME
 from features.store import DataError
 from models.deployable import RiskModel
-from models.pyfunc import ARTIFACT_KEY, SunshinePyfunc
+from models.pyfunc import ARTIFACT_KEY
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # promotion tolerances: calibration may worsen by this much ECE, the worst fairness ratio by this
@@ -41,6 +43,16 @@ def model_name(task: str) -> str:
     return f"sunshine-{task}"
 
 
+def signature(model: RiskModel) -> ModelSignature:
+    """Every feature optional (missing means nothing was observed); numbers as doubles."""
+    cols = [
+        ColSpec("string" if FEATURES_BY_NAME[f].categorical else "double", f, required=False)
+        for f in model.features
+    ]
+    out = [ColSpec("double", c) for c in ("probability", "raw_score", "percentile")]
+    return ModelSignature(Schema(cols), Schema([*out, ColSpec("string", "tier")]))
+
+
 def _input_example(model: RiskModel, example: pd.DataFrame) -> pd.DataFrame:
     """Categories as plain strings: what a JSON client sends."""
     out = example[model.features].copy()
@@ -54,9 +66,6 @@ def log_and_register(model: RiskModel, example: pd.DataFrame, card: str) -> int:
     """Log the pyfunc into the active run, register it and make it the challenger."""
     name = model_name(model.task)
     inputs = _input_example(model, example)
-    outputs = SunshinePyfunc.__new__(SunshinePyfunc)
-    outputs.model = model
-    signature = infer_signature(inputs, outputs.predict(None, inputs))
     code = [str(Path(p.__file__).parent) for p in (features, training, models)]
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp) / "risk_model")
@@ -66,7 +75,7 @@ def log_and_register(model: RiskModel, example: pd.DataFrame, card: str) -> int:
             python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={ARTIFACT_KEY: str(Path(tmp) / "risk_model")},
             code_paths=code,
-            signature=signature,
+            signature=signature(model),
             input_example=inputs,
             pip_requirements=PIP_REQUIREMENTS,
             registered_model_name=name,
@@ -88,7 +97,7 @@ def _metrics(client: MlflowClient, name: str, version: str) -> dict[str, float]:
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return None
 
@@ -171,11 +180,12 @@ def list_versions(tasks: list[str]) -> pd.DataFrame:
     for task in tasks:
         name = model_name(task)
         try:
-            versions = client.search_model_versions(f"name = '{name}'")
+            registered = client.get_registered_model(name)
         except MlflowException:
             continue
+        versions = client.search_model_versions(f"name = '{name}'")
         aliases: dict[str, list[str]] = {}
-        for alias, v in client.get_registered_model(name).aliases.items():
+        for alias, v in registered.aliases.items():
             aliases.setdefault(str(v), []).append(alias)
         for mv in sorted(versions, key=lambda v: int(v.version)):
             m = client.get_run(mv.run_id).data.metrics
@@ -216,4 +226,4 @@ def load_model(
         ) from None
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
     model = pyfunc.unwrap_python_model().model
-    return model, {"name": name, "version": mv.version, "run_id": mv.run_id}
+    return model, {"name": name, "version": str(mv.version), "run_id": mv.run_id}

@@ -1,0 +1,118 @@
+"""Metrics, calibration, splits and fairness against values worked out by hand."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.isotonic import IsotonicRegression
+
+from training.calibration import Calibrator, choose_calibrator, fit_calibrator
+from training.fairness import fairness_table, threshold_for, worst_disparity
+from training.metrics import auroc, brier, calibration_bins, ece, evaluate, top_k
+from training.splits import rolling_splits, temporal_split
+
+Y = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 0])
+P = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+
+
+def test_top_k_precision_and_recall():
+    assert top_k(Y, P, 0.10) == (1.0, pytest.approx(1 / 3))  # k = 1: the 0.9, a positive
+    assert top_k(Y, P, 0.20) == (0.5, pytest.approx(1 / 3))  # k = 2
+    assert top_k(Y, P, 0.30) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert top_k(Y, P, 0.01) == (1.0, pytest.approx(1 / 3))  # at least one row
+    assert top_k(Y, P, 0.60) == (0.5, 1.0)  # k = 6 holds all three positives
+
+
+def test_auroc_brier_and_ece_by_hand():
+    # positives at ranks 1, 3, 6 of 10: pairs won = 7 + 6 + 4 = 17 of 21
+    assert auroc(Y, P) == pytest.approx(17 / 21)
+    assert brier([0, 1], [0.2, 0.6]) == pytest.approx((0.04 + 0.16) / 2)
+    y, p = np.array([0, 1, 1, 1]), np.array([0.15, 0.15, 0.85, 0.85])
+    # bin 0.1-0.2: predicted .15, observed .5; bin 0.8-0.9: predicted .85, observed 1
+    assert ece(y, p) == pytest.approx(0.5 * 0.35 + 0.5 * 0.15)
+    assert [(b["n"], b["observed"]) for b in calibration_bins(y, p)] == [(2, 0.5), (2, 1.0)]
+    perfect = evaluate(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]), with_ci=False)
+    assert perfect["auroc"] == 1.0 and perfect["precision_top20"] == 1.0
+
+
+def test_bootstrap_ci_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    p = y * 0.3 + rng.random(400)
+    m = evaluate(y, p)
+    assert m["auroc_ci_low"] < m["auroc"] < m["auroc_ci_high"]
+    assert m["auroc_ci_high"] - m["auroc_ci_low"] < 0.2
+
+
+def test_calibrators_store_plain_numbers_and_match_sklearn():
+    rng = np.random.default_rng(1)
+    raw = rng.normal(0, 1, 2000)
+    y = (rng.random(2000) < 1 / (1 + np.exp(-(2 * raw - 1)))).astype(int)
+    platt = fit_calibrator("platt", raw, y)
+    assert platt.params["slope"][0] == pytest.approx(2.0, abs=0.25)
+    assert platt.params["intercept"][0] == pytest.approx(-1.0, abs=0.2)
+    iso = fit_calibrator("isotonic", raw, y)
+    ref = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, y)
+    grid = np.linspace(-4, 4, 50)
+    assert np.allclose(iso.transform(grid), ref.predict(grid))
+    again = Calibrator.from_dict(iso.to_dict())
+    assert np.array_equal(again.transform(grid), iso.transform(grid))
+    chosen, scores = choose_calibrator(raw, y)
+    assert chosen.method == min(scores, key=scores.get)
+    assert set(scores) == {"isotonic", "platt"}
+
+
+def test_temporal_split_keeps_training_labels_out_of_the_test_period():
+    dates = pd.Series(pd.date_range("2021-01-01", "2025-04-01", freq="QS").date)
+    s = temporal_split(dates, dt.date(2023, 7, 1), dt.date(2025, 1, 1))
+    train, valid, test = dates[s.train], dates[s.valid], dates[s.test]
+    assert train.max() == dt.date(2023, 4, 1) and train.min() == dt.date(2021, 1, 1)
+    assert (valid.min(), valid.max()) == (dt.date(2023, 7, 1), dt.date(2024, 1, 1))
+    assert list(test) == [dt.date(2025, 1, 1), dt.date(2025, 4, 1)]
+    assert s.purged == 3  # 2024-04, -07, -10: their windows reach into 2025
+    ends = pd.to_datetime(pd.concat([train, valid])) + pd.Timedelta(days=365)
+    assert (ends <= pd.Timestamp("2025-01-01")).all()
+    rolled = rolling_splits(
+        dates, dt.date(2023, 7, 1), dt.date(2025, 1, 1), (dt.date(2024, 1, 1), dt.date(2025, 1, 1))
+    )
+    first = rolled[0][1]
+    assert list(dates[first.test]) == [
+        dt.date(2024, 1, 1),
+        dt.date(2024, 4, 1),
+        dt.date(2024, 7, 1),
+        dt.date(2024, 10, 1),
+    ]
+    assert dates[first.train | first.valid].max() == dt.date(2023, 1, 1)
+
+
+def test_fairness_table_on_constructed_disparity():
+    # group A: 100 rows, 20 flagged; group B: 50 rows, 20 flagged -> flag-rate ratio 2.0
+    p = np.r_[np.full(20, 0.9), np.full(80, 0.1), np.full(20, 0.9), np.full(30, 0.1)]
+    y = np.r_[
+        np.ones(10),
+        np.zeros(10),
+        np.ones(10),
+        np.zeros(70),
+        np.ones(10),
+        np.zeros(10),
+        np.zeros(30),
+    ]
+    groups = pd.DataFrame({"district": ["A"] * 100 + ["B"] * 50})
+    share = 40 / 150
+    assert threshold_for(p, share) == 0.9
+    t = fairness_table(groups, y, p, share).set_index("group")
+    assert t.loc["A", "reference"] == "A"
+    assert t.loc["A", "flag_rate"] == pytest.approx(0.2)
+    assert t.loc["B", "flag_rate"] == pytest.approx(0.4)
+    assert t.loc["B", "flag_rate_ratio"] == pytest.approx(2.0)
+    assert t.loc["A", "tpr"] == pytest.approx(0.5)  # 10 of 20 positives flagged
+    assert t.loc["B", "tpr"] == pytest.approx(1.0)
+    assert t.loc["B", "fpr"] == pytest.approx(10 / 40)
+    assert t.loc["A", "fpr"] == pytest.approx(10 / 80)
+    assert t.loc["B", "precision"] == pytest.approx(0.5)
+    assert set(t.loc["B", "flags"].split(",")) == {"flag_rate", "tpr", "fpr"}
+    assert t.loc["A", "flags"] == ""
+    assert worst_disparity(t.reset_index()) == pytest.approx(2.0)

@@ -1,0 +1,275 @@
+"""Train, register, promote and load real models in a temporary SQLite MLflow store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import shap
+from mlflow.tracking import MlflowClient
+
+from features.store import DataError, Store
+from features.synth import synthesize, write_population
+from models.cli import train_task
+from models.registry import gate, list_versions, load_model, promote
+from training.behaviour import run_checks
+from training.config import load_config
+from training.explain import contributions
+from training.tracking import configure
+
+FAST = """
+task: {task}
+as_of: {{first: 2021-07-01, last: 2025-04-01}}
+split:
+  valid_start: 2023-07-01
+  test_start: 2025-01-01
+  rolling_test_starts: [2024-07-01, 2024-10-01, 2025-01-01]
+lightgbm: {{learning_rate: 0.1, num_leaves: 7, max_depth: 4, min_child_samples: 30,
+            n_estimators: 60, early_stopping_rounds: 15}}
+capacity: 0.10
+protected_attributes: [sex, ethnicity, age_band, district]
+"""
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory):
+    """A synthetic city and an MLflow store in a temporary working directory."""
+    root = tmp_path_factory.mktemp("mlflow-work")
+    old = Path.cwd()
+    os.chdir(root)
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        write_population(synthesize(6000, 21), root / "city", 21)
+        for task in ("relapse", "youth_uptake"):
+            (root / f"{task}.yaml").write_text(FAST.format(task=task))
+        configure()
+        yield root
+    finally:
+        os.chdir(old)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@pytest.fixture(scope="session")
+def relapse_v1(workspace):
+    return train_task(workspace / "city", "relapse", workspace / "relapse.yaml")
+
+
+def test_train_registers_a_challenger_with_its_run(workspace, relapse_v1):
+    client = MlflowClient()
+    assert relapse_v1 == 1
+    mv = client.get_model_version_by_alias("sunshine-relapse", "challenger")
+    assert str(mv.version) == "1"
+    run = client.get_run(mv.run_id)
+    m = run.data.metrics
+    assert 0.55 < m["test_auroc"] < 0.95
+    assert m["test_auroc_ci_low"] < m["test_auroc"] < m["test_auroc_ci_high"]
+    assert m["test_behaviour_checks_failed"] == 0
+    assert {
+        "test_precision_top10",
+        "test_ece",
+        "baseline_one_rule_auroc",
+        "baseline_logistic_regression_auroc",
+        "test_auroc_unconstrained",
+    } <= set(m)
+    assert len([k for k in m if k.startswith("rolling_auroc_")]) == 3
+    assert len(run.data.tags["git_commit"]) in (40, 7) or run.data.tags["git_commit"] == "unknown"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    for name in (
+        "fairness.csv",
+        "model_card.md",
+        "feature_spec.json",
+        "data_fingerprint.json",
+        "calibration.png",
+        "shap_beeswarm.png",
+        "shap_waterfall_highest.png",
+        "behaviour_checks.json",
+        "rolling_origin.csv",
+        "split.csv",
+    ):
+        assert name in artifacts, name
+    card = Path(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model_card.md")
+    ).read_text()
+    assert "Never" in card and "Next review due" in card and "Fairness audit" in card
+    fairness = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="fairness.csv")
+    )
+    assert set(fairness.attribute) == {"sex", "ethnicity", "age_band", "district"}
+
+
+def test_registry_lifecycle(workspace, relapse_v1):
+    client = MlflowClient()
+    # promote the challenger, then load the champion by alias and predict
+    first = promote("relapse", version=str(relapse_v1))
+    assert first.promoted
+    model, facts = load_model("relapse")
+    assert facts["version"] == str(relapse_v1)
+    pyfunc = mlflow.pyfunc.load_model("models:/sunshine-relapse@champion")
+    example = pd.DataFrame([{f: 0.0 for f in model.features}])
+    example["sex"], example["district"], example["primary_substance"] = "M", "huaxi", None
+    out = pyfunc.predict(example)
+    assert list(out.columns) == ["probability", "raw_score", "percentile", "tier"]
+    assert out.probability.iloc[0] == pytest.approx(model.predict(example)[0], abs=1e-12)
+    assert 0 <= out.probability.iloc[0] <= 1
+
+    # a retrained model on the same data is identical, so it passes the gate
+    again = train_task(workspace / "city", "relapse", workspace / "relapse.yaml")
+    decision = promote("relapse")
+    assert decision.promoted and decision.version == str(again)
+    assert decision.previous == str(relapse_v1)
+    listed = list_versions(["relapse"]).set_index("version")
+    assert listed.loc[again, "aliases"] == "challenger,champion"
+    assert listed.loc[relapse_v1, "aliases"] == ""
+
+    # make the old version look worse than the champion: the gate refuses it
+    with mlflow.start_run(
+        run_id=client.get_model_version("sunshine-relapse", str(relapse_v1)).run_id
+    ):
+        mlflow.log_metric("test_auroc", 0.01)
+    refused = promote("relapse", version=str(relapse_v1))
+    assert not refused.promoted and "below the champion's 95% CI" in refused.reasons[0]
+    assert load_model("relapse")[1]["version"] == str(again)
+    with pytest.raises(DataError, match="--force needs --reason"):
+        promote("relapse", version=str(relapse_v1), force=True)
+    forced = promote("relapse", version=str(relapse_v1), force=True, reason="field test in Huaxi")
+    assert forced.promoted
+    tags = client.get_model_version("sunshine-relapse", str(relapse_v1)).tags
+    assert tags["forced_reason"] == "field test in Huaxi"
+    assert "below the champion" in tags["gate_overridden"]
+    assert promote("relapse", version=str(relapse_v1)).reasons == [
+        f"version {relapse_v1} is already the champion"
+    ]
+
+
+CHAMP = {
+    "test_auroc": 0.75,
+    "test_auroc_ci_low": 0.72,
+    "test_auroc_ci_high": 0.78,
+    "test_ece": 0.02,
+    "test_fairness_worst_disparity": 1.3,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({}, None),
+        ({"test_auroc": 0.721}, None),  # inside the champion's CI
+        ({"test_auroc": 0.70}, "below the champion's 95% CI"),
+        ({"test_ece": 0.035}, "calibration error"),
+        ({"test_fairness_worst_disparity": 1.5}, "worst fairness disparity"),
+    ],
+)
+def test_gate_cases(change, reason):
+    reasons = gate({**CHAMP, **change}, CHAMP)
+    if reason is None:
+        assert reasons == []
+    else:
+        assert len(reasons) == 1 and reason in reasons[0]
+
+
+def test_promote_errors_name_the_fix(workspace, relapse_v1):
+    with pytest.raises(DataError, match="train one with `sunshine train --task youth_uptake`"):
+        promote("youth_uptake")
+    with pytest.raises(DataError, match="has no version 99"):
+        promote("relapse", version="99")
+
+
+def test_pred_contrib_matches_shap_tree_explainer(workspace, relapse_v1):
+    model, _ = load_model("relapse", version="1")
+    store = Store(workspace / "city")
+    from features.builder import build_features
+    from features.labels import build_spine
+
+    spine = build_spine(store, "relapse", [dt.date(2025, 1, 1)]).head(200)
+    X = model.prepare(build_features(store, spine))
+    ours = contributions(model.booster, X)
+    explainer = shap.TreeExplainer(model.booster)
+    theirs = explainer.shap_values(X)
+    assert np.allclose(ours[:, :-1], theirs, atol=1e-6)
+    assert np.allclose(ours[:, -1], explainer.expected_value, atol=1e-6)
+    # base + contributions is the raw score the calibrator maps to a probability
+    assert np.allclose(ours.sum(axis=1), model.raw_score(X), atol=1e-6)
+
+
+def test_direction_check_catches_a_model_that_breaks_the_agreed_direction():
+    sample = pd.DataFrame({"checkin_missed__count_90d": np.arange(20, dtype=np.float32)})
+    protected = pd.DataFrame({"audit_ethnicity": ["han", "miao"] * 10})
+
+    def wrong(frame: pd.DataFrame) -> np.ndarray:  # more missed check-ins, lower risk
+        return 1 / (1 + frame["checkin_missed__count_90d"].to_numpy(float))
+
+    def leaky(frame: pd.DataFrame) -> np.ndarray:  # reads the protected attribute
+        base = wrong(frame)
+        if "audit_ethnicity" in frame:
+            return base + (frame["audit_ethnicity"] == "miao").to_numpy() * 0.1
+        return base
+
+    by_name = {r["check"]: r["passed"] for r in run_checks(wrong, sample, "relapse", protected)}
+    assert by_name["direction: checkin_missed__count_90d"] is False
+    by_name = {r["check"]: r["passed"] for r in run_checks(leaky, sample, "relapse", protected)}
+    assert by_name["invariance: changing protected attributes changes no score"] is False
+
+
+def test_train_on_users_own_labels_over_persons_without_events(workspace, tmp_path):
+    data = tmp_path / "attrs"
+    data.mkdir()
+    persons = pd.read_parquet(workspace / "city" / "persons.parquet")
+    persons.to_parquet(data / "persons.parquet")
+    (data / "dataset.json").write_text('{"reference_date": "2026-06-30"}')
+    rng = np.random.default_rng(3)
+    rows = []
+    for as_of in pd.date_range("2021-07-01", "2025-04-01", freq="QS").date:
+        sample = persons.sample(300, random_state=int(rng.integers(1e6)))
+        # an outcome the user defines: here, more likely for men
+        p = np.where(sample.sex == "M", 0.45, 0.15)
+        rows += [
+            {"person_id": pid, "as_of": as_of, "label": int(rng.random() < q)}
+            for pid, q in zip(sample.person_id, p, strict=True)
+        ]
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame(rows).to_csv(labels, index=False)
+    version = train_task(data, "relapse", workspace / "relapse.yaml", labels=labels)
+    m = (
+        MlflowClient()
+        .get_run(MlflowClient().get_model_version("sunshine-relapse", str(version)).run_id)
+        .data.metrics
+    )
+    assert m["test_auroc"] > 0.6  # sex is a feature here, and carries the signal
+
+
+def test_bad_label_rows_are_reported_by_row_and_field(workspace, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text(
+        "person_id,as_of,label\nP0000001,2024-01-01,1\nNOPE,2024-01-01,0\n"
+        "P0000002,someday,1\nP0000003,2024-01-01,2\nP0000001,2024-01-01,0\n"
+    )
+    with pytest.raises(DataError) as info:
+        train_task(workspace / "city", "relapse", workspace / "relapse.yaml", labels=labels)
+    text = str(info.value)
+    for part in (
+        "labels.csv: row 2: person_id: unknown person NOPE",
+        "labels.csv: row 3: as_of: cannot parse 'someday' as date",
+        "labels.csv: row 4: label: '2' is not 0 or 1",
+        "labels.csv: row 5: as_of: duplicate of row 1",
+    ):
+        assert part in text
+
+
+def test_config_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "task: relapse\nas_of: {first: 2021-07-01, last: 2025-04-01}\n"
+        "split: {valid_start: 2025-07-01, test_start: 2025-01-01}\n"
+    )
+    with pytest.raises(DataError, match="need as_of.first <= split.valid_start"):
+        load_config("relapse", bad)
+    with pytest.raises(DataError, match="is for task 'relapse', not 'youth_uptake'"):
+        load_config("youth_uptake", bad)
+    assert load_config("youth_uptake").capacity == 0.10
