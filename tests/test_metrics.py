@@ -116,3 +116,21 @@ def test_fairness_table_on_constructed_disparity():
     assert set(t.loc["B", "flags"].split(",")) == {"flag_rate", "tpr", "fpr"}
     assert t.loc["A", "flags"] == ""
     assert worst_disparity(t.reset_index()) == pytest.approx(2.0)
+
+
+def test_fast_bootstrap_matches_resampling_with_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    from training.metrics import auroc_ci
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 300)
+    p = np.round(y * 0.4 + rng.random(300), 1)  # rounded: many ties
+    lo, hi = auroc_ci(y, p, n_boot=300, seed=9)
+    # the same resamples, scored by sklearn
+    rng = np.random.default_rng(9)
+    ref = []
+    for _ in range(300):
+        idx = rng.integers(0, 300, 300)
+        ref.append(roc_auc_score(y[idx], p[idx]))
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(ref, [0.025, 0.975])), abs=1e-12)

@@ -18,15 +18,28 @@ def auroc(y: np.ndarray, p: np.ndarray) -> float:
 def auroc_ci(
     y: np.ndarray, p: np.ndarray, n_boot: int = 500, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap over rows."""
-    y, p = np.asarray(y), np.asarray(p)
+    """Percentile bootstrap over rows.
+
+    Each resample is a vector of row counts; its AUROC is the weighted Mann-Whitney statistic
+    over tie groups of the sorted scores, O(n) per resample instead of a full sort.
+    """
+    y, p = np.asarray(y).astype(bool), np.asarray(p, float)
+    n = len(y)
+    if n == 0 or y.all() or not y.any():
+        return float("nan"), float("nan")
+    _, group = np.unique(p, return_inverse=True)  # tie groups, in ascending score order
+    groups = group.max() + 1
     rng = np.random.default_rng(seed)
     stats = []
     for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        value = auroc(y[idx], p[idx])
-        if not math.isnan(value):
-            stats.append(value)
+        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
+        pos = np.bincount(group, weights=w * y, minlength=groups)
+        neg = np.bincount(group, weights=w * ~y, minlength=groups)
+        total_pos, total_neg = pos.sum(), neg.sum()
+        if total_pos == 0 or total_neg == 0:
+            continue
+        below = np.cumsum(neg) - neg
+        stats.append(float((pos * (below + 0.5 * neg)).sum() / (total_pos * total_neg)))
     if not stats:
         return float("nan"), float("nan")
     lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
