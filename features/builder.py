@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -36,8 +37,14 @@ def _suffix(w: int | None) -> str:
 class FeatureBuilder:
     """Builds the spec's features; one instance per store, reusable for many spines."""
 
-    def __init__(self, store: Store, features: tuple[Feature, ...] = FEATURES) -> None:
+    def __init__(
+        self,
+        store: Store,
+        features: tuple[Feature, ...] = FEATURES,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
         self.store = store
+        self.con = con or store.con  # pass a cursor to build from another thread
         self.features = features
         self.names = [f.name for f in features]
         self.col = {f.name: i for i, f in enumerate(features)}
@@ -122,7 +129,7 @@ class FeatureBuilder:
     ) -> Iterator[tuple[pa.Table, np.ndarray]]:
         """Yield (features table, the spine row numbers it holds) chunk by chunk."""
         spine = spine.reset_index(drop=True)
-        con = self.store.con
+        con = self.con
         keyed = self._register_spine(spine)
         spine_table = pa.Table.from_pandas(spine, preserve_index=False)
         for lo, hi in _chunk_bounds(keyed, chunk_rows):
@@ -144,7 +151,7 @@ class FeatureBuilder:
         for col in ("person_id", "as_of"):
             if col not in spine.columns:
                 raise DataError(f"spine: missing column {col}")
-        con = self.store.con
+        con = self.con
         frame = pd.DataFrame(
             {
                 "row_id": np.arange(len(spine), dtype=np.int64),
@@ -168,7 +175,7 @@ class FeatureBuilder:
         return con.execute("SELECT pk, count(*) AS n FROM spine_k GROUP BY pk ORDER BY pk").df()
 
     def _chunk(self, spine_table: pa.Table, rows: np.ndarray) -> pa.Table:
-        con = self.store.con
+        con = self.con
         n = len(rows)
         local = np.full(int(rows.max()) + 1 if n else 0, -1, np.int64)
         local[rows] = np.arange(n)

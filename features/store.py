@@ -189,6 +189,10 @@ class Store:
         self.report = LoadReport()
         self._load(lenient, rejects_path or self.data_dir / "rejects.csv")
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own for another thread; it sees the same persons and events."""
+        return self.con.cursor()
+
     # -- loading -----------------------------------------------------------------------------
     def _load(self, lenient: bool, rejects_path: Path) -> None:
         persons_path = find_table(self.data_dir, "persons")
@@ -216,7 +220,7 @@ class Store:
         )
         con.execute(
             f"""
-            CREATE OR REPLACE TEMP TABLE persons AS
+            CREATE OR REPLACE TABLE persons AS
             SELECT CAST(row_number() OVER (ORDER BY person_id) AS INTEGER) AS pk,
                    CAST(person_id AS VARCHAR) AS person_id, {typed}
             FROM persons_checked WHERE len(problems) = 0
@@ -300,7 +304,7 @@ class Store:
         if have_events:
             con.execute(
                 """
-                CREATE OR REPLACE TEMP TABLE events AS
+                CREATE OR REPLACE TABLE events AS
                 SELECT DISTINCT pk,
                     TRY_CAST(event_time AS TIMESTAMP) AS event_time,
                     greatest(TRY_CAST(event_time AS TIMESTAMP),
@@ -319,7 +323,7 @@ class Store:
             con.execute("DROP TABLE events_checked")
         else:
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE events (pk INTEGER, event_time TIMESTAMP, "
+                "CREATE OR REPLACE TABLE events (pk INTEGER, event_time TIMESTAMP, "
                 "available_time TIMESTAMP, event_type event_type_t, value DOUBLE, detail VARCHAR)"
             )
             accepted = 0

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
 
 
-def _frame_table(title: str, frame) -> Table:
+def frame_table(title: str, frame) -> Table:
     table = Table(title=title)
     for c in frame.columns:
         table.add_column(str(c))
@@ -81,7 +81,7 @@ def train_task(
             },
         )
         version = log_and_register(model, result.example, card)
-    console.print(_frame_table(f"{task}: temporal split", result.split_table))
+    console.print(frame_table(f"{task}: temporal split", result.split_table))
     m = result.metrics
     console.print(
         f"test AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
@@ -89,9 +89,9 @@ def train_task(
         f"Brier {m['brier']:.4f}; ECE {m['ece']:.4f} ({result.calibrator.method}); "
         f"precision top 10% {m['precision_top10']:.3f}"
     )
-    console.print(_frame_table("baselines on the test period", result.baselines))
+    console.print(frame_table("baselines on the test period", result.baselines))
     console.print(result.verdict, style="bold" if "NOT" in result.verdict else None)
-    console.print(_frame_table("rolling-origin evaluation", result.rolling))
+    console.print(frame_table("rolling-origin evaluation", result.rolling))
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
     console.print(
         f"fairness: {int(m['fairness_flags'])} group ratios outside 0.8-1.25 (worst "
@@ -164,4 +164,4 @@ def list_cmd(
     if frame.empty:
         console.print("no registered models yet: run `sunshine train --task ...`")
         return
-    console.print(_frame_table("registered models", frame))
+    console.print(frame_table("registered models", frame))

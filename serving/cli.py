@@ -9,12 +9,16 @@ import typer
 
 from features import cli as features_cli
 from features.labels import TASKS
-from features.store import Store
+from features.store import DataError, Store
 from features.synth import synthesize, write_population
 from models import cli as models_cli
 from models.registry import promote
+from serving.audit import DEFAULT_AUDIT_DB, AuditLog
+from serving.auth import TokenStore, tokens_path
+from serving.scoring import load_interventions
 from training.tracking import configure
 
+tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 app = typer.Typer(
     help="Sunshine Risk: relapse and youth-uptake risk scores for supportive intervention.",
     no_args_is_help=True,
@@ -22,6 +26,78 @@ app = typer.Typer(
 )
 features_cli.register(app)
 models_cli.register(app)
+app.add_typer(tokens_app, name="tokens")
+
+
+@app.command()
+@features_cli.user_errors
+def serve(
+    data: features_cli.DataOpt,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    audit_db: Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")] = Path(
+        DEFAULT_AUDIT_DB
+    ),
+    interventions: Annotated[
+        Path | None, typer.Option(help="YAML mapping factors to support options")
+    ] = None,
+    lenient: features_cli.LenientOpt = False,
+) -> None:
+    """Serve the registry's champion models over HTTP (uvicorn)."""
+    import uvicorn
+
+    from serving.app import create_app
+    from serving.state import build_state, load_champions
+
+    configure()
+    loaded = load_champions()
+    store = Store(data, lenient=lenient)
+    state = build_state(store, loaded)
+    tokens = TokenStore.load()
+    if not tokens.entries:
+        features_cli.err_console.print(
+            "warning: no tokens yet; create one with `sunshine tokens create`", style="yellow"
+        )
+    api = create_app(state, tokens, AuditLog(audit_db), load_interventions(interventions))
+    versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
+    features_cli.console.print(f"serving {versions} on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(api, host=host, port=port, log_level="warning", workers=1)
+
+
+@tokens_app.command("create")
+@features_cli.user_errors
+def tokens_create(
+    user: Annotated[str, typer.Option(help="who the token is for")],
+    role: Annotated[str, typer.Option(help="caseworker, analyst or admin")],
+    districts: Annotated[
+        list[str] | None, typer.Option("--districts", help="a caseworker's districts, repeatable")
+    ] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="extra scope: youth")] = None,
+) -> None:
+    """Create an API token; it is printed once and only its hash is stored."""
+    tokens = TokenStore.load()
+    token = tokens.create(user, role, districts, scope)
+    tokens.save()
+    features_cli.err_console.print(f"token for {user} ({role}) saved as a hash in {tokens_path()}")
+    print(token)
+
+
+@app.command("audit")
+@features_cli.user_errors
+def audit_cmd(
+    person: Annotated[str | None, typer.Option(help="only this person_id")] = None,
+    user: Annotated[str | None, typer.Option(help="only this user")] = None,
+    since: Annotated[str | None, typer.Option(help="from this date (YYYY-MM-DD)")] = None,
+    audit_db: Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")] = Path(
+        DEFAULT_AUDIT_DB
+    ),
+) -> None:
+    """Query the audit trail of risk requests and score calls."""
+    if not audit_db.exists():
+        raise DataError(f"{audit_db}: no audit log yet")
+    day = features_cli.parse_date(since, "--since") if since else None
+    rows = AuditLog(audit_db).query(person, user, day)
+    features_cli.console.print(models_cli.frame_table(f"audit: {len(rows)} entries", rows))
 
 
 @app.command()

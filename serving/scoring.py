@@ -1,0 +1,87 @@
+"""The one scoring path the API and the batch scorer share: model output in readable form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.store import DataError
+from models.deployable import RiskModel
+from training.explain import Factor
+
+DEFAULT_TOP = 5
+
+
+@dataclass(frozen=True)
+class Intervention:
+    match: tuple[str, ...]
+    en: str
+    zh: str
+
+
+def load_interventions(path: Path | None = None) -> list[Intervention]:
+    text = (
+        Path(path).read_text(encoding="utf-8")
+        if path
+        else resources.files("serving").joinpath("interventions.yaml").read_text(encoding="utf-8")
+    )
+    try:
+        entries = yaml.safe_load(text) or []
+        return [Intervention(tuple(e["match"]), e["en"], e["zh"]) for e in entries]
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{path or 'interventions.yaml'}: not a valid interventions file ({exc})"
+        ) from None
+
+
+def suggest(factors: list[Factor], interventions: list[Intervention]) -> list[dict[str, str]]:
+    """Support options for the factors that raise this person's risk, most important first."""
+    out: list[dict[str, str]] = []
+    for f in factors:
+        if f.contribution <= 0:
+            continue
+        for iv in interventions:
+            if f.feature.startswith(iv.match) and not any(o["en"] == iv.en for o in out):
+                out.append({"en": iv.en, "zh": iv.zh, "because": f.feature})
+    return out
+
+
+def factor_dict(f: Factor) -> dict[str, Any]:
+    return {
+        "feature": f.feature,
+        "label_en": f.label_en,
+        "label_zh": f.label_zh,
+        "value": f.value,
+        "contribution": f.contribution,
+        "direction": f.direction,
+    }
+
+
+def score_frame(
+    model: RiskModel,
+    frame: pd.DataFrame,
+    interventions: list[Intervention],
+    explain: int = DEFAULT_TOP,
+) -> list[dict[str, Any]]:
+    """One result per row: probability, tier, percentile and, with explain > 0, the reasons."""
+    scored = model.score(frame, explain=explain)
+    results = []
+    for i in range(len(frame)):
+        r: dict[str, Any] = {
+            "probability": float(scored.probability[i]),
+            "tier": scored.tier[i],
+            "percentile": None if np.isnan(scored.percentile[i]) else float(scored.percentile[i]),
+            "raw_score": float(scored.raw_score[i]),
+        }
+        if scored.factors is not None:
+            r["base_value"] = float(scored.base_value[i])
+            r["factors"] = [factor_dict(f) for f in scored.factors[i]]
+            r["support"] = suggest(scored.factors[i], interventions)
+        results.append(r)
+    return results

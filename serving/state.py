@@ -1,0 +1,89 @@
+"""What the service holds: the champions, the event store and today's feature cache.
+
+Reload builds a complete new `Loaded` and swaps one reference, so a request that started on
+the old models finishes on them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from features.builder import FeatureBuilder
+from features.labels import TASKS
+from features.store import DataError, Store
+from models.deployable import RiskModel
+from models.registry import load_model
+
+
+@dataclass(frozen=True)
+class Loaded:
+    models: dict[str, tuple[RiskModel, dict]]
+    loaded_at: str
+
+
+@dataclass
+class ServiceState:
+    store: Store
+    loaded: Loaded
+    persons: pd.DataFrame  # person_id -> district, and whether they have any events
+    today: pd.DataFrame  # features of every person as of the reference date, by person_id
+    degraded: str | None = None
+    _local: threading.local = field(default_factory=threading.local)
+
+    @property
+    def as_of(self) -> dt.date:
+        return self.store.reference_date
+
+    def builder(self) -> FeatureBuilder:
+        """A feature builder on this thread's own DuckDB connection."""
+        if not hasattr(self._local, "builder"):
+            self._local.builder = FeatureBuilder(self.store, con=self.store.cursor())
+        return self._local.builder
+
+    def features(self, person_id: str, as_of: dt.date) -> pd.DataFrame:
+        if as_of == self.as_of:
+            return self.today.loc[[person_id]]
+        spine = pd.DataFrame({"person_id": [person_id], "as_of": [as_of]})
+        return self.builder().build(spine).set_index("person_id")
+
+    def history(self, person_id: str, as_of: dt.date) -> bool:
+        """Whether anything was recorded for the person before as_of."""
+        con = self.builder().con
+        pk = int(self.persons.at[person_id, "pk"])
+        return bool(
+            con.execute(
+                "SELECT count(*) FROM events "
+                "WHERE pk = ? AND event_time < ? AND available_time < ?",
+                [pk, as_of, as_of],
+            ).fetchall()[0][0]
+        )
+
+
+def load_champions(tasks: tuple[str, ...] = TASKS) -> Loaded:
+    """Every task's champion; raises DataError naming what is missing."""
+    models = {}
+    missing = []
+    for task in tasks:
+        try:
+            models[task] = load_model(task)
+        except DataError:
+            missing.append(task)
+    if missing:
+        raise DataError(
+            "no champion for "
+            + ", ".join(missing)
+            + ": train with `sunshine train --task T --data DIR`, then `sunshine promote --task T`"
+        )
+    return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+def build_state(store: Store, loaded: Loaded) -> ServiceState:
+    persons = store.con.execute("SELECT person_id, pk, district FROM persons").df()
+    persons = persons.set_index("person_id")
+    spine = pd.DataFrame({"person_id": persons.index, "as_of": store.reference_date})
+    today = FeatureBuilder(store).build(spine).set_index("person_id")
+    return ServiceState(store, loaded, persons, today)
