@@ -55,7 +55,6 @@ def train_task(
     store = open_store(data, lenient, rejects, reference_date)
     frame = prepare_frame(store, config, labels)
     fingerprint = data_fingerprint(store)
-    configure()
     exp = experiment_id(f"sunshine-{task}")
     with mlflow.start_run(experiment_id=exp, run_name=f"train-{task}") as run:
         if tune:
@@ -122,6 +121,7 @@ def train_cmd(
     reference_date: RefOpt = None,
 ) -> None:
     """Train a task's model, log the run to MLflow and register it as challenger."""
+    configure()
     train_task(data, task, config, labels, tune, lenient, rejects, reference_date)
 
 

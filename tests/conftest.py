@@ -67,3 +67,60 @@ def dataset(tmp_path: Path):
         return write_dataset(tmp_path / "data", persons, events, **kw)
 
     return make
+
+
+SMALL_CONFIG = """
+task: {task}
+as_of: {{first: 2021-07-01, last: 2025-04-01}}
+split:
+  valid_start: 2023-07-01
+  test_start: 2025-01-01
+  rolling_test_starts: [2024-07-01, 2024-10-01, 2025-01-01]
+lightgbm: {{learning_rate: 0.1, num_leaves: 7, max_depth: 4, min_child_samples: 30,
+            n_estimators: 60, early_stopping_rounds: 15}}
+capacity: 0.10
+protected_attributes: [sex, ethnicity, age_band, district]
+"""
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """A synthetic city with both tasks trained and promoted, in its own MLflow store."""
+    import os
+
+    from features.synth import synthesize, write_population
+    from models.cli import train_task
+    from models.registry import promote
+    from training.tracking import configure
+
+    root = tmp_path_factory.mktemp("served")
+    old = Path.cwd()
+    os.chdir(root)
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        write_population(synthesize(4000, 33), root / "city", 33)
+        configure()
+        for task in ("relapse", "youth_uptake"):
+            (root / f"{task}.yaml").write_text(SMALL_CONFIG.format(task=task))
+            train_task(root / "city", task, root / f"{task}.yaml")
+            promote(task)
+        yield root
+    finally:
+        os.chdir(old)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def use_mlflow(root: Path) -> None:
+    """Point MLflow at the store of a session fixture (several may be alive at once)."""
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+
+
+@pytest.fixture
+def served_registry(served) -> Path:
+    use_mlflow(served)
+    return served

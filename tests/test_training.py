@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
+from conftest import use_mlflow
 from mlflow.tracking import MlflowClient
 
 from features.store import DataError, Store
@@ -56,8 +57,15 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def relapse_v1(workspace):
+def trained(workspace):
+    use_mlflow(workspace)
     return train_task(workspace / "city", "relapse", workspace / "relapse.yaml")
+
+
+@pytest.fixture
+def relapse_v1(workspace, trained):
+    use_mlflow(workspace)
+    return trained
 
 
 def test_train_registers_a_challenger_with_its_run(workspace, relapse_v1):
@@ -217,7 +225,7 @@ def test_direction_check_catches_a_model_that_breaks_the_agreed_direction():
     assert by_name["invariance: changing protected attributes changes no score"] is False
 
 
-def test_train_on_users_own_labels_over_persons_without_events(workspace, tmp_path):
+def test_train_on_users_own_labels_over_persons_without_events(workspace, relapse_v1, tmp_path):
     data = tmp_path / "attrs"
     data.mkdir()
     persons = pd.read_parquet(workspace / "city" / "persons.parquet")
@@ -244,7 +252,7 @@ def test_train_on_users_own_labels_over_persons_without_events(workspace, tmp_pa
     assert m["test_auroc"] > 0.6  # sex is a feature here, and carries the signal
 
 
-def test_bad_label_rows_are_reported_by_row_and_field(workspace, tmp_path):
+def test_bad_label_rows_are_reported_by_row_and_field(workspace, relapse_v1, tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text(
         "person_id,as_of,label\nP0000001,2024-01-01,1\nNOPE,2024-01-01,0\n"

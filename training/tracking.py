@@ -34,8 +34,9 @@ def experiment_id(name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        location = Path(DEFAULT_ARTIFACTS).resolve().as_uri()
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):  # a local store keeps its artifacts beside the database
+        location = (Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS).as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

@@ -1,0 +1,510 @@
+"""The risk API over real HTTP: a uvicorn server in a thread, real models in a SQLite registry."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import use_mlflow
+from servers import ServerThread, free_port
+
+from features.store import Store
+from serving.app import create_app
+from serving.audit import AuditLog
+from serving.auth import TokenStore
+from serving.scoring import load_interventions
+from serving.state import build_state, load_champions
+
+
+@pytest.fixture(scope="session")
+def service(served, tmp_path_factory):
+    use_mlflow(served)
+    tokens = TokenStore([])
+    toks = {
+        "cw_huaxi": tokens.create("wang", "caseworker", ["huaxi"]),
+        "cw_youth": tokens.create("zhao", "caseworker", ["huaxi", "nanming"], ["youth"]),
+        "analyst": tokens.create("li", "analyst"),
+        "admin": tokens.create("root", "admin"),
+    }
+    audit_path = tmp_path_factory.mktemp("audit") / "audit.db"
+    state = build_state(Store(served / "city"), load_champions())
+    app = create_app(state, tokens, AuditLog(audit_path), load_interventions())
+    with ServerThread(app) as server:
+        yield {
+            "url": server.url,
+            "tokens": toks,
+            "state": state,
+            "audit": audit_path,
+            "root": served,
+        }
+
+
+def get(svc, path, who=None, **params):
+    headers = {"Authorization": f"Bearer {svc['tokens'][who]}"} if who else {}
+    return httpx.get(svc["url"] + path, params=params, headers=headers, timeout=30)
+
+
+def post(svc, path, who=None, json=None, headers=None, **kw):
+    auth = {"Authorization": f"Bearer {svc['tokens'][who]}"} if who else {}
+    return httpx.post(
+        svc["url"] + path, json=json, headers={**auth, **(headers or {})}, timeout=60, **kw
+    )
+
+
+def person_in(svc, district, youth=False):
+    state = svc["state"]
+    persons = state.persons
+    ids = persons.index[persons.district == district]
+    if youth:
+        young = state.today.loc[ids, "age_years"].between(12, 24)
+        ids = ids[young.to_numpy()]
+    return ids[0]
+
+
+def test_risk_response_has_every_part(service):
+    pid = person_in(service, "huaxi")
+    r = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert 0 <= body["probability"] <= 1 and body["tier"] in ("low", "medium", "high")
+    assert 0 <= body["percentile"] <= 100
+    assert body["as_of"] == "2026-06-30" and body["model"]["name"] == "sunshine-relapse"
+    assert body["request_id"] == r.headers["x-request-id"]
+    assert 1 <= len(body["factors"]) <= 5
+    f = body["factors"][0]
+    assert {"feature", "label_en", "label_zh", "value", "contribution", "direction"} <= set(f)
+    assert f["direction"] == ("raises" if f["contribution"] > 0 else "lowers")
+    raising = {x["feature"] for x in body["factors"] if x["contribution"] > 0}
+    assert {s["because"] for s in body["support"]} <= raising
+
+
+def test_base_value_plus_contributions_is_the_raw_score(service):
+    state = service["state"]
+    model = state.loaded.models["relapse"][0]
+    for pid in state.persons.index[:6]:
+        body = get(
+            service, f"/v1/persons/{pid}/risk", "analyst", task="relapse", explain=300
+        ).json()
+        total = body["base_value"] + sum(f["contribution"] for f in body["factors"])
+        assert total == pytest.approx(body["raw_score"], abs=1e-9)
+        assert body["probability"] == pytest.approx(
+            float(model.calibrator.transform(np.array([body["raw_score"]]))[0]), abs=1e-12
+        )
+
+
+def test_as_of_in_the_past_uses_only_earlier_events(service):
+    pid = person_in(service, "huaxi")
+    now = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse", explain=300).json()
+    past = get(
+        service,
+        f"/v1/persons/{pid}/risk",
+        "analyst",
+        task="relapse",
+        as_of="2021-01-01",
+        explain=300,
+    ).json()
+    assert past["as_of"] == "2021-01-01"
+    state = service["state"]
+    built = state.builder().build(
+        pd.DataFrame({"person_id": [pid], "as_of": [dt.date(2021, 1, 1)]})
+    )
+    model = state.loaded.models["relapse"][0]
+    assert past["probability"] == pytest.approx(float(model.predict(built)[0]), abs=1e-12)
+    assert now["request_id"] != past["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("who", "route", "method", "expected"),
+    [
+        (None, "risk", "get", 401),
+        ("bogus", "risk", "get", 401),
+        ("cw_huaxi", "risk", "get", 200),
+        ("cw_huaxi", "risk_other_district", "get", 404),
+        ("cw_huaxi", "youth_risk", "get", 404),  # no youth scope
+        ("cw_youth", "youth_risk", "get", 200),
+        ("analyst", "risk_other_district", "get", 200),
+        ("admin", "risk", "get", 404),
+        ("cw_huaxi", "score", "post", 403),
+        ("analyst", "score", "post", 200),
+        ("admin", "score", "post", 403),
+        (None, "models", "get", 401),
+        ("cw_huaxi", "models", "get", 403),
+        ("analyst", "models", "get", 403),
+        ("admin", "models", "get", 200),
+        ("analyst", "reload", "post", 403),
+        (None, "healthz", "get", 200),
+        (None, "readyz", "get", 200),
+        (None, "metrics", "get", 200),
+    ],
+)
+def test_auth_matrix(service, who, route, method, expected):
+    huaxi, other = person_in(service, "huaxi"), person_in(service, "yunyan")
+    youth = person_in(service, "huaxi", youth=True)
+    paths = {
+        "risk": (f"/v1/persons/{huaxi}/risk", {"task": "relapse"}),
+        "risk_other_district": (f"/v1/persons/{other}/risk", {"task": "relapse"}),
+        "youth_risk": (f"/v1/persons/{youth}/risk", {"task": "youth_uptake"}),
+        "score": ("/v1/score/relapse", {}),
+        "models": ("/v1/models", {}),
+        "reload": ("/v1/admin/reload", {}),
+        "healthz": ("/healthz", {}),
+        "readyz": ("/readyz", {}),
+        "metrics": ("/metrics", {}),
+    }
+    path, params = paths[route]
+    tokens = {**service["tokens"], "bogus": "not-a-token"}
+    headers = {"Authorization": f"Bearer {tokens[who]}"} if who else {}
+    if method == "get":
+        r = httpx.get(service["url"] + path, params=params, headers=headers, timeout=30)
+    else:
+        body = {"records": [{"person": {"person_id": "N1", "birth_date": "1990-01-01"}}]}
+        r = httpx.post(service["url"] + path, json=body, headers=headers, timeout=30)
+    assert r.status_code == expected, r.text
+
+
+def test_outside_district_looks_exactly_like_unknown_person(service):
+    other = person_in(service, "yunyan")
+    hidden = get(service, f"/v1/persons/{other}/risk", "cw_huaxi", task="relapse")
+    missing = get(service, "/v1/persons/P9999999/risk", "cw_huaxi", task="relapse")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["detail"].replace(other, "X") == missing.json()["detail"].replace(
+        "P9999999", "X"
+    )
+
+
+def test_bad_input_never_500(service):
+    pid = person_in(service, "huaxi")
+    r = get(service, f"/v1/persons/{pid}/risk", "analyst", task="burglary")
+    assert r.status_code == 404 and r.json()["detail"]["allowed"] == ["relapse", "youth_uptake"]
+    r = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse", as_of="2024-13-01")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.as_of"
+    r = get(service, "/v1/persons/bad%20id!/risk", "analyst", task="relapse")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "person_id"
+    r = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse", as_of="2030-01-01")
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "as_of"
+    r = post(
+        service,
+        "/v1/score/relapse",
+        "analyst",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert "Traceback" not in r.text
+
+
+def features_of(service, pid):
+    row = service["state"].today.loc[pid]
+    model = service["state"].loaded.models["relapse"][0]
+    return {
+        f: (
+            None if pd.isna(row[f]) else (str(row[f]) if isinstance(row[f], str) else float(row[f]))
+        )
+        for f in model.features
+    }
+
+
+def test_score_feature_records_and_their_errors(service):
+    pid = person_in(service, "huaxi")
+    feats = features_of(service, pid)
+    r = post(service, "/v1/score/relapse", "analyst", {"records": [{"id": "a", "features": feats}]})
+    assert r.status_code == 200, r.text
+    direct = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse").json()
+    assert r.json()["results"][0]["probability"] == pytest.approx(direct["probability"], abs=1e-9)
+    assert r.json()["results"][0]["id"] == "a" and r.json()["results"][0]["history"] == "features"
+
+    bad = dict(feats, age_years="old", district="atlantis")
+    missing = {k: v for k, v in feats.items() if k != "employed_now"}
+    unknown = dict(feats, ethnicity="han")
+    r = post(
+        service,
+        "/v1/score/relapse",
+        "analyst",
+        {"records": [{"features": bad}, {"features": missing}, {"features": unknown}]},
+    )
+    assert r.status_code == 422
+    problems = {(p["record"], p["field"]) for p in r.json()["detail"]}
+    assert {(1, "employed_now"), (2, "ethnicity")} <= problems
+    r = post(service, "/v1/score/relapse", "analyst", {"records": [{"features": bad}]})
+    assert r.status_code == 422
+    assert {(p["record"], p["field"]) for p in r.json()["detail"]} == {
+        (0, "age_years"),
+        (0, "district"),
+    }
+
+
+def test_score_person_with_events_equals_the_store_path(service):
+    root = service["root"]
+    persons = pd.read_parquet(root / "city" / "persons.parquet").set_index("person_id")
+    events = pd.read_parquet(root / "city" / "events.parquet").drop_duplicates()
+    # a person in huaxi with a real history, all of it recorded before the reference date
+    late = set(events.person_id[events.recorded_time >= pd.Timestamp("2026-06-30")])
+    counts = events.person_id.value_counts()
+    pid = next(
+        p
+        for p in persons.index[persons.district == "huaxi"]
+        if p not in late and counts.get(p, 0) >= 10
+    )
+    mine = events[events.person_id == pid]
+    p = persons.loc[pid]
+
+    def text(v):
+        return None if pd.isna(v) else str(v)
+
+    person = {
+        "person_id": pid,
+        "birth_date": str(p.birth_date),
+        "sex": text(p.sex),
+        "district": text(p.district),
+        "registration_date": text(p.registration_date),
+        "primary_substance": text(p.primary_substance),
+    }
+    evs = [
+        {
+            "event_time": str(e.event_time),
+            "event_type": str(e.event_type),
+            "value": None if pd.isna(e.value) else float(e.value),
+            "detail": None if pd.isna(e.detail) else str(e.detail),
+        }
+        for e in mine.itertuples()
+    ]
+    # recorded_time is not part of a score call: only events already known are sent
+    body = {
+        "records": [
+            {"person": person, "events": evs, "as_of": "2026-06-30"},
+            {
+                "person": {"person_id": "NEW1", "birth_date": "2001-01-01", "district": "huaxi"},
+                "events": [],
+            },
+        ]
+    }
+    r = post(service, "/v1/score/relapse", "analyst", body)
+    assert r.status_code == 200, r.text
+    ours = r.json()["results"]
+    direct = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse").json()
+    assert ours[0]["probability"] == pytest.approx(direct["probability"], abs=1e-9)
+    assert [f["feature"] for f in ours[0]["factors"]] == [f["feature"] for f in direct["factors"]]
+    assert ours[1]["history"] == "none"  # attributes alone still give a score
+    bad = {
+        "records": [
+            {
+                "person": {"person_id": "Q", "birth_date": "1990-01-01"},
+                "events": [{"event_time": "2025-01-01", "event_type": "teleport"}],
+            }
+        ]
+    }
+    r = post(service, "/v1/score/relapse", "analyst", bad)
+    assert r.status_code == 422
+    assert r.json()["detail"][0] == {
+        "record": 0,
+        "field": "events[0].event_type",
+        "reason": "unknown event type teleport",
+    }
+
+
+def test_limits_give_413(service):
+    rec = {"person": {"person_id": "N", "birth_date": "1990-01-01"}}
+    r = post(service, "/v1/score/relapse", "analyst", {"records": [rec] * 1001})
+    assert r.status_code == 413
+    big = b'{"records": [' + b" " * (5 * 1024 * 1024) + b"]}"
+    r = post(
+        service,
+        "/v1/score/relapse",
+        "analyst",
+        content=big,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 413
+
+
+def test_models_metrics_and_openapi(service):
+    models = get(service, "/v1/models", "admin").json()
+    assert {m["task"] for m in models} == {"relapse", "youth_uptake"}
+    assert all("auroc" in m["test_metrics"] and m["trained_at"] for m in models)
+    get(service, f"/v1/persons/{person_in(service, 'huaxi')}/risk", "analyst", task="relapse")
+    text = get(service, "/metrics").text
+    assert 'sunshine_requests_total{route="/v1/persons/{person_id}/risk",status="200"}' in text
+    assert 'sunshine_score_bucket{le="0.5",task="relapse"}' in text
+    assert "sunshine_request_seconds_bucket" in text
+    spec = httpx.get(service["url"] + "/openapi.json").json()
+    risk = spec["paths"]["/v1/persons/{person_id}/risk"]["get"]
+    assert "example" in str(spec["components"]["schemas"]["RiskResponse"]) or "examples" in str(
+        spec["components"]["schemas"]["RiskResponse"]
+    )
+    assert "log-odds" in spec["info"]["description"]
+    assert risk["responses"]["404"]
+
+
+def test_audit_log_records_every_request_and_is_append_only(service):
+    pid = person_in(service, "huaxi")
+    other = person_in(service, "yunyan")
+    before = len(AuditLog(service["audit"]).query())
+    ok = get(service, f"/v1/persons/{pid}/risk", "cw_huaxi", task="relapse")
+    get(service, f"/v1/persons/{other}/risk", "cw_huaxi", task="relapse")  # refused: 404
+    get(service, f"/v1/persons/{pid}/risk", None, task="relapse")  # refused: 401
+    rows = AuditLog(service["audit"]).query().iloc[before:]
+    assert list(rows.status) == [200, 404, 401]
+    first = rows.iloc[0]
+    assert (first.user, first.role, first.person_id, first.task) == (
+        "wang",
+        "caseworker",
+        pid,
+        "relapse",
+    )
+    assert first.probability == pytest.approx(ok.json()["probability"])
+    assert first.tier == ok.json()["tier"] and first.request_id == ok.json()["request_id"]
+    assert first.model_version == ok.json()["model"]["version"] and first.client == "127.0.0.1"
+    assert pd.isna(rows.iloc[2].user) and rows.iloc[1].person_id == other
+    con = sqlite3.connect(service["audit"])
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("UPDATE audit SET user = 'x'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM audit")
+    # a restart reads what was written before
+    assert len(AuditLog(service["audit"]).query(person=pid, user="wang")) >= 1
+
+
+def test_audit_survives_concurrent_requests(service):
+    pid = person_in(service, "huaxi")
+    before = len(AuditLog(service["audit"]).query())
+    with cf.ThreadPoolExecutor(8) as pool:
+        codes = list(
+            pool.map(
+                lambda _: (
+                    get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse").status_code
+                ),
+                range(80),
+            )
+        )
+    assert codes == [200] * 80
+    assert len(AuditLog(service["audit"]).query()) - before == 80
+
+
+def test_reload_degrades_when_registry_is_unreachable_and_swaps_under_load(service, tmp_path):
+    pid = person_in(service, "huaxi")
+    root = service["root"]
+    broken = f"sqlite:///{tmp_path / 'missing' / 'nowhere.db'}"
+    mlflow.set_tracking_uri(broken)
+    mlflow.set_registry_uri(broken)
+    try:
+        r = post(service, "/v1/admin/reload", "admin")
+        assert r.status_code == 503 and r.json()["status"] == "degraded"
+        ready = get(service, "/readyz").json()
+        assert ready["status"] == "degraded" and "reload failed" in ready["reason"]
+        assert get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse").status_code == 200
+    finally:
+        use_mlflow(root)
+    from models.cli import train_task
+    from models.registry import promote
+
+    version = train_task(root / "city", "relapse", root / "relapse.yaml")
+    promote("relapse", version=str(version), force=True, reason="reload test")
+    seen, stop = [], False
+
+    def hammer():
+        while not stop:
+            r = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse")
+            seen.append((r.status_code, r.json().get("model", {}).get("version")))
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(hammer) for _ in range(4)]
+        time.sleep(0.5)
+        r = post(service, "/v1/admin/reload", "admin")
+        time.sleep(0.5)
+        stop = True
+        for f in futures:
+            f.result()
+    assert r.status_code == 200 and r.json()["models"]["relapse"] == str(version)
+    assert {code for code, _ in seen} == {200}
+    assert seen[-1][1] == str(version)
+    assert get(service, "/readyz").json()["status"] == "ready"
+
+
+def test_sunshine_serve_process_over_a_socket(served_registry, tmp_path):
+    root = served_registry
+    env = {**os.environ, "SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json")}
+    sunshine = str(Path(sys.executable).with_name("sunshine"))
+    token = subprocess.run(
+        [sunshine, "tokens", "create", "--user", "li", "--role", "analyst"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
+    assert token not in (tmp_path / "tokens.json").read_text()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sunshine,
+            "serve",
+            "--data",
+            str(root / "city"),
+            "--port",
+            str(port),
+            "--audit-db",
+            str(tmp_path / "audit.db"),
+        ],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline
+            time.sleep(0.3)
+        pid = pd.read_parquet(root / "city" / "persons.parquet").person_id.iloc[0]
+        r = httpx.get(
+            f"{url}/v1/persons/{pid}/risk",
+            params={"task": "relapse"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.json()["person_id"] == pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    audit = subprocess.run(
+        [sunshine, "audit", "--audit-db", str(tmp_path / "audit.db"), "--person", pid],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+    )
+    assert audit.returncode == 0 and pid in audit.stdout
+
+
+def test_serve_without_champion_says_how_to_get_one(tmp_path, served):
+    sunshine = str(Path(sys.executable).with_name("sunshine"))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    r = subprocess.run(
+        [sunshine, "serve", "--data", str(served / "city")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert "sunshine train --task" in r.stderr and "sunshine promote" in r.stderr
+    assert "Traceback" not in r.stderr
