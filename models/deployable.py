@@ -55,36 +55,53 @@ class RiskModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     # -- input -------------------------------------------------------------------------------
-    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The model's feature matrix from a frame holding (at least) its features."""
+    def prepare(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's feature matrix: numbers as float32, categories as their codes.
+
+        LightGBM coded each category by its position in the spec's list during training, so
+        codes computed from the spec here are the same; NaN means missing.
+        """
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise FeatureInputError([(0, f, "missing feature") for f in missing])
-        out = {}
+        X = np.empty((len(frame), len(self.features)), np.float32)
+        numeric = [n for n in self.features if not FEATURES_BY_NAME[n].categorical]
+        idx = {n: i for i, n in enumerate(self.features)}
+        block = frame[numeric]
         problems = []
+        if all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):
+            X[:, [idx[n] for n in numeric]] = block.to_numpy(np.float32, na_value=np.nan)
+        else:
+            for name in numeric:
+                col = block[name]
+                num = pd.to_numeric(col, errors="coerce")
+                for i in np.flatnonzero((num.isna() & col.notna()).to_numpy()):
+                    problems.append((int(i), name, f"{col.iat[i]!r} is not a number"))
+                X[:, idx[name]] = num.to_numpy(np.float32, na_value=np.nan)
         for name in self.features:
             spec = FEATURES_BY_NAME[name]
+            if not spec.categorical:
+                continue
             col = frame[name]
-            if spec.categorical:
+            if not (
+                isinstance(col.dtype, pd.CategoricalDtype)
+                and tuple(col.cat.categories) == spec.categories
+            ):
                 values = col.astype(object).where(col.notna(), None)
-                bad = ~values.isin([*spec.categories, None])
-                for i in np.flatnonzero(bad.to_numpy()):
+                for i in np.flatnonzero((~values.isin([*spec.categories, None])).to_numpy()):
                     problems.append(
                         (int(i), name, f"{values.iat[i]!r} is not one of {list(spec.categories)}")
                     )
-                out[name] = pd.Categorical(values, categories=spec.categories)
-            else:
-                num = pd.to_numeric(col, errors="coerce")
-                bad = num.isna() & col.notna()
-                for i in np.flatnonzero(bad.to_numpy()):
-                    problems.append((int(i), name, f"{col.iat[i]!r} is not a number"))
-                out[name] = num.astype(np.float32).to_numpy()
+                col = pd.Series(pd.Categorical(values, categories=spec.categories))
+            codes = col.cat.codes.to_numpy().astype(np.float32)
+            codes[codes < 0] = np.nan
+            X[:, idx[name]] = codes
         if problems:
             raise FeatureInputError(problems)
-        return pd.DataFrame(out, index=frame.index)
+        return X
 
     # -- scoring -----------------------------------------------------------------------------
-    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+    def raw_score(self, X: np.ndarray) -> np.ndarray:
         # one thread: for the small batches of online scoring, OpenMP start-up dominates
         return np.asarray(self.booster.predict(X, raw_score=True, num_threads=1))
 
@@ -98,7 +115,7 @@ class RiskModel:
             contrib = contributions(self.booster, X)
             raw = contrib.sum(axis=1)
             base = contrib[:, -1]
-            factors = top_factors(contrib, X, explain)
+            factors = top_factors(contrib, X, self.features, explain)
         else:
             raw, base, factors = self.raw_score(X), None, None
         p = self.calibrator.transform(raw)

@@ -52,6 +52,8 @@ class ServiceState:
 
     def history(self, person_id: str, as_of: dt.date) -> bool:
         """Whether anything was recorded for the person before as_of."""
+        if as_of == self.as_of:
+            return bool(self.persons.at[person_id, "history_today"])
         con = self.builder().con
         pk = int(self.persons.at[person_id, "pk"])
         return bool(
@@ -82,7 +84,11 @@ def load_champions(tasks: tuple[str, ...] = TASKS) -> Loaded:
 
 
 def build_state(store: Store, loaded: Loaded) -> ServiceState:
-    persons = store.con.execute("SELECT person_id, pk, district FROM persons").df()
+    persons = store.con.execute(
+        "SELECT p.person_id, p.pk, p.district, EXISTS (SELECT 1 FROM events e WHERE e.pk = p.pk "
+        "AND e.event_time < $d AND e.available_time < $d) AS history_today FROM persons p",
+        {"d": store.reference_date},
+    ).df()
     persons = persons.set_index("person_id")
     spine = pd.DataFrame({"person_id": persons.index, "as_of": store.reference_date})
     today = FeatureBuilder(store).build(spine).set_index("person_id")

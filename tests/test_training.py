@@ -196,7 +196,12 @@ def test_pred_contrib_matches_shap_tree_explainer(workspace, relapse_v1):
     from features.labels import build_spine
 
     spine = build_spine(store, "relapse", [dt.date(2025, 1, 1)]).head(200)
-    X = model.prepare(build_features(store, spine))
+    frame = build_features(store, spine)
+    X = model.prepare(frame)
+    # the matrix path (categories as spec codes) scores exactly as the training-time frame path
+    assert np.array_equal(
+        model.raw_score(X), model.booster.predict(frame[model.features], raw_score=True)
+    )
     ours = contributions(model.booster, X)
     explainer = shap.TreeExplainer(model.booster)
     theirs = explainer.shap_values(X)

@@ -29,14 +29,19 @@ class Factor:
         return "raises" if self.contribution > 0 else "lowers"
 
 
-def contributions(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
+def contributions(booster: lgb.Booster, X: pd.DataFrame | np.ndarray) -> np.ndarray:
     """(n, features + 1): per-feature contributions, then the base value, in log-odds."""
     return np.asarray(booster.predict(X, pred_contrib=True, num_threads=1))
 
 
-def top_factors(contrib: np.ndarray, X: pd.DataFrame, k: int = 5) -> list[list[Factor]]:
-    """The k largest contributions by magnitude for each row."""
-    names = list(X.columns)
+def top_factors(
+    contrib: np.ndarray, X: np.ndarray, names: list[str], k: int = 5
+) -> list[list[Factor]]:
+    """The k largest contributions by magnitude for each row of a model matrix.
+
+    Categorical features hold their category's position in the spec's list; it is shown as the
+    category itself.
+    """
     per = contrib[:, : len(names)]
     order = np.argsort(-np.abs(per), axis=1, kind="stable")[:, :k]
     out = []
@@ -46,8 +51,8 @@ def top_factors(contrib: np.ndarray, X: pd.DataFrame, k: int = 5) -> list[list[F
             if per[i, j] == 0:
                 continue
             f = FEATURES_BY_NAME[names[j]]
-            v = X.iat[i, j]
-            value = None if pd.isna(v) else (str(v) if f.categorical else float(v))
+            v = X[i, j]
+            value = None if np.isnan(v) else (f.categories[int(v)] if f.categorical else float(v))
             row.append(Factor(f.name, f.label_en, f.label_zh, value, float(per[i, j])))
         out.append(row)
     return out
