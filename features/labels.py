@@ -108,6 +108,36 @@ def quarterly_dates(store: Store) -> list[dt.date]:
     return dates
 
 
+def _cohort_table(store: Store, task: str, dates: list[dt.date]) -> None:
+    """Temp tables `dates` and `cohort` (pk, as_of) on the store's connection."""
+    con = store.con
+    con.register(
+        "dates_in", pd.DataFrame({"as_of": pd.to_datetime(pd.Series(dates, dtype=object))})
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE dates AS SELECT CAST(as_of AS DATE) AS as_of, "
+        "CAST(as_of AS TIMESTAMP) AS as_of_ts FROM dates_in"
+    )
+    con.unregister("dates_in")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cohort AS {_COHORT_SQL[task]}")
+
+
+def _query(store: Store, sql: str) -> pd.DataFrame:
+    frame = store.con.execute(sql).df()
+    store.con.execute("DROP TABLE cohort")
+    store.con.execute("DROP TABLE dates")
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
+    return frame
+
+
+def cohort_members(store: Store, task: str, as_of: dt.date) -> set[str]:
+    """Who is in the task's cohort on a date; no label, so any date up to the reference date."""
+    check_task(task)
+    _cohort_table(store, task, [as_of])
+    frame = _query(store, "SELECT p.person_id, c.as_of FROM cohort c JOIN persons p USING (pk)")
+    return set(frame.person_id)
+
+
 def build_spine(store: Store, task: str, as_of_dates: list[dt.date] | None = None) -> pd.DataFrame:
     """(person_id, as_of, label) for the task's cohort at each date, sorted by as_of, person_id."""
     check_task(task)
@@ -119,24 +149,12 @@ def build_spine(store: Store, task: str, as_of_dates: list[dt.date] | None = Non
             f"as_of {late[0]}: its {LABEL_DAYS}-day label window ends after the reference date "
             f"{store.reference_date}; the latest usable as_of is {limit}"
         )
-    con = store.con
-    con.register(
-        "dates_in", pd.DataFrame({"as_of": pd.to_datetime(pd.Series(dates, dtype=object))})
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE dates AS SELECT CAST(as_of AS DATE) AS as_of, "
-        "CAST(as_of AS TIMESTAMP) AS as_of_ts FROM dates_in"
-    )
-    con.unregister("dates_in")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cohort AS {_COHORT_SQL[task]}")
-    spine = con.execute(
+    _cohort_table(store, task, dates)
+    return _query(
+        store,
         f"SELECT p.person_id, l.as_of, CAST(l.label AS TINYINT) AS label "
-        f"FROM ({_LABEL_SQL[task]}) l JOIN persons p USING (pk) ORDER BY l.as_of, p.person_id"
-    ).df()
-    con.execute("DROP TABLE cohort")
-    con.execute("DROP TABLE dates")
-    spine["as_of"] = pd.to_datetime(spine["as_of"]).dt.date
-    return spine
+        f"FROM ({_LABEL_SQL[task]}) l JOIN persons p USING (pk) ORDER BY l.as_of, p.person_id",
+    )
 
 
 def read_labels(path: Path, store: Store) -> pd.DataFrame:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from features import cli as features_cli
@@ -133,3 +135,80 @@ def demo(
     features_cli.console.print(
         "MLflow runs and models: ./mlflow.db and ./mlartifacts (browse with `make mlflow-ui`)."
     )
+
+
+@app.command("score-roster")
+@features_cli.user_errors
+def score_roster(
+    roster: Annotated[Path, typer.Argument(help="CSV, Parquet or .xlsx with a person_id column")],
+    task: Annotated[str, typer.Option(help="relapse or youth_uptake")],
+    out: Annotated[Path, typer.Option(help="output .csv, .parquet or .xlsx")],
+    data: features_cli.DataOpt,
+    as_of: Annotated[str | None, typer.Option(help="default: the data's reference date")] = None,
+    model_version: Annotated[str | None, typer.Option(help="a registered version")] = None,
+    alias: Annotated[str, typer.Option(help="registry alias, if no --model-version")] = "champion",
+    lang: Annotated[str, typer.Option(help="factor and support labels: en or zh")] = "en",
+    explain: Annotated[
+        str, typer.Option(help="top3 (every row), top (high tier only), none")
+    ] = "top3",
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run")] = False,
+    fail_on_error: Annotated[bool, typer.Option(help="exit 1 if any row is an error")] = False,
+    chunk_rows: Annotated[int, typer.Option(help="rows per chunk", min=100)] = 50_000,
+    interventions: Annotated[Path | None, typer.Option(help="support options YAML")] = None,
+) -> None:
+    """Score a whole roster: one output row per input row, with reasons and support options."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from features.labels import check_task
+    from models.registry import load_model
+    from serving.batch import RosterJob, RosterScorer, count_rows, log_batch_run
+
+    check_task(task)
+    configure()
+    day = features_cli.parse_date(as_of, "--as-of") if as_of else None
+    model, facts = load_model(task, alias=alias, version=model_version)
+    store = Store(data)
+    job = RosterJob(roster, task, out, day, lang, explain, resume, chunk_rows)
+    scorer = RosterScorer(job, store, model, facts, load_interventions(interventions))
+    console = features_cli.console
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} rows"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        started = time.perf_counter()
+        tid = bar.add_task("rows", total=count_rows(roster), rate="")
+
+        def advance(n: int) -> None:
+            done = bar.tasks[0].completed + n
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            bar.update(tid, advance=n, rate=f"{rate:,.0f} rows/s")
+
+        summary = scorer.run(advance)
+    log_batch_run(scorer, summary)
+    console.print(
+        f"wrote {summary.rows:,} rows to {out} and {out.with_suffix('.html')}"
+        + (
+            f" (resumed: {summary.chunks_skipped} chunk(s) already done)"
+            if summary.chunks_skipped
+            else ""
+        )
+    )
+    table = models_cli.frame_table(
+        "rows by status and tier",
+        pd.DataFrame(
+            [{"status": k, "rows": v} for k, v in sorted(summary.status.items())]
+            + [{"status": f"tier {k}", "rows": v} for k, v in sorted(summary.tiers.items())]
+        ),
+    )
+    console.print(table)
+    by_district = pd.DataFrame(summary.districts).T.fillna(0).astype(int).sort_index()
+    console.print(
+        models_cli.frame_table("tiers by district", by_district.reset_index(names="district"))
+    )
+    if fail_on_error and summary.status.get("error"):
+        raise typer.Exit(1)

@@ -202,3 +202,14 @@ def test_output_keeps_spine_order_across_chunks(store):
     out = FeatureBuilder(store).build(spine, chunk_rows=1)
     assert list(out.person_id) == ["Y6", "A", "Y6", "A"]
     assert list(out.checkin_missed__count_all) == [0, 2, 0, 1]
+
+
+def test_cohort_members_on_any_date_up_to_the_reference_date(store):
+    from features.labels import cohort_members
+
+    assert cohort_members(store, "relapse", AS_OF) == {"A", "C"}
+    # C's discharge (2024-06-01) is 334 days before 2025-05-01; A's is 436
+    assert cohort_members(store, "relapse", dt.date(2025, 5, 1)) == {"C"}
+    # past the last usable label date the cohort is still defined: Y6 registered in 2025
+    youth = cohort_members(store, "youth_uptake", dt.date(2026, 6, 30))
+    assert "Y6" not in youth and "Y1" in youth

@@ -1,0 +1,241 @@
+"""Serving benchmark on loopback: our risk API against `mlflow models serve`, side by side.
+
+    python benchmarks/serve_bench.py --persons 20000 --requests 1500 --repeats 3
+
+Ours: GET /v1/persons/{id}/risk, features from the event store and the top 5 explanations.
+MLflow: POST /invocations with one row of precomputed features, no explanations, on the same
+registered model. One worker each; 1 and 8 concurrent clients; the two servers are measured
+alternately, run by run, and medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import free_port  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def prepare(work: Path, persons: int) -> None:
+    """A registry with a trained, promoted relapse model, reused when present."""
+    if (work / "city").exists():
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    run = {"cwd": work, "check": True, "env": {**os.environ, "MLFLOW_TRACKING_URI": ""}}
+    subprocess.run([BIN / "sunshine", "synth", "--persons", str(persons), "--out", "city"], **run)
+    for task in ("relapse", "youth_uptake"):  # the service serves both tasks' champions
+        subprocess.run([BIN / "sunshine", "train", "--task", task, "--data", "city"], **run)
+        subprocess.run([BIN / "sunshine", "promote", "--task", task], **run)
+
+
+def wait(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} not ready")
+
+
+def load(send, n: int, clients: int) -> dict[str, float]:
+    """n requests from `clients` threads, each with its own keep-alive connection."""
+    per = n // clients
+
+    def worker(k: int) -> list[float]:
+        out = []
+        with httpx.Client(timeout=30) as c:
+            for i in range(per):
+                t = time.perf_counter()
+                r = send(c, k * per + i)
+                out.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    raise SystemExit(f"HTTP {r.status_code}: {r.text[:300]}")
+        return out
+
+    start = time.perf_counter()
+    with cf.ThreadPoolExecutor(clients) as pool:
+        lat = np.concatenate(list(pool.map(worker, range(clients))))
+    wall = time.perf_counter() - start
+    return {
+        "p50_ms": float(np.percentile(lat, 50) * 1000),
+        "p95_ms": float(np.percentile(lat, 95) * 1000),
+        "p99_ms": float(np.percentile(lat, 99) * 1000),
+        "rps": len(lat) / wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--persons", type=int, default=20_000)
+    ap.add_argument("--requests", type=int, default=1500)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=Path("bench-out/serve"))
+    args = ap.parse_args()
+    work = args.work.resolve()
+    prepare(work, args.persons)
+    env = {
+        **os.environ,
+        "SUNSHINE_TOKENS_FILE": str(work / "tokens.json"),
+        "MLFLOW_TRACKING_URI": "",
+    }
+    token = subprocess.run(
+        [BIN / "sunshine", "tokens", "create", "--user", "bench", "--role", "analyst"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    ours_port, ml_port = free_port(), free_port()
+    ours = subprocess.Popen(
+        [
+            BIN / "sunshine",
+            "serve",
+            "--data",
+            "city",
+            "--port",
+            str(ours_port),
+            "--audit-db",
+            str(work / "audit.db"),
+        ],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ml_env = {
+        **env,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # it starts `uvicorn` by name
+    }
+    mlf = subprocess.Popen(
+        [
+            BIN / "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/sunshine-relapse@champion",
+            "--env-manager",
+            "local",
+            "-p",
+            str(ml_port),
+            "-h",
+            "127.0.0.1",
+            "--workers",
+            "1",
+        ],
+        cwd=work,
+        env=ml_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait(f"http://127.0.0.1:{ours_port}/readyz", ours)
+        wait(f"http://127.0.0.1:{ml_port}/ping", mlf)
+        frame = pd.read_parquet(work / "city" / "persons.parquet")
+        ids = frame.person_id.sample(args.requests, replace=True, random_state=0).tolist()
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from features.builder import FeatureBuilder
+        from features.spec import FEATURE_NAMES
+        from features.store import Store
+
+        store = Store(work / "city")
+        feats = FeatureBuilder(store).build(
+            pd.DataFrame({"person_id": ids[:200], "as_of": store.reference_date})
+        )[list(FEATURE_NAMES)]
+        rows = [
+            json.dumps(
+                {
+                    "dataframe_split": {
+                        "columns": list(FEATURE_NAMES),
+                        "data": [
+                            [
+                                None if pd.isna(v) else (v if isinstance(v, str) else float(v))
+                                for v in r
+                            ]
+                        ],
+                    }
+                }
+            )
+            for r in feats.astype(object).itertuples(index=False)
+        ]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def ours_send(c: httpx.Client, i: int):
+            return c.get(
+                f"http://127.0.0.1:{ours_port}/v1/persons/{ids[i]}/risk",
+                params={"task": "relapse"},
+                headers=headers,
+            )
+
+        def mlflow_send(c: httpx.Client, i: int):
+            return c.post(
+                f"http://127.0.0.1:{ml_port}/invocations",
+                content=rows[i % len(rows)],
+                headers={"content-type": "application/json"},
+            )
+
+        for send in (ours_send, mlflow_send):  # warm up
+            load(send, 50, 1)
+        results: dict[str, list] = {}
+        for _ in range(args.repeats):
+            for clients in (1, 8):
+                for name, send in (("ours", ours_send), ("mlflow", mlflow_send)):
+                    results.setdefault(f"{name}_{clients}", []).append(
+                        load(send, args.requests, clients)
+                    )
+        table = []
+        for key, runs in results.items():
+            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            name, clients = key.split("_")
+            table.append(
+                {
+                    "server": name,
+                    "clients": int(clients),
+                    **{k: round(v, 2) for k, v in med.items()},
+                }
+            )
+        out = pd.DataFrame(table)
+        print(
+            f"persons {args.persons:,}; {args.requests} requests per run; "
+            f"{args.repeats} runs; medians"
+        )
+        print(out.to_string(index=False))
+        for clients in (1, 8):
+            o = out[(out.server == "ours") & (out.clients == clients)].iloc[0]
+            m = out[(out.server == "mlflow") & (out.clients == clients)].iloc[0]
+            print(
+                f"{clients} client(s): p99 ratio ours/mlflow {o.p99_ms / m.p99_ms:.2f} "
+                "(target <= 0.5), "
+                f"throughput ratio {o.rps / m.rps:.2f} (target >= 3)"
+            )
+        (work / "serve_bench.json").write_text(json.dumps(table, indent=2))
+    finally:
+        for p in (ours, mlf):
+            p.terminate()
+            p.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,346 @@
+"""Batch roster scoring: formats, languages, bad rows, resume after a kill, API equality."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+from conftest import use_mlflow
+from mlflow.tracking import MlflowClient
+from servers import ServerThread
+
+from features.store import Store
+from serving.app import create_app
+from serving.audit import AuditLog
+from serving.auth import TokenStore
+from serving.scoring import load_interventions
+from serving.state import build_state, load_champions
+
+SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
+
+
+def run(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    r = subprocess.run([SUNSHINE, *args], cwd=root, capture_output=True, text=True, env=env)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def roster(served, tmp_path_factory):
+    """A roster with a Chinese column, a bad date, an unknown person and a duplicate."""
+    persons = pd.read_parquet(served / "city" / "persons.parquet")
+    r = persons[["person_id"]].sample(400, random_state=2).reset_index(drop=True)
+    r["站点"] = "花溪社区戒毒站"
+    r["as_of"] = ""
+    r.loc[3, "person_id"] = "NOBODY"
+    r.loc[4, "as_of"] = "31/02/2024"
+    r.loc[5, "as_of"] = "2024-01-01"
+    r = pd.concat([r, r.iloc[[10]]], ignore_index=True)  # row 401 repeats row 11
+    d = tmp_path_factory.mktemp("rosters")
+    r.to_csv(d / "roster.csv", index=False, encoding="utf-8-sig")
+    r.to_parquet(d / "roster.parquet", index=False)
+    r.to_excel(d / "roster.xlsx", index=False)
+    return d, r
+
+
+@pytest.mark.parametrize(("src", "dst"), [("csv", "csv"), ("parquet", "parquet"), ("xlsx", "xlsx")])
+def test_each_format_one_row_per_input_row_in_order(served, roster, tmp_path, src, dst):
+    d, frame = roster
+    out = tmp_path / f"scored.{dst}"
+    run(
+        served,
+        "score-roster",
+        str(d / f"roster.{src}"),
+        "--task",
+        "relapse",
+        "--out",
+        str(out),
+        "--data",
+        "city",
+        "--chunk-rows",
+        "150",
+    )
+    got = {
+        "csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig"),
+        "parquet": pd.read_parquet,
+        "xlsx": lambda p: pd.read_excel(p, dtype=str),
+    }[dst](out)
+    assert list(got.person_id) == list(frame.person_id)
+    assert list(got["站点"]) == ["花溪社区戒毒站"] * len(frame)
+    if dst == "csv":
+        assert out.read_bytes().startswith(b"\xef\xbb\xbf")
+    status = dict(zip(range(len(got)), got.status, strict=True))
+    errors = got.error.fillna("") if dst == "xlsx" else got.error
+    assert status[3] == "error" and "unknown person NOBODY" in errors[3]
+    assert status[4] == "error" and "cannot parse '31/02/2024'" in errors[4]
+    assert status[400] == "error" and errors[400] == "duplicate of row 11 (scored there)"
+    ok = got[got.status == "ok"]
+    assert len(ok) == len(frame) - 3
+    assert pd.to_numeric(ok.probability).between(0, 1).all()
+    assert set(ok.tier) <= {"low", "medium", "high"}
+    assert (tmp_path / "scored.html").exists()
+    assert not list(tmp_path.glob("*.parts"))
+
+
+def test_languages_cohort_warning_and_fail_on_error(served, roster, tmp_path):
+    d, frame = roster
+    zh, en = tmp_path / "zh.csv", tmp_path / "en.csv"
+    run(
+        served,
+        "score-roster",
+        str(d / "roster.csv"),
+        "--task",
+        "relapse",
+        "--out",
+        str(zh),
+        "--data",
+        "city",
+        "--lang",
+        "zh",
+    )
+    run(
+        served,
+        "score-roster",
+        str(d / "roster.csv"),
+        "--task",
+        "relapse",
+        "--out",
+        str(en),
+        "--data",
+        "city",
+        "--lang",
+        "en",
+    )
+    a, b = pd.read_csv(zh, encoding="utf-8-sig"), pd.read_csv(en, encoding="utf-8-sig")
+    ok = a.status == "ok"
+    assert a[ok].factor_1.str.contains(r"[\u4e00-\u9fff]").all()
+    assert not b[ok].factor_1.str.contains(r"[\u4e00-\u9fff]").any()
+    assert set(a[ok].factor_1_effect) <= {"升高", "降低"} and set(b[ok].factor_1_effect) <= {
+        "raises",
+        "lowers",
+    }
+    assert (a.probability.fillna(-1) == b.probability.fillna(-1)).all()
+    # most of a random sample is not in the relapse cohort: warned, still scored
+    warned = b[b.warning.fillna("").str.contains("not in the relapse cohort")]
+    assert len(warned) > 100 and (warned.status == "ok").all()
+    failed = run(
+        served,
+        "score-roster",
+        str(d / "roster.csv"),
+        "--task",
+        "relapse",
+        "--out",
+        str(tmp_path / "f.csv"),
+        "--data",
+        "city",
+        "--fail-on-error",
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert (tmp_path / "f.csv").exists()  # the output is still complete
+
+
+def test_explain_modes(served, roster, tmp_path):
+    d, _ = roster
+    none, top = tmp_path / "none.parquet", tmp_path / "top.parquet"
+    run(
+        served,
+        "score-roster",
+        str(d / "roster.csv"),
+        "--task",
+        "relapse",
+        "--out",
+        str(none),
+        "--data",
+        "city",
+        "--explain",
+        "none",
+    )
+    run(
+        served,
+        "score-roster",
+        str(d / "roster.csv"),
+        "--task",
+        "relapse",
+        "--out",
+        str(top),
+        "--data",
+        "city",
+        "--explain",
+        "top",
+    )
+    n, t = pd.read_parquet(none), pd.read_parquet(top)
+    assert n.factor_1.isna().all() and n.probability.notna().sum() == len(n) - 3
+    assert t[t.tier == "high"].factor_1.notna().all()
+    assert t[t.tier.isin(["low", "medium"])].factor_1.isna().all()
+
+
+def test_resume_after_kill_gives_the_same_file(served, tmp_path):
+    persons = pd.read_parquet(served / "city" / "persons.parquet")
+    big = tmp_path / "big.csv"
+    dates = ("2025-01-01", "2024-07-01", "2024-01-01")
+    rows = pd.concat([persons[["person_id"]].assign(as_of=d) for d in dates], ignore_index=True)
+    rows.to_csv(big, index=False)
+    whole = tmp_path / "whole.csv"
+    run(
+        served,
+        "score-roster",
+        str(big),
+        "--task",
+        "relapse",
+        "--out",
+        str(whole),
+        "--data",
+        "city",
+        "--chunk-rows",
+        "500",
+    )
+    out = tmp_path / "resumed.csv"
+    parts = out.with_name(out.name + ".parts")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [
+            SUNSHINE,
+            "score-roster",
+            str(big),
+            "--task",
+            "relapse",
+            "--out",
+            str(out),
+            "--data",
+            "city",
+            "--chunk-rows",
+            "500",
+        ],
+        cwd=served,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 300
+    while len(list(parts.glob("part-*.parquet"))) < 3:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(parts.glob("part-*.parquet")))
+    assert 3 <= done < 24  # 12,000 rows in chunks of 500
+    assert not out.exists()  # never a half-written final file
+    r = run(
+        served,
+        "score-roster",
+        str(big),
+        "--task",
+        "relapse",
+        "--out",
+        str(out),
+        "--data",
+        "city",
+        "--chunk-rows",
+        "500",
+        "--resume",
+    )
+    assert f"resumed: {done} chunk(s) already done" in " ".join(r.stdout.split())
+    assert out.read_bytes() == whole.read_bytes()
+    assert not parts.exists()
+
+
+def test_roster_equals_the_api(served, roster, tmp_path):
+    use_mlflow(served)
+    d, frame = roster
+    out = tmp_path / "scored.parquet"
+    run(
+        served,
+        "score-roster",
+        str(d / "roster.csv"),
+        "--task",
+        "relapse",
+        "--out",
+        str(out),
+        "--data",
+        "city",
+    )
+    scored = pd.read_parquet(out)
+    tokens = TokenStore([])
+    token = tokens.create("li", "analyst")
+    state = build_state(Store(served / "city"), load_champions())
+    app = create_app(state, tokens, AuditLog(tmp_path / "audit.db"), load_interventions())
+    checked = 0
+    with ServerThread(app) as server:
+        for row in scored[scored.status == "ok"].head(25).itertuples():
+            params = {"task": "relapse"}
+            if row.as_of:
+                params["as_of"] = row.as_of
+            api = httpx.get(
+                f"{server.url}/v1/persons/{row.person_id}/risk",
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=30,
+            ).json()
+            assert row.probability == pytest.approx(api["probability"], abs=1e-9)
+            assert row.tier == api["tier"]
+            labels = [f["label_en"] for f in api["factors"][:3]]
+            assert [row.factor_1, row.factor_2, row.factor_3][: len(labels)] == labels
+            checked += 1
+    assert checked == 25
+    # the run is in MLflow as a batch-inference run
+    exp = MlflowClient().get_experiment_by_name("sunshine-batch-relapse")
+    runs = mlflow.search_runs([exp.experiment_id])
+    assert (runs["tags.kind"] == "batch-inference").all()
+    assert "params.input_sha256" in runs and runs["metrics.rows"].max() >= len(frame)
+
+
+def test_unusable_roster_is_a_clear_error(served, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,age\nA,3\n")
+    r = run(
+        served,
+        "score-roster",
+        str(bad),
+        "--task",
+        "relapse",
+        "--out",
+        str(tmp_path / "o.csv"),
+        "--data",
+        "city",
+        check=False,
+    )
+    assert r.returncode == 2 and "no person_id column" in r.stderr and "Traceback" not in r.stderr
+    r = run(
+        served,
+        "score-roster",
+        str(tmp_path / "missing.csv"),
+        "--task",
+        "relapse",
+        "--out",
+        str(tmp_path / "o.csv"),
+        "--data",
+        "city",
+        check=False,
+    )
+    assert r.returncode == 2 and "no such roster" in r.stderr
+    r = run(
+        served,
+        "score-roster",
+        str(bad),
+        "--task",
+        "relapse",
+        "--out",
+        str(tmp_path / "o.json"),
+        "--data",
+        "city",
+        check=False,
+    )
+    assert r.returncode == 2 and "unsupported output format" in r.stderr
