@@ -31,6 +31,12 @@ def _cpu() -> float:
 
 
 def peak_rss_mib() -> float:
+    """This process's own high-water RSS (VmHWM starts afresh at exec, unlike ru_maxrss, which
+    on Linux keeps the parent's peak at fork)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

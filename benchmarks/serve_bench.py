@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers import free_port  # noqa: E402
+from servers import free_port, wait_http  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -40,20 +40,6 @@ def prepare(work: Path, persons: int) -> None:
     for task in ("relapse", "youth_uptake"):  # the service serves both tasks' champions
         subprocess.run([BIN / "sunshine", "train", "--task", task, "--data", "city"], **run)
         subprocess.run([BIN / "sunshine", "promote", "--task", task], **run)
-
-
-def wait(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} not ready")
 
 
 def load(send, n: int, clients: int) -> dict[str, float]:
@@ -151,8 +137,8 @@ def main() -> None:
         text=True,
     )
     try:
-        wait(f"http://127.0.0.1:{ours_port}/readyz", ours)
-        wait(f"http://127.0.0.1:{ml_port}/ping", mlf)
+        wait_http(f"http://127.0.0.1:{ours_port}/readyz", ours)
+        wait_http(f"http://127.0.0.1:{ml_port}/ping", mlf)
         frame = pd.read_parquet(work / "city" / "persons.parquet")
         ids = frame.person_id.sample(args.requests, replace=True, random_state=0).tolist()
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

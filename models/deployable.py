@@ -17,7 +17,7 @@ import pandas as pd
 
 from features.spec import FEATURES_BY_NAME
 from training.calibration import Calibrator
-from training.explain import Factor, contributions, top_factors
+from training.explain import Factor, contributions, threads_for, top_factors
 
 BOOSTER_FILE = "booster.txt"
 META_FILE = "risk_model.json"
@@ -102,8 +102,7 @@ class RiskModel:
 
     # -- scoring -----------------------------------------------------------------------------
     def raw_score(self, X: np.ndarray) -> np.ndarray:
-        # one thread: for the small batches of online scoring, OpenMP start-up dominates
-        return np.asarray(self.booster.predict(X, raw_score=True, num_threads=1))
+        return np.asarray(self.booster.predict(X, raw_score=True, num_threads=threads_for(len(X))))
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         return self.calibrator.transform(self.raw_score(self.prepare(frame)))

@@ -206,6 +206,22 @@ class ModelInfo(BaseModel):
     test_metrics: dict[str, float]
 
 
+def scored_entry(
+    request: Request, person_id: str | None, task: str, facts: dict, result: dict
+) -> Entry:
+    """The audit entry of one scored person; the middleware adds who, where and the status."""
+    return Entry(
+        "",
+        request.state.request_id,
+        200,
+        person_id=person_id,
+        task=task,
+        model_version=str(facts["version"]),
+        probability=result["probability"],
+        tier=result["tier"],
+    )
+
+
 def error(status: int, detail: Any) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
 
@@ -353,18 +369,7 @@ def create_app(
         frame = state.features(person_id, as_of)
         result = score_frame(model, frame, interventions, explain)[0]
         scores.labels(task).observe(result["probability"])
-        request.state.audit = [
-            Entry(
-                "",
-                request.state.request_id,
-                200,
-                person_id=person_id,
-                task=task,
-                model_version=str(facts["version"]),
-                probability=result["probability"],
-                tier=result["tier"],
-            )
-        ]
+        request.state.audit = [scored_entry(request, person_id, task, facts, result)]
         return RiskResponse(
             person_id=person_id,
             task=task,
@@ -387,7 +392,7 @@ def create_app(
         body: ScoreRequest,
         user: Annotated[User, Depends(require("analyst"))],
         explain: Annotated[
-            int, Query(ge=0, le=20, description="top factors per record")
+            int, Query(ge=0, le=MAX_FACTORS, description="top factors per record")
         ] = DEFAULT_TOP,
     ) -> ScoreResponse:
         """Score records sent in the body: feature values, or a person's attributes and events."""
@@ -410,18 +415,7 @@ def create_app(
         for i, (rec, res) in enumerate(zip(body.records, results, strict=True)):
             scores.labels(task).observe(res["probability"])
             pid = rec.person.person_id if rec.person else rec.id
-            entries.append(
-                Entry(
-                    "",
-                    request.state.request_id,
-                    200,
-                    person_id=pid,
-                    task=task,
-                    model_version=str(facts["version"]),
-                    probability=res["probability"],
-                    tier=res["tier"],
-                )
-            )
+            entries.append(scored_entry(request, pid, task, facts, res))
             out.append(ScoredRecord(record=i, id=rec.id, history=history[i], **res))
         request.state.audit = entries
         return ScoreResponse(

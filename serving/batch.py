@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,7 @@ class RosterScorer:
         self.cohorts: dict[dt.date, set[str]] = {}
         self.parts_dir = job.out.with_name(job.out.name + ".parts")
         self.input_sha = file_sha256(job.roster)
+        self.timings: Counter = Counter()  # seconds by stage, for the benchmark
 
     # -- the run -----------------------------------------------------------------------------
     def manifest(self) -> dict:
@@ -152,7 +154,8 @@ class RosterScorer:
         summary = Summary()
         seen: dict[tuple[str, str], int] = {}
         parts = []
-        for c, chunk in enumerate(read_chunks(self.job.roster, self.job.chunk_rows)):
+        chunks = read_chunks(self.job.roster, self.job.chunk_rows)
+        for c, chunk in enumerate(self._timed(chunks, "read")):
             if c == 0 and "person_id" not in chunk.columns:
                 raise DataError(
                     f"{self.job.roster}: no person_id column (found: {', '.join(chunk.columns)})"
@@ -165,20 +168,33 @@ class RosterScorer:
                 summary.chunks_skipped += 1
             else:
                 result = self._score_chunk(chunk, keys, seen)
+                t = time.perf_counter()
                 with atomic_path(part) as tmp:
                     pq.write_table(pa.Table.from_pandas(result, preserve_index=False), tmp)
+                self.timings["write"] += time.perf_counter() - t
                 summary.chunks_done += 1
             self._count(summary, result)
             parts.append(part)
             if progress:
                 progress(len(chunk))
+        t = time.perf_counter()
         with atomic_path(self.job.out) as tmp:
             write_output(parts, self.job.out, tmp, drop=["_district"])
+        self.timings["write"] += time.perf_counter() - t
         self.write_html(parts, summary)
         shutil.rmtree(self.parts_dir)
         return summary
 
     # -- one chunk ---------------------------------------------------------------------------
+    def _timed(self, it, key: str):
+        while True:
+            t = time.perf_counter()
+            item = next(it, None)
+            self.timings[key] += time.perf_counter() - t
+            if item is None:
+                return
+            yield item
+
     def _keys(self, chunk: pd.DataFrame) -> pd.DataFrame:
         pid = chunk["person_id"].astype(str).str.strip()
         raw = (
@@ -231,7 +247,10 @@ class RosterScorer:
                     "as_of": keys.as_of.iloc[good].to_numpy(),
                 }
             )
+            t = time.perf_counter()
             frame = self.builder.build(spine)
+            self.timings["features"] += time.perf_counter() - t
+            t = time.perf_counter()
             explain = 3 if self.job.explain == "top3" else 0
             results = score_frame(self.model, frame, self.interventions, explain)
             if self.job.explain == "top":
@@ -240,6 +259,7 @@ class RosterScorer:
                     detailed = score_frame(self.model, frame.iloc[high], self.interventions, 3)
                     for j, r in zip(high, detailed, strict=True):
                         results[j] = r
+            self.timings["score_and_explain"] += time.perf_counter() - t
             for i, r, pid, d in zip(good, results, spine.person_id, spine.as_of, strict=True):
                 self._fill(out, i, r)
                 if pid not in self._cohort(d):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -83,32 +85,37 @@ protected_attributes: [sex, ethnicity, age_band, district]
 """
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory):
-    """A synthetic city with both tasks trained and promoted, in its own MLflow store."""
-    import os
-
+@contextlib.contextmanager
+def mlflow_workspace(root: Path, persons: int, seed: int):
+    """A synthetic city, fast task configs and a local MLflow store, in `root` as the cwd."""
     from features.synth import synthesize, write_population
-    from models.cli import train_task
-    from models.registry import promote
-    from training.tracking import configure
 
-    root = tmp_path_factory.mktemp("served")
     old = Path.cwd()
     os.chdir(root)
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        write_population(synthesize(4000, 33), root / "city", 33)
-        configure()
+        write_population(synthesize(persons, seed), root / "city", seed)
         for task in ("relapse", "youth_uptake"):
             (root / f"{task}.yaml").write_text(SMALL_CONFIG.format(task=task))
-            train_task(root / "city", task, root / f"{task}.yaml")
-            promote(task)
+        use_mlflow(root)
         yield root
     finally:
         os.chdir(old)
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """Both tasks trained and promoted, in a store of their own."""
+    from models.cli import train_task
+    from models.registry import promote
+
+    with mlflow_workspace(tmp_path_factory.mktemp("served"), 4000, 33) as root:
+        for task in ("relapse", "youth_uptake"):
+            train_task(root / "city", task, root / f"{task}.yaml")
+            promote(task)
+        yield root
 
 
 def use_mlflow(root: Path) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 
+import httpx
 import uvicorn
 
 
@@ -39,3 +41,19 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until a server process answers 200 at url; fail if it exits first."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        if time.time() > deadline:
+            raise RuntimeError(f"{url} not ready after {timeout} s")
+        time.sleep(0.3)

@@ -36,6 +36,22 @@ def run(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return r
 
 
+def score_roster(root: Path, roster: str, out: str, *extra: str, check: bool = True):
+    return run(
+        root,
+        "score-roster",
+        roster,
+        "--task",
+        "relapse",
+        "--out",
+        out,
+        "--data",
+        "city",
+        *extra,
+        check=check,
+    )
+
+
 @pytest.fixture(scope="module")
 def roster(served, tmp_path_factory):
     """A roster with a Chinese column, a bad date, an unknown person and a duplicate."""
@@ -58,19 +74,7 @@ def roster(served, tmp_path_factory):
 def test_each_format_one_row_per_input_row_in_order(served, roster, tmp_path, src, dst):
     d, frame = roster
     out = tmp_path / f"scored.{dst}"
-    run(
-        served,
-        "score-roster",
-        str(d / f"roster.{src}"),
-        "--task",
-        "relapse",
-        "--out",
-        str(out),
-        "--data",
-        "city",
-        "--chunk-rows",
-        "150",
-    )
+    score_roster(served, str(d / f"roster.{src}"), str(out), "--chunk-rows", "150")
     got = {
         "csv": lambda p: pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig"),
         "parquet": pd.read_parquet,
@@ -96,32 +100,8 @@ def test_each_format_one_row_per_input_row_in_order(served, roster, tmp_path, sr
 def test_languages_cohort_warning_and_fail_on_error(served, roster, tmp_path):
     d, frame = roster
     zh, en = tmp_path / "zh.csv", tmp_path / "en.csv"
-    run(
-        served,
-        "score-roster",
-        str(d / "roster.csv"),
-        "--task",
-        "relapse",
-        "--out",
-        str(zh),
-        "--data",
-        "city",
-        "--lang",
-        "zh",
-    )
-    run(
-        served,
-        "score-roster",
-        str(d / "roster.csv"),
-        "--task",
-        "relapse",
-        "--out",
-        str(en),
-        "--data",
-        "city",
-        "--lang",
-        "en",
-    )
+    score_roster(served, str(d / "roster.csv"), str(zh), "--lang", "zh")
+    score_roster(served, str(d / "roster.csv"), str(en), "--lang", "en")
     a, b = pd.read_csv(zh, encoding="utf-8-sig"), pd.read_csv(en, encoding="utf-8-sig")
     ok = a.status == "ok"
     assert a[ok].factor_1.str.contains(r"[\u4e00-\u9fff]").all()
@@ -134,18 +114,8 @@ def test_languages_cohort_warning_and_fail_on_error(served, roster, tmp_path):
     # most of a random sample is not in the relapse cohort: warned, still scored
     warned = b[b.warning.fillna("").str.contains("not in the relapse cohort")]
     assert len(warned) > 100 and (warned.status == "ok").all()
-    failed = run(
-        served,
-        "score-roster",
-        str(d / "roster.csv"),
-        "--task",
-        "relapse",
-        "--out",
-        str(tmp_path / "f.csv"),
-        "--data",
-        "city",
-        "--fail-on-error",
-        check=False,
+    failed = score_roster(
+        served, str(d / "roster.csv"), str(tmp_path / "f.csv"), "--fail-on-error", check=False
     )
     assert failed.returncode == 1
     assert (tmp_path / "f.csv").exists()  # the output is still complete
@@ -154,32 +124,8 @@ def test_languages_cohort_warning_and_fail_on_error(served, roster, tmp_path):
 def test_explain_modes(served, roster, tmp_path):
     d, _ = roster
     none, top = tmp_path / "none.parquet", tmp_path / "top.parquet"
-    run(
-        served,
-        "score-roster",
-        str(d / "roster.csv"),
-        "--task",
-        "relapse",
-        "--out",
-        str(none),
-        "--data",
-        "city",
-        "--explain",
-        "none",
-    )
-    run(
-        served,
-        "score-roster",
-        str(d / "roster.csv"),
-        "--task",
-        "relapse",
-        "--out",
-        str(top),
-        "--data",
-        "city",
-        "--explain",
-        "top",
-    )
+    score_roster(served, str(d / "roster.csv"), str(none), "--explain", "none")
+    score_roster(served, str(d / "roster.csv"), str(top), "--explain", "top")
     n, t = pd.read_parquet(none), pd.read_parquet(top)
     assert n.factor_1.isna().all() and n.probability.notna().sum() == len(n) - 3
     assert t[t.tier == "high"].factor_1.notna().all()
@@ -192,26 +138,9 @@ def test_resume_after_kill_gives_the_same_file(served, tmp_path):
     dates = ("2025-01-01", "2024-07-01", "2024-01-01")
     rows = pd.concat([persons[["person_id"]].assign(as_of=d) for d in dates], ignore_index=True)
     rows.to_csv(big, index=False)
-    whole = tmp_path / "whole.csv"
-    run(
-        served,
-        "score-roster",
-        str(big),
-        "--task",
-        "relapse",
-        "--out",
-        str(whole),
-        "--data",
-        "city",
-        "--chunk-rows",
-        "500",
-    )
-    out = tmp_path / "resumed.csv"
-    parts = out.with_name(out.name + ".parts")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    proc = subprocess.Popen(
-        [
-            SUNSHINE,
+
+    def args(out: Path) -> list[str]:
+        return [
             "score-roster",
             str(big),
             "--task",
@@ -222,7 +151,15 @@ def test_resume_after_kill_gives_the_same_file(served, tmp_path):
             "city",
             "--chunk-rows",
             "500",
-        ],
+        ]
+
+    whole = tmp_path / "whole.csv"
+    run(served, *args(whole))
+    out = tmp_path / "resumed.csv"
+    parts = out.with_name(out.name + ".parts")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [SUNSHINE, *args(out)],
         cwd=served,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -238,20 +175,7 @@ def test_resume_after_kill_gives_the_same_file(served, tmp_path):
     done = len(list(parts.glob("part-*.parquet")))
     assert 3 <= done < 24  # 12,000 rows in chunks of 500
     assert not out.exists()  # never a half-written final file
-    r = run(
-        served,
-        "score-roster",
-        str(big),
-        "--task",
-        "relapse",
-        "--out",
-        str(out),
-        "--data",
-        "city",
-        "--chunk-rows",
-        "500",
-        "--resume",
-    )
+    r = run(served, *args(out), "--resume")
     assert f"resumed: {done} chunk(s) already done" in " ".join(r.stdout.split())
     assert out.read_bytes() == whole.read_bytes()
     assert not parts.exists()
@@ -261,17 +185,7 @@ def test_roster_equals_the_api(served, roster, tmp_path):
     use_mlflow(served)
     d, frame = roster
     out = tmp_path / "scored.parquet"
-    run(
-        served,
-        "score-roster",
-        str(d / "roster.csv"),
-        "--task",
-        "relapse",
-        "--out",
-        str(out),
-        "--data",
-        "city",
-    )
+    score_roster(served, str(d / "roster.csv"), str(out))
     scored = pd.read_parquet(out)
     tokens = TokenStore([])
     token = tokens.create("li", "analyst")
@@ -305,42 +219,9 @@ def test_roster_equals_the_api(served, roster, tmp_path):
 def test_unusable_roster_is_a_clear_error(served, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,age\nA,3\n")
-    r = run(
-        served,
-        "score-roster",
-        str(bad),
-        "--task",
-        "relapse",
-        "--out",
-        str(tmp_path / "o.csv"),
-        "--data",
-        "city",
-        check=False,
-    )
+    r = score_roster(served, str(bad), str(tmp_path / "o.csv"), check=False)
     assert r.returncode == 2 and "no person_id column" in r.stderr and "Traceback" not in r.stderr
-    r = run(
-        served,
-        "score-roster",
-        str(tmp_path / "missing.csv"),
-        "--task",
-        "relapse",
-        "--out",
-        str(tmp_path / "o.csv"),
-        "--data",
-        "city",
-        check=False,
-    )
+    r = score_roster(served, str(tmp_path / "missing.csv"), str(tmp_path / "o.csv"), check=False)
     assert r.returncode == 2 and "no such roster" in r.stderr
-    r = run(
-        served,
-        "score-roster",
-        str(bad),
-        "--task",
-        "relapse",
-        "--out",
-        str(tmp_path / "o.json"),
-        "--data",
-        "city",
-        check=False,
-    )
+    r = score_roster(served, str(bad), str(tmp_path / "o.json"), check=False)
     assert r.returncode == 2 and "unsupported output format" in r.stderr

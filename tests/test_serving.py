@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import use_mlflow
-from servers import ServerThread, free_port
+from servers import ServerThread, free_port, wait_http
 
 from features.store import Store
 from serving.app import create_app
@@ -464,16 +464,7 @@ def test_sunshine_serve_process_over_a_socket(served_registry, tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.time() < deadline
-            time.sleep(0.3)
+        wait_http(url + "/healthz", proc, timeout=120)
         pid = pd.read_parquet(root / "city" / "persons.parquet").person_id.iloc[0]
         r = httpx.get(
             f"{url}/v1/persons/{pid}/risk",

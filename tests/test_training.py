@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import mlflow
@@ -11,49 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import shap
-from conftest import use_mlflow
+from conftest import mlflow_workspace, use_mlflow
 from mlflow.tracking import MlflowClient
 
 from features.store import DataError, Store
-from features.synth import synthesize, write_population
 from models.cli import train_task
 from models.registry import gate, list_versions, load_model, promote
 from training.behaviour import run_checks
 from training.config import load_config
 from training.explain import contributions
-from training.tracking import configure
-
-FAST = """
-task: {task}
-as_of: {{first: 2021-07-01, last: 2025-04-01}}
-split:
-  valid_start: 2023-07-01
-  test_start: 2025-01-01
-  rolling_test_starts: [2024-07-01, 2024-10-01, 2025-01-01]
-lightgbm: {{learning_rate: 0.1, num_leaves: 7, max_depth: 4, min_child_samples: 30,
-            n_estimators: 60, early_stopping_rounds: 15}}
-capacity: 0.10
-protected_attributes: [sex, ethnicity, age_band, district]
-"""
 
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
-    """A synthetic city and an MLflow store in a temporary working directory."""
-    root = tmp_path_factory.mktemp("mlflow-work")
-    old = Path.cwd()
-    os.chdir(root)
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        write_population(synthesize(6000, 21), root / "city", 21)
-        for task in ("relapse", "youth_uptake"):
-            (root / f"{task}.yaml").write_text(FAST.format(task=task))
-        configure()
+    with mlflow_workspace(tmp_path_factory.mktemp("mlflow-work"), 6000, 21) as root:
         yield root
-    finally:
-        os.chdir(old)
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 @pytest.fixture(scope="session")
@@ -286,3 +257,14 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(DataError, match="is for task 'relapse', not 'youth_uptake'"):
         load_config("youth_uptake", bad)
     assert load_config("youth_uptake").capacity == 0.10
+
+
+def test_tune_logs_each_trial_as_a_nested_run(workspace, relapse_v1):
+    version = train_task(workspace / "city", "relapse", workspace / "relapse.yaml", tune=2)
+    client = MlflowClient()
+    parent = client.get_model_version("sunshine-relapse", str(version)).run_id
+    exp = client.get_run(parent).info.experiment_id
+    trials = mlflow.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(trials) == 2
+    assert trials["metrics.valid_auroc"].between(0.5, 1).all()
+    assert {"params.num_leaves", "params.learning_rate"} <= set(trials.columns)
