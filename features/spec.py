@@ -116,7 +116,7 @@ def _event_features() -> list[Feature]:
         out.append(
             Feature(
                 f"{e.name}__days_since",
-                f"days since last {e.label_en}",
+                f"days since the last {e.singular_en}",
                 f"距最近一次{e.label_zh}的天数",
                 "recency",
                 event_type=e.name,

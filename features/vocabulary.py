@@ -50,6 +50,34 @@ DISTRICT_LABELS_ZH = {
 }
 
 
+SINGULAR_EN = {
+    "urine_test": "urine test",
+    "drug_arrest": "drug-use arrest",
+    "rehab_admission": "rehab admission",
+    "rehab_discharge": "rehab discharge",
+    "checkin_attended": "attended check-in",
+    "checkin_missed": "missed check-in",
+    "methadone_dose": "methadone dose",
+    "methadone_missed": "missed methadone dose",
+    "skills_training": "skills-training session",
+    "training_certificate": "training certificate",
+    "employment_start": "job start",
+    "employment_end": "job end",
+    "family_support_contact": "family-support contact",
+    "social_worker_contact": "social-worker contact",
+    "volunteer_contact": "volunteer contact",
+    "mental_health_screening": "mental-health screening",
+    "school_absence": "school absence report",
+    "school_discipline": "discipline incident",
+    "school_dropout": "school dropout",
+    "prevention_class": "prevention class",
+    "family_drug_record": "family drug-record link",
+    "contact_known_user": "contact with a known user",
+    "left_behind_status": "left-behind status change",
+    "venue_encounter": "entertainment-venue encounter",
+}
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -62,6 +90,11 @@ class EventType:
     detail: str | None = None  # what `detail` holds
     detail_choices: tuple[str, ...] | None = None  # closed set, checked by validation
     group: str = "treatment"  # treatment | support | youth
+
+    @property
+    def singular_en(self) -> str:
+        """One such event, for "days since the last ..."."""
+        return SINGULAR_EN.get(self.name, self.label_en)
 
     @property
     def valued(self) -> bool:
