@@ -45,12 +45,3 @@ def write_table(table: pa.Table | pd.DataFrame, path: Path) -> None:
             pacsv.write_csv(table, tmp)
         else:
             raise ValueError(f"{path}: unsupported output format (use .parquet or .csv)")
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    path = Path(path)
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".csv":
-        return pd.read_csv(path, encoding="utf-8-sig")
-    raise ValueError(f"{path}: unsupported input format (use .parquet or .csv)")
