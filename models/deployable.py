@@ -37,7 +37,7 @@ class Scored:
     probability: np.ndarray
     raw_score: np.ndarray
     percentile: np.ndarray
-    tier: list[str]
+    tier: np.ndarray
     base_value: np.ndarray | None = None
     factors: list[list[Factor]] | None = None
 
@@ -127,9 +127,10 @@ class RiskModel:
             return np.full(len(p), np.nan)
         return 100.0 * np.searchsorted(q, p, side="left") / len(q)
 
-    def tier(self, p: np.ndarray) -> list[str]:
+    def tier(self, p: np.ndarray) -> np.ndarray:
         high, med = self.thresholds()
-        return [TIERS[2] if v >= high else TIERS[1] if v >= med else TIERS[0] for v in p]
+        p = np.asarray(p)
+        return np.select([p >= high, p >= med], [TIERS[2], TIERS[1]], TIERS[0]).astype(object)
 
     def thresholds(self) -> tuple[float, float]:
         q = np.asarray(self.reference_quantiles)

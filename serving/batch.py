@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,7 +31,7 @@ from features.labels import cohort_members
 from features.store import DataError, Store
 from models.deployable import RiskModel
 from serving.roster_io import check_format, read_chunks, write_output
-from serving.scoring import Intervention, score_frame
+from serving.scoring import Intervention, score_batch
 
 EXPLAIN_MODES = ("top3", "top", "none")
 LANGS = ("en", "zh")
@@ -118,6 +119,7 @@ class RosterScorer:
         self.builder = FeatureBuilder(store)
         persons = store.con.execute("SELECT person_id, district FROM persons").df()
         self.district = dict(zip(persons.person_id, persons.district, strict=True))
+        self.person_index = pd.Index(persons.person_id)
         self.cohorts: dict[dt.date, set[str]] = {}
         self.parts_dir = job.out.with_name(job.out.name + ".parts")
         self.input_sha = file_sha256(job.roster)
@@ -213,79 +215,84 @@ class RosterScorer:
 
     def _score_chunk(self, chunk: pd.DataFrame, keys: pd.DataFrame, seen: dict) -> pd.DataFrame:
         n = len(chunk)
-        out = {c: [None] * n for c in RESULT_COLUMNS}
-        out["status"] = ["ok"] * n
-        out["error"] = [""] * n
-        out["warning"] = [""] * n
-        out["model_name"] = [self.facts["name"]] * n
-        out["model_version"] = [str(self.facts["version"])] * n
+        out: dict[str, np.ndarray] = {c: np.full(n, None, object) for c in RESULT_COLUMNS}
+        out["status"][:] = "ok"
+        out["error"][:] = ""
+        out["warning"][:] = ""
+        out["model_name"][:] = self.facts["name"]
+        out["model_version"][:] = str(self.facts["version"])
+        pid, d, raw = keys.person_id, keys.as_of, keys.as_of_raw
+        error = out["error"]
+        missing = (pid == "").to_numpy()
+        unknown = ~missing & (self.person_index.get_indexer(pid) < 0)
+        error[unknown] = "person_id: unknown person " + pid[unknown].astype(object)
+        error[missing] = "person_id: missing"
+        undated = ~missing & ~unknown & d.isna().to_numpy()
+        error[undated] = "as_of: cannot parse '" + raw[undated].astype(object) + "' as date"
+        ref = self.store.reference_date
+        later = ~missing & ~unknown & (pd.to_datetime(d) > pd.Timestamp(ref)).to_numpy()
+        error[later] = f"as_of: after the data's reference date {ref}"
+        candidates = np.flatnonzero(~(missing | unknown | undated | later))
         good = []
-        for i, (row, pid, raw, d) in enumerate(
-            zip(keys.index, keys.person_id, keys.as_of_raw, keys.as_of, strict=True)
+        for i, row, key in zip(
+            candidates,
+            keys.index[candidates],
+            zip(pid.iloc[candidates], d.iloc[candidates].astype(str), strict=True),
+            strict=True,
         ):
-            problem = None
-            if not pid:
-                problem = "person_id: missing"
-            elif pid not in self.district:
-                problem = f"person_id: unknown person {pid}"
-            elif d is None or pd.isna(d):
-                problem = f"as_of: cannot parse {raw!r} as date"
-            elif d > self.store.reference_date:
-                problem = f"as_of: after the data's reference date {self.store.reference_date}"
-            else:
-                first = seen.setdefault((pid, str(d)), row)
-                if first != row:
-                    problem = f"duplicate of row {first} (scored there)"
-            if problem:
-                out["status"][i], out["error"][i] = "error", problem
+            first = seen.setdefault(key, row)
+            if first != row:
+                error[i] = f"duplicate of row {first} (scored there)"
             else:
                 good.append(i)
+        out["status"][error != ""] = "error"
         if good:
-            spine = pd.DataFrame(
-                {
-                    "person_id": keys.person_id.iloc[good].to_numpy(),
-                    "as_of": keys.as_of.iloc[good].to_numpy(),
-                }
-            )
-            t = time.perf_counter()
-            frame = self.builder.build(spine)
-            self.timings["features"] += time.perf_counter() - t
-            t = time.perf_counter()
-            explain = 3 if self.job.explain == "top3" else 0
-            results = score_frame(self.model, frame, self.interventions, explain)
-            if self.job.explain == "top":
-                high = [j for j, r in enumerate(results) if r["tier"] == "high"]
-                if high:
-                    detailed = score_frame(self.model, frame.iloc[high], self.interventions, 3)
-                    for j, r in zip(high, detailed, strict=True):
-                        results[j] = r
-            self.timings["score_and_explain"] += time.perf_counter() - t
-            for i, r, pid, d in zip(good, results, spine.person_id, spine.as_of, strict=True):
-                self._fill(out, i, r)
-                if pid not in self._cohort(d):
-                    out["warning"][i] = f"not in the {self.job.task} cohort on {d}; scored anyway"
+            self._score_rows(out, np.asarray(good), pid.iloc[good], d.iloc[good])
         result = chunk.reset_index(drop=True).copy()
         for c in RESULT_COLUMNS:
             result[c] = out[c]
         result["probability"] = pd.to_numeric(result["probability"])
         result["percentile"] = pd.to_numeric(result["percentile"])
-        result["_district"] = [self.district.get(p) or "unknown" for p in keys.person_id]
+        result["_district"] = pid.map(self.district).fillna("unknown").to_numpy()
         return result
 
-    def _fill(self, out: dict, i: int, r: dict) -> None:
+    def _score_rows(self, out: dict, good: np.ndarray, pid: pd.Series, d: pd.Series) -> None:
+        spine = pd.DataFrame({"person_id": pid.to_numpy(), "as_of": d.to_numpy()})
+        t = time.perf_counter()
+        frame = self.builder.build(spine)
+        self.timings["features"] += time.perf_counter() - t
+        t = time.perf_counter()
+        explain = 3 if self.job.explain == "top3" else 0
+        scored, support = score_batch(self.model, frame, self.interventions, explain)
+        out["probability"][good] = scored.probability
+        out["tier"][good] = scored.tier
+        out["percentile"][good] = scored.percentile
+        explained = np.arange(len(good))
+        if self.job.explain == "top":
+            explained = np.flatnonzero(scored.tier == "high")
+            if len(explained):
+                scored, support = score_batch(
+                    self.model, frame.iloc[explained], self.interventions, 3
+                )
+        if support is not None:
+            self._fill_reasons(out, good[explained], scored.factors, support)
+        self.timings["score_and_explain"] += time.perf_counter() - t
+        for day in d.unique():
+            members = self._cohort(day)
+            outside = good[((d == day) & ~pid.isin(members)).to_numpy()]
+            out["warning"][outside] = f"not in the {self.job.task} cohort on {day}; scored anyway"
+
+    def _fill_reasons(self, out: dict, rows: np.ndarray, factors: list, support: list) -> None:
         lang = self.job.lang
-        out["probability"][i] = r["probability"]
-        out["tier"][i] = r["tier"]
-        out["percentile"][i] = r["percentile"]
-        for k, f in enumerate(r.get("factors", [])[:3], start=1):
-            out[f"factor_{k}"][i] = f[f"label_{lang}"]
-            value = f["value"]
-            out[f"factor_{k}_value"][i] = (
-                None if value is None else value if isinstance(value, str) else f"{value:.4g}"
-            )
-            out[f"factor_{k}_effect"][i] = EFFECT[lang][f["direction"]]
-        if "support" in r:
-            out["support"][i] = "; ".join(s[lang] for s in r["support"])
+        for i, fs, sup in zip(rows, factors, support, strict=True):
+            for k, f in enumerate(fs[:3], start=1):
+                out[f"factor_{k}"][i] = f.label_zh if lang == "zh" else f.label_en
+                v = f.value
+                out[f"factor_{k}_value"][i] = (
+                    None if v is None else v if isinstance(v, str) else f"{v:.4g}"
+                )
+                out[f"factor_{k}_effect"][i] = EFFECT[lang][f.direction]
+            out["support"][i] = "; ".join(x[lang] for x in sup)
 
     def _cohort(self, d: dt.date) -> set[str]:
         if d not in self.cohorts:

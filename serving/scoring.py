@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 
 from features.store import DataError
-from models.deployable import RiskModel
+from models.deployable import RiskModel, Scored
 from training.explain import Factor
 
 DEFAULT_TOP = 5
@@ -40,14 +40,26 @@ def load_interventions(path: Path | None = None) -> list[Intervention]:
         ) from None
 
 
-def suggest(factors: list[Factor], interventions: list[Intervention]) -> list[dict[str, str]]:
-    """Support options for the factors that raise this person's risk, most important first."""
+def suggest(
+    factors: list[Factor],
+    interventions: list[Intervention],
+    matches: dict[str, list[Intervention]] | None = None,
+) -> list[dict[str, str]]:
+    """Support options for the factors that raise this person's risk, most important first.
+
+    `matches` caches which interventions each feature maps to, across the rows of a batch.
+    """
+    matches = {} if matches is None else matches
     out: list[dict[str, str]] = []
+    seen: set[str] = set()
     for f in factors:
         if f.contribution <= 0:
             continue
-        for iv in interventions:
-            if f.feature.startswith(iv.match) and not any(o["en"] == iv.en for o in out):
+        if f.feature not in matches:
+            matches[f.feature] = [iv for iv in interventions if f.feature.startswith(iv.match)]
+        for iv in matches[f.feature]:
+            if iv.en not in seen:
+                seen.add(iv.en)
                 out.append({"en": iv.en, "zh": iv.zh, "because": f.feature})
     return out
 
@@ -63,6 +75,17 @@ def factor_dict(f: Factor) -> dict[str, Any]:
     }
 
 
+def score_batch(
+    model: RiskModel, frame: pd.DataFrame, interventions: list[Intervention], explain: int
+) -> tuple[Scored, list[list[dict[str, str]]] | None]:
+    """The shared core: model scores (columnar) and, with explanations, support per row."""
+    scored = model.score(frame, explain=explain)
+    if scored.factors is None:
+        return scored, None
+    matches: dict[str, list[Intervention]] = {}
+    return scored, [suggest(f, interventions, matches) for f in scored.factors]
+
+
 def score_frame(
     model: RiskModel,
     frame: pd.DataFrame,
@@ -70,7 +93,7 @@ def score_frame(
     explain: int = DEFAULT_TOP,
 ) -> list[dict[str, Any]]:
     """One result per row: probability, tier, percentile and, with explain > 0, the reasons."""
-    scored = model.score(frame, explain=explain)
+    scored, support = score_batch(model, frame, interventions, explain)
     results = []
     for i in range(len(frame)):
         r: dict[str, Any] = {
@@ -79,9 +102,9 @@ def score_frame(
             "percentile": None if np.isnan(scored.percentile[i]) else float(scored.percentile[i]),
             "raw_score": float(scored.raw_score[i]),
         }
-        if scored.factors is not None:
+        if support is not None:
             r["base_value"] = float(scored.base_value[i])
             r["factors"] = [factor_dict(f) for f in scored.factors[i]]
-            r["support"] = suggest(scored.factors[i], interventions)
+            r["support"] = support[i]
         results.append(r)
     return results

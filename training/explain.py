@@ -49,17 +49,30 @@ def top_factors(
     category itself.
     """
     per = contrib[:, : len(names)]
-    order = np.argsort(-np.abs(per), axis=1, kind="stable")[:, :k]
+    size = np.abs(per)
+    k = min(k, len(names))
+    # the k largest by partition, then only those k sorted: a full sort of every row's
+    # contributions costs more than the explanation itself on big rosters
+    top = (
+        np.argpartition(-size, k - 1, axis=1)[:, :k]
+        if k < len(names)
+        else np.tile(np.arange(len(names)), (len(per), 1))
+    )
+    within = np.argsort(-np.take_along_axis(size, top, axis=1), axis=1, kind="stable")
+    order = np.take_along_axis(top, within, axis=1)
+    # plain Python values from here: per-element numpy scalars would dominate the loop
+    picked = np.take_along_axis(per, order, axis=1).tolist()
+    values = np.take_along_axis(X, order, axis=1).tolist()
+    specs = [FEATURES_BY_NAME[n] for n in names]
     out = []
-    for i, idx in enumerate(order):
+    for cols, contribs, vals in zip(order.tolist(), picked, values, strict=True):
         row = []
-        for j in idx:
-            if per[i, j] == 0:
+        for j, c, v in zip(cols, contribs, vals, strict=True):
+            if c == 0:
                 continue
-            f = FEATURES_BY_NAME[names[j]]
-            v = X[i, j]
-            value = None if np.isnan(v) else (f.categories[int(v)] if f.categorical else float(v))
-            row.append(Factor(f.name, f.label_en, f.label_zh, value, float(per[i, j])))
+            f = specs[j]
+            value = None if v != v else (f.categories[int(v)] if f.categorical else v)
+            row.append(Factor(f.name, f.label_en, f.label_zh, value, c))
         out.append(row)
     return out
 
