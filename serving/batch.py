@@ -118,9 +118,9 @@ class RosterScorer:
         self.as_of = job.as_of or store.reference_date
         self.builder = FeatureBuilder(store)
         persons = store.con.execute("SELECT person_id, district FROM persons").df()
-        self.district = dict(zip(persons.person_id, persons.district, strict=True))
         self.person_index = pd.Index(persons.person_id)
-        self.cohorts: dict[dt.date, set[str]] = {}
+        self.districts = persons.district.fillna("unknown").to_numpy(object)
+        self.cohorts: dict[dt.date, np.ndarray] = {}
         self.parts_dir = job.out.with_name(job.out.name + ".parts")
         self.input_sha = file_sha256(job.roster)
         self.timings: Counter = Counter()  # seconds by stage, for the benchmark
@@ -224,7 +224,8 @@ class RosterScorer:
         pid, d, raw = keys.person_id, keys.as_of, keys.as_of_raw
         error = out["error"]
         missing = (pid == "").to_numpy()
-        unknown = ~missing & (self.person_index.get_indexer(pid) < 0)
+        where = self.person_index.get_indexer(pid)
+        unknown = ~missing & (where < 0)
         error[unknown] = "person_id: unknown person " + pid[unknown].astype(object)
         error[missing] = "person_id: missing"
         undated = ~missing & ~unknown & d.isna().to_numpy()
@@ -234,11 +235,11 @@ class RosterScorer:
         error[later] = f"as_of: after the data's reference date {ref}"
         candidates = np.flatnonzero(~(missing | unknown | undated | later))
         good = []
+        pairs = zip(
+            pid.iloc[candidates].tolist(), map(str, d.iloc[candidates].tolist()), strict=True
+        )
         for i, row, key in zip(
-            candidates,
-            keys.index[candidates],
-            zip(pid.iloc[candidates], d.iloc[candidates].astype(str), strict=True),
-            strict=True,
+            candidates.tolist(), keys.index[candidates].tolist(), pairs, strict=True
         ):
             first = seen.setdefault(key, row)
             if first != row:
@@ -253,7 +254,7 @@ class RosterScorer:
             result[c] = out[c]
         result["probability"] = pd.to_numeric(result["probability"])
         result["percentile"] = pd.to_numeric(result["percentile"])
-        result["_district"] = pid.map(self.district).fillna("unknown").to_numpy()
+        result["_district"] = np.where(where >= 0, self.districts[where], "unknown")
         return result
 
     def _score_rows(self, out: dict, good: np.ndarray, pid: pd.Series, d: pd.Series) -> None:
@@ -277,9 +278,9 @@ class RosterScorer:
         if support is not None:
             self._fill_reasons(out, good[explained], scored.factors, support)
         self.timings["score_and_explain"] += time.perf_counter() - t
+        where = self.person_index.get_indexer(pid)
         for day in d.unique():
-            members = self._cohort(day)
-            outside = good[((d == day) & ~pid.isin(members)).to_numpy()]
+            outside = good[((d == day).to_numpy() & ~self._cohort(day)[where])]
             out["warning"][outside] = f"not in the {self.job.task} cohort on {day}; scored anyway"
 
     def _fill_reasons(self, out: dict, rows: np.ndarray, factors: list, support: list) -> None:
@@ -294,18 +295,20 @@ class RosterScorer:
                 out[f"factor_{k}_effect"][i] = EFFECT[lang][f.direction]
             out["support"][i] = "; ".join(x[lang] for x in sup)
 
-    def _cohort(self, d: dt.date) -> set[str]:
+    def _cohort(self, d: dt.date) -> np.ndarray:
+        """Cohort membership on a date, as a mask over the persons table."""
         if d not in self.cohorts:
-            self.cohorts[d] = cohort_members(self.store, self.job.task, d)
+            members = cohort_members(self.store, self.job.task, d)
+            self.cohorts[d] = self.person_index.isin(list(members))
         return self.cohorts[d]
 
     def _count(self, summary: Summary, result: pd.DataFrame) -> None:
         summary.rows += len(result)
-        summary.status.update(result["status"])
+        summary.status.update(result["status"].value_counts().to_dict())
         ok = result[result.status == "ok"]
-        summary.tiers.update(ok["tier"])
-        for district, grp in ok.groupby("_district"):
-            summary.districts.setdefault(district, Counter()).update(grp["tier"])
+        summary.tiers.update(ok["tier"].value_counts().to_dict())
+        for (district, tier), n in ok.groupby(["_district", "tier"]).size().items():
+            summary.districts.setdefault(district, Counter())[tier] += n
 
     # -- the manager's summary ---------------------------------------------------------------
     def write_html(self, parts: list[Path], summary: Summary) -> Path:
