@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -298,7 +299,8 @@ def create_app(
         latency.labels(path).observe(time.perf_counter() - start)
         response.headers["x-request-id"] = request.state.request_id
         if request.url.path.startswith(AUDITED):
-            _audit(request, response.status_code, path)
+            # SQLite may wait on a lock: keep that off the event loop
+            await run_in_threadpool(_audit, request, response.status_code, path)
         return response
 
     def _audit(request: Request, status: int, path: str) -> None:

@@ -75,13 +75,15 @@ class AuditLog:
     def __init__(self, path: Path | str = DEFAULT_AUDIT_DB) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        with self._connect() as con:
+        con = self._connect()
+        try:
+            con.execute("PRAGMA journal_mode=WAL")  # once: the mode is stored in the file
             con.executescript(SCHEMA)
+        finally:
+            con.close()
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30)
-        con.execute("PRAGMA journal_mode=WAL")
-        return con
+        return sqlite3.connect(self.path, timeout=30)
 
     def append(self, entries: list[Entry]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
@@ -102,9 +104,16 @@ class AuditLog:
             )
             for e in entries
         ]
-        with self._lock, self._connect() as con:
-            marks = ", ".join("?" * len(COLUMNS))
-            con.executemany(f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+        marks = ", ".join("?" * len(COLUMNS))
+        with self._lock:
+            con = self._connect()
+            try:
+                with con:  # one transaction, committed or rolled back
+                    con.executemany(
+                        f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+                    )
+            finally:
+                con.close()
 
     def query(
         self, person: str | None = None, user: str | None = None, since: dt.date | None = None
@@ -122,5 +131,8 @@ class AuditLog:
         sql = "SELECT id, " + ", ".join(COLUMNS) + " FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        with self._connect() as con:
+        con = self._connect()
+        try:
             return pd.read_sql_query(sql + " ORDER BY id", con, params=args)
+        finally:
+            con.close()

@@ -366,11 +366,14 @@ def test_audit_log_records_every_request_and_is_append_only(service):
     assert first.tier == ok.json()["tier"] and first.request_id == ok.json()["request_id"]
     assert first.model_version == ok.json()["model"]["version"] and first.client == "127.0.0.1"
     assert pd.isna(rows.iloc[2].user) and rows.iloc[1].person_id == other
-    con = sqlite3.connect(service["audit"])
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("UPDATE audit SET user = 'x'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        con.execute("DELETE FROM audit")
+    con = sqlite3.connect(service["audit"], isolation_level=None)  # no open transaction after
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute("UPDATE audit SET user = 'x'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute("DELETE FROM audit")
+    finally:
+        con.close()
     # a restart reads what was written before
     assert len(AuditLog(service["audit"]).query(person=pid, user="wang")) >= 1
 
