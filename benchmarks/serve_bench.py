@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers import free_port, wait_http  # noqa: E402
+from servers import free_port, server_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -92,53 +92,40 @@ def main() -> None:
         check=True,
     ).stdout.strip()
     ours_port, ml_port = free_port(), free_port()
-    ours = subprocess.Popen(
-        [
-            BIN / "sunshine",
-            "serve",
-            "--data",
-            "city",
-            "--port",
-            str(ours_port),
-            "--audit-db",
-            str(work / "audit.db"),
-        ],
-        cwd=work,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     ml_env = {
         **env,
         "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # it starts `uvicorn` by name
     }
-    mlf = subprocess.Popen(
-        [
-            BIN / "mlflow",
-            "models",
-            "serve",
-            "-m",
-            "models:/sunshine-relapse@champion",
-            "--env-manager",
-            "local",
-            "-p",
-            str(ml_port),
-            "-h",
-            "127.0.0.1",
-            "--workers",
-            "1",
-        ],
-        cwd=work,
-        env=ml_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{ours_port}/readyz", ours)
-        wait_http(f"http://127.0.0.1:{ml_port}/ping", mlf)
+    ours_cmd = [
+        BIN / "sunshine",
+        "serve",
+        "--data",
+        "city",
+        "--port",
+        ours_port,
+        "--audit-db",
+        work / "audit.db",
+    ]
+    ml_cmd = [
+        BIN / "mlflow",
+        "models",
+        "serve",
+        "-m",
+        "models:/sunshine-relapse@champion",
+        "--env-manager",
+        "local",
+        "-p",
+        ml_port,
+        "-h",
+        "127.0.0.1",
+        "--workers",
+        "1",
+    ]
+    with (
+        server_process(ours_cmd, ours_port, "/readyz", cwd=work, env=env, timeout=300),
+        server_process(ml_cmd, ml_port, "/ping", cwd=work, env=ml_env, timeout=300),
+    ):
         frame = pd.read_parquet(work / "city" / "persons.parquet")
         ids = frame.person_id.sample(args.requests, replace=True, random_state=0).tolist()
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -183,7 +170,7 @@ def main() -> None:
             )
 
         for send in (ours_send, mlflow_send):  # warm up
-            load(send, 50, 1)
+            load(send, min(50, args.requests), 1)
         results: dict[str, list] = {}
         for _ in range(args.repeats):
             for clients in (1, 8):
@@ -217,10 +204,6 @@ def main() -> None:
                 f"throughput ratio {o.rps / m.rps:.2f} (target >= 3)"
             )
         (work / "serve_bench.json").write_text(json.dumps(table, indent=2))
-    finally:
-        for p in (ours, mlf):
-            p.terminate()
-            p.wait(timeout=30)
 
 
 if __name__ == "__main__":

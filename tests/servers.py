@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import uvicorn
@@ -57,3 +59,25 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
         if time.time() > deadline:
             raise RuntimeError(f"{url} not ready after {timeout} s")
         time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def server_process(
+    cmd: list, port: int, ready: str, cwd=None, env=None, timeout: float = 120
+) -> Iterator[str]:
+    """Start a server command, wait until GET `ready` answers 200, yield its base URL, stop it."""
+    proc = subprocess.Popen(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + ready, proc, timeout)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

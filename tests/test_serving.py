@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import use_mlflow
-from servers import ServerThread, free_port, wait_http
+from servers import ServerThread, free_port, server_process
 
 from features.store import Store
 from serving.app import create_app
@@ -448,26 +448,17 @@ def test_sunshine_serve_process_over_a_socket(served_registry, tmp_path):
     assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
     assert token not in (tmp_path / "tokens.json").read_text()
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sunshine,
-            "serve",
-            "--data",
-            str(root / "city"),
-            "--port",
-            str(port),
-            "--audit-db",
-            str(tmp_path / "audit.db"),
-        ],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/healthz", proc, timeout=120)
+    cmd = [
+        sunshine,
+        "serve",
+        "--data",
+        root / "city",
+        "--port",
+        port,
+        "--audit-db",
+        tmp_path / "audit.db",
+    ]
+    with server_process(cmd, port, "/healthz", cwd=root, env=env) as url:
         pid = pd.read_parquet(root / "city" / "persons.parquet").person_id.iloc[0]
         r = httpx.get(
             f"{url}/v1/persons/{pid}/risk",
@@ -476,9 +467,6 @@ def test_sunshine_serve_process_over_a_socket(served_registry, tmp_path):
             timeout=30,
         )
         assert r.status_code == 200 and r.json()["person_id"] == pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     audit = subprocess.run(
         [sunshine, "audit", "--audit-db", str(tmp_path / "audit.db"), "--person", pid],
         capture_output=True,

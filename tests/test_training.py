@@ -272,11 +272,10 @@ def test_tune_logs_each_trial_as_a_nested_run(workspace, relapse_v1):
 
 def test_mlflow_models_serve_serves_the_registered_model(workspace, relapse_v1, tmp_path):
     import os
-    import subprocess
     import sys
 
     import httpx
-    from servers import free_port, wait_http
+    from servers import free_port, server_process
 
     model, _ = load_model("relapse", version=str(relapse_v1))
     port = free_port()
@@ -286,42 +285,29 @@ def test_mlflow_models_serve_serves_the_registered_model(workspace, relapse_v1, 
         "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    proc = subprocess.Popen(
-        [
-            str(bin_dir / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/sunshine-relapse/{relapse_v1}",
-            "--env-manager",
-            "local",
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "--workers",
-            "1",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/ping", proc, timeout=120)
+    cmd = [
+        bin_dir / "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/sunshine-relapse/{relapse_v1}",
+        "--env-manager",
+        "local",
+        "-p",
+        port,
+        "-h",
+        "127.0.0.1",
+        "--workers",
+        "1",
+    ]
+    with server_process(cmd, port, "/ping", cwd=tmp_path, env=env) as url:
         row = {f: 0.0 for f in model.features} | {
             "sex": "F",
             "district": "xifeng",
             "primary_substance": None,
         }
-        r = httpx.post(
-            f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": [row]}, timeout=60
-        )
+        r = httpx.post(f"{url}/invocations", json={"dataframe_records": [row]}, timeout=60)
         assert r.status_code == 200, r.text
         got = r.json()["predictions"][0]
         assert got["probability"] == pytest.approx(model.predict(pd.DataFrame([row]))[0], abs=1e-9)
         assert got["tier"] in ("low", "medium", "high")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
