@@ -178,6 +178,36 @@ class ScoredRecord(RiskResult):
 
 
 class ScoreResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "relapse",
+                    "model": RISK_EXAMPLE["model"],
+                    "results": [
+                        {
+                            "record": 0,
+                            "id": "roster-17",
+                            "history": "events",
+                            **{
+                                k: RISK_EXAMPLE[k]
+                                for k in (
+                                    "probability",
+                                    "tier",
+                                    "percentile",
+                                    "raw_score",
+                                    "base_value",
+                                    "factors",
+                                    "support",
+                                )
+                            },
+                        }
+                    ],
+                    "request_id": RISK_EXAMPLE["request_id"],
+                }
+            ]
+        }
+    )
     task: str
     model: ModelRef
     results: list[ScoredRecord]
@@ -442,7 +472,26 @@ def create_app(
     @app.post(
         "/v1/admin/reload",
         tags=["admin"],
-        responses={503: {"description": "registry unreachable; still serving the old models"}},
+        responses={
+            200: {
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "status": "reloaded",
+                            "models": {"relapse": "4", "youth_uptake": "2"},
+                        }
+                    }
+                }
+            },
+            503: {
+                "description": "registry unreachable; still serving the old models",
+                "content": {
+                    "application/json": {
+                        "example": {"status": "degraded", "reason": "reload failed at ...: ..."}
+                    }
+                },
+            },
+        },
     )
     def reload(user: Annotated[User, Depends(require("admin"))]) -> dict:
         """Swap in the registry's current champions; in-flight requests finish on the old ones."""
@@ -460,12 +509,32 @@ def create_app(
             "models": {t: str(f["version"]) for t, (_, f) in new.models.items()},
         }
 
-    @app.get("/healthz", tags=["health"])
+    @app.get(
+        "/healthz",
+        tags=["health"],
+        responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+    )
     def healthz() -> dict:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={
+            200: {
+                "content": {
+                    "application/json": {
+                        "example": {
+                            "status": "ready",
+                            "models": {"relapse": "4", "youth_uptake": "2"},
+                        }
+                    }
+                }
+            },
+            503: {"content": {"application/json": {"example": {"status": "not ready"}}}},
+        },
+    )
     def readyz() -> JSONResponse:
         """Readiness: models loaded; 'degraded' with the reason after a failed reload."""
         if not state.loaded.models:
@@ -478,7 +547,24 @@ def create_app(
         body["models"] = {t: str(f["version"]) for t, (_, f) in state.loaded.models.items()}
         return JSONResponse(body)
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "content": {
+                    "text/plain": {
+                        "example": (
+                            'sunshine_requests_total{route="/v1/persons/{person_id}/risk",'
+                            'status="200"} 42.0\n'
+                            'sunshine_score_bucket{le="0.5",task="relapse"} 30.0\n'
+                        )
+                    }
+                }
+            }
+        },
+    )
     def metrics() -> PlainTextResponse:
         """Prometheus metrics: requests and latency by route and status, scores by task."""
         return PlainTextResponse(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -343,6 +345,16 @@ def test_models_metrics_and_openapi(service):
         spec["components"]["schemas"]["RiskResponse"]
     )
     assert "log-odds" in spec["info"]["description"]
+    # every endpoint documents an example, in its response or in the schemas it uses
+    schemas = spec["components"]["schemas"]
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            text = json.dumps(op)
+            refs = [r.split("/")[-1] for r in re.findall(r'"\$ref": "([^"]+)"', text)]
+            documented = '"example' in text or any(
+                '"example' in json.dumps(schemas[r]) for r in refs
+            )
+            assert documented, f"{method.upper()} {path} has no example"
     assert risk["responses"]["404"]
 
 
