@@ -30,7 +30,7 @@ from features.io import atomic_path
 from features.labels import cohort_members
 from features.store import DataError, Store
 from models.deployable import RiskModel
-from serving.roster_io import check_format, read_chunks, write_output
+from serving.roster_io import check_format, check_roster, read_chunks, write_output
 from serving.scoring import Intervention, score_batch
 
 EXPLAIN_MODES = ("top3", "top", "none")
@@ -71,7 +71,6 @@ class Summary:
     status: Counter = field(default_factory=Counter)
     tiers: Counter = field(default_factory=Counter)
     districts: dict[str, Counter] = field(default_factory=dict)
-    chunks_done: int = 0
     chunks_skipped: int = 0
 
 
@@ -109,10 +108,8 @@ class RosterScorer:
             raise DataError(f"--explain must be one of {', '.join(EXPLAIN_MODES)}")
         if job.lang not in LANGS:
             raise DataError(f"--lang must be one of {', '.join(LANGS)}")
-        check_format(job.roster, "roster")
+        check_roster(job.roster)
         check_format(job.out, "output")
-        if not job.roster.is_file():
-            raise DataError(f"{job.roster}: no such roster")
         self.job, self.store, self.model, self.facts = job, store, model, facts
         self.interventions = interventions
         self.as_of = job.as_of or store.reference_date
@@ -174,7 +171,6 @@ class RosterScorer:
                 with atomic_path(part) as tmp:
                     pq.write_table(pa.Table.from_pandas(result, preserve_index=False), tmp)
                 self.timings["write"] += time.perf_counter() - t
-                summary.chunks_done += 1
             self._count(summary, result)
             parts.append(part)
             if progress:

@@ -20,11 +20,15 @@ def check_format(path: Path, what: str) -> None:
         raise DataError(f"{path}: unsupported {what} format (use {', '.join(FORMATS)})")
 
 
+def check_roster(path: Path) -> None:
+    check_format(path, "roster")
+    if not path.is_file():
+        raise DataError(f"{path}: no such roster")
+
+
 def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     """The roster as string columns, chunk by chunk, with a 1-based `_row` index."""
-    check_format(path, "roster")
-    if not path.exists():
-        raise DataError(f"{path}: no such roster")
+    check_roster(path)
     start = 0
     try:
         for chunk in _raw_chunks(path, rows):

@@ -18,6 +18,12 @@ from features.store import DataError, Store
 from models.deployable import RiskModel
 from models.registry import load_model
 
+# a person has history at $d when an event both happened and was recorded before it
+HAS_HISTORY = (
+    "EXISTS (SELECT 1 FROM events e WHERE e.pk = p.pk "
+    "AND e.event_time < $d AND e.available_time < $d)"
+)
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -54,15 +60,9 @@ class ServiceState:
         """Whether anything was recorded for the person before as_of."""
         if as_of == self.as_of:
             return bool(self.persons.at[person_id, "history_today"])
-        con = self.builder().con
         pk = int(self.persons.at[person_id, "pk"])
-        return bool(
-            con.execute(
-                "SELECT count(*) FROM events "
-                "WHERE pk = ? AND event_time < ? AND available_time < ?",
-                [pk, as_of, as_of],
-            ).fetchall()[0][0]
-        )
+        sql = f"SELECT {HAS_HISTORY} FROM persons p WHERE p.pk = $pk"
+        return bool(self.builder().con.execute(sql, {"pk": pk, "d": as_of}).fetchall()[0][0])
 
 
 def load_champions(tasks: tuple[str, ...] = TASKS) -> Loaded:
@@ -85,8 +85,7 @@ def load_champions(tasks: tuple[str, ...] = TASKS) -> Loaded:
 
 def build_state(store: Store, loaded: Loaded) -> ServiceState:
     persons = store.con.execute(
-        "SELECT p.person_id, p.pk, p.district, EXISTS (SELECT 1 FROM events e WHERE e.pk = p.pk "
-        "AND e.event_time < $d AND e.available_time < $d) AS history_today FROM persons p",
+        f"SELECT p.person_id, p.pk, p.district, {HAS_HISTORY} AS history_today FROM persons p",
         {"d": store.reference_date},
     ).df()
     persons = persons.set_index("person_id")
