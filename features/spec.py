@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from features.vocabulary import (
     DISTRICTS,
     EVENT_TYPES,
+    MEDICATIONS,
+    OPIOIDS,
     RESIDENTIAL_REHAB,
     SEXES,
     SUBSTANCES,
@@ -35,6 +37,8 @@ RISK_DIRECTION: dict[str, int] = {
     "family_drug_record": +1,
     "training_certificate": -1,
     "family_support_contact": -1,
+    "self_reported_use": +1,
+    "injection_drug_use": +1,
 }
 
 # Readable names of a valued type's statistics where "mean of X" would confuse a caseworker.
@@ -82,7 +86,7 @@ def _event_features() -> list[Feature]:
         direction = RISK_DIRECTION.get(e.name, 0)
         aggs = ("count", "mean", "max") if e.valued else ("count",)
         for agg in aggs:
-            for w in WINDOWS:
+            for w in WINDOWS if e.windowed else (None,):
                 wen, wzh = _window_text(w)
                 if agg == "count":
                     en, zh = f"{e.label_en}, {wen}", f"{e.label_zh}次数({wzh})"
@@ -126,6 +130,57 @@ def _event_features() -> list[Feature]:
 
 
 _RESIDENTIAL = ", ".join(f"'{k}'" for k in RESIDENTIAL_REHAB)
+_OPIOIDS = ", ".join(f"'{k}'" for k in OPIOIDS)
+
+
+def _opioid_features() -> list[Feature]:
+    """Opioid use specifically: a cannabis positive says less about heroin relapse than an
+    opioid positive does, and the per-type statistics above mix all substances."""
+    out = []
+    for w in (30, None):
+        wen, wzh = _window_text(w)
+        within = "" if w is None else f" AND d <= {w}"
+        out += [
+            Feature(
+                f"opioid_positive_tests_{_window_suffix(w)}",
+                f"opioid-positive tests, {wen}",
+                f"阿片类阳性尿检次数({wzh})",
+                "domain",
+                sql="count(*) FILTER (WHERE event_type = 'urine_test' AND value = 1 "
+                f"AND detail IN ({_OPIOIDS}){within})",
+                monotone=+1,
+                fill=0.0,
+            ),
+            Feature(
+                f"opioid_use_days_reported_{_window_suffix(w)}",
+                f"self-reported days of opioid use, {wen}",
+                f"自报阿片类使用天数({wzh})",
+                "domain",
+                sql="count(DISTINCT d) FILTER (WHERE event_type = 'self_reported_use' "
+                f"AND detail IN ({_OPIOIDS}){within})",
+                monotone=+1,
+                fill=0.0,
+            ),
+        ]
+    return out
+
+
+def _medication_features() -> list[Feature]:
+    """Which medication the person is on: one indicator each, from the latest start."""
+    zh = {"methadone": "美沙酮", "buprenorphine": "丁丙诺啡", "naltrexone": "纳曲酮"}
+    return [
+        Feature(
+            f"on_{m}",
+            f"on {m} treatment",
+            f"正在接受{zh[m]}治疗",
+            "domain",
+            sql="CASE WHEN arg_max(detail, event_time) FILTER "
+            f"(WHERE event_type = 'medication_start') = '{m}' THEN 1.0 ELSE 0.0 END",
+            fill=0.0,
+        )
+        for m in MEDICATIONS
+    ]
+
 
 STATIC_FEATURES: tuple[Feature, ...] = (
     Feature(
@@ -214,6 +269,8 @@ DOMAIN_FEATURES: tuple[Feature, ...] = (
         ratio=("methadone_dose__count_90d", "methadone_missed__count_90d"),
         monotone=-1,
     ),
+    *_opioid_features(),
+    *_medication_features(),
 )
 
 FEATURES: tuple[Feature, ...] = (*STATIC_FEATURES, *_event_features(), *DOMAIN_FEATURES)

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 
 RESIDENTIAL_REHAB = ("compulsory_isolation", "voluntary")
 COMMUNITY_PROGRAMMES = ("community_rehab", "community_recovery")
-REHAB_KINDS = RESIDENTIAL_REHAB + COMMUNITY_PROGRAMMES
+# Medically supervised withdrawal in hospital: clinical, not one of the programme's rehab orders,
+# so it never puts a person into the relapse cohort.
+MEDICAL_WITHDRAWAL = ("detox",)
+REHAB_KINDS = RESIDENTIAL_REHAB + COMMUNITY_PROGRAMMES + MEDICAL_WITHDRAWAL
+
+# Medications for opioid use disorder a clinic may start someone on.
+MEDICATIONS = ("methadone", "buprenorphine", "naltrexone")
 
 SUBSTANCES = (
     "heroin",
@@ -19,7 +25,20 @@ SUBSTANCES = (
     "new_psychoactive",
     "cannabis",
     "other",
+    # Urine-screen drug classes and self-reported substances of treatment clinics (US trials
+    # among them). "opioid" is an opioid class a screen cannot split further (morphine,
+    # oxycodone, ...); a positive for methadone or buprenorphine is recorded only when that
+    # medication was not prescribed to the person.
+    "opioid",
+    "methadone",
+    "buprenorphine",
+    "cocaine",
+    "amphetamine",
+    "benzodiazepine",
+    "sedative",
+    "alcohol",
 )
+OPIOIDS = ("heroin", "opioid", "methadone", "buprenorphine")
 
 SEXES = ("F", "M")
 
@@ -75,6 +94,16 @@ SINGULAR_EN = {
     "contact_known_user": "contact with a known user",
     "left_behind_status": "left-behind status change",
     "venue_encounter": "entertainment-venue encounter",
+    "self_reported_use": "self-reported day of use",
+    "medication_start": "medication start",
+    "buprenorphine_dose": "buprenorphine dose",
+    "naltrexone_injection": "naltrexone injection",
+    "withdrawal_assessment": "withdrawal assessment",
+    "injection_drug_use": "injection-drug-use report",
+    "psychiatric_diagnosis": "psychiatric diagnosis",
+    "pain_report": "pain report",
+    "nicotine_dependence": "nicotine-dependence assessment",
+    "unstable_housing": "unstable-housing report",
 }
 
 
@@ -89,7 +118,10 @@ class EventType:
     value_required: bool = False
     detail: str | None = None  # what `detail` holds
     detail_choices: tuple[str, ...] | None = None  # closed set, checked by validation
-    group: str = "treatment"  # treatment | support | youth
+    group: str = "treatment"  # treatment | support | youth | clinical
+    # False for baseline assessments, asked once or rarely: their statistics over 30 to 365
+    # days repeat the all-history ones, so only all-history features are built.
+    windowed: bool = True
 
     @property
     def singular_en(self) -> str:
@@ -288,6 +320,99 @@ EVENT_TYPES: tuple[EventType, ...] = (
         "娱乐场所被查见",
         detail="venue kind, free text",
         group="youth",
+    ),
+    EventType(
+        "self_reported_use",
+        "A day of substance use the person reported (timeline follow-back interview).",
+        "self-reported days of use",
+        "自报使用天数",
+        detail="substance code",
+        detail_choices=SUBSTANCES,
+        group="clinical",
+    ),
+    EventType(
+        "medication_start",
+        "Started or switched to a medication for opioid use disorder.",
+        "medication starts",
+        "开始药物维持治疗",
+        detail="medication",
+        detail_choices=MEDICATIONS,
+        group="clinical",
+    ),
+    EventType(
+        "buprenorphine_dose",
+        "A buprenorphine dose dispensed.",
+        "buprenorphine dose (mg)",
+        "丁丙诺啡剂量(毫克)",
+        value="dose in mg",
+        value_range=(0, 100),
+        group="clinical",
+    ),
+    EventType(
+        "naltrexone_injection",
+        "An extended-release naltrexone injection was given.",
+        "naltrexone injections",
+        "纳曲酮注射",
+        group="clinical",
+    ),
+    EventType(
+        "withdrawal_assessment",
+        "Opioid withdrawal severity was assessed.",
+        "withdrawal severity",
+        "戒断症状严重程度",
+        value="grade: 0 none, 1 mild, 2 moderate, 3 severe",
+        value_range=(0, 3),
+        value_required=True,
+        group="clinical",
+    ),
+    EventType(
+        "injection_drug_use",
+        "The person reported injecting drugs.",
+        "injection-drug-use reports",
+        "注射吸毒报告",
+        value="days injected in the past 30 days, if asked",
+        value_range=(0, 30),
+        group="clinical",
+        windowed=False,
+    ),
+    EventType(
+        "psychiatric_diagnosis",
+        "A psychiatric diagnosis was recorded (one event per diagnosis).",
+        "psychiatric diagnoses",
+        "精神科诊断",
+        detail="diagnosis, e.g. major_depression, bipolar, anxiety, schizophrenia",
+        group="clinical",
+        windowed=False,
+    ),
+    EventType(
+        "pain_report",
+        "Pain was self-rated.",
+        "pain level",
+        "疼痛程度",
+        value="0 no pain, 1 very mild to moderate, 2 severe",
+        value_range=(0, 2),
+        value_required=True,
+        group="clinical",
+        windowed=False,
+    ),
+    EventType(
+        "nicotine_dependence",
+        "Nicotine dependence was scored (Fagerstrom test).",
+        "nicotine dependence score",
+        "尼古丁依赖评分",
+        value="Fagerstrom score, 0-10",
+        value_range=(0, 10),
+        value_required=True,
+        group="clinical",
+        windowed=False,
+    ),
+    EventType(
+        "unstable_housing",
+        "The person reported unstable housing or homelessness.",
+        "unstable-housing reports",
+        "居住不稳定",
+        group="clinical",
+        windowed=False,
     ),
 )
 
