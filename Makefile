@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-train mlflow-ui clean
+.PHONY: demo test lint bench bench-train bench-ctn mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ bench: $(STAMP)
 
 bench-train: $(STAMP)
 	$(BIN)/python benchmarks/train_bench.py
+
+# the CTN-0094 real-data benchmark; DATA_DIR overrides $$SUNSHINE_CTN_DIR / ../shared/data/ctn0094
+bench-ctn: $(STAMP)
+	$(BIN)/sunshine experiment ctn0094 $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

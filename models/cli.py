@@ -12,13 +12,13 @@ from rich.table import Table
 
 from features.cli import DataOpt, LenientOpt, RefOpt, RejectsOpt, console, open_store, user_errors
 from features.labels import TASKS, check_task
-from features.store import DataError
+from features.store import DataError, Store
 from models.deployable import RiskModel
 from models.registry import list_versions, log_and_register, promote
-from training.config import load_config
+from training.config import TrainConfig, load_config
 from training.model_card import model_card
 from training.tracking import configure, experiment_id, log_training
-from training.trainer import data_fingerprint, prepare_frame, train
+from training.trainer import TrainResult, data_fingerprint, prepare_frame, train
 from training.tuning import tune as run_tuning
 
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
@@ -48,14 +48,34 @@ def train_task(
     lenient: bool = False,
     rejects: Path | None = None,
     reference_date: str | None = None,
-) -> int:
-    """Train, log and register one task; returns the registered version."""
+    experiment: str | None = None,
+    register_model: bool = True,
+) -> int | None:
+    """Train, log and (unless told not to) register one task; returns the registered version."""
     check_task(task)
     config = load_config(task, config_path)
     store = open_store(data, lenient, rejects, reference_date)
+    return run_training(store, config, labels, tune, experiment, register_model)[1]
+
+
+def run_training(
+    store: Store,
+    config: TrainConfig,
+    labels: Path | None = None,
+    tune: int = 0,
+    experiment: str | None = None,
+    register_model: bool = True,
+) -> tuple[TrainResult, int | None, str]:
+    """The one training path of the CLI and of experiments: (result, version, run id).
+
+    Without registration the run is logged with its model card but no deployable model, as for
+    research data that must never reach the registry's champions.
+    """
+    task = config.task
     frame = prepare_frame(store, config, labels)
     fingerprint = data_fingerprint(store)
-    exp = experiment_id(f"sunshine-{task}")
+    exp = experiment_id(experiment or f"sunshine-{task}")
+    version = None
     with mlflow.start_run(experiment_id=exp, run_name=f"train-{task}") as run:
         if tune:
 
@@ -69,38 +89,44 @@ def train_task(
         now = dt.datetime.now(dt.UTC)
         card = model_card(result, fingerprint, now)
         log_training(result, fingerprint, card)
-        keep = ("auroc", "auroc_ci_low", "auroc_ci_high", "ece", "brier", "precision_top10")
-        model = RiskModel.from_training(
-            result,
-            {
-                "trained_at": now.isoformat(timespec="seconds"),
-                "run_id": run.info.run_id,
-                "test_metrics": {k: result.metrics[k] for k in keep},
-                "reference_date": fingerprint["reference_date"],
-            },
-        )
-        version = log_and_register(model, result.example, card)
-    console.print(frame_table(f"{task}: temporal split", result.split_table))
-    m = result.metrics
+        if register_model:
+            keep = ("auroc", "auroc_ci_low", "auroc_ci_high", "ece", "brier", "precision_top10")
+            model = RiskModel.from_training(
+                result,
+                {
+                    "trained_at": now.isoformat(timespec="seconds"),
+                    "run_id": run.info.run_id,
+                    "test_metrics": {k: result.metrics[k] for k in keep},
+                    "reference_date": fingerprint["reference_date"],
+                },
+            )
+            version = log_and_register(model, result.example, card)
+    _report(result, version, run.info.run_id)
+    return result, version, run.info.run_id
+
+
+def _report(result: TrainResult, version: int | None, run_id: str) -> None:
+    task, config, m = result.task, result.config, result.metrics
+    console.print(frame_table(f"{task}: {config.split_mode} split", result.split_table))
     console.print(
-        f"test AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci_low']:.3f}-{m['auroc_ci_high']:.3f}), "
-        f"without constraints {m['auroc_unconstrained']:.3f}; AUPRC {m['auprc']:.3f}; "
-        f"Brier {m['brier']:.4f}; ECE {m['ece']:.4f} ({result.calibrator.method}); "
-        f"precision top 10% {m['precision_top10']:.3f}"
+        f"{config.test_title}: AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci_low']:.3f}-"
+        f"{m['auroc_ci_high']:.3f}), without constraints {m['auroc_unconstrained']:.3f}; "
+        f"AUPRC {m['auprc']:.3f}; Brier {m['brier']:.4f}; ECE {m['ece']:.4f} "
+        f"({result.calibrator.method}); precision top 10% {m['precision_top10']:.3f}"
     )
-    console.print(frame_table("baselines on the test period", result.baselines))
+    console.print(frame_table(f"baselines on the {config.test_title}", result.baselines))
     console.print(result.verdict, style="bold" if "NOT" in result.verdict else None)
-    console.print(frame_table("rolling-origin evaluation", result.rolling))
+    console.print(frame_table(config.evaluation_title, result.evaluation))
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
     console.print(
         f"fairness: {int(m['fairness_flags'])} group ratios outside 0.8-1.25 (worst "
         f"{m['fairness_worst_disparity']:.2f}); behavioural checks failed: {len(failed)}"
         + (f" ({'; '.join(failed)})" if failed else "")
     )
-    console.print(
-        f"registered sunshine-{task} version {version} as challenger (run {run.info.run_id})"
-    )
-    return version
+    if version is None:
+        console.print(f"logged run {run_id} (not registered)")
+    else:
+        console.print(f"registered sunshine-{task} version {version} as challenger (run {run_id})")
 
 
 @user_errors

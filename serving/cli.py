@@ -9,6 +9,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from experiments import cli as experiments_cli
 from features import cli as features_cli
 from features.labels import TASKS
 from features.store import DataError, Store
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 features_cli.register(app)
 models_cli.register(app)
+experiments_cli.register(app)
 app.add_typer(tokens_app, name="tokens")
 
 

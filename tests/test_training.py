@@ -68,7 +68,7 @@ def test_train_registers_a_challenger_with_its_run(workspace, relapse_v1):
         "shap_beeswarm.png",
         "shap_waterfall_highest.png",
         "behaviour_checks.json",
-        "rolling_origin.csv",
+        "evaluation.csv",
         "split.csv",
     ):
         assert name in artifacts, name

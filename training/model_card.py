@@ -17,7 +17,7 @@ TASK_TEXT = {
 }
 
 
-def _table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
+def table_md(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in frame.itertuples(index=False):
@@ -67,9 +67,9 @@ decision, and never as the only basis for a decision about a person.
 - protected attributes ({", ".join(result.config.protected_attributes)}) are used for the
   audit below only; ethnicity is never a model feature.
 
-{_table(result.split_table)}
+{table_md(result.split_table)}
 
-## Test-period performance
+## Performance on the {result.config.test_title}
 - AUROC {m["auroc"]:.3f} (95% CI {m["auroc_ci_low"]:.3f}-{m["auroc_ci_high"]:.3f}); without
   monotone constraints {m["auroc_unconstrained"]:.3f}
 - AUPRC {m["auprc"]:.3f}, Brier {m["brier"]:.4f}, ECE {m["ece"]:.4f} (calibration:
@@ -80,24 +80,24 @@ decision, and never as the only basis for a decision about a person.
 
 Against baselines on the same rows: {result.verdict}
 
-{_table(result.baselines)}
+{table_md(result.baselines)}
 
-Rolling-origin evaluation:
+{result.config.evaluation_title.capitalize()}:
 
-{_table(result.rolling)}
+{table_md(result.evaluation)}
 
-## Fairness audit (test period, top {result.config.capacity:.0%} flagged)
+## Fairness audit ({result.config.test_title}, top {result.config.capacity:.0%} flagged)
 Ratios are against the largest group of each attribute; flags mark ratios outside 0.8-1.25.
 Small groups give unstable ratios: read them with their `n`.
 
-{_table(fair)}
+{table_md(fair)}
 
 ## Behavioural checks
 {len(result.behaviour) - len(failed)} of {len(result.behaviour)} passed.
 {"Failed: " + "; ".join(failed) if failed else ""}
 
 ## Main factors (mean absolute contribution, log-odds)
-{_table(top)}
+{table_md(top)}
 
 ## Known limitations
 - Scores rank people by recorded signals; people with few records (new arrivals, poor data

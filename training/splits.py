@@ -1,8 +1,9 @@
-"""Temporal splits with no look-ahead: label windows never reach into a later period.
+"""Splits with no look-ahead: label windows never reach into a later period.
 
 Train on as-of dates before the validation period, validate on the next period, test on the
 latest. A row whose 365-day label window would reach past the start of the test period is kept
 out of training and validation (purged), so no training label ever sees the test period.
+Data without a shared calendar is split by person instead (`cv_split`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,34 @@ def temporal_split(as_of: pd.Series, valid_start: dt.date, test_start: dt.date) 
     train = (d < pd.Timestamp(valid_start)).to_numpy() & before_test
     purged = int(len(d) - train.sum() - valid.sum() - test.sum())
     return Split(train, valid, test, purged)
+
+
+def cv_split(
+    persons: pd.Series, y: np.ndarray, folds: int, test_share: float, seed: int
+) -> tuple[Split, list[Split]]:
+    """A held-out test share of persons, then stratified folds over the rest.
+
+    Stratified by label and grouped by person, so a person's rows never sit on both sides. The
+    same persons, labels and seed give the same test set, so two prediction points of one cohort
+    are tested on the same people.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n = len(y)
+    zeros = np.zeros(n, bool)
+    outer = StratifiedGroupKFold(n_splits=round(1 / test_share), shuffle=True, random_state=seed)
+    _, test_idx = next(outer.split(zeros, y, persons))
+    test = zeros.copy()
+    test[test_idx] = True
+    dev = np.flatnonzero(~test)
+    inner = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    parts = []
+    for tr, va in inner.split(dev, y[dev], persons.iloc[dev]):
+        train, valid = zeros.copy(), zeros.copy()
+        train[dev[tr]] = True
+        valid[dev[va]] = True
+        parts.append(Split(train, valid, zeros, 0))
+    return Split(~test, zeros, test, 0), parts
 
 
 def rolling_splits(

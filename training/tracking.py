@@ -85,8 +85,9 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
     for r in result.baselines.itertuples():
         metrics[f"baseline_{r.model}_auroc"] = r.auroc
         metrics[f"baseline_{r.model}_precision_top10"] = r.precision_top10
-    for r in result.rolling.itertuples():
-        metrics[f"rolling_auroc_{r.test_start}"] = r.auroc
+    prefix = "rolling_auroc" if result.config.split_mode == "temporal" else "cv_auroc_fold"
+    for r in result.evaluation.itertuples(index=False):
+        metrics[f"{prefix}_{r[0]}"] = r.auroc
     for method, score in result.calibration_scores.items():
         metrics[f"calibration_cv_brier_{method}"] = score
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})
@@ -95,7 +96,7 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
         for name, frame in (
             ("split.csv", result.split_table),
             ("baselines.csv", result.baselines),
-            ("rolling_origin.csv", result.rolling),
+            ("evaluation.csv", result.evaluation),
             ("fairness.csv", result.fairness),
             ("shap_importance.csv", result.importance),
         ):

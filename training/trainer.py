@@ -30,7 +30,7 @@ from training.config import TrainConfig
 from training.explain import contributions, global_importance
 from training.fairness import age_band, fairness_table, worst_disparity
 from training.metrics import auroc, evaluate, top_k
-from training.splits import Split, rolling_splits, temporal_split
+from training.splits import Split, cv_split, rolling_splits, temporal_split
 
 AUDIT_PREFIX = "audit_"
 
@@ -46,12 +46,14 @@ class TrainResult:
     metrics: dict[str, float]
     baselines: pd.DataFrame
     verdict: str
-    rolling: pd.DataFrame
+    evaluation: pd.DataFrame  # rolling-origin periods, or cross-validation folds
     fairness: pd.DataFrame
     behaviour: list[dict]
     importance: pd.DataFrame
     calibration_scores: dict[str, float]
     test_scores: np.ndarray
+    test_persons: np.ndarray  # person_id of each test row, in test_scores' order
+    test_labels: np.ndarray
     figures: dict[str, Figure] = field(default_factory=dict)
     example: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -61,6 +63,10 @@ def prepare_frame(
     store: Store, config: TrainConfig, labels_path: Path | None = None
 ) -> pd.DataFrame:
     """Spine (task cohort or the user's labels) + features + audit-only protected attributes."""
+    if labels_path is None and config.split_mode == "cv":
+        raise DataError(
+            f"{config.source}: split.mode cv has no as-of dates of its own; give --labels"
+        )
     spine = (
         read_labels(labels_path, store)
         if labels_path
@@ -122,7 +128,8 @@ def _fit(
 
 
 def _check_parts(split: Split, y: np.ndarray, config: TrainConfig) -> None:
-    for part in ("train", "valid", "test"):
+    parts = ("train", "valid", "test") if config.split_mode == "temporal" else ("train", "test")
+    for part in parts:
         m = getattr(split, part)
         if m.sum() == 0 or y[m].min() == y[m].max():
             raise DataError(
@@ -138,26 +145,36 @@ def train(frame: pd.DataFrame, config: TrainConfig) -> TrainResult:
     features = list(FEATURE_NAMES)
     X = frame[features]
     y = frame["label"].to_numpy().astype(int)
-    split = temporal_split(frame["as_of"], config.valid_start, config.test_start)
-    _check_parts(split, y, config)
-    split_table = split.describe(frame["as_of"], frame["label"])
-    split_table.loc[len(split_table)] = ["purged", "", "", split.purged, 0]
-
-    booster = _fit(config, X, y, split, constrained=True)
-    free = _fit(config, X, y, split, constrained=False)
+    if config.split_mode == "cv":
+        split, folds = cv_split(
+            frame["person_id"], y, config.cv_folds, config.test_share, config.split_seed
+        )
+        _check_parts(split, y, config)
+        split_table = split.describe(frame["as_of"], frame["label"])
+        booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds)
+        free = _fit(config, X, y, split, constrained=False, rounds=booster.num_trees())
+    else:
+        split = temporal_split(frame["as_of"], config.valid_start, config.test_start)
+        _check_parts(split, y, config)
+        split_table = split.describe(frame["as_of"], frame["label"])
+        split_table.loc[len(split_table)] = ["purged", "", "", split.purged, 0]
+        booster = _fit(config, X, y, split, constrained=True)
+        free = _fit(config, X, y, split, constrained=False)
+        raw_valid = booster.predict(X[split.valid], raw_score=True)
+        y_valid = y[split.valid]
     timings["fit_s"] = time.perf_counter() - t0
 
-    raw_valid = booster.predict(X[split.valid], raw_score=True)
-    calibrator, cal_scores = choose_calibrator(raw_valid, y[split.valid])
+    calibrator, cal_scores = choose_calibrator(raw_valid, y_valid)
     Xt, yt = X[split.test], y[split.test]
     p_test = calibrator.transform(booster.predict(Xt, raw_score=True))
     metrics = evaluate(yt, p_test)
     metrics["auroc_unconstrained"] = auroc(yt, free.predict(Xt, raw_score=True))
     metrics["best_iteration"] = float(booster.best_iteration or booster.num_trees())
-    metrics["valid_auroc"] = auroc(y[split.valid], raw_valid)
+    metrics["valid_auroc"] = auroc(y_valid, raw_valid)
 
     baselines, verdict = _baselines(frame, features, split, y, p_test, config)
-    rolling = _rolling(config, frame, X, y, booster)
+    if config.split_mode == "temporal":
+        evaluation = _rolling(config, frame, X, y, booster)
     audit = frame.loc[split.test, [AUDIT_PREFIX + a for a in config.protected_attributes]]
     audit.columns = list(config.protected_attributes)
     fairness = fairness_table(audit, yt, p_test, config.capacity)
@@ -195,12 +212,14 @@ def train(frame: pd.DataFrame, config: TrainConfig) -> TrainResult:
         metrics=metrics,
         baselines=baselines,
         verdict=verdict,
-        rolling=rolling,
+        evaluation=evaluation,
         fairness=fairness,
         behaviour=behaviour,
         importance=importance,
         calibration_scores=cal_scores,
         test_scores=p_test,
+        test_persons=frame.loc[split.test, "person_id"].to_numpy(),
+        test_labels=yt,
         figures=figures,
         example=Xt.head(5),
         timings=timings,
@@ -244,6 +263,35 @@ def _baselines(
             "LightGBM does NOT beat every baseline: matched or beaten by " + ", ".join(worse) + "."
         )
     return table, verdict
+
+
+def _fit_cv(
+    config: TrainConfig, X: pd.DataFrame, y: np.ndarray, split: Split, folds: list[Split]
+) -> tuple[lgb.Booster, np.ndarray, np.ndarray, pd.DataFrame]:
+    """Early-stop on each fold, refit on the whole development set with the median rounds.
+
+    Returns the final booster, the out-of-fold raw scores and labels of the development set
+    (what calibration is chosen on: every development row, each scored by a model that did not
+    see it) and the per-fold table.
+    """
+    oof = np.full(len(y), np.nan)
+    rows, rounds = [], []
+    for k, fold in enumerate(folds, 1):
+        model = _fit(config, X, y, fold, constrained=True)
+        oof[fold.valid] = model.predict(X[fold.valid], raw_score=True)
+        rounds.append(model.best_iteration or model.num_trees())
+        rows.append(
+            {
+                "fold": k,
+                "train_rows": int(fold.train.sum()),
+                "test_rows": int(fold.valid.sum()),
+                "best_iteration": rounds[-1],
+                "auroc": auroc(y[fold.valid], oof[fold.valid]),
+            }
+        )
+    booster = _fit(config, X, y, split, constrained=True, rounds=int(np.median(rounds)))
+    dev = split.train
+    return booster, oof[dev], y[dev], pd.DataFrame(rows)
 
 
 def _rolling(

@@ -327,6 +327,17 @@ def convert(t: dict[str, pd.DataFrame]) -> Trial:
     return Trial(persons.reset_index(drop=True), events.reset_index(drop=True), part, left_out)
 
 
+def subset(trial: Trial, persons: pd.Series) -> Trial:
+    """The same trial restricted to some persons, for quick runs and tests."""
+    keep = set(persons)
+    return Trial(
+        trial.persons[trial.persons["person_id"].isin(keep)].reset_index(drop=True),
+        trial.events[trial.events["person_id"].isin(keep)].reset_index(drop=True),
+        trial.participants[trial.participants["person_id"].isin(keep)].reset_index(drop=True),
+        dict(trial.left_out),
+    )
+
+
 def write_dataset(trial: Trial, out: Path) -> None:
     """persons.parquet, events.parquet and dataset.json: a registry folder like any other."""
     out = Path(out)

@@ -66,9 +66,10 @@ def weekly_pattern(trial: Trial, week0_end: pd.Series | None = None) -> pd.DataF
         .agg(["any", "all"])
     )
     symbol = np.where(screens["all"], "+", np.where(screens["any"], "*", "-"))
-    grid = pd.Series(symbol, index=screens.index).unstack("week")
-    grid = grid.reindex(index=pop["person_id"], columns=range(1, WEEKS + 1)).fillna("o")
-    return pd.DataFrame({"person_id": pop["person_id"], "pattern": grid.agg("".join, axis=1).values})
+    grid = pd.Series(symbol, index=screens.index).unstack("week", fill_value="o")
+    grid = grid.reindex(index=pop["person_id"], columns=range(1, WEEKS + 1), fill_value="o")
+    patterns = grid.agg("".join, axis=1).to_numpy()
+    return pd.DataFrame({"person_id": pop["person_id"], "pattern": patterns})
 
 
 def returned_to_use(patterns: pd.Series) -> pd.Series:

@@ -42,7 +42,7 @@ def find_data_dir(given: Path | None = None) -> Path:
     candidates = [given] if given is not None else list(DEFAULT_DIRS)
     for d in candidates:
         if (d / "everybody.rda").exists():
-            return d
+            return d.resolve()
     where = str(given) if given is not None else " or ".join(str(d) for d in DEFAULT_DIRS)
     raise DataError(
         f"no CTN-0094 data at {where}: pass --data-dir or set ${ENV_VAR} to the folder of .rda "

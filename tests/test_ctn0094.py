@@ -1,0 +1,185 @@
+"""The CTN-0094 adapter, outcome and benchmark on the real public trial data.
+
+The data are not part of the project; without them these tests skip and say where they looked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from features.builder import FeatureBuilder
+from features.ctn0094 import outcome
+from features.ctn0094.adapter import DAY_ZERO, convert, subset, write_dataset
+from features.ctn0094.tables import find_data_dir, read_tables
+from features.store import DataError, Store
+from serving.cli import app
+
+try:
+    DATA = find_data_dir()
+except DataError as exc:
+    pytest.skip(f"CTN-0094 data not available: {exc}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return read_tables(DATA)
+
+
+@pytest.fixture(scope="module")
+def trial(tables):
+    return convert(tables)
+
+
+def day(d: int) -> pd.Timestamp:
+    return pd.Timestamp(DAY_ZERO) + pd.Timedelta(days=d)
+
+
+def test_every_participant_with_an_age_becomes_a_person_and_the_rest_are_counted(tables, trial):
+    demo = tables["demographics"]
+    assert len(trial.persons) == demo["age"].notna().sum() == 3352
+    assert trial.left_out["participants without an age (the contract needs a birth date)"] == 208
+    # one medication start per randomization into a treatment phase: every first one, plus
+    # CTN-0030's second phase (a new randomization after the taper)
+    rand = tables["randomization"]
+    assert (trial.events["event_type"] == "medication_start").sum() == 2492 + 360
+    assert (rand["which"].astype(str) == "1").sum() == 2492
+
+
+def test_the_adapted_folder_passes_the_contract_with_no_rejects(trial, tmp_path):
+    write_dataset(trial, tmp_path)
+    store = Store(tmp_path)
+    assert store.report.rejected_events == 0 and store.report.rejected_persons == 0
+    assert store.report.events == len(trial.events)
+    assert store.reference_date == trial.reference_date
+
+
+def test_participant_10_by_hand(trial):
+    """CTN-0027, outpatient buprenorphine, randomized on study day 19 (raw rows read by eye)."""
+    ev = trial.events[trial.events["person_id"] == "ctn0010"]
+    tests = ev[ev["event_type"] == "urine_test"]
+    day0 = tests[tests["event_time"] == day(0)]
+    assert sorted(day0["detail"]) == ["cocaine", "opioid"] and (day0["value"] == 1).all()
+    # the randomization visit found nothing: one negative test
+    assert tests[tests["event_time"] == day(19)][["value", "detail"]].values.tolist() == [
+        [0.0, None]
+    ]
+    # day 61: methadone is not prescribed in a buprenorphine arm, so it is a positive
+    assert "methadone" in set(tests[tests["event_time"] == day(61)]["detail"])
+    start = ev[ev["event_type"] == "medication_start"]
+    assert start[["event_time", "detail"]].values.tolist() == [[day(19), "buprenorphine"]]
+    doses = ev[ev["event_type"] == "buprenorphine_dose"].set_index("event_time")["value"]
+    assert doses[day(19)] == 8 and doses[day(20)] == 16 and doses[day(21)] == 24
+    # weeks 1-12 after day 19: 26 cocaine; 33 cocaine; none; 41 cocaine; 48 cocaine;
+    # 55 cocaine + 61 opioid (mixed); 68 opioid; 75 opioid; none; 83 cocaine; 91 opioid; 97 opioid
+    pattern = outcome.weekly_pattern(trial).set_index("person_id")["pattern"]
+    assert pattern["ctn0010"] == "--o--*++o-++"
+    labels = outcome.labels(trial, "week3").set_index("person_id")
+    assert labels.loc["ctn0010", "label"] == 1  # weeks 6-9: * + + o
+    assert labels.loc["ctn0010", "as_of"] == (day(19 + 22)).date()
+
+
+def test_participant_10_features_at_entry_and_week3(trial, tmp_path):
+    small = subset(trial, pd.Series(["ctn0010"]))
+    write_dataset(small, tmp_path)
+    store = Store(tmp_path)
+    spine = pd.concat([outcome.labels(small, p) for p in ("entry", "week3")], ignore_index=True)
+    f = FeatureBuilder(store).build(spine).set_index(spine["as_of"].map(str).to_numpy())
+    entry, week3 = f.loc[str(day(20).date())], f.loc[str(day(41).date())]
+    assert entry["opioid_positive_tests_all"] == 1  # day 0 only
+    assert entry["checkin_attended__count_all"] == 2  # days 0 and 19
+    assert entry["on_buprenorphine"] == 1 and entry["on_methadone"] == 0
+    assert entry["buprenorphine_dose__last"] == 8
+    assert week3["opioid_positive_tests_all"] == 1
+    assert week3["opioid_positive_tests_30d"] == 0  # day 0 is 41 days before as_of
+    assert week3["checkin_attended__count_all"] == 4  # days 0, 19, 26, 33
+    assert week3["buprenorphine_dose__count_all"] == 22  # every day from 19 to 40
+
+
+def test_outcome_matches_the_derived_weekly_pattern(tables, trial):
+    derived = tables["derived_weeklyOpioidPattern"]
+    theirs = outcome.derived_pattern(derived, trial)
+    on_their_grid = outcome.agreement(
+        outcome.weekly_pattern(trial, outcome.derived_week_grid(derived, trial)), theirs
+    )
+    assert on_their_grid["participants"] == 2199  # Luo et al.'s N
+    assert on_their_grid["outcome_equal"] == 1.0
+    assert on_their_grid["week_symbols_equal"] > 0.998
+    ours = outcome.agreement(outcome.weekly_pattern(trial), theirs)
+    assert ours["outcome_equal"] > 0.99
+    assert 0.50 < ours["prevalence"] < 0.56
+
+
+def test_week3_features_ignore_events_after_day_21(trial, tmp_path):
+    """Remove every later event, or add copies of all of them later: features do not move."""
+    rng = np.random.default_rng(3)
+    people = outcome.population(trial)["person_id"].sample(40, random_state=1)
+    small = subset(trial, people)
+    spine = outcome.labels(small, "week3")
+    cut = small.events.merge(spine[["person_id", "as_of"]], on="person_id")
+    later = cut["event_time"] >= pd.to_datetime(cut["as_of"])
+    shifted = cut[~later].copy()
+    shifted["event_time"] = pd.to_datetime(shifted["as_of"]) + pd.to_timedelta(
+        rng.integers(0, 60, len(shifted)), unit="D"
+    )
+    variants = {
+        "as is": small.events,
+        "without later events": cut.loc[~later, small.events.columns],
+        "with more later events": pd.concat([small.events, shifted[small.events.columns]]),
+    }
+    built = {}
+    for name, events in variants.items():
+        d = tmp_path / name.replace(" ", "_")
+        variant = subset(small, people)
+        variant.events = events.reset_index(drop=True)
+        write_dataset(variant, d)
+        built[name] = FeatureBuilder(Store(d)).build(spine)
+    assert later.any()
+    for name in ("without later events", "with more later events"):
+        pd.testing.assert_frame_equal(built["as is"], built[name], obj=name)
+
+
+def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "ctn0094.md"
+    result = CliRunner().invoke(
+        app,
+        [
+            "experiment",
+            "ctn0094",
+            "--data-dir",
+            str(DATA),
+            "--sample",
+            "600",
+            "--report",
+            str(report),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "at treatment entry: test AUROC" in result.output
+    text = report.read_text(encoding="utf-8")
+    assert "A quick run on a random sample of 600 participants" in text
+    assert "**N = 600**" in text
+    for heading in ("### At treatment entry", "### After 3 weeks of treatment", "hispanic"):
+        assert heading in text
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("ctn0094")
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [
+        "ctn0094-report",
+        "train-relapse",
+        "train-relapse",
+    ]
+    report_run = next(r for r in runs if r.info.run_name == "ctn0094-report")
+    assert 0.5 < report_run.data.metrics["week3_test_auroc"] <= 1
+    assert client.search_registered_models() == []  # trial models never reach the registry
+
+
+def test_a_missing_data_dir_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["experiment", "ctn0094", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2  # a user error, as everywhere in the CLI
+    assert "no CTN-0094 data at" in result.output and "Traceback" not in result.output
