@@ -263,6 +263,18 @@ gives tied scores, and everyone tied with the 10% threshold is flagged, so flag 
         sections.append(
             f"### {POINT_TITLES[p.point].capitalize()}\n\n{table_md(p.fairness[cols])}\n"
         )
+    sections.append(
+        "## Baselines and behavioural checks\n\nOn the same held-out rows. The behavioural "
+        "checks' clear-cut profiles are written for the registry's relapse task, so they say "
+        "little about trial data.\n"
+    )
+    for p in points:
+        failed = [b["check"] for b in p.result.behaviour if not b["passed"]]
+        checks = f"Behavioural checks failed: {'; '.join(failed) if failed else 'none'}."
+        sections.append(
+            f"### {POINT_TITLES[p.point].capitalize()}\n\n{table_md(p.result.baselines)}\n\n"
+            f"{p.result.verdict} {checks}\n"
+        )
     sections.append("## Top SHAP factors (mean absolute contribution, log-odds)\n")
     for p in points:
         top = p.result.importance.head(10)[["label_en", "label_zh", "mean_abs_contribution"]]

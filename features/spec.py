@@ -49,6 +49,9 @@ STAT_LABELS: dict[tuple[str, str], tuple[str, str]] = {
     ("left_behind_status", "last"): ("currently left behind", "目前为留守儿童"),
     ("left_behind_status", "mean"): ("share of left-behind records", "留守记录占比"),
     ("left_behind_status", "max"): ("ever left behind", "曾为留守儿童"),
+    ("injection_drug_use", "mean"): ("days injected in a month, mean", "每月注射天数平均值"),
+    ("injection_drug_use", "max"): ("days injected in a month, most", "每月注射天数最大值"),
+    ("injection_drug_use", "last"): ("days injected in a month, latest", "最近一次每月注射天数"),
 }
 
 
