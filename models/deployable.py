@@ -6,6 +6,7 @@ person gets the same probability and the same reasons whichever way they are sco
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import pandas as pd
 
 from features.spec import FEATURES_BY_NAME
 from training.calibration import Calibrator
-from training.explain import Factor, contributions, threads_for, top_factors
+from training.explain import Factor, TopK, contributions, threads_for, top_k
 
 BOOSTER_FILE = "booster.txt"
 META_FILE = "risk_model.json"
@@ -39,7 +40,12 @@ class Scored:
     percentile: np.ndarray
     tier: np.ndarray
     base_value: np.ndarray | None = None
-    factors: list[list[Factor]] | None = None
+    top: TopK | None = None  # the reasons, as arrays
+
+    @functools.cached_property
+    def factors(self) -> list[list[Factor]] | None:
+        """The reasons as objects, for the API; batch scoring reads `top` directly."""
+        return None if self.top is None else self.top.factors()
 
 
 @dataclass
@@ -114,11 +120,11 @@ class RiskModel:
             contrib = contributions(self.booster, X)
             raw = contrib.sum(axis=1)
             base = contrib[:, -1]
-            factors = top_factors(contrib, X, self.features, explain)
+            top = top_k(contrib, X, self.features, explain)
         else:
-            raw, base, factors = self.raw_score(X), None, None
+            raw, base, top = self.raw_score(X), None, None
         p = self.calibrator.transform(raw)
-        return Scored(p, raw, self.percentile(p), self.tier(p), base, factors)
+        return Scored(p, raw, self.percentile(p), self.tier(p), base, top)
 
     def percentile(self, p: np.ndarray) -> np.ndarray:
         """Share of the reference cohort scoring below p, in percent."""

@@ -28,10 +28,12 @@ import pyarrow.parquet as pq
 from features.builder import FeatureBuilder
 from features.io import atomic_path
 from features.labels import cohort_members
+from features.spec import FEATURES_BY_NAME
 from features.store import DataError, Store
 from models.deployable import RiskModel
 from serving.roster_io import check_format, check_roster, read_chunks, write_output
 from serving.scoring import Intervention, score_batch
+from training.explain import TopK
 
 EXPLAIN_MODES = ("top3", "top", "none")
 LANGS = ("en", "zh")
@@ -272,24 +274,40 @@ class RosterScorer:
                     self.model, frame.iloc[explained], self.interventions, 3
                 )
         if support is not None:
-            self._fill_reasons(out, good[explained], scored.factors, support)
+            self._fill_reasons(out, good[explained], scored.top, support)
         self.timings["score_and_explain"] += time.perf_counter() - t
         where = self.person_index.get_indexer(pid)
         for day in d.unique():
             outside = good[((d == day).to_numpy() & ~self._cohort(day)[where])]
             out["warning"][outside] = f"not in the {self.job.task} cohort on {day}; scored anyway"
 
-    def _fill_reasons(self, out: dict, rows: np.ndarray, factors: list, support: list) -> None:
+    def _fill_reasons(self, out: dict, rows: np.ndarray, top: TopK, support: list) -> None:
+        """Whole columns at once: a per-row loop over reason objects cost as much as TreeSHAP."""
         lang = self.job.lang
-        for i, fs, sup in zip(rows, factors, support, strict=True):
-            for k, f in enumerate(fs[:3], start=1):
-                out[f"factor_{k}"][i] = f.label_zh if lang == "zh" else f.label_en
-                v = f.value
-                out[f"factor_{k}_value"][i] = (
-                    None if v is None else v if isinstance(v, str) else f"{v:.4g}"
-                )
-                out[f"factor_{k}_effect"][i] = EFFECT[lang][f.direction]
-            out["support"][i] = "; ".join(x[lang] for x in sup)
+        specs = [FEATURES_BY_NAME[n] for n in top.names]
+        labels = np.array([f.label_zh if lang == "zh" else f.label_en for f in specs], object)
+        shown = top.shown
+        values = top.display_values()
+        for k in range(min(3, top.position.shape[1])):
+            hide = ~shown[:, k]
+            label = labels[top.position[:, k]]
+            label[hide] = None
+            value = np.array(
+                [
+                    None if v is None or isinstance(v, str) else f"{v:.4g}"
+                    for v in (row[k] for row in values)
+                ],
+                object,
+            )
+            value[hide] = None
+            effect = np.where(
+                top.contribution[:, k] > 0, EFFECT[lang]["raises"], EFFECT[lang]["lowers"]
+            ).astype(object)
+            effect[hide] = None
+            out[f"factor_{k + 1}"][rows] = label
+            out[f"factor_{k + 1}_value"][rows] = value
+            out[f"factor_{k + 1}_effect"][rows] = effect
+        out["support"][rows] = ["; ".join(x[lang] for x in sup) for sup in support]
 
     def _cohort(self, d: dt.date) -> np.ndarray:
         """Cohort membership on a date, as a mask over the persons table."""

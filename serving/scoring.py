@@ -13,7 +13,7 @@ import yaml
 
 from features.store import DataError
 from models.deployable import RiskModel, Scored
-from training.explain import Factor
+from training.explain import Factor, TopK
 
 DEFAULT_TOP = 5
 
@@ -40,27 +40,30 @@ def load_interventions(path: Path | None = None) -> list[Intervention]:
         ) from None
 
 
-def suggest(
-    factors: list[Factor],
-    interventions: list[Intervention],
-    matches: dict[str, list[Intervention]] | None = None,
-) -> list[dict[str, str]]:
-    """Support options for the factors that raise this person's risk, most important first.
-
-    `matches` caches which interventions each feature maps to, across the rows of a batch.
-    """
-    matches = {} if matches is None else matches
+def suggest(raising: tuple[str, ...], interventions: list[Intervention]) -> list[dict[str, str]]:
+    """Support options for the features that raise a person's risk, most important first."""
     out: list[dict[str, str]] = []
     seen: set[str] = set()
-    for f in factors:
-        if f.contribution <= 0:
-            continue
-        if f.feature not in matches:
-            matches[f.feature] = [iv for iv in interventions if f.feature.startswith(iv.match)]
-        for iv in matches[f.feature]:
-            if iv.en not in seen:
+    for feature in raising:
+        for iv in interventions:
+            if feature.startswith(iv.match) and iv.en not in seen:
                 seen.add(iv.en)
-                out.append({"en": iv.en, "zh": iv.zh, "because": f.feature})
+                out.append({"en": iv.en, "zh": iv.zh, "because": feature})
+    return out
+
+
+def support_for(top: TopK, interventions: list[Intervention]) -> list[list[dict[str, str]]]:
+    """`suggest` for every row of a batch. Rows share few distinct sets of raising features,
+    so each set is looked up once."""
+    names = np.asarray(top.names, dtype=object)
+    raising = np.where(top.contribution > 0, names[top.position], None).tolist()
+    cache: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    out = []
+    for row in raising:
+        key = tuple(f for f in row if f is not None)
+        if key not in cache:
+            cache[key] = suggest(key, interventions)
+        out.append(cache[key])
     return out
 
 
@@ -80,10 +83,9 @@ def score_batch(
 ) -> tuple[Scored, list[list[dict[str, str]]] | None]:
     """The shared core: model scores (columnar) and, with explanations, support per row."""
     scored = model.score(frame, explain=explain)
-    if scored.factors is None:
+    if scored.top is None:
         return scored, None
-    matches: dict[str, list[Intervention]] = {}
-    return scored, [suggest(f, interventions, matches) for f in scored.factors]
+    return scored, support_for(scored.top, interventions)
 
 
 def score_frame(

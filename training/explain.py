@@ -2,7 +2,7 @@
 
 Contributions are on the booster's raw log-odds scale: base value + sum of contributions equals
 the raw score, which the calibrator then maps to a probability. Training plots, serving and
-batch scoring all call `contributions` and `top_factors` here.
+batch scoring all call `contributions` and `top_k` here.
 """
 
 from __future__ import annotations
@@ -40,14 +40,63 @@ def threads_for(rows: int) -> int:
     return 1 if rows < 1000 else 0
 
 
-def top_factors(
-    contrib: np.ndarray, X: np.ndarray, names: list[str], k: int = 5
-) -> list[list[Factor]]:
-    """The k largest contributions by magnitude for each row of a model matrix.
+@dataclass(frozen=True)
+class TopK:
+    """The k largest contributions of each row, as arrays: the form batch scoring works in.
 
-    Categorical features hold their category's position in the spec's list; it is shown as the
-    category itself.
+    `position` holds feature positions, largest |contribution| first; a contribution of exactly
+    0 (a feature the trees never used for that row) is not a reason and is masked out by
+    `shown`. `value` holds the model-matrix values of those features.
     """
+
+    position: np.ndarray  # (n, k) int
+    contribution: np.ndarray  # (n, k) float
+    value: np.ndarray  # (n, k) float
+    names: list[str]
+
+    @property
+    def shown(self) -> np.ndarray:
+        return self.contribution != 0
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    def rows(self, which: np.ndarray) -> TopK:
+        return TopK(self.position[which], self.contribution[which], self.value[which], self.names)
+
+    def display_values(self) -> list[list[float | str | None]]:
+        """Categorical features as their category, missing as None, numbers as floats."""
+        specs = [FEATURES_BY_NAME[n] for n in self.names]
+        out = []
+        for cols, vals in zip(self.position.tolist(), self.value.tolist(), strict=True):
+            row = []
+            for j, v in zip(cols, vals, strict=True):
+                f = specs[j]
+                row.append(None if v != v else (f.categories[int(v)] if f.categorical else v))
+            out.append(row)
+        return out
+
+    def factors(self) -> list[list[Factor]]:
+        specs = [FEATURES_BY_NAME[n] for n in self.names]
+        out = []
+        for cols, contribs, vals in zip(
+            self.position.tolist(),
+            self.contribution.tolist(),
+            self.display_values(),
+            strict=True,
+        ):
+            out.append(
+                [
+                    Factor(specs[j].name, specs[j].label_en, specs[j].label_zh, v, c)
+                    for j, c, v in zip(cols, contribs, vals, strict=True)
+                    if c != 0
+                ]
+            )
+        return out
+
+
+def top_k(contrib: np.ndarray, X: np.ndarray, names: list[str], k: int = 5) -> TopK:
+    """The k largest contributions by magnitude for each row of a model matrix."""
     per = contrib[:, : len(names)]
     size = np.abs(per)
     k = min(k, len(names))
@@ -60,21 +109,12 @@ def top_factors(
     )
     within = np.argsort(-np.take_along_axis(size, top, axis=1), axis=1, kind="stable")
     order = np.take_along_axis(top, within, axis=1)
-    # plain Python values from here: per-element numpy scalars would dominate the loop
-    picked = np.take_along_axis(per, order, axis=1).tolist()
-    values = np.take_along_axis(X, order, axis=1).tolist()
-    specs = [FEATURES_BY_NAME[n] for n in names]
-    out = []
-    for cols, contribs, vals in zip(order.tolist(), picked, values, strict=True):
-        row = []
-        for j, c, v in zip(cols, contribs, vals, strict=True):
-            if c == 0:
-                continue
-            f = specs[j]
-            value = None if v != v else (f.categories[int(v)] if f.categorical else v)
-            row.append(Factor(f.name, f.label_en, f.label_zh, value, c))
-        out.append(row)
-    return out
+    return TopK(
+        order,
+        np.take_along_axis(per, order, axis=1),
+        np.take_along_axis(X, order, axis=1),
+        list(names),
+    )
 
 
 def global_importance(contrib: np.ndarray, names: list[str]) -> pd.DataFrame:

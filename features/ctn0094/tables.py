@@ -14,7 +14,11 @@ import pandas as pd
 from features.store import DataError
 
 ENV_VAR = "SUNSHINE_CTN_DIR"
-DEFAULT_DIRS = (Path("../shared/data/ctn0094"), Path(__file__).parents[3] / "shared/data/ctn0094")
+# ../shared beside the working directory, or beside any folder holding this checkout
+DEFAULT_DIRS = (
+    Path("../shared/data/ctn0094"),
+    *(d / "shared/data/ctn0094" for d in Path(__file__).resolve().parents[3:]),
+)
 TABLES = (
     "everybody",
     "demographics",
@@ -43,7 +47,7 @@ def find_data_dir(given: Path | None = None) -> Path:
     for d in candidates:
         if (d / "everybody.rda").exists():
             return d.resolve()
-    where = str(given) if given is not None else " or ".join(str(d) for d in DEFAULT_DIRS)
+    where = str(given) if given is not None else ", ".join(str(d) for d in DEFAULT_DIRS)
     raise DataError(
         f"no CTN-0094 data at {where}: pass --data-dir or set ${ENV_VAR} to the folder of .rda "
         "files of the public.ctn0094data and public.ctn0094extra R packages"
