@@ -281,6 +281,16 @@ FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 PROTECTED_ATTRIBUTES: tuple[str, ...] = ("ethnicity",)
 
+
+def with_inputs(names: list[str]) -> tuple[Feature, ...]:
+    """These features and what they are computed from (a ratio's two counts), in spec order:
+    what a builder must compute for a model that uses only some of the spec."""
+    wanted = set(names)
+    for n in names:
+        wanted.update(FEATURES_BY_NAME[n].ratio or ())
+    return tuple(f for f in FEATURES if f.name in wanted)
+
+
 assert len(FEATURES_BY_NAME) == len(FEATURES), "feature names must be unique"
 assert not set(PROTECTED_ATTRIBUTES) & set(FEATURES_BY_NAME), (
     "protected attributes are not features"

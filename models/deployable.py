@@ -16,7 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.spec import FEATURES_BY_NAME
+from features.spec import FEATURES_BY_NAME, Feature, with_inputs
 from training.calibration import Calibrator
 from training.explain import Factor, TopK, contributions, threads_for, top_k
 
@@ -40,7 +40,19 @@ class Scored:
     percentile: np.ndarray
     tier: np.ndarray
     base_value: np.ndarray | None = None
-    top: TopK | None = None  # the reasons, as arrays
+    # what the reasons are picked from: contributions, the model matrix, the model's features,
+    # the candidate positions and how many reasons per row (None when not explaining)
+    reasons_from: tuple[np.ndarray, np.ndarray, list[str], np.ndarray, int] | None = None
+
+    @property
+    def explained(self) -> bool:
+        return self.reasons_from is not None
+
+    @functools.cached_property
+    def top(self) -> TopK | None:
+        """The reasons as arrays, picked when first read (batch scoring reads them in its
+        writer thread, off the thread that runs TreeSHAP)."""
+        return None if self.reasons_from is None else top_k(*self.reasons_from)
 
     @functools.cached_property
     def factors(self) -> list[list[Factor]] | None:
@@ -61,17 +73,29 @@ class RiskModel:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     # -- input -------------------------------------------------------------------------------
+    @functools.cached_property
+    def used(self) -> np.ndarray:
+        """Positions of the features some tree splits on. The others cannot change a score or
+        an explanation (their contribution is exactly 0), so they need not be computed."""
+        return np.flatnonzero(self.booster.feature_importance("split") > 0)
+
+    def needed_features(self) -> tuple[Feature, ...]:
+        return with_inputs([self.features[i] for i in self.used])
+
     def prepare(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's feature matrix: numbers as float32, categories as their codes.
 
         LightGBM coded each category by its position in the spec's list during training, so
-        codes computed from the spec here are the same; NaN means missing.
+        codes computed from the spec here are the same; NaN means missing. A feature no tree
+        uses may be absent from the frame.
         """
-        missing = [f for f in self.features if f not in frame.columns]
+        used = {self.features[i] for i in self.used}
+        missing = [f for f in self.features if f not in frame.columns and f in used]
         if missing:
             raise FeatureInputError([(0, f, "missing feature") for f in missing])
-        X = np.empty((len(frame), len(self.features)), np.float32)
-        numeric = [n for n in self.features if not FEATURES_BY_NAME[n].categorical]
+        X = np.full((len(frame), len(self.features)), np.nan, np.float32)
+        present = [n for n in self.features if n in frame.columns]
+        numeric = [n for n in present if not FEATURES_BY_NAME[n].categorical]
         idx = {n: i for i, n in enumerate(self.features)}
         block = frame[numeric]
         problems = []
@@ -84,7 +108,7 @@ class RiskModel:
                 for i in np.flatnonzero((num.isna() & col.notna()).to_numpy()):
                     problems.append((int(i), name, f"{col.iat[i]!r} is not a number"))
                 X[:, idx[name]] = num.to_numpy(np.float32, na_value=np.nan)
-        for name in self.features:
+        for name in present:
             spec = FEATURES_BY_NAME[name]
             if not spec.categorical:
                 continue
@@ -120,11 +144,11 @@ class RiskModel:
             contrib = contributions(self.booster, X)
             raw = contrib.sum(axis=1)
             base = contrib[:, -1]
-            top = top_k(contrib, X, self.features, explain)
+            reasons = (contrib, X, self.features, explain, self.used)
         else:
-            raw, base, top = self.raw_score(X), None, None
+            raw, base, reasons = self.raw_score(X), None, None
         p = self.calibrator.transform(raw)
-        return Scored(p, raw, self.percentile(p), self.tier(p), base, top)
+        return Scored(p, raw, self.percentile(p), self.tier(p), base, reasons)
 
     def percentile(self, p: np.ndarray) -> np.ndarray:
         """Share of the reference cohort scoring below p, in percent."""

@@ -8,15 +8,14 @@ file an uninterrupted run would give.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import io
 import json
 import shutil
-import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +29,13 @@ from features.io import atomic_path
 from features.labels import cohort_members
 from features.spec import FEATURES_BY_NAME
 from features.store import DataError, Store
-from models.deployable import RiskModel
+from models.deployable import RiskModel, Scored
 from serving.roster_io import check_format, check_roster, read_chunks, write_output
-from serving.scoring import Intervention, score_batch
+from serving.scoring import Intervention, Support, support_for
 from training.explain import TopK
 
 EXPLAIN_MODES = ("top3", "top", "none")
+HIST_BINS = 40
 LANGS = ("en", "zh")
 EFFECT = {
     "en": {"raises": "raises", "lowers": "lowers"},
@@ -74,6 +74,34 @@ class Summary:
     tiers: Counter = field(default_factory=Counter)
     districts: dict[str, Counter] = field(default_factory=dict)
     chunks_skipped: int = 0
+    histogram: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
+    factors: Counter = field(default_factory=Counter)  # readable factor label -> rows
+
+    def add(self, other: Summary) -> None:
+        self.rows += other.rows
+        self.status.update(other.status)
+        self.tiers.update(other.tiers)
+        for district, tiers in other.districts.items():
+            self.districts.setdefault(district, Counter()).update(tiers)
+        self.histogram += other.histogram
+        self.factors.update(other.factors)
+
+    @classmethod
+    def of(cls, result: pd.DataFrame) -> Summary:
+        """One part's counts; parts are counted where they are written, off the main thread."""
+        ok = result[result.status == "ok"]
+        districts: dict[str, Counter] = {}
+        for (district, tier), n in ok.groupby(["_district", "tier"]).size().items():
+            districts.setdefault(district, Counter())[tier] += n
+        reasons = pd.concat([ok.factor_1, ok.factor_2, ok.factor_3]).dropna()
+        return cls(
+            rows=len(result),
+            status=Counter(result["status"].value_counts().to_dict()),
+            tiers=Counter(ok["tier"].value_counts().to_dict()),
+            districts=districts,
+            histogram=np.histogram(ok.probability.dropna(), bins=HIST_BINS, range=(0, 1))[0],
+            factors=Counter(reasons.value_counts().to_dict()),
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -97,6 +125,33 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
+def _head_start(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The first chunk in two pieces, a quarter and the rest: scoring starts after a small
+    feature build, so the stages overlap from the start. (More pieces cost more than they
+    save: each feature build has a fixed cost.) The cut depends only on the chunk size, so a
+    resumed run cuts the roster the same way."""
+    first = next(chunks, None)
+    if first is None:
+        return
+    cut = len(first) // 4
+    if cut:
+        yield first.iloc[:cut]
+    yield first.iloc[cut:]
+    yield from chunks
+
+
+@dataclass
+class _Pending:
+    """A checked chunk waiting to be scored: its rows' outputs so far and their features."""
+
+    chunk: pd.DataFrame
+    out: dict[str, np.ndarray]
+    rows: np.ndarray  # positions in the chunk of the rows to score
+    spine: pd.DataFrame
+    frame: pd.DataFrame | None
+    where: np.ndarray  # each row's position in the persons table, -1 if unknown
+
+
 class RosterScorer:
     def __init__(
         self,
@@ -115,7 +170,8 @@ class RosterScorer:
         self.job, self.store, self.model, self.facts = job, store, model, facts
         self.interventions = interventions
         self.as_of = job.as_of or store.reference_date
-        self.builder = FeatureBuilder(store)
+        # only what the model's trees use: the rest cannot change a score or a reason
+        self.builder = FeatureBuilder(store, model.needed_features(), con=store.cursor())
         persons = store.con.execute("SELECT person_id, district FROM persons").df()
         self.person_index = pd.Index(persons.person_id)
         self.districts = persons.district.fillna("unknown").to_numpy(object)
@@ -151,11 +207,57 @@ class RosterScorer:
         manifest.write_text(json.dumps(self.manifest()))
 
     def run(self, progress=None) -> Summary:
+        """Three stages overlap, one chunk apart. A worker reads the next chunk, checks its
+        rows and builds their features (DuckDB, on its own cursor); the main thread scores and
+        explains (LightGBM); a writer labels the reasons and writes the part. DuckDB and
+        LightGBM release the GIL, so on two cores the feature and writing time mostly hides
+        behind the explanations."""
         self.prepare_parts()
         summary = Summary()
-        seen: dict[tuple[str, str], int] = {}
         parts = []
-        chunks = read_chunks(self.job.roster, self.job.chunk_rows)
+        staged = self._stage_chunks()
+        with (
+            ThreadPoolExecutor(max_workers=1) as reader,
+            ThreadPoolExecutor(max_workers=1) as writer,
+        ):
+            ahead = reader.submit(next, staged, None)
+            written: deque = deque()
+            while (item := ahead.result()) is not None:
+                ahead = reader.submit(next, staged, None)
+                part, pending, done = item
+                if pending is None:
+                    summary.chunks_skipped += 1
+                    written.append((part, None, Summary.of(done)))
+                else:
+                    scores = self._score(pending)
+                    job = writer.submit(self._write_part, part, pending, scores)
+                    written.append((part, job, None))
+                while written and (written[0][1] is None or written[0][1].done()):
+                    self._collect(written.popleft(), summary, parts, progress)
+            while written:
+                self._collect(written.popleft(), summary, parts, progress)
+        t = time.perf_counter()
+        with atomic_path(self.job.out) as tmp:
+            write_output(parts, self.job.out, tmp, drop=["_district"])
+        self.timings["write"] += time.perf_counter() - t
+        self.write_html(summary)
+        shutil.rmtree(self.parts_dir)
+        return summary
+
+    def _collect(self, item: tuple, summary: Summary, parts: list, progress) -> None:
+        part, future, counted = item
+        if future is not None:
+            counted = future.result()
+        summary.add(counted)
+        parts.append(part)
+        if progress:
+            progress(counted.rows)
+
+    # -- one chunk ---------------------------------------------------------------------------
+    def _stage_chunks(self) -> Iterator[tuple[Path, _Pending | None, pd.DataFrame | None]]:
+        """Stage one, in the worker: (part, checked chunk with features, or the done part)."""
+        seen: dict[tuple[str, str], int] = {}
+        chunks = _head_start(read_chunks(self.job.roster, self.job.chunk_rows))
         for c, chunk in enumerate(self._timed(chunks, "read")):
             if c == 0 and "person_id" not in chunk.columns:
                 raise DataError(
@@ -165,27 +267,13 @@ class RosterScorer:
             keys = self._keys(chunk)
             if part.exists():
                 self._remember(keys, seen)
-                result = pq.read_table(part, columns=["status", "tier", "_district"]).to_pandas()
-                summary.chunks_skipped += 1
+                counted = ["status", "tier", "_district", "probability"]
+                counted += ["factor_1", "factor_2", "factor_3"]
+                done = pq.read_table(part, columns=counted).to_pandas()
+                yield part, None, done
             else:
-                result = self._score_chunk(chunk, keys, seen)
-                t = time.perf_counter()
-                with atomic_path(part) as tmp:
-                    pq.write_table(pa.Table.from_pandas(result, preserve_index=False), tmp)
-                self.timings["write"] += time.perf_counter() - t
-            self._count(summary, result)
-            parts.append(part)
-            if progress:
-                progress(len(chunk))
-        t = time.perf_counter()
-        with atomic_path(self.job.out) as tmp:
-            write_output(parts, self.job.out, tmp, drop=["_district"])
-        self.timings["write"] += time.perf_counter() - t
-        self.write_html(parts, summary)
-        shutil.rmtree(self.parts_dir)
-        return summary
+                yield part, self._check_chunk(chunk, keys, seen), None
 
-    # -- one chunk ---------------------------------------------------------------------------
     def _timed(self, it, key: str):
         while True:
             t = time.perf_counter()
@@ -211,7 +299,8 @@ class RosterScorer:
         for row, pid, d in zip(keys.index, keys.person_id, keys.as_of, strict=True):
             seen.setdefault((pid, str(d)), row)
 
-    def _score_chunk(self, chunk: pd.DataFrame, keys: pd.DataFrame, seen: dict) -> pd.DataFrame:
+    def _check_chunk(self, chunk: pd.DataFrame, keys: pd.DataFrame, seen: dict) -> _Pending:
+        """Row errors, duplicates (against every earlier row), then features for the rest."""
         n = len(chunk)
         out: dict[str, np.ndarray] = {c: np.full(n, None, object) for c in RESULT_COLUMNS}
         out["status"][:] = "ok"
@@ -245,69 +334,81 @@ class RosterScorer:
             else:
                 good.append(i)
         out["status"][error != ""] = "error"
-        if good:
-            self._score_rows(out, np.asarray(good), pid.iloc[good], d.iloc[good])
-        result = chunk.reset_index(drop=True).copy()
+        rows = np.asarray(good, dtype=np.int64)
+        spine = pd.DataFrame(
+            {"person_id": pid.iloc[rows].to_numpy(), "as_of": d.iloc[rows].to_numpy()}
+        )
+        frame = None
+        if len(rows):
+            t = time.perf_counter()
+            frame = self.builder.build(spine)
+            self.timings["features"] += time.perf_counter() - t
+        return _Pending(chunk, out, rows, spine, frame, where)
+
+    def _score(self, pending: _Pending) -> tuple[Scored, Scored | None, np.ndarray] | None:
+        """Stage two, in the main thread: the model's scores and contributions; picking the
+        top reasons from them is left to the writer (`Scored.top` is computed when read).
+        Returns the scores, the explained scores and which rows those explain."""
+        if pending.frame is None:
+            return None
+        t = time.perf_counter()
+        scored = self.model.score(pending.frame, 3 if self.job.explain == "top3" else 0)
+        explained, rows = (scored if scored.explained else None), np.arange(len(pending.rows))
+        if self.job.explain == "top":
+            rows = np.flatnonzero(scored.tier == "high")
+            explained = self.model.score(pending.frame.iloc[rows], 3) if len(rows) else None
+        self.timings["score_and_explain"] += time.perf_counter() - t
+        return scored, explained, rows
+
+    def _write_part(self, part: Path, pending: _Pending, scores: tuple | None) -> Summary:
+        """Stage three, in the writer: scores and readable reasons into the part file."""
+        t = time.perf_counter()
+        out, good, spine = pending.out, pending.rows, pending.spine
+        at = self.person_index.get_indexer(spine["person_id"])
+        for day in spine["as_of"].unique():
+            outside = good[(spine["as_of"] == day).to_numpy() & ~self._cohort(day)[at]]
+            out["warning"][outside] = f"not in the {self.job.task} cohort on {day}; scored anyway"
+        if scores is not None:
+            scored, explained, rows = scores
+            out["probability"][good] = scored.probability
+            out["tier"][good] = scored.tier
+            out["percentile"][good] = scored.percentile
+            if explained is not None:
+                support = support_for(explained.top, self.interventions)
+                self._fill_reasons(out, good[rows], explained.top, support)
+        result = pending.chunk.reset_index(drop=True).copy()
         for c in RESULT_COLUMNS:
             result[c] = out[c]
         result["probability"] = pd.to_numeric(result["probability"])
         result["percentile"] = pd.to_numeric(result["percentile"])
+        where = pending.where
         result["_district"] = np.where(where >= 0, self.districts[where], "unknown")
-        return result
+        with atomic_path(part) as tmp:
+            pq.write_table(pa.Table.from_pandas(result, preserve_index=False), tmp)
+        self.timings["write"] += time.perf_counter() - t
+        return Summary.of(result)
 
-    def _score_rows(self, out: dict, good: np.ndarray, pid: pd.Series, d: pd.Series) -> None:
-        spine = pd.DataFrame({"person_id": pid.to_numpy(), "as_of": d.to_numpy()})
-        t = time.perf_counter()
-        frame = self.builder.build(spine)
-        self.timings["features"] += time.perf_counter() - t
-        t = time.perf_counter()
-        explain = 3 if self.job.explain == "top3" else 0
-        scored, support = score_batch(self.model, frame, self.interventions, explain)
-        out["probability"][good] = scored.probability
-        out["tier"][good] = scored.tier
-        out["percentile"][good] = scored.percentile
-        explained = np.arange(len(good))
-        if self.job.explain == "top":
-            explained = np.flatnonzero(scored.tier == "high")
-            if len(explained):
-                scored, support = score_batch(
-                    self.model, frame.iloc[explained], self.interventions, 3
-                )
-        if support is not None:
-            self._fill_reasons(out, good[explained], scored.top, support)
-        self.timings["score_and_explain"] += time.perf_counter() - t
-        where = self.person_index.get_indexer(pid)
-        for day in d.unique():
-            outside = good[((d == day).to_numpy() & ~self._cohort(day)[where])]
-            out["warning"][outside] = f"not in the {self.job.task} cohort on {day}; scored anyway"
-
-    def _fill_reasons(self, out: dict, rows: np.ndarray, top: TopK, support: list) -> None:
+    def _fill_reasons(self, out: dict, rows: np.ndarray, top: TopK, support: Support) -> None:
         """Whole columns at once: a per-row loop over reason objects cost as much as TreeSHAP."""
         lang = self.job.lang
         specs = [FEATURES_BY_NAME[n] for n in top.names]
         labels = np.array([f.label_zh if lang == "zh" else f.label_en for f in specs], object)
         shown = top.shown
-        values = top.display_values()
         for k in range(min(3, top.position.shape[1])):
             hide = ~shown[:, k]
             label = labels[top.position[:, k]]
-            label[hide] = None
-            value = np.array(
-                [
-                    None if v is None or isinstance(v, str) else f"{v:.4g}"
-                    for v in (row[k] for row in values)
-                ],
-                object,
-            )
-            value[hide] = None
+            value = top.column_values(k)
+            number = np.array([isinstance(v, float) for v in value.tolist()], bool)
+            value[number] = [f"{v:.4g}" for v in value[number].tolist()]
             effect = np.where(
                 top.contribution[:, k] > 0, EFFECT[lang]["raises"], EFFECT[lang]["lowers"]
             ).astype(object)
-            effect[hide] = None
+            for column in (label, value, effect):
+                column[hide] = None
             out[f"factor_{k + 1}"][rows] = label
             out[f"factor_{k + 1}_value"][rows] = value
             out[f"factor_{k + 1}_effect"][rows] = effect
-        out["support"][rows] = ["; ".join(x[lang] for x in sup) for sup in support]
+        out["support"][rows] = support.joined(lang)
 
     def _cohort(self, d: dt.date) -> np.ndarray:
         """Cohort membership on a date, as a mask over the persons table."""
@@ -316,34 +417,8 @@ class RosterScorer:
             self.cohorts[d] = self.person_index.isin(list(members))
         return self.cohorts[d]
 
-    def _count(self, summary: Summary, result: pd.DataFrame) -> None:
-        summary.rows += len(result)
-        summary.status.update(result["status"].value_counts().to_dict())
-        ok = result[result.status == "ok"]
-        summary.tiers.update(ok["tier"].value_counts().to_dict())
-        for (district, tier), n in ok.groupby(["_district", "tier"]).size().items():
-            summary.districts.setdefault(district, Counter())[tier] += n
-
     # -- the manager's summary ---------------------------------------------------------------
-    def write_html(self, parts: list[Path], summary: Summary) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        cols = ["status", "probability", "factor_1", "factor_2", "factor_3"]
-        frame = pd.concat([pq.read_table(p, columns=cols).to_pandas() for p in parts])
-        ok = frame[frame.status == "ok"]
-        fig, ax = plt.subplots(figsize=(6, 3))
-        ax.hist(ok.probability.dropna(), bins=40, range=(0, 1), color="#d98c1f")
-        ax.set_xlabel("probability")
-        ax.set_ylabel("persons")
-        fig.tight_layout()
-        png = io.BytesIO()
-        fig.savefig(png, format="png")
-        plt.close(fig)
-        self.histogram_png = png.getvalue()
-        factors = Counter(pd.concat([ok.factor_1, ok.factor_2, ok.factor_3]).dropna())
+    def write_html(self, summary: Summary) -> Path:
         districts = pd.DataFrame(summary.districts).T.fillna(0).astype(int)
         for tier in ("high", "medium", "low"):
             if tier not in districts:
@@ -351,8 +426,7 @@ class RosterScorer:
         districts = districts[["high", "medium", "low"]].sort_index()
         status = ", ".join(f"{k}: {v:,}" for k, v in sorted(summary.status.items()))
         written = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
-        image = base64.b64encode(self.histogram_png).decode()
-        top = pd.DataFrame(factors.most_common(15), columns=["factor", "rows"])
+        top = pd.DataFrame(summary.factors.most_common(15), columns=["factor", "rows"])
         style = (
             "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
             "table{border-collapse:collapse}"
@@ -366,7 +440,7 @@ model {self.facts["name"]} version {self.facts["version"]}; written {written} UT
 <p><b>For support planning with human review only; never for enforcement or sanctions.</b></p>
 <h2>Tiers by district</h2>{districts.to_html()}
 <h2>Distribution of scores</h2>
-<img alt="histogram of probabilities" src="data:image/png;base64,{image}">
+{histogram_svg(summary.histogram)}
 <h2>Factors that come up most</h2>
 {top.to_html(index=False)}
 </body></html>"""
@@ -374,6 +448,41 @@ model {self.facts["name"]} version {self.facts["version"]}; written {written} UT
         with atomic_path(path) as tmp:
             tmp.write_text(html, encoding="utf-8")
         return path
+
+
+def histogram_svg(counts: np.ndarray, width: int = 480, height: int = 200) -> str:
+    """The score histogram as inline SVG: the summary needs no plotting library."""
+    top = max(int(counts.max()), 1) if len(counts) else 1
+    bar = width / max(len(counts), 1)
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}">'
+        f"<title>{i / len(counts):.3f}-{(i + 1) / len(counts):.3f}: {c:,}</title></rect>"
+        for i, c in enumerate(counts.tolist())
+        for h in [height * c / top]
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" '
+        f'role="img" aria-label="histogram of probabilities"><g fill="#d98c1f">{rects}</g>'
+        f'<text x="0" y="{height + 15}" font-size="12">0</text>'
+        f'<text x="{width - 10}" y="{height + 15}" font-size="12">1</text></svg>'
+        f"<p>probability (0 to 1) against persons; the tallest bar is {top:,}</p>"
+    )
+
+
+def histogram_figure(counts: np.ndarray):
+    """The same histogram as a matplotlib figure, for the MLflow run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    edges = np.linspace(0, 1, len(counts) + 1)
+    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#d98c1f")
+    ax.set_xlabel("probability")
+    ax.set_ylabel("persons")
+    fig.tight_layout()
+    return fig
 
 
 def log_batch_run(scorer: RosterScorer, summary: Summary) -> str:
@@ -402,9 +511,6 @@ def log_batch_run(scorer: RosterScorer, summary: Summary) -> str:
         metrics |= {f"rows_{k}": v for k, v in summary.status.items()}
         metrics |= {f"tier_{k}": v for k, v in summary.tiers.items()}
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        with tempfile.TemporaryDirectory() as tmp:
-            png = Path(tmp) / "score_histogram.png"
-            png.write_bytes(scorer.histogram_png)
-            mlflow.log_artifact(str(png))
+        mlflow.log_figure(histogram_figure(summary.histogram), "score_histogram.png")
         mlflow.log_artifact(str(job.out.with_suffix(".html")))
         return run.info.run_id

@@ -52,19 +52,41 @@ def suggest(raising: tuple[str, ...], interventions: list[Intervention]) -> list
     return out
 
 
-def support_for(top: TopK, interventions: list[Intervention]) -> list[list[dict[str, str]]]:
-    """`suggest` for every row of a batch. Rows share few distinct sets of raising features,
-    so each set is looked up once."""
-    names = np.asarray(top.names, dtype=object)
-    raising = np.where(top.contribution > 0, names[top.position], None).tolist()
-    cache: dict[tuple[str, ...], list[dict[str, str]]] = {}
-    out = []
-    for row in raising:
-        key = tuple(f for f in row if f is not None)
-        if key not in cache:
-            cache[key] = suggest(key, interventions)
-        out.append(cache[key])
-    return out
+@dataclass(frozen=True)
+class Support:
+    """Suggested support for a batch: rows share few distinct sets of raising features, so
+    each set's options are looked up once (`options`) and rows point at theirs (`index`)."""
+
+    options: list[list[dict[str, str]]]
+    index: np.ndarray
+
+    def per_row(self) -> list[list[dict[str, str]]]:
+        return [self.options[i] for i in self.index.tolist()]
+
+    def joined(self, lang: str) -> np.ndarray:
+        """Each row's options in one language, as one "; "-separated string."""
+        texts = np.array(["; ".join(o[lang] for o in opts) for opts in self.options], object)
+        return texts[self.index]
+
+
+def support_for(top: TopK, interventions: list[Intervention]) -> Support:
+    """`suggest` for every row of a batch."""
+    width = len(top.names) + 1
+    # each row's raising features as one number: positions + 1 in base `width`, 0 if not raising
+    digits = np.where(top.contribution > 0, top.position + 1, 0).astype(np.int64)
+    code = np.zeros(len(top), np.int64)
+    for k in range(digits.shape[1]):
+        code = code * width + digits[:, k]
+    keys, index = np.unique(code, return_inverse=True)
+    options = []
+    for c in keys.tolist():
+        raising = []
+        for _ in range(digits.shape[1]):
+            c, d = divmod(c, width)
+            if d:
+                raising.append(top.names[d - 1])
+        options.append(suggest(tuple(reversed(raising)), interventions))
+    return Support(options, index.reshape(-1))
 
 
 def factor_dict(f: Factor) -> dict[str, Any]:
@@ -85,7 +107,7 @@ def score_batch(
     scored = model.score(frame, explain=explain)
     if scored.top is None:
         return scored, None
-    return scored, support_for(scored.top, interventions)
+    return scored, support_for(scored.top, interventions).per_row()
 
 
 def score_frame(

@@ -126,10 +126,16 @@ def test_explain_modes(served, roster, tmp_path):
     none, top = tmp_path / "none.parquet", tmp_path / "top.parquet"
     score_roster(served, str(d / "roster.csv"), str(none), "--explain", "none")
     score_roster(served, str(d / "roster.csv"), str(top), "--explain", "top")
-    n, t = pd.read_parquet(none), pd.read_parquet(top)
+    full = tmp_path / "full.parquet"
+    score_roster(served, str(d / "roster.csv"), str(full))
+    n, t, f = pd.read_parquet(none), pd.read_parquet(top), pd.read_parquet(full)
     assert n.factor_1.isna().all() and n.probability.notna().sum() == len(n) - 3
-    assert t[t.tier == "high"].factor_1.notna().all()
+    high = t.tier == "high"
+    assert high.any() and t[high].factor_1.notna().all()
     assert t[t.tier.isin(["low", "medium"])].factor_1.isna().all()
+    # the high tier's reasons are the ones a full explanation gives them
+    reasons = ["factor_1", "factor_1_value", "factor_2", "factor_3_effect", "support"]
+    pd.testing.assert_frame_equal(t.loc[high, reasons], f.loc[high, reasons])
 
 
 def test_resume_after_kill_gives_the_same_file(served, tmp_path):
@@ -207,6 +213,12 @@ def test_roster_equals_the_api(served, roster, tmp_path):
             assert row.tier == api["tier"]
             labels = [f["label_en"] for f in api["factors"][:3]]
             assert [row.factor_1, row.factor_2, row.factor_3][: len(labels)] == labels
+            # support from the top 3 reasons, as the API's from its top 3
+            raising = [f for f in api["factors"][:3] if f["contribution"] > 0]
+            expected = []
+            for f in raising:
+                expected += [s["en"] for s in api["support"] if s["because"] == f["feature"]]
+            assert row.support == "; ".join(dict.fromkeys(expected))
             checked += 1
     assert checked == 25
     # the run is in MLflow as a batch-inference run

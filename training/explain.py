@@ -64,17 +64,22 @@ class TopK:
     def rows(self, which: np.ndarray) -> TopK:
         return TopK(self.position[which], self.contribution[which], self.value[which], self.names)
 
-    def display_values(self) -> list[list[float | str | None]]:
-        """Categorical features as their category, missing as None, numbers as floats."""
-        specs = [FEATURES_BY_NAME[n] for n in self.names]
-        out = []
-        for cols, vals in zip(self.position.tolist(), self.value.tolist(), strict=True):
-            row = []
-            for j, v in zip(cols, vals, strict=True):
-                f = specs[j]
-                row.append(None if v != v else (f.categories[int(v)] if f.categorical else v))
-            out.append(row)
+    def column_values(self, k: int) -> np.ndarray:
+        """The k-th reason's values for every row: a categorical feature as its category,
+        missing as None, a number as a float."""
+        pos, val = self.position[:, k], self.value[:, k]
+        out = val.astype(object)
+        out[np.isnan(val)] = None
+        for j in np.unique(pos):
+            f = FEATURES_BY_NAME[self.names[j]]
+            if f.categorical:
+                m = (pos == j) & ~np.isnan(val)
+                out[m] = np.asarray(f.categories, object)[val[m].astype(int)]
         return out
+
+    def display_values(self) -> list[list[float | str | None]]:
+        cols = [self.column_values(k) for k in range(self.position.shape[1])]
+        return np.column_stack(cols).tolist() if cols else [[] for _ in range(len(self))]
 
     def factors(self) -> list[list[Factor]]:
         specs = [FEATURES_BY_NAME[n] for n in self.names]
@@ -95,23 +100,35 @@ class TopK:
         return out
 
 
-def top_k(contrib: np.ndarray, X: np.ndarray, names: list[str], k: int = 5) -> TopK:
-    """The k largest contributions by magnitude for each row of a model matrix."""
-    per = contrib[:, : len(names)]
-    size = np.abs(per)
-    k = min(k, len(names))
+def top_k(
+    contrib: np.ndarray,
+    X: np.ndarray,
+    names: list[str],
+    k: int = 5,
+    candidates: np.ndarray | None = None,
+) -> TopK:
+    """The k largest contributions by magnitude for each row of a model matrix.
+
+    `candidates` limits the search to the features the trees use; the others contribute
+    exactly 0 and are never shown, and skipping them makes the search several times cheaper.
+    """
+    cols = np.arange(len(names)) if candidates is None else np.asarray(candidates)
+    if not len(cols):
+        cols = np.arange(len(names))
+    size = np.abs(contrib[:, cols])
+    k = min(k, len(cols))
     # the k largest by partition, then only those k sorted: a full sort of every row's
     # contributions costs more than the explanation itself on big rosters
     top = (
-        np.argpartition(-size, k - 1, axis=1)[:, :k]
-        if k < len(names)
-        else np.tile(np.arange(len(names)), (len(per), 1))
+        np.argpartition(size, len(cols) - k, axis=1)[:, -k:]
+        if k < len(cols)
+        else np.tile(np.arange(len(cols)), (len(size), 1))
     )
     within = np.argsort(-np.take_along_axis(size, top, axis=1), axis=1, kind="stable")
-    order = np.take_along_axis(top, within, axis=1)
+    order = cols[np.take_along_axis(top, within, axis=1)]
     return TopK(
         order,
-        np.take_along_axis(per, order, axis=1),
+        np.take_along_axis(contrib, order, axis=1),
         np.take_along_axis(X, order, axis=1),
         list(names),
     )
