@@ -134,3 +134,13 @@ def test_fast_bootstrap_matches_resampling_with_sklearn():
         idx = rng.integers(0, 300, 300)
         ref.append(roc_auc_score(y[idx], p[idx]))
     assert (lo, hi) == pytest.approx(tuple(np.quantile(ref, [0.025, 0.975])), abs=1e-12)
+
+
+def test_ece_noise_floor_matches_the_binomial_spread():
+    """Constant scores of 0.5 on 400 rows: ECE is |mean(y) - 0.5|, whose sd is 0.025, so its
+    median is 0.6745 * 0.025 = 0.0169 and its 95th percentile 1.96 * 0.025 = 0.049."""
+    from experiments.ctn0094 import ece_noise
+
+    median, high = ece_noise(np.full(400, 0.5), draws=4000)
+    assert median == pytest.approx(0.0169, abs=0.003)
+    assert high == pytest.approx(0.049, abs=0.005)
