@@ -329,8 +329,12 @@ def _misses(points: list[PointResult]) -> str:
                 f"- {POINT_TITLES[p.point]}: ECE {m['ece']:.3f} misses the target {ECE_TARGET} "
                 f"by {m['ece'] - ECE_TARGET:.3f}. On a test set this size, a perfectly "
                 f"calibrated model would show an ECE of {median:.3f} (median; 95th percentile "
-                f"{high:.3f}) from sampling alone, so the target is below what this test set "
-                "can resolve."
+                f"{high:.3f}) from sampling alone: "
+                + (
+                    "this test set cannot tell the miss from perfect calibration."
+                    if m["ece"] <= high
+                    else "the miss is larger than chance explains."
+                )
             )
     if not lines:
         return "Every target is met.\n"
@@ -341,7 +345,7 @@ _SAMPLE_NOTE = """
 **A quick run on a random sample of {} participants (`--sample`): not the benchmark.**
 """
 
-WHAT_WE_TRIED = """What was tried: calibration is chosen among none, Platt and isotonic by
+WHAT_WE_TRIED = """What was tried: calibration is chosen between Platt and isotonic by
 cross-validated Brier score on out-of-fold scores of the whole development set, not on the test
 set; the model is regularised for about 1,760 development rows (7 leaves, depth 3, learning
 rate 0.02, early stopping per fold). We did not tune against the test set to close the gap.
