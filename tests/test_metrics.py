@@ -10,7 +10,7 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 
 from training.calibration import Calibrator, choose_calibrator, fit_calibrator
-from training.fairness import fairness_table, threshold_for, worst_disparity
+from training.fairness import fairness_table, flag_top, worst_disparity
 from training.metrics import auroc, brier, calibration_bins, ece, evaluate, top_k
 from training.splits import rolling_splits, temporal_split
 
@@ -102,7 +102,7 @@ def test_fairness_table_on_constructed_disparity():
     ]
     groups = pd.DataFrame({"district": ["A"] * 100 + ["B"] * 50})
     share = 40 / 150
-    assert threshold_for(p, share) == 0.9
+    assert (flag_top(p, share) == (p == 0.9)).all()
     t = fairness_table(groups, y, p, share).set_index("group")
     assert t.loc["A", "reference"] == "A"
     assert t.loc["A", "flag_rate"] == pytest.approx(0.2)
@@ -116,6 +116,15 @@ def test_fairness_table_on_constructed_disparity():
     assert set(t.loc["B", "flags"].split(",")) == {"flag_rate", "tpr", "fpr"}
     assert t.loc["A", "flags"] == ""
     assert worst_disparity(t.reset_index()) == pytest.approx(2.0)
+
+
+def test_flagging_takes_exactly_the_capacity_when_scores_tie():
+    p = np.r_[np.full(10, 0.9), np.full(190, 0.5)]  # 10 clear, then a 190-way tie
+    flagged = flag_top(p, 0.10)
+    assert flagged.sum() == 20 and flagged[:10].all()  # the clear ones, then 10 of the tie
+    assert (flag_top(p, 0.10) == flagged).all()  # reproducible
+    # the tie is broken at random, not by row order: both halves of it get some
+    assert 0 < flagged[10:105].sum() < 10
 
 
 def test_fast_bootstrap_matches_resampling_with_sklearn():

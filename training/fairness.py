@@ -28,10 +28,20 @@ def age_band(age_years: pd.Series) -> pd.Series:
     return pd.cut(age_years.astype(float), bins=bins, labels=labels, right=False).astype(str)
 
 
-def threshold_for(p: np.ndarray, share: float) -> float:
-    """The score above which the top `share` of rows is flagged."""
-    k = max(1, int(np.ceil(share * len(p))))
-    return float(np.sort(p)[::-1][k - 1])
+def flag_top(p: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """Exactly the top `share` of rows, as caseworkers with that capacity would reach them.
+
+    Calibrated scores tie (isotonic calibration is a step function); flagging everyone tied at
+    the threshold would flag far more than the capacity, so ties there are broken at random,
+    with a fixed seed, so that no group gains from the order of the rows.
+    """
+    p = np.asarray(p)
+    k = min(len(p), max(1, int(np.ceil(share * len(p)))))
+    shuffled = np.random.default_rng(seed).permutation(len(p))
+    order = shuffled[np.argsort(-p[shuffled], kind="stable")]
+    flagged = np.zeros(len(p), bool)
+    flagged[order[:k]] = True
+    return flagged
 
 
 def _ratio(value: float, ref: float) -> float:
@@ -45,7 +55,7 @@ def fairness_table(
 ) -> pd.DataFrame:
     """One row per (attribute, group) with rates, ratios against the reference and flags."""
     y, p = np.asarray(y), np.asarray(p)
-    flagged = p >= threshold_for(p, share)
+    flagged = flag_top(p, share)
     rows = []
     for attr in groups.columns:
         values = groups[attr].astype(object).where(groups[attr].notna(), "unknown").astype(str)
