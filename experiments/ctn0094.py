@@ -252,9 +252,9 @@ only one more such week.
 ## Fairness on the held-out test set (top {config.capacity:.0%} flagged)
 
 Ratios against each attribute's largest group; flags mark ratios outside 0.8-1.25. Groups are
-small (the test set has about 440 people): read every ratio with its `n`. Isotonic calibration
-gives tied scores, and everyone tied with the 10% threshold is flagged, so flag rates can exceed
-10%.
+small (the test set has about 440 people): read every ratio with its `n`. Exactly 10% are
+flagged; isotonic calibration gives tied scores, and ties at the threshold are broken at random
+(fixed seed).
 """,
     ]
     cols = ["attribute", "group", "n", "prevalence", "auroc", "flag_rate", "tpr", "fpr"]

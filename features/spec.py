@@ -55,6 +55,22 @@ STAT_LABELS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+# What a count of a valued type's events is a count of, in Chinese: the type's own label names
+# the value ("methadone dose (mg)"), which would make a count read like an amount.
+COUNT_ZH: dict[str, str] = {
+    "urine_test": "尿检",
+    "methadone_dose": "美沙酮服药",
+    "mental_health_screening": "心理健康筛查",
+    "school_absence": "缺课报告",
+    "left_behind_status": "留守状态变化",
+    "buprenorphine_dose": "丁丙诺啡服药",
+    "withdrawal_assessment": "戒断评估",
+    "injection_drug_use": "注射吸毒报告",
+    "pain_report": "疼痛评估",
+    "nicotine_dependence": "尼古丁依赖评估",
+}
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -91,7 +107,10 @@ def _event_features() -> list[Feature]:
         for agg in aggs:
             for w in WINDOWS if e.windowed else (None,):
                 wen, wzh = _window_text(w)
-                if agg == "count":
+                if agg == "count" and e.valued:
+                    en = f"number of {e.singular_en}s, {wen}"
+                    zh = f"{COUNT_ZH[e.name]}次数({wzh})"
+                elif agg == "count":
                     en, zh = f"{e.label_en}, {wen}", f"{e.label_zh}次数({wzh})"
                 else:
                     base_en, base_zh = STAT_LABELS.get(
