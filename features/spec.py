@@ -157,7 +157,8 @@ _OPIOIDS = ", ".join(f"'{k}'" for k in OPIOIDS)
 
 def _opioid_features() -> list[Feature]:
     """Opioid use specifically: a cannabis positive says less about heroin relapse than an
-    opioid positive does, and the per-type statistics above mix all substances."""
+    opioid positive does, and the per-type statistics above mix all substances. A screen that
+    found two opioids (heroin and methadone, say) is two results."""
     out = []
     for w in (30, None):
         wen, wzh = _window_text(w)
@@ -165,8 +166,8 @@ def _opioid_features() -> list[Feature]:
         out += [
             Feature(
                 f"opioid_positive_tests_{_window_suffix(w)}",
-                f"opioid-positive tests, {wen}",
-                f"阿片类阳性尿检次数({wzh})",
+                f"opioid-positive test results, {wen}",
+                f"阿片类阳性尿检结果数({wzh})",
                 "domain",
                 sql="count(*) FILTER (WHERE event_type = 'urine_test' AND value = 1 "
                 f"AND detail IN ({_OPIOIDS}){within})",

@@ -99,6 +99,50 @@ def test_participant_10_features_at_entry_and_week3(trial, tmp_path):
     assert week3["buprenorphine_dose__count_all"] == 22  # every day from 19 to 40
 
 
+def test_participant_23_by_hand(trial, tmp_path):
+    """CTN-0051, inpatient naltrexone: detox from study day -2 to 4, randomized on day 2, one
+    injection on day 4, screens on days 1 and 3 (methadone, not prescribed here), then gone."""
+    ev = trial.events[trial.events["person_id"] == "ctn0023"]
+    assert ev[ev.event_type == "rehab_admission"][["event_time", "detail"]].values.tolist() == [
+        [day(-2), "detox"]
+    ]
+    assert ev[ev.event_type == "naltrexone_injection"]["event_time"].tolist() == [day(4)]
+    assert ev[ev.event_type == "medication_start"]["detail"].tolist() == ["naltrexone"]
+    tests = ev[ev.event_type == "urine_test"]
+    assert sorted(tests[tests.event_time == day(1)]["detail"]) == ["methadone", "opioid"]
+    assert tests[tests.event_time == day(3)]["detail"].tolist() == ["methadone"]
+    # missed visits from week 7 on, each dated at randomization + 7 weeks x n
+    missed = ev[ev.event_type == "checkin_missed"]["event_time"].tolist()
+    assert missed[:5] == [day(2 + 7 * n) for n in range(7, 12)]
+    withdrawal = ev[ev.event_type == "withdrawal_assessment"]
+    assert withdrawal[["event_time", "value"]].values.tolist() == [[day(1), 0.0], [day(4), 0.0]]
+    pattern = outcome.weekly_pattern(trial).set_index("person_id")["pattern"]
+    assert pattern["ctn0023"] == "+ooooooooooo"  # week 1 holds day 3's screen
+    small = subset(trial, pd.Series(["ctn0023"]))
+    write_dataset(small, tmp_path)
+    spine = pd.concat([outcome.labels(small, p) for p in ("entry", "week3")], ignore_index=True)
+    assert spine["label"].tolist() == [1, 1]
+    f = FeatureBuilder(Store(tmp_path)).build(spine)
+    entry, week3 = f.iloc[0], f.iloc[1]
+    assert entry["opioid_positive_tests_all"] == 2  # day 1: methadone and an opioid
+    assert entry["on_naltrexone"] == 1 and entry["naltrexone_injection__count_all"] == 0
+    assert entry["rehab_admission__count_all"] == 1 and entry["rehab_discharge__count_all"] == 0
+    assert week3["naltrexone_injection__count_all"] == 1
+    assert week3["rehab_discharge__count_all"] == 1
+    assert week3["opioid_positive_tests_all"] == 3
+    assert week3["checkin_missed__count_all"] == 0  # the first missed visit is on day 51
+
+
+def test_participant_2_is_not_in_the_population(trial):
+    """CTN-0030, randomized once (day 7) and never re-randomized into the treatment phase:
+    adapted, but not among Luo et al.'s 2,199."""
+    ev = trial.events[trial.events["person_id"] == "ctn0002"]
+    negative = ev[(ev.event_type == "urine_test") & (ev.value == 0)]["event_time"].tolist()
+    # visits on days 55, 69 and 83 found nothing; every other screen found something
+    assert sorted(negative) == [day(55), day(69), day(83)]
+    assert "ctn0002" not in set(outcome.population(trial)["person_id"])
+
+
 def test_outcome_matches_the_derived_weekly_pattern(tables, trial):
     derived = tables["derived_weeklyOpioidPattern"]
     theirs = outcome.derived_pattern(derived, trial)
