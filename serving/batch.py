@@ -364,7 +364,7 @@ class RosterScorer:
         """Stage three, in the writer: scores and readable reasons into the part file."""
         t = time.perf_counter()
         out, good, spine = pending.out, pending.rows, pending.spine
-        at = self.person_index.get_indexer(spine["person_id"])
+        at = pending.where[good]  # the scored rows' places in the persons table
         for day in spine["as_of"].unique():
             outside = good[(spine["as_of"] == day).to_numpy() & ~self._cohort(day)[at]]
             out["warning"][outside] = f"not in the {self.job.task} cohort on {day}; scored anyway"
