@@ -61,9 +61,6 @@ class TopK:
     def __len__(self) -> int:
         return len(self.position)
 
-    def rows(self, which: np.ndarray) -> TopK:
-        return TopK(self.position[which], self.contribution[which], self.value[which], self.names)
-
     def column_values(self, k: int) -> np.ndarray:
         """The k-th reason's values for every row: a categorical feature as its category,
         missing as None, a number as a float."""
@@ -77,18 +74,12 @@ class TopK:
                 out[m] = np.asarray(f.categories, object)[val[m].astype(int)]
         return out
 
-    def display_values(self) -> list[list[float | str | None]]:
-        cols = [self.column_values(k) for k in range(self.position.shape[1])]
-        return np.column_stack(cols).tolist() if cols else [[] for _ in range(len(self))]
-
     def factors(self) -> list[list[Factor]]:
         specs = [FEATURES_BY_NAME[n] for n in self.names]
+        values = np.column_stack([self.column_values(k) for k in range(self.position.shape[1])])
         out = []
         for cols, contribs, vals in zip(
-            self.position.tolist(),
-            self.contribution.tolist(),
-            self.display_values(),
-            strict=True,
+            self.position.tolist(), self.contribution.tolist(), values.tolist(), strict=True
         ):
             out.append(
                 [
