@@ -71,21 +71,12 @@ class Support:
 
 def support_for(top: TopK, interventions: list[Intervention]) -> Support:
     """`suggest` for every row of a batch."""
-    width = len(top.names) + 1
-    # each row's raising features as one number: positions + 1 in base `width`, 0 if not raising
-    digits = np.where(top.contribution > 0, top.position + 1, 0).astype(np.int64)
-    code = np.zeros(len(top), np.int64)
-    for k in range(digits.shape[1]):
-        code = code * width + digits[:, k]
-    keys, index = np.unique(code, return_inverse=True)
-    options = []
-    for c in keys.tolist():
-        raising = []
-        for _ in range(digits.shape[1]):
-            c, d = divmod(c, width)
-            if d:
-                raising.append(top.names[d - 1])
-        options.append(suggest(tuple(reversed(raising)), interventions))
+    # each row's raising features as positions + 1, 0 where a reason does not raise the risk
+    raising = np.where(top.contribution > 0, top.position + 1, 0)
+    keys, index = np.unique(raising, axis=0, return_inverse=True)
+    options = [
+        suggest(tuple(top.names[d - 1] for d in key if d), interventions) for key in keys.tolist()
+    ]
     return Support(options, index.reshape(-1))
 
 
