@@ -82,10 +82,9 @@ def run(
     store = Store(registry)
     derived = tables["derived_weeklyOpioidPattern"]
     theirs = outcome.derived_pattern(derived, trial)
+    pattern = outcome.weekly_pattern(trial)
     check = {
-        "weeks from the treatment randomization (ours)": outcome.agreement(
-            outcome.weekly_pattern(trial), theirs
-        ),
+        "weeks from the treatment randomization (ours)": outcome.agreement(pattern, theirs),
         "the derived pattern's own week grid": outcome.agreement(
             outcome.weekly_pattern(trial, outcome.derived_week_grid(derived, trial)), theirs
         ),
@@ -95,7 +94,7 @@ def run(
     for point in outcome.PREDICTION_POINTS:
         labels = work_dir / f"labels-{point}.csv"
         with atomic_path(labels) as tmp:
-            outcome.labels(trial, point).to_csv(tmp, index=False)
+            outcome.labels(trial, point, pattern).to_csv(tmp, index=False)
         result, _, run_id = run_training(
             store, config, labels, experiment=EXPERIMENT, register_model=False
         )
@@ -107,7 +106,7 @@ def run(
         )
         points.append(PointResult(point, result, run_id, fair))
     elapsed = time.perf_counter() - t0
-    text = render(trial, store, check, points, config, elapsed, sample)
+    text = render(trial, store, pattern, check, points, config, elapsed, sample)
     with atomic_path(report) as tmp:
         tmp.write_text(text, encoding="utf-8")
     _log_summary(text, check, points, elapsed)
@@ -143,6 +142,7 @@ def _target_text(value: float, target: float, higher_is_better: bool) -> str:
 def render(
     trial: Trial,
     store: Store,
+    pattern: pd.DataFrame,
     check: dict,
     points: list[PointResult],
     config: TrainConfig,
@@ -150,7 +150,6 @@ def render(
     sample: int | None = None,
 ) -> str:
     pop = outcome.population(trial)
-    pattern = outcome.weekly_pattern(trial)
     y = outcome.returned_to_use(pattern["pattern"])
     by_trial = (
         pop.assign(rtu=y.to_numpy())

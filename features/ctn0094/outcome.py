@@ -76,10 +76,11 @@ def returned_to_use(patterns: pd.Series) -> pd.Series:
     return patterns.str.contains(RETURN_TO_USE).astype("int8")
 
 
-def labels(trial: Trial, point: str) -> pd.DataFrame:
-    """person_id, as_of, label for one prediction point, in the `--labels` format."""
+def labels(trial: Trial, point: str, pattern: pd.DataFrame | None = None) -> pd.DataFrame:
+    """person_id, as_of, label for one prediction point, in the `--labels` format; `pattern`
+    is `weekly_pattern(trial)` when the caller already has it."""
     pop = population(trial)
-    pattern = weekly_pattern(trial)
+    pattern = weekly_pattern(trial) if pattern is None else pattern
     offset = pd.to_timedelta(pop["randomization_day"] + PREDICTION_POINTS[point], unit="D")
     return pd.DataFrame(
         {
