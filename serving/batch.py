@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import shutil
 import time
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from features.builder import FeatureBuilder
 from features.io import atomic_path
-from features.labels import cohort_members
+from features.labels import cohort_mask
 from features.spec import FEATURES_BY_NAME
 from features.store import DataError, Store
 from models.deployable import RiskModel, Scored
@@ -125,19 +126,20 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def _head_start(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """The first chunk in two pieces, a quarter and the rest: scoring starts after a small
-    feature build, so the stages overlap from the start. (More pieces cost more than they
-    save: each feature build has a fixed cost.) The cut depends only on the chunk size, so a
-    resumed run cuts the roster the same way."""
-    first = next(chunks, None)
-    if first is None:
-        return
-    cut = len(first) // 4
-    if cut:
-        yield first.iloc[:cut]
-    yield first.iloc[cut:]
-    yield from chunks
+def _pieces(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The chunks, with the first cut after its first quarter and the last before its last
+    quarter. A small first piece lets scoring start after a small feature build, and a small
+    last piece leaves little writing after the last scoring, so the stages overlap from start
+    to end. (More pieces cost more than they save: each feature build has a fixed cost.) The
+    cuts depend only on the roster and the chunk size, so a resumed run cuts the same way."""
+    chunk, first = next(chunks, None), True
+    while chunk is not None:
+        following = next(chunks, None)  # one chunk ahead, to know which is the last
+        n = len(chunk)
+        cuts = {0, n, n // 4 if first else 0, n - n // 4 if following is None else n}
+        for lo, hi in itertools.pairwise(sorted(cuts)):
+            yield chunk.iloc[lo:hi]
+        chunk, first = following, False
 
 
 @dataclass
@@ -149,7 +151,8 @@ class _Pending:
     rows: np.ndarray  # positions in the chunk of the rows to score
     spine: pd.DataFrame
     frame: pd.DataFrame | None
-    where: np.ndarray  # each row's position in the persons table, -1 if unknown
+    where: np.ndarray  # each row's position in the persons table (pk - 1), -1 if unknown
+    district: np.ndarray  # each row's district, "unknown" for an unknown person or none
 
 
 class RosterScorer:
@@ -172,9 +175,6 @@ class RosterScorer:
         self.as_of = job.as_of or store.reference_date
         # only what the model's trees use: the rest cannot change a score or a reason
         self.builder = FeatureBuilder(store, model.needed_features(), con=store.cursor())
-        persons = store.con.execute("SELECT person_id, district FROM persons").df()
-        self.person_index = pd.Index(persons.person_id)
-        self.districts = persons.district.fillna("unknown").to_numpy(object)
         self.cohorts: dict[dt.date, np.ndarray] = {}
         self.parts_dir = job.out.with_name(job.out.name + ".parts")
         self.input_sha = file_sha256(job.roster)
@@ -257,7 +257,7 @@ class RosterScorer:
     def _stage_chunks(self) -> Iterator[tuple[Path, _Pending | None, pd.DataFrame | None]]:
         """Stage one, in the worker: (part, checked chunk with features, or the done part)."""
         seen: dict[tuple[str, str], int] = {}
-        chunks = _head_start(read_chunks(self.job.roster, self.job.chunk_rows))
+        chunks = _pieces(read_chunks(self.job.roster, self.job.chunk_rows))
         for c, chunk in enumerate(self._timed(chunks, "read")):
             if c == 0 and "person_id" not in chunk.columns:
                 raise DataError(
@@ -311,7 +311,7 @@ class RosterScorer:
         pid, d, raw = keys.person_id, keys.as_of, keys.as_of_raw
         error = out["error"]
         missing = (pid == "").to_numpy()
-        where = self.person_index.get_indexer(pid)
+        where, district = self._look_up(pid)
         unknown = ~missing & (where < 0)
         error[unknown] = "person_id: unknown person " + pid[unknown].astype(object)
         error[missing] = "person_id: missing"
@@ -343,7 +343,22 @@ class RosterScorer:
             t = time.perf_counter()
             frame = self.builder.build(spine)
             self.timings["features"] += time.perf_counter() - t
-        return _Pending(chunk, out, rows, spine, frame, where)
+        return _Pending(chunk, out, rows, spine, frame, where, district)
+
+    def _look_up(self, pid: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's place in the persons table and its district, by a join in DuckDB: no
+        index over the whole registry's ids has to be built before the first chunk."""
+        con = self.builder.con
+        con.register("roster_ids", pd.DataFrame({"i": np.arange(len(pid)), "person_id": pid}))
+        found = con.execute(
+            "SELECT r.i, p.pk, p.district FROM roster_ids r JOIN persons p USING (person_id)"
+        ).df()
+        con.unregister("roster_ids")
+        where = np.full(len(pid), -1, np.int64)
+        where[found.i] = found.pk - 1
+        district = np.full(len(pid), "unknown", object)
+        district[found.i] = found.district.fillna("unknown").to_numpy(object)
+        return where, district
 
     def _score(self, pending: _Pending) -> tuple[Scored, Scored | None, np.ndarray] | None:
         """Stage two, in the main thread: the model's scores and contributions; picking the
@@ -381,8 +396,7 @@ class RosterScorer:
             result[c] = out[c]
         result["probability"] = pd.to_numeric(result["probability"])
         result["percentile"] = pd.to_numeric(result["percentile"])
-        where = pending.where
-        result["_district"] = np.where(where >= 0, self.districts[where], "unknown")
+        result["_district"] = pending.district
         with atomic_path(part) as tmp:
             pq.write_table(pa.Table.from_pandas(result, preserve_index=False), tmp)
         self.timings["write"] += time.perf_counter() - t
@@ -413,8 +427,7 @@ class RosterScorer:
     def _cohort(self, d: dt.date) -> np.ndarray:
         """Cohort membership on a date, as a mask over the persons table."""
         if d not in self.cohorts:
-            members = cohort_members(self.store, self.job.task, d)
-            self.cohorts[d] = self.person_index.isin(list(members))
+            self.cohorts[d] = cohort_mask(self.store, self.job.task, d)
         return self.cohorts[d]
 
     # -- the manager's summary ---------------------------------------------------------------

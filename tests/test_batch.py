@@ -14,6 +14,8 @@ import mlflow
 import pandas as pd
 import pytest
 from conftest import use_mlflow
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from servers import ServerThread
 
@@ -237,3 +239,29 @@ def test_unusable_roster_is_a_clear_error(served, tmp_path):
     assert r.returncode == 2 and "no such roster" in r.stderr
     r = score_roster(served, str(bad), str(tmp_path / "o.json"), check=False)
     assert r.returncode == 2 and "unsupported output format" in r.stderr
+
+
+def _sizes(total: int, chunk: int) -> list[int]:
+    from serving.batch import _pieces
+
+    roster = pd.DataFrame({"person_id": range(total)})
+    chunks = (roster.iloc[i : i + chunk] for i in range(0, total, chunk))
+    pieces = list(_pieces(chunks))
+    assert pd.concat(pieces).equals(roster) if pieces else total == 0
+    return [len(p) for p in pieces]
+
+
+def test_pieces_cut_the_first_and_last_chunk():
+    assert _sizes(100_000, 50_000) == [12_500, 37_500, 37_500, 12_500]
+    assert _sizes(120, 50) == [12, 38, 50, 15, 5]
+    assert _sizes(50_000, 50_000) == [12_500, 25_000, 12_500]
+    assert _sizes(3, 50) == [3]
+    assert _sizes(0, 50) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 400), st.integers(1, 120))
+def test_pieces_keep_every_row_once_in_order(total, chunk):
+    sizes = _sizes(total, chunk)
+    assert sum(sizes) == total and all(sizes)
+    assert len(sizes) <= -(-total // chunk) + 2  # at most two extra cuts

@@ -204,12 +204,19 @@ def test_output_keeps_spine_order_across_chunks(store):
     assert list(out.checkin_missed__count_all) == [0, 2, 0, 1]
 
 
-def test_cohort_members_on_any_date_up_to_the_reference_date(store):
-    from features.labels import cohort_members
+def test_cohort_mask_on_any_date_up_to_the_reference_date(store):
+    from features.labels import cohort_mask
 
-    assert cohort_members(store, "relapse", AS_OF) == {"A", "C"}
+    ids = store.con.execute("SELECT person_id FROM persons ORDER BY pk").df().person_id
+
+    def members(task: str, day: dt.date) -> set[str]:
+        mask = cohort_mask(store, task, day)
+        assert mask.shape == (len(ids),)
+        return set(ids[mask])
+
+    assert members("relapse", AS_OF) == {"A", "C"}
     # C's discharge (2024-06-01) is 334 days before 2025-05-01; A's is 436
-    assert cohort_members(store, "relapse", dt.date(2025, 5, 1)) == {"C"}
+    assert members("relapse", dt.date(2025, 5, 1)) == {"C"}
     # past the last usable label date the cohort is still defined: Y6 registered in 2025
-    youth = cohort_members(store, "youth_uptake", dt.date(2026, 6, 30))
+    youth = members("youth_uptake", dt.date(2026, 6, 30))
     assert "Y6" not in youth and "Y1" in youth
