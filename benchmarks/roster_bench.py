@@ -63,7 +63,8 @@ def child(data: Path, db: Path, rows: int, explain: str, reference: bool = False
 
     from features.store import Store
     from models.registry import load_model
-    from serving.batch import RosterJob, RosterScorer
+    from serving.batch import RosterScorer
+    from serving.roster_job import RosterJob
     from serving.scoring import load_interventions
 
     uri = f"sqlite:///{db}"

@@ -26,7 +26,7 @@ from features.ctn0094.adapter import Trial, convert, subset, write_dataset
 from features.ctn0094.tables import read_tables
 from features.io import atomic_path
 from features.store import Store
-from models.cli import run_training
+from models.training_run import run_training
 from training.config import TrainConfig, load_config
 from training.fairness import age_band, fairness_table
 from training.metrics import calibration_bins, ece

@@ -65,6 +65,15 @@ def open_store(
     return store
 
 
+def frame_table(title: str, frame) -> Table:
+    table = Table(title=title)
+    for c in frame.columns:
+        table.add_column(str(c))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+    return table
+
+
 def print_report(report: LoadReport) -> None:
     table = Table(title="Data loaded", show_header=False)
     table.add_row("persons accepted", f"{report.persons:,}")

@@ -1,4 +1,8 @@
-"""The `sunshine` command: every layer registers its own subcommands here, at the top layer."""
+"""The `sunshine` command: every layer registers its own subcommands here, at the top layer.
+
+LightGBM, MLflow and the training stack are imported inside the commands that use them, so
+`sunshine` starts, and reports a user's mistake, in about a second.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +19,8 @@ from features.labels import TASKS
 from features.store import DataError, Store
 from features.synth import synthesize, write_population
 from models import cli as models_cli
-from models.registry import promote
 from serving.audit import DEFAULT_AUDIT_DB, AuditLog
 from serving.auth import TokenStore, tokens_path
-from serving.scoring import load_interventions
-from training.tracking import configure
 
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 app = typer.Typer(
@@ -51,7 +52,9 @@ def serve(
     import uvicorn
 
     from serving.app import create_app
+    from serving.scoring import load_interventions
     from serving.state import build_state, load_champions
+    from training.tracking import configure
 
     configure()
     loaded = load_champions()
@@ -101,7 +104,7 @@ def audit_cmd(
         raise DataError(f"{audit_db}: no audit log yet")
     day = features_cli.parse_date(since, "--since") if since else None
     rows = AuditLog(audit_db).query(person, user, day)
-    features_cli.console.print(models_cli.frame_table(f"audit: {len(rows)} entries", rows))
+    features_cli.console.print(features_cli.frame_table(f"audit: {len(rows)} entries", rows))
 
 
 @app.command()
@@ -112,6 +115,10 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
 ) -> None:
     """The main job on embedded defaults: synthesize, validate, build features, train, promote."""
+    from models.registry import promote
+    from models.training_run import train_task
+    from training.tracking import configure
+
     configure()
     data = out / "registry"
     pop = synthesize(persons, seed)
@@ -124,7 +131,7 @@ def demo(
     for task in TASKS:
         features_cli.build_and_write(store, task, out / f"features_{task}.parquet", None)
     for task in TASKS:
-        models_cli.train_task(data, task)
+        train_task(data, task)
         decision = promote(task)
         features_cli.console.print(
             f"sunshine-{task}: version {decision.version} "
@@ -162,15 +169,20 @@ def score_roster(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from features.labels import check_task
-    from models.registry import load_model
-    from serving.batch import RosterJob, RosterScorer, count_rows, log_batch_run
+    from serving.roster_job import RosterJob
 
     check_task(task)
-    configure()
     day = features_cli.parse_date(as_of, "--as-of") if as_of else None
+    job = RosterJob(roster, task, out, day, lang, explain, resume, chunk_rows)
+
+    from models.registry import load_model
+    from serving.batch import RosterScorer, count_rows, log_batch_run
+    from serving.scoring import load_interventions
+    from training.tracking import configure
+
+    configure()
     model, facts = load_model(task, alias=alias, version=model_version)
     store = Store(data)
-    job = RosterJob(roster, task, out, day, lang, explain, resume, chunk_rows)
     scorer = RosterScorer(job, store, model, facts, load_interventions(interventions))
     console = features_cli.console
     with Progress(
@@ -200,7 +212,7 @@ def score_roster(
             else ""
         )
     )
-    table = models_cli.frame_table(
+    table = features_cli.frame_table(
         "rows by status and tier",
         pd.DataFrame(
             [{"status": k, "rows": v} for k, v in sorted(summary.status.items())]
@@ -210,7 +222,7 @@ def score_roster(
     console.print(table)
     by_district = pd.DataFrame(summary.districts).T.fillna(0).astype(int).sort_index()
     console.print(
-        models_cli.frame_table("tiers by district", by_district.reset_index(names="district"))
+        features_cli.frame_table("tiers by district", by_district.reset_index(names="district"))
     )
     if fail_on_error and summary.status.get("error"):
         raise typer.Exit(1)

@@ -21,20 +21,52 @@ def check_format(path: Path, what: str) -> None:
 
 
 def check_roster(path: Path) -> None:
+    """Format, existence and a person_id column, from the header alone: called before the
+    model and the registry are loaded, so an unusable roster fails in a moment."""
     check_format(path, "roster")
     if not path.is_file():
         raise DataError(f"{path}: no such roster")
+    columns = roster_columns(path)
+    if "person_id" not in columns:
+        raise DataError(f"{path}: no person_id column (found: {', '.join(columns)})")
+
+
+def roster_columns(path: Path) -> list[str]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return list(pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
+        if suffix == ".parquet":
+            return pq.read_schema(path).names
+        from openpyxl import load_workbook
+
+        book = load_workbook(path, read_only=True)
+        try:
+            return _xlsx_header(book.worksheets[0].iter_rows(values_only=True))
+        finally:
+            book.close()
+    except pd.errors.EmptyDataError:
+        return []
+    except (ValueError, OSError, pa.ArrowInvalid) as exc:
+        raise DataError(f"{path}: cannot read roster ({exc})") from None
+
+
+def _xlsx_header(rows: Iterator[tuple]) -> list[str]:
+    return [str(h) if h is not None else "" for h in next(rows, ())]
 
 
 def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
-    """The roster as string columns, chunk by chunk, with a 1-based `_row` index."""
-    check_roster(path)
+    """The roster as string columns, chunk by chunk, with a 1-based `_row` index; at least one
+    chunk, empty for a roster with a header and no rows."""
     start = 0
     try:
         for chunk in _raw_chunks(path, rows):
             chunk.index = pd.RangeIndex(start + 1, start + 1 + len(chunk), name="_row")
             start += len(chunk)
             yield chunk
+        if not start:  # a header and no rows: one empty chunk, so the output has the columns
+            columns = roster_columns(path)
+            yield pd.DataFrame({c: pd.Series(dtype=str) for c in columns}).rename_axis("_row")
     except (ValueError, OSError, pa.ArrowInvalid) as exc:
         raise DataError(f"{path}: cannot read roster ({exc})") from None
 
@@ -54,7 +86,7 @@ def _raw_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         book = load_workbook(path, read_only=True, data_only=True)
         sheet = book.worksheets[0]
         it = sheet.iter_rows(values_only=True)
-        header = [str(h) if h is not None else "" for h in next(it, [])]
+        header = _xlsx_header(it)
         buf: list[list[str]] = []
         for values in it:
             buf.append(

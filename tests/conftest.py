@@ -108,8 +108,8 @@ def mlflow_workspace(root: Path, persons: int, seed: int):
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
     """Both tasks trained and promoted, in a store of their own."""
-    from models.cli import train_task
     from models.registry import promote
+    from models.training_run import train_task
 
     with mlflow_workspace(tmp_path_factory.mktemp("served"), 4000, 33) as root:
         for task in ("relapse", "youth_uptake"):

@@ -233,12 +233,39 @@ def test_roster_equals_the_api(served, roster, tmp_path):
 def test_unusable_roster_is_a_clear_error(served, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,age\nA,3\n")
-    r = score_roster(served, str(bad), str(tmp_path / "o.csv"), check=False)
-    assert r.returncode == 2 and "no person_id column" in r.stderr and "Traceback" not in r.stderr
-    r = score_roster(served, str(tmp_path / "missing.csv"), str(tmp_path / "o.csv"), check=False)
-    assert r.returncode == 2 and "no such roster" in r.stderr
-    r = score_roster(served, str(bad), str(tmp_path / "o.json"), check=False)
-    assert r.returncode == 2 and "unsupported output format" in r.stderr
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    good = tmp_path / "good.csv"
+    good.write_text("person_id\nP1\n")
+    cases = [
+        ((str(bad), str(tmp_path / "o.csv")), "no person_id column (found: name, age)"),
+        ((str(empty), str(tmp_path / "o.csv")), "no person_id column"),
+        ((str(tmp_path / "missing.csv"), str(tmp_path / "o.csv")), "no such roster"),
+        ((str(good), str(tmp_path / "o.json")), "unsupported output format"),
+        ((str(good), str(tmp_path / "o.csv"), "--lang", "fr"), "--lang must be one of en, zh"),
+        ((str(good), str(tmp_path / "o.csv"), "--explain", "all"), "--explain must be one of"),
+    ]
+    for args, message in cases:
+        r = score_roster(served, *args, check=False)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    assert not list(tmp_path.glob("o.*"))
+
+
+def test_a_roster_with_a_header_and_no_rows_gives_an_empty_output(served, tmp_path):
+    src = tmp_path / "header_only.csv"
+    src.write_text("person_id,站点\n", encoding="utf-8")
+    for suffix in ("csv", "parquet", "xlsx"):
+        out = tmp_path / f"scores.{suffix}"
+        r = score_roster(served, str(src), str(out), check=False)
+        assert r.returncode == 0, r.stderr
+        frame = (
+            pd.read_parquet(out)
+            if suffix == "parquet"
+            else (pd.read_csv(out, encoding="utf-8-sig") if suffix == "csv" else pd.read_excel(out))
+        )
+        assert len(frame) == 0 and list(frame.columns[:2]) == ["person_id", "站点"]
+        assert "probability" in frame.columns
 
 
 def _sizes(total: int, chunk: int) -> list[int]:

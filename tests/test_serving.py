@@ -420,8 +420,8 @@ def test_reload_degrades_when_registry_is_unreachable_and_swaps_under_load(servi
         assert get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse").status_code == 200
     finally:
         use_mlflow(root)
-    from models.cli import train_task
     from models.registry import promote
+    from models.training_run import train_task
 
     version = train_task(root / "city", "relapse", root / "relapse.yaml")
     promote("relapse", version=str(version), force=True, reason="reload test")

@@ -14,8 +14,8 @@ from conftest import mlflow_workspace, use_mlflow
 from mlflow.tracking import MlflowClient
 
 from features.store import DataError, Store
-from models.cli import train_task
 from models.registry import gate, list_versions, load_model, promote
+from models.training_run import train_task
 from training.behaviour import run_checks
 from training.config import load_config
 from training.explain import contributions

@@ -1,0 +1,113 @@
+"""One training run, as the CLI and the experiments start it: train, log, register, report.
+
+Kept apart from the command definitions so that `sunshine` starts without importing
+LightGBM, MLflow and the training stack for commands that do not train.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import mlflow
+
+from features.cli import console, frame_table, open_store
+from features.labels import check_task
+from features.store import Store
+from models.deployable import RiskModel
+from models.registry import log_and_register
+from training.config import TrainConfig, load_config
+from training.model_card import model_card
+from training.tracking import experiment_id, log_training
+from training.trainer import TrainResult, data_fingerprint, prepare_frame, train
+from training.tuning import tune as run_tuning
+
+
+def train_task(
+    data: Path,
+    task: str,
+    config_path: Path | None = None,
+    labels: Path | None = None,
+    tune: int = 0,
+    lenient: bool = False,
+    rejects: Path | None = None,
+    reference_date: str | None = None,
+    experiment: str | None = None,
+    register_model: bool = True,
+) -> int | None:
+    """Train, log and (unless told not to) register one task; returns the registered version."""
+    check_task(task)
+    config = load_config(task, config_path)
+    store = open_store(data, lenient, rejects, reference_date)
+    return run_training(store, config, labels, tune, experiment, register_model)[1]
+
+
+def run_training(
+    store: Store,
+    config: TrainConfig,
+    labels: Path | None = None,
+    tune: int = 0,
+    experiment: str | None = None,
+    register_model: bool = True,
+) -> tuple[TrainResult, int | None, str]:
+    """The one training path of the CLI and of experiments: (result, version, run id).
+
+    Without registration the run is logged with its model card but no deployable model, as for
+    research data that must never reach the registry's champions.
+    """
+    task = config.task
+    frame = prepare_frame(store, config, labels)
+    fingerprint = data_fingerprint(store)
+    exp = experiment_id(experiment or f"sunshine-{task}")
+    version = None
+    with mlflow.start_run(experiment_id=exp, run_name=f"train-{task}") as run:
+        if tune:
+
+            def log_trial(number: int, params: dict, score: float) -> None:
+                with mlflow.start_run(experiment_id=exp, run_name=f"trial-{number}", nested=True):
+                    mlflow.log_params(params)
+                    mlflow.log_metric("valid_auroc", score)
+
+            config = run_tuning(frame, config, tune, log_trial)
+        result = train(frame, config)
+        now = dt.datetime.now(dt.UTC)
+        card = model_card(result, fingerprint, now)
+        log_training(result, fingerprint, card)
+        if register_model:
+            keep = ("auroc", "auroc_ci_low", "auroc_ci_high", "ece", "brier", "precision_top10")
+            model = RiskModel.from_training(
+                result,
+                {
+                    "trained_at": now.isoformat(timespec="seconds"),
+                    "run_id": run.info.run_id,
+                    "test_metrics": {k: result.metrics[k] for k in keep},
+                    "reference_date": fingerprint["reference_date"],
+                },
+            )
+            version = log_and_register(model, result.example, card)
+    _report(result, version, run.info.run_id)
+    return result, version, run.info.run_id
+
+
+def _report(result: TrainResult, version: int | None, run_id: str) -> None:
+    task, config, m = result.task, result.config, result.metrics
+    console.print(frame_table(f"{task}: {config.split_mode} split", result.split_table))
+    console.print(
+        f"{config.test_title}: AUROC {m['auroc']:.3f} (95% CI {m['auroc_ci_low']:.3f}-"
+        f"{m['auroc_ci_high']:.3f}), without constraints {m['auroc_unconstrained']:.3f}; "
+        f"AUPRC {m['auprc']:.3f}; Brier {m['brier']:.4f}; ECE {m['ece']:.4f} "
+        f"({result.calibrator.method}); precision top 10% {m['precision_top10']:.3f}"
+    )
+    console.print(frame_table(f"baselines on the {config.test_title}", result.baselines))
+    console.print(result.verdict, style="bold" if "NOT" in result.verdict else None)
+    console.print(frame_table(config.evaluation_title, result.evaluation))
+    failed = [b["check"] for b in result.behaviour if not b["passed"]]
+    console.print(
+        f"fairness: {int(m['fairness_flags'])} group ratios outside 0.8-1.25 (worst "
+        f"{m['fairness_worst_disparity']:.2f}); behavioural checks failed: {len(failed)}"
+        + (f" ({'; '.join(failed)})" if failed else "")
+    )
+    if version is None:
+        console.print(f"logged run {run_id} (not registered)")
+    else:
+        console.print(f"registered sunshine-{task} version {version} as challenger (run {run_id})")
