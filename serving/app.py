@@ -27,11 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from features.builder import FeatureBuilder
 from features.labels import TASKS
 from features.store import DataError, Store
-from models.deployable import FeatureInputError
+from models.deployable import FeatureInputError, RiskModel
 from serving.audit import AuditLog, Entry
 from serving.auth import TokenStore, User
 from serving.scoring import DEFAULT_TOP, Intervention, score_frame
-from serving.state import ServiceState, load_champions
+from serving.state import Loaded, ServiceState, load_champions
 
 MAX_RECORDS = 1000
 MAX_FACTORS = 300  # enough for every feature: base_value + all contributions = raw_score
@@ -257,6 +257,13 @@ def error(status: int, detail: Any) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
 
 
+def champion(loaded: Loaded, task: str) -> tuple[RiskModel, dict]:
+    try:
+        return loaded.model(task)
+    except DataError as exc:
+        raise error(503, str(exc)) from None
+
+
 def create_app(
     state: ServiceState, tokens: TokenStore, audit: AuditLog, interventions: list[Intervention]
 ) -> FastAPI:
@@ -397,7 +404,7 @@ def create_app(
             state.persons.at[person_id, "district"], task
         ):
             raise error(404, f"no person {person_id}")
-        model, facts = loaded.models[task]
+        model, facts = champion(loaded, task)
         frame = state.features(person_id, as_of)
         result = score_frame(model, frame, interventions, explain)[0]
         scores.labels(task).observe(result["probability"])
@@ -434,7 +441,7 @@ def create_app(
             raise error(413, f"{len(body.records)} records; at most {MAX_RECORDS} per call")
         if not body.records:
             raise error(422, [{"field": "records", "reason": "no records"}])
-        model, facts = loaded.models[task]
+        model, facts = champion(loaded, task)
         frame, history = _records_frame(body.records, model.features, state)
         try:
             results = score_frame(model, frame, interventions, explain)
@@ -496,7 +503,10 @@ def create_app(
     def reload(user: Annotated[User, Depends(require("admin"))]) -> dict:
         """Swap in the registry's current champions; in-flight requests finish on the old ones."""
         try:
-            new = load_champions(tuple(state.loaded.models))
+            new = load_champions()
+            lost = [t for t in state.loaded.models if t not in new.models]
+            if lost:  # a served task never silently loses its model
+                raise DataError(f"no champion for {', '.join(lost)} any more")
         except Exception as exc:  # registry down or no champion: keep serving what we have
             state.degraded = (
                 f"reload failed at {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: {exc}"
@@ -545,6 +555,8 @@ def create_app(
             else {"status": "ready"}
         )
         body["models"] = {t: str(f["version"]) for t, (_, f) in state.loaded.models.items()}
+        if state.loaded.missing:
+            body["without_champion"] = state.loaded.missing
         return JSONResponse(body)
 
     @app.get(

@@ -65,6 +65,12 @@ def serve(
         features_cli.err_console.print(
             "warning: no tokens yet; create one with `sunshine tokens create`", style="yellow"
         )
+    for task in loaded.missing:
+        features_cli.err_console.print(
+            f"warning: no champion for {task}; its requests answer 503 until one is promoted "
+            "and an admin calls POST /v1/admin/reload",
+            style="yellow",
+        )
     api = create_app(state, tokens, AuditLog(audit_db), load_interventions(interventions))
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
     features_cli.console.print(f"serving {versions} on http://{host}:{port} (docs at /docs)")

@@ -30,6 +30,20 @@ class Loaded:
     models: dict[str, tuple[RiskModel, dict]]
     loaded_at: str
 
+    @property
+    def missing(self) -> list[str]:
+        """Tasks with no champion yet: their endpoints answer 503 until one is promoted and
+        the service reloads."""
+        return [t for t in TASKS if t not in self.models]
+
+    def model(self, task: str) -> tuple[RiskModel, dict]:
+        if task not in self.models:
+            raise DataError(
+                f"no champion model for {task} yet: an analyst trains and promotes one "
+                "(`sunshine train`, `sunshine promote`), then an admin reloads the service"
+            )
+        return self.models[task]
+
 
 @dataclass
 class ServiceState:
@@ -66,18 +80,18 @@ class ServiceState:
 
 
 def load_champions(tasks: tuple[str, ...] = TASKS) -> Loaded:
-    """Every task's champion; raises DataError naming what is missing."""
+    """The champions of the tasks that have one: a programme may start with one model.
+    Raises DataError, saying what to do, when no task has a champion."""
     models = {}
-    missing = []
     for task in tasks:
         try:
             models[task] = load_model(task)
         except DataError:
-            missing.append(task)
-    if missing:
+            continue
+    if not models:
         raise DataError(
             "no champion for "
-            + ", ".join(missing)
+            + ", ".join(tasks)
             + ": train with `sunshine train --task T --data DIR`, then `sunshine promote --task T`"
         )
     return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
