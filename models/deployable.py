@@ -40,9 +40,10 @@ class Scored:
     percentile: np.ndarray
     tier: np.ndarray
     base_value: np.ndarray | None = None
-    # what the reasons are picked from: contributions, the model matrix, the model's features,
-    # the candidate positions and how many reasons per row (None when not explaining)
-    reasons_from: tuple[np.ndarray, np.ndarray, list[str], np.ndarray, int] | None = None
+    # what the reasons are picked from, as `top_k` takes them: contributions, the model matrix,
+    # the model's features, how many reasons per row and the candidate positions (None when
+    # not explaining)
+    reasons_from: tuple[np.ndarray, np.ndarray, list[str], int, np.ndarray] | None = None
 
     @property
     def explained(self) -> bool:
