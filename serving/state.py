@@ -79,11 +79,11 @@ class ServiceState:
         return bool(self.builder().con.execute(sql, {"pk": pk, "d": as_of}).fetchall()[0][0])
 
 
-def load_champions(tasks: tuple[str, ...] = TASKS) -> Loaded:
+def load_champions() -> Loaded:
     """The champions of the tasks that have one: a programme may start with one model.
     Raises DataError, saying what to do, when no task has a champion."""
     models = {}
-    for task in tasks:
+    for task in TASKS:
         try:
             models[task] = load_model(task)
         except DataError:
@@ -91,7 +91,7 @@ def load_champions(tasks: tuple[str, ...] = TASKS) -> Loaded:
     if not models:
         raise DataError(
             "no champion for "
-            + ", ".join(tasks)
+            + ", ".join(TASKS)
             + ": train with `sunshine train --task T --data DIR`, then `sunshine promote --task T`"
         )
     return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
