@@ -130,18 +130,20 @@ def main() -> None:
         ids = frame.person_id.sample(args.requests, replace=True, random_state=0).tolist()
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from features.builder import FeatureBuilder
-        from features.spec import FEATURE_NAMES
         from features.store import Store
+        from training.config import load_config
+
+        names = load_config("relapse").model_features()
 
         store = Store(work / "city")
         feats = FeatureBuilder(store).build(
             pd.DataFrame({"person_id": ids[:200], "as_of": store.reference_date})
-        )[list(FEATURE_NAMES)]
+        )[names]
         rows = [
             json.dumps(
                 {
                     "dataframe_split": {
-                        "columns": list(FEATURE_NAMES),
+                        "columns": names,
                         "data": [
                             [
                                 None if pd.isna(v) else (v if isinstance(v, str) else float(v))

@@ -27,7 +27,6 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Meter, report, run_child  # noqa: E402
 
-from features.spec import FEATURE_NAMES  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.metrics import auroc  # noqa: E402
 from training.splits import temporal_split  # noqa: E402
@@ -56,11 +55,13 @@ def build_frame(work: Path, persons: int, seed: int) -> Path:
 
 
 def child_train(path: Path) -> None:
+    from models.training_run import model_factory
     from training.trainer import train
 
     frame = pd.read_parquet(path)
+    cfg = load_config("relapse")
     with Meter() as m:
-        result = train(frame, load_config("relapse"))
+        result = train(frame, cfg, model_factory(cfg))
     report(
         {
             "rows": len(frame),
@@ -75,24 +76,24 @@ def child_train(path: Path) -> None:
 def child_pyfunc(path: Path) -> None:
     import mlflow
 
-    from models.deployable import RiskModel
     from models.registry import log_and_register
+    from models.training_run import model_factory
     from training.tracking import configure
     from training.trainer import train
 
     frame = pd.read_parquet(path)
     cfg = load_config("relapse")
-    result = train(frame, cfg)
+    result = train(frame, cfg, model_factory(cfg))
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         configure()
         with mlflow.start_run():
-            log_and_register(RiskModel.from_training(result, {}), result.example, "card")
+            log_and_register(result.model, result.example, "card")
         pyfunc = mlflow.pyfunc.load_model("models:/sunshine-relapse@challenger")
         split = temporal_split(frame["as_of"], cfg.valid_start, cfg.test_start)
-        rows = frame.loc[split.test, list(FEATURE_NAMES)]
-        rows = rows.astype({c: object for c in ("sex", "district", "primary_substance")})
+        rows = frame.loc[split.test, result.features]
+        rows = rows.astype({c: object for c in ("primary_substance",)})
         times = []
         for _ in range(3):
             t = time.perf_counter()
@@ -116,7 +117,7 @@ def child_pyfunc(path: Path) -> None:
 def child_sizes(path: Path) -> None:
     frame = pd.read_parquet(path)
     cfg = load_config("relapse")
-    X = frame[list(FEATURE_NAMES)]
+    X = frame[cfg.model_features()]
     y = frame["label"].to_numpy()
     split = temporal_split(frame["as_of"], cfg.valid_start, cfg.test_start)
     fit = split.train | split.valid

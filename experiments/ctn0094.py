@@ -102,7 +102,9 @@ def run(
             audit_groups(trial, result.test_persons),
             result.test_labels,
             result.test_scores,
+            result.test_raw,
             config.capacity,
+            config.fairness_min_group,
         )
         points.append(PointResult(point, result, run_id, fair))
     elapsed = time.perf_counter() - t0

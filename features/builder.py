@@ -21,9 +21,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.errors import InputError
 from features.io import atomic_path
 from features.spec import FEATURES, Feature
-from features.store import DataError, Store
+from features.store import Store
 from features.vocabulary import EVENT_TYPES
 
 TYPE_INDEX = {e.name: i for i, e in enumerate(EVENT_TYPES)}
@@ -150,7 +151,7 @@ class FeatureBuilder:
     def _register_spine(self, spine: pd.DataFrame) -> pd.DataFrame:
         for col in ("person_id", "as_of"):
             if col not in spine.columns:
-                raise DataError(f"spine: missing column {col}")
+                raise InputError(f"spine: missing column {col}")
         con = self.con
         frame = pd.DataFrame(
             {
@@ -171,7 +172,7 @@ class FeatureBuilder:
         ).fetchall()
         if unknown:
             ids = [f"row {r + 1}: {frame.person_id.iloc[r]}" for (r,) in unknown]
-            raise DataError("spine: unknown person_id(s):\n  " + "\n  ".join(ids))
+            raise InputError("spine: unknown person_id(s):\n  " + "\n  ".join(ids))
         return con.execute("SELECT pk, count(*) AS n FROM spine_k GROUP BY pk ORDER BY pk").df()
 
     def _chunk(self, spine_table: pa.Table, rows: np.ndarray) -> pa.Table:

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from features.builder import FeatureBuilder
+from features.errors import InputError, SunshineError
 from features.io import write_table
-from features.labels import TASKS, build_spine, check_task
-from features.store import DataError, LoadReport, Store
+from features.labels import build_spine
+from features.store import LoadReport, Store
 from features.synth import synthesize, write_population
+from features.tasks import get_task, task_names
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,6 +34,10 @@ LenientOpt = Annotated[
 ]
 RejectsOpt = Annotated[
     Path | None, typer.Option("--rejects", help="rejects file (default DATA/rejects.csv)")
+]
+FORMATS = ("table", "csv", "json")
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="table (for people), csv or json (for programs)")
 ]
 RefOpt = Annotated[
     str | None,
@@ -42,7 +52,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except DataError as exc:
+        except SunshineError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
             raise typer.Exit(2) from None
 
@@ -53,7 +63,7 @@ def parse_date(text: str, what: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise DataError(f"{what}: {text!r} is not a date (YYYY-MM-DD)") from None
+        raise InputError(f"{what}: {text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def open_store(
@@ -65,13 +75,39 @@ def open_store(
     return store
 
 
-def frame_table(title: str, frame) -> Table:
+def cell(value: Any) -> str:
+    """A table cell: floats to 3 places, and nothing at all for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def frame_table(title: str, frame: pd.DataFrame) -> Table:
+    """A rich table that folds a long cell onto more lines rather than cut it short, so an
+    identifier is always shown whole, at any terminal width."""
     table = Table(title=title)
     for c in frame.columns:
-        table.add_column(str(c))
+        table.add_column(str(c), overflow="fold")
     for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        table.add_row(*[cell(v) for v in row])
     return table
+
+
+def show_frame(frame: pd.DataFrame, fmt: str, title: str) -> None:
+    """A listing in the chosen format: a table for people; CSV or JSON for other programs,
+    on standard output, whole, with empty cells for missing values."""
+    if fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif fmt == "json":
+        clean = frame.astype(object).where(frame.notna(), None)
+        sys.stdout.write(
+            json.dumps(clean.to_dict(orient="records"), ensure_ascii=False, default=str)
+        )
+        sys.stdout.write("\n")
+    elif fmt == "table":
+        console.print(frame_table(title, frame))
+    else:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
 
 
 def print_report(report: LoadReport) -> None:
@@ -128,7 +164,7 @@ def validate(
 @user_errors
 def features(
     data: DataOpt,
-    task: Annotated[str, typer.Option(help=f"one of {', '.join(TASKS)}")],
+    task: Annotated[str, typer.Option(help=f"one of {', '.join(task_names())}")],
     out: Annotated[Path, typer.Option(help="output file (.parquet or .csv)")],
     as_of: Annotated[
         list[str] | None,
@@ -139,9 +175,9 @@ def features(
     reference_date: RefOpt = None,
 ) -> None:
     """Build the task's cohort, labels and point-in-time features."""
-    check_task(task)
+    get_task(task)
     if out.suffix not in (".parquet", ".csv"):
-        raise DataError(f"{out}: unsupported output format (use .parquet or .csv)")
+        raise InputError(f"{out}: unsupported output format (use .parquet or .csv)")
     dates = [parse_date(d, "--as-of") for d in as_of] if as_of else None
     store = open_store(data, lenient, rejects, reference_date)
     build_and_write(store, task, out, dates)

@@ -6,6 +6,7 @@ row; that keeps validation linear even for tens of millions of events.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
@@ -137,3 +138,11 @@ def event_checks() -> list[str]:
                 f"|| ' is not a kind of {e.name} (allowed: {', '.join(e.detail_choices)})' END"
             )
     return checks
+
+
+def contract_digest() -> str:
+    """A digest of the contract itself (columns and their checks, the event vocabulary): two
+    runs whose data passed different contracts measured different things."""
+    text = "\n".join([*person_checks(), *event_checks(), *(repr(c) for c in PERSON_COLUMNS)])
+    text += "\n".join(repr(c) for c in EVENT_COLUMNS) + repr(EVENT_TYPES)
+    return "contract:" + hashlib.sha256(text.encode()).hexdigest()[:16]

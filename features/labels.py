@@ -1,22 +1,10 @@
-"""Cohorts and labels for the two tasks, and the spine builder.
+"""Cohorts, labels and the spine builder, for any task of the registry (`features.tasks`).
 
 Time convention: an as_of date stands for 00:00 of that day. Features see events strictly before
-it; a label window is (as_of, as_of + 365 days]. A date-only value (registration_date) counts as
-00:00 of its day. Cohort membership and labels are facts about the person, so they use
-`event_time`; only features are further limited to what had been recorded before as_of.
-
-relapse
-    Cohort: persons in community follow-up at as_of, i.e. whose last residential rehab event
-    (compulsory isolation or voluntary) before as_of is a discharge within the previous 365 days;
-    everyone discharged from residential rehab is placed under community recovery.
-    Label: a positive urine test or a drug-use arrest in (as_of, as_of + 365 days].
-
-youth_uptake
-    Cohort: aged 12-24 at as_of (12th birthday on or before it, 25th after it), with no drug
-    record (positive test, drug-use arrest or registration) at or before as_of.
-    Label: the first drug record falls in (as_of, as_of + 365 days].
-
-Rows whose label window would end after the data's reference date are not built.
+it; a label window is (as_of, as_of + the task's label days]. A date-only value
+(registration_date) counts as 00:00 of its day. Cohort membership and labels are facts about the
+person, so they use `event_time`; only features are further limited to what had been recorded
+before as_of. Rows whose label window would end after the data's reference date are not built.
 """
 
 from __future__ import annotations
@@ -27,89 +15,35 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.store import DataError, Problem, Store
-from features.vocabulary import RESIDENTIAL_REHAB
-
-TASKS = ("relapse", "youth_uptake")
-LABEL_DAYS = 365
-
-_RESIDENTIAL = ", ".join(f"'{k}'" for k in RESIDENTIAL_REHAB)
-_RECORD = "((event_type = 'urine_test' AND value = 1) OR event_type = 'drug_arrest')"
-
-_COHORT_SQL = {
-    "relapse": f"""
-        WITH res AS (
-            SELECT d.as_of, e.pk,
-                   arg_max(CAST(e.event_type AS VARCHAR), (e.event_time, e.event_type))
-                       AS last_kind,
-                   max(e.event_time) AS last_time
-            FROM dates d JOIN events e ON e.event_time < d.as_of_ts
-            WHERE e.event_type IN ('rehab_admission', 'rehab_discharge')
-              AND e.detail IN ({_RESIDENTIAL})
-            GROUP BY ALL
-        )
-        SELECT pk, as_of FROM res
-        WHERE last_kind = 'rehab_discharge'
-          AND last_time >= CAST(as_of AS TIMESTAMP) - INTERVAL 365 DAY
-    """,
-    "youth_uptake": f"""
-        SELECT p.pk, d.as_of FROM persons p CROSS JOIN dates d
-        WHERE p.birth_date + INTERVAL 12 YEAR <= d.as_of
-          AND d.as_of < p.birth_date + INTERVAL 25 YEAR
-          AND (p.registration_date IS NULL OR p.registration_date > d.as_of)
-          AND NOT EXISTS (
-              SELECT 1 FROM events e WHERE e.pk = p.pk AND e.event_time <= d.as_of_ts
-              AND {_RECORD.replace("event_type", "e.event_type").replace("value", "e.value")}
-          )
-    """,
-}
-
-_LABEL_SQL = {
-    "relapse": f"""
-        SELECT c.pk, c.as_of, max(CASE WHEN e.pk IS NOT NULL THEN 1 ELSE 0 END) AS label
-        FROM cohort c LEFT JOIN (SELECT * FROM events WHERE {_RECORD}) e
-          ON e.pk = c.pk AND e.event_time > CAST(c.as_of AS TIMESTAMP)
-         AND e.event_time <= CAST(c.as_of AS TIMESTAMP) + INTERVAL 365 DAY
-        GROUP BY ALL
-    """,
-    "youth_uptake": f"""
-        SELECT c.pk, c.as_of, CASE WHEN EXISTS (
-            SELECT 1 FROM events e WHERE e.pk = c.pk AND {_RECORD}
-            AND e.event_time > CAST(c.as_of AS TIMESTAMP)
-            AND e.event_time <= CAST(c.as_of AS TIMESTAMP) + INTERVAL 365 DAY
-        ) OR (
-            p.registration_date > c.as_of
-            AND p.registration_date <= c.as_of + INTERVAL 365 DAY
-        ) THEN 1 ELSE 0 END AS label
-        FROM cohort c JOIN persons p USING (pk)
-    """,
-}
+from features.errors import ContractError, InputError, Problem
+from features.store import Store
+from features.tasks import Task, get_task
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r} (allowed: {', '.join(TASKS)})")
-    return task
-
-
-def quarterly_dates(store: Store) -> list[dt.date]:
-    """Quarter starts from a year after the first event to the last with a complete label window."""
-    first = store.con.execute("SELECT min(event_time) FROM events").fetchall()[0][0]
-    if first is None:
-        return []
-    start = (first.date() + dt.timedelta(days=365)).replace(day=1)
-    last = store.reference_date - dt.timedelta(days=LABEL_DAYS)
+def cadence_dates(first: dt.date, last: dt.date, months: int) -> list[dt.date]:
+    """Month starts every `months` months (counted from January) from `first` to `last`."""
+    index = first.year * 12 + first.month - 1
+    if first.day != 1 or (first.month - 1) % months:
+        index = (index // months + 1) * months
     dates = []
-    y, m = start.year, start.month
-    m = ((m - 1) // 3 + 1) * 3 + 1 if (m - 1) % 3 else m
-    y, m = (y + 1, m - 12) if m > 12 else (y, m)
-    while dt.date(y, m, 1) <= last:
-        dates.append(dt.date(y, m, 1))
-        y, m = (y + 1, m - 9) if m > 9 else (y, m + 3)
+    while (d := dt.date(index // 12, index % 12 + 1, 1)) <= last:
+        dates.append(d)
+        index += months
     return dates
 
 
-def _cohort_table(store: Store, task: str, dates: list[dt.date]) -> None:
+def default_dates(store: Store, task: Task) -> list[dt.date]:
+    """The task's cadence from a year after the first event to the last date whose label
+    window is complete."""
+    first = store.con.execute("SELECT min(event_time) FROM events").fetchall()[0][0]
+    if first is None:
+        return []
+    last = store.reference_date - dt.timedelta(days=task.label_days)
+    start = (first.date() + dt.timedelta(days=365)).replace(day=1)
+    return cadence_dates(start, last, task.cadence_months)
+
+
+def _cohort_table(store: Store, task: Task, dates: list[dt.date]) -> None:
     """Temp tables `dates` and `cohort` (pk, as_of) on the store's connection."""
     con = store.con
     con.register(
@@ -120,7 +54,7 @@ def _cohort_table(store: Store, task: str, dates: list[dt.date]) -> None:
         "CAST(as_of AS TIMESTAMP) AS as_of_ts FROM dates_in"
     )
     con.unregister("dates_in")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE cohort AS {_COHORT_SQL[task]}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE cohort AS {task.cohort_sql}")
 
 
 def _drop_cohort_table(store: Store) -> None:
@@ -135,11 +69,10 @@ def _query(store: Store, sql: str) -> pd.DataFrame:
     return frame
 
 
-def cohort_mask(store: Store, task: str, as_of: dt.date) -> np.ndarray:
+def cohort_mask(store: Store, task: Task, as_of: dt.date) -> np.ndarray:
     """Who is in the task's cohort on a date (no label, so any date up to the reference date),
     as a mask over the persons table in key order: batch scoring looks rows up by position,
     which costs far less than matching a million person ids."""
-    check_task(task)
     _cohort_table(store, task, [as_of])
     keys = store.con.execute("SELECT pk FROM cohort").fetchnumpy()["pk"]
     _drop_cohort_table(store)
@@ -149,22 +82,24 @@ def cohort_mask(store: Store, task: str, as_of: dt.date) -> np.ndarray:
     return mask
 
 
-def build_spine(store: Store, task: str, as_of_dates: list[dt.date] | None = None) -> pd.DataFrame:
+def build_spine(
+    store: Store, task: Task | str, as_of_dates: list[dt.date] | None = None
+) -> pd.DataFrame:
     """(person_id, as_of, label) for the task's cohort at each date, sorted by as_of, person_id."""
-    check_task(task)
-    dates = sorted(set(as_of_dates)) if as_of_dates else quarterly_dates(store)
-    limit = store.reference_date - dt.timedelta(days=LABEL_DAYS)
+    task = get_task(task) if isinstance(task, str) else task
+    dates = sorted(set(as_of_dates)) if as_of_dates else default_dates(store, task)
+    limit = store.reference_date - dt.timedelta(days=task.label_days)
     late = [d for d in dates if d > limit]
     if late:
-        raise DataError(
-            f"as_of {late[0]}: its {LABEL_DAYS}-day label window ends after the reference date "
-            f"{store.reference_date}; the latest usable as_of is {limit}"
+        raise InputError(
+            f"as_of {late[0]}: its {task.label_days}-day label window ends after the reference "
+            f"date {store.reference_date}; the latest usable as_of is {limit}"
         )
     _cohort_table(store, task, dates)
     return _query(
         store,
         f"SELECT p.person_id, l.as_of, CAST(l.label AS TINYINT) AS label "
-        f"FROM ({_LABEL_SQL[task]}) l JOIN persons p USING (pk) ORDER BY l.as_of, p.person_id",
+        f"FROM ({task.label_query()}) l JOIN persons p USING (pk) ORDER BY l.as_of, p.person_id",
     )
 
 
@@ -181,10 +116,10 @@ def read_labels(path: Path, store: Store) -> pd.DataFrame:
             else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         )
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read labels ({exc})") from None
+        raise InputError(f"{path}: cannot read labels ({exc})") from None
     missing = [c for c in ("person_id", "as_of", "label") if c not in raw.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     known = set(store.con.execute("SELECT person_id FROM persons").df().person_id)
     as_of = pd.to_datetime(raw["as_of"].astype(str), errors="coerce", format="ISO8601")
     label = pd.to_numeric(raw["label"].astype(str), errors="coerce")
@@ -213,7 +148,7 @@ def read_labels(path: Path, store: Store) -> pd.DataFrame:
             problems.append(Problem(path.name, row, "as_of", f"duplicate of row {seen[key]}"))
         seen.setdefault(key, row)
     if problems:
-        raise DataError(
+        raise ContractError(
             f"{path}: {len({p.row for p in problems})} label row(s) are not usable:",
             problems[:20],
             len(problems),

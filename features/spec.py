@@ -300,6 +300,14 @@ FEATURES: tuple[Feature, ...] = (*STATIC_FEATURES, *_event_features(), *DOMAIN_F
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 PROTECTED_ATTRIBUTES: tuple[str, ...] = ("ethnicity",)
+# the features that carry a protected attribute: a config's protected_attributes keep these out
+# of a model unless its allowed_features names the attribute with a reason
+PROTECTED_FEATURES: dict[str, tuple[str, ...]] = {
+    "sex": ("sex",),
+    "district": ("district",),
+    "age_band": ("age_years",),
+    "ethnicity": (),
+}
 
 
 def with_inputs(names: list[str]) -> tuple[Feature, ...]:

@@ -28,38 +28,12 @@ from features.contract import (
     event_checks,
     person_checks,
 )
+from features.errors import ContractError, InputError, Problem
 from features.io import atomic_path
 from features.vocabulary import EVENT_TYPES
 
 MAX_LISTED_PROBLEMS = 20
 METADATA_FILE = "dataset.json"
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    row: int  # 1-based data row; in CSV files the line number is row + 1 (the header)
-    column: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: row {self.row}: {self.column}: {self.reason}"
-
-
-class DataError(Exception):
-    """User data that cannot be used; the message is meant for the user, without a traceback."""
-
-    def __init__(self, message: str, problems: list[Problem] | None = None, total: int = 0):
-        super().__init__(message)
-        self.problems = problems or []
-        self.total = total
-
-    def __str__(self) -> str:
-        lines = [self.args[0]]
-        lines += [f"  {p}" for p in self.problems]
-        if self.total > len(self.problems):
-            lines.append(f"  ... and {self.total - len(self.problems)} more")
-        return "\n".join(lines)
 
 
 @dataclass
@@ -93,7 +67,7 @@ def connect(
 def find_table(data_dir: Path, name: str) -> Path | None:
     found = [p for p in (data_dir / f"{name}.parquet", data_dir / f"{name}.csv") if p.exists()]
     if len(found) > 1:
-        raise DataError(f"{data_dir}: both {found[0].name} and {found[1].name} exist; keep one")
+        raise InputError(f"{data_dir}: both {found[0].name} and {found[1].name} exist; keep one")
     return found[0] if found else None
 
 
@@ -104,7 +78,7 @@ def read_reference_date(data_dir: Path) -> dt.date | None:
     try:
         return dt.date.fromisoformat(json.loads(meta.read_text())["reference_date"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{meta}: reference_date must be an ISO date ({exc})") from None
+        raise ContractError(f"{meta}: reference_date must be an ISO date ({exc})") from None
 
 
 def _register_raw(
@@ -120,7 +94,7 @@ def _register_raw(
             )
             have = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
         except duckdb.Error as exc:
-            raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise ContractError(f"{path}: not a readable Parquet file ({exc})") from None
     else:
         try:
             header = _csv_header(path)
@@ -131,14 +105,14 @@ def _register_raw(
                 ),
             )
         except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+            raise ContractError(f"{path}: not a readable CSV file ({exc})") from None
         table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
         con.register(f"{view}_arrow", table)
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
         have = table.column_names
     missing = [c.name for c in columns if c.name not in have and c.name not in OPTIONAL_COLUMNS]
     if missing:
-        raise DataError(
+        raise ContractError(
             f"{path}: missing column(s) {', '.join(missing)} "
             f"(expected {', '.join(c.name for c in columns)})"
         )
@@ -177,10 +151,10 @@ class Store:
     ) -> None:
         self.data_dir = Path(data_dir)
         if not self.data_dir.is_dir():
-            raise DataError(f"{self.data_dir}: no such data directory")
+            raise InputError(f"{self.data_dir}: no such data directory")
         ref = reference_date or read_reference_date(self.data_dir)
         if ref is None:
-            raise DataError(
+            raise ContractError(
                 f"{self.data_dir}: no reference date; write {METADATA_FILE} with "
                 '{"reference_date": "YYYY-MM-DD"} or pass --reference-date'
             )
@@ -197,7 +171,7 @@ class Store:
     def _load(self, lenient: bool, rejects_path: Path) -> None:
         persons_path = find_table(self.data_dir, "persons")
         if persons_path is None:
-            raise DataError(f"{self.data_dir}: no persons.parquet or persons.csv")
+            raise InputError(f"{self.data_dir}: no persons.parquet or persons.csv")
         events_path = find_table(self.data_dir, "events")
         con = self.con
         ref = {"ref": self.reference_date}
@@ -277,7 +251,7 @@ class Store:
                 con.execute(f"SELECT coalesce(sum(len(problems)), 0) FROM {t}").fetchall()[0][0]
                 for t, _, _ in sources
             )
-            raise DataError(
+            raise ContractError(
                 f"{self.data_dir}: {bad} row(s) fail the data contract "
                 f"(use --lenient to set them aside in a rejects file):",
                 problems[:MAX_LISTED_PROBLEMS],

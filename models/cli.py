@@ -11,9 +11,20 @@ from typing import Annotated
 
 import typer
 
-from features.cli import DataOpt, LenientOpt, RefOpt, RejectsOpt, console, frame_table, user_errors
-from features.labels import TASKS, check_task
-from features.store import DataError
+from features.cli import (
+    DataOpt,
+    FormatOpt,
+    LenientOpt,
+    RefOpt,
+    RejectsOpt,
+    console,
+    show_frame,
+    user_errors,
+)
+from features.errors import RegistryError
+from features.tasks import get_task, task_names
+
+TaskOpt = Annotated[str, typer.Option(help="the task: relapse or youth_uptake")]
 
 models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 
@@ -21,15 +32,16 @@ models_app = typer.Typer(help="The model registry.", no_args_is_help=True)
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("promote")(promote_cmd)
+    app.command("rollback")(rollback_cmd)
     app.add_typer(models_app, name="models")
 
 
 @user_errors
 def train_cmd(
     data: DataOpt,
-    task: Annotated[str, typer.Option(help=f"one of {', '.join(TASKS)}")],
+    task: TaskOpt,
     config: Annotated[
-        Path | None, typer.Option(help="YAML config (default experiments/<task>.yaml)")
+        Path | None, typer.Option(help="YAML config (default: the task's own)")
     ] = None,
     labels: Annotated[
         Path | None, typer.Option(help="your own outcome: person_id, as_of, label")
@@ -40,18 +52,27 @@ def train_cmd(
     lenient: LenientOpt = False,
     rejects: RejectsOpt = None,
     reference_date: RefOpt = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default sunshine-<task>)")
+    ] = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="register as challenger")
+    ] = True,
 ) -> None:
     """Train a task's model, log the run to MLflow and register it as challenger."""
     from models.training_run import train_task
     from training.tracking import configure
 
+    get_task(task)
     configure()
-    train_task(data, task, config, labels, tune, lenient, rejects, reference_date)
+    train_task(
+        data, task, config, labels, tune, lenient, rejects, reference_date, experiment, register
+    )
 
 
 @user_errors
 def promote_cmd(
-    task: Annotated[str, typer.Option(help=f"one of {', '.join(TASKS)}")],
+    task: TaskOpt,
     version: Annotated[
         str | None, typer.Option(help="version to promote (default: challenger)")
     ] = None,
@@ -62,7 +83,7 @@ def promote_cmd(
     from models.registry import promote
     from training.tracking import configure
 
-    check_task(task)
+    get_task(task)
     configure()
     decision = promote(task, version, force, reason)
     if decision.promoted:
@@ -72,10 +93,31 @@ def promote_cmd(
             + (f"; gate overridden: {'; '.join(decision.reasons)}" if decision.reasons else "")
         )
         return
-    raise DataError(
+    raise RegistryError(
         f"refused to promote sunshine-{task} version {decision.version}: "
         + "; ".join(decision.reasons)
         + ". Use --force --reason TEXT to override."
+    )
+
+
+@user_errors
+def rollback_cmd(
+    task: TaskOpt,
+    reason: Annotated[str, typer.Option(help="why, recorded in the registry")],
+    to: Annotated[
+        str | None, typer.Option(help="the former champion to restore (default: the last one)")
+    ] = None,
+) -> None:
+    """Bring a former champion back, without the promotion gate."""
+    from models.registry import rollback
+    from training.tracking import configure
+
+    get_task(task)
+    configure()
+    decision = rollback(task, reason, to)
+    console.print(
+        f"sunshine-{task} version {decision.version} is champion again"
+        + (f" (was {decision.previous})" if decision.previous else "")
     )
 
 
@@ -83,15 +125,16 @@ def promote_cmd(
 @user_errors
 def list_cmd(
     task: Annotated[str | None, typer.Option(help="only this task")] = None,
+    fmt: FormatOpt = "table",
 ) -> None:
     """Registered versions with their aliases and key test metrics."""
     from models.registry import list_versions
     from training.tracking import configure
 
     configure()
-    tasks = [check_task(task)] if task else list(TASKS)
+    tasks = [get_task(task).name] if task else list(task_names())
     frame = list_versions(tasks)
-    if frame.empty:
+    if frame.empty and fmt == "table":
         console.print("no registered models yet: run `sunshine train --task ...`")
         return
-    console.print(frame_table("registered models", frame))
+    show_frame(frame, fmt, "registered models")

@@ -67,7 +67,8 @@ class RiskModel:
     booster: lgb.Booster
     calibrator: Calibrator
     features: list[str]
-    # calibrated scores of the reference cohort (the test period) as quantiles, for percentiles
+    # raw scores of the reference cohort (the test period) as quantiles: percentiles and tiers
+    # rank by the raw score, which is strictly ordered where a step calibrator ties rows
     reference_quantiles: list[float] = field(default_factory=list)
     # share of the reference cohort in the high tier, then in high+medium
     tier_shares: tuple[float, float] = (0.10, 0.30)
@@ -135,8 +136,11 @@ class RiskModel:
     def raw_score(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.predict(X, raw_score=True, num_threads=threads_for(len(X))))
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.calibrator.transform(self.raw_score(self.prepare(frame)))
+    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.raw_score(self.prepare(frame))
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        return contributions(self.booster, self.prepare(frame))
 
     def score(self, frame: pd.DataFrame, explain: int = 0) -> Scored:
         """Probability, percentile and tier; with explain=k also the top k factors."""
@@ -149,19 +153,19 @@ class RiskModel:
         else:
             raw, base, reasons = self.raw_score(X), None, None
         p = self.calibrator.transform(raw)
-        return Scored(p, raw, self.percentile(p), self.tier(p), base, reasons)
+        return Scored(p, raw, self.percentile(raw), self.tier(raw), base, reasons)
 
-    def percentile(self, p: np.ndarray) -> np.ndarray:
-        """Share of the reference cohort scoring below p, in percent."""
+    def percentile(self, raw: np.ndarray) -> np.ndarray:
+        """Share of the reference cohort with a lower raw score, in percent."""
         q = np.asarray(self.reference_quantiles)
         if not len(q):
-            return np.full(len(p), np.nan)
-        return 100.0 * np.searchsorted(q, p, side="left") / len(q)
+            return np.full(len(raw), np.nan)
+        return 100.0 * np.searchsorted(q, raw, side="left") / len(q)
 
-    def tier(self, p: np.ndarray) -> np.ndarray:
+    def tier(self, raw: np.ndarray) -> np.ndarray:
         high, med = self.thresholds()
-        p = np.asarray(p)
-        return np.select([p >= high, p >= med], [TIERS[2], TIERS[1]], TIERS[0]).astype(object)
+        raw = np.asarray(raw)
+        return np.select([raw >= high, raw >= med], [TIERS[2], TIERS[1]], TIERS[0]).astype(object)
 
     def thresholds(self) -> tuple[float, float]:
         q = np.asarray(self.reference_quantiles)
@@ -203,15 +207,24 @@ class RiskModel:
         )
 
     @classmethod
-    def from_training(cls, result: Any, metadata: dict[str, Any]) -> RiskModel:
-        q = np.quantile(result.test_scores, np.linspace(0, 1, 1001)).tolist()
-        cap = result.config.capacity
+    def assemble(
+        cls,
+        booster: lgb.Booster,
+        calibrator: Calibrator,
+        features: list[str],
+        reference_raw: np.ndarray | None,
+        *,
+        task: str,
+        capacity: float,
+    ) -> RiskModel:
+        """The deployable model of a training run; training scores through it (its
+        `ModelFactory`), so every metric it reports is a metric of this model."""
+        q = [] if reference_raw is None else np.quantile(reference_raw, np.linspace(0, 1, 1001))
         return cls(
-            task=result.task,
-            booster=result.booster,
-            calibrator=result.calibrator,
-            features=list(result.features),
-            reference_quantiles=q,
-            tier_shares=(cap, min(0.9, 3 * cap)),
-            metadata=metadata,
+            task=task,
+            booster=booster,
+            calibrator=calibrator,
+            features=list(features),
+            reference_quantiles=list(map(float, q)),
+            tier_shares=(capacity, min(0.9, 3 * capacity)),
         )

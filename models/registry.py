@@ -18,8 +18,8 @@ from mlflow.types import ColSpec, Schema
 import features
 import models
 import training
+from features.errors import InputError, RegistryError
 from features.spec import FEATURES_BY_NAME
-from features.store import DataError
 from models.deployable import RiskModel
 from models.pyfunc import ARTIFACT_KEY
 
@@ -90,9 +90,19 @@ def log_and_register(model: RiskModel, example: pd.DataFrame, card: str) -> int:
     return version
 
 
-def _metrics(client: MlflowClient, name: str, version: str) -> dict[str, float]:
+@dataclass(frozen=True)
+class VersionFacts:
+    """What the gate reads of a version: its run's test metrics and what it was trained on."""
+
+    version: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+def _facts(client: MlflowClient, name: str, version: str) -> VersionFacts:
     mv = client.get_model_version(name, version)
-    return client.get_run(mv.run_id).data.metrics
+    run = client.get_run(mv.run_id)
+    return VersionFacts(str(version), run.data.metrics, run.data.tags)
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -110,23 +120,40 @@ class Decision:
     reasons: list[str]
 
 
-def gate(challenger: dict[str, float], champion: dict[str, float]) -> list[str]:
-    """Reasons the challenger is worse than the champion; empty means it may be promoted."""
+def gate(challenger: VersionFacts, champion: VersionFacts | None) -> list[str]:
+    """Reasons the challenger may not become champion; empty means it may.
+
+    A model that fails its behavioural checks never may. Against a champion, the two must
+    have been trained on data of the same contract with the same label definition (else their
+    test metrics measure different things), and the challenger must be no worse.
+    """
     reasons = []
-    if challenger["test_auroc"] < champion["test_auroc_ci_low"]:
+    failed = challenger.metrics.get("test_behaviour_checks_failed", 0.0)
+    if failed:
+        reasons.append(f"{int(failed)} behavioural check(s) failed (see behaviour_checks.json)")
+    if champion is None:
+        return reasons
+    incomparable = [
+        f"trained with another {what} than champion version {champion.version} "
+        f"({challenger.tags.get(tag)} vs {champion.tags.get(tag)}): their test metrics are "
+        "not comparable"
+        for tag, what in (("contract", "data contract"), ("label_definition", "label definition"))
+        if challenger.tags.get(tag) != champion.tags.get(tag)
+    ]
+    if incomparable:
+        return reasons + incomparable
+    ch, cp = challenger.metrics, champion.metrics
+    if ch["test_auroc"] < cp["test_auroc_ci_low"]:
         reasons.append(
-            f"AUROC {challenger['test_auroc']:.3f} is below the champion's 95% CI "
-            f"({champion['test_auroc_ci_low']:.3f}-{champion['test_auroc_ci_high']:.3f})"
+            f"AUROC {ch['test_auroc']:.3f} is below the champion's 95% CI "
+            f"({cp['test_auroc_ci_low']:.3f}-{cp['test_auroc_ci_high']:.3f})"
         )
-    if challenger["test_ece"] > champion["test_ece"] + ECE_TOLERANCE:
+    if ch["test_ece"] > cp["test_ece"] + ECE_TOLERANCE:
         reasons.append(
-            f"calibration error {challenger['test_ece']:.3f} exceeds the champion's "
-            f"{champion['test_ece']:.3f} by more than {ECE_TOLERANCE}"
+            f"calibration error {ch['test_ece']:.3f} exceeds the champion's "
+            f"{cp['test_ece']:.3f} by more than {ECE_TOLERANCE}"
         )
-    worst, ref = (
-        challenger["test_fairness_worst_disparity"],
-        champion["test_fairness_worst_disparity"],
-    )
+    worst, ref = ch["test_fairness_worst_disparity"], cp["test_fairness_worst_disparity"]
     if worst > ref + FAIRNESS_TOLERANCE:
         reasons.append(
             f"worst fairness disparity ratio {worst:.2f} exceeds the champion's {ref:.2f} "
@@ -135,43 +162,93 @@ def gate(challenger: dict[str, float], champion: dict[str, float]) -> list[str]:
     return reasons
 
 
-def promote(
-    task: str, version: str | None = None, force: bool = False, reason: str | None = None
-) -> Decision:
-    client = MlflowClient()
+def _registered(client: MlflowClient, task: str) -> str:
     name = model_name(task)
     try:
         client.get_registered_model(name)
     except MlflowException:
-        raise DataError(
+        raise RegistryError(
             f"no registered model {name}: train one with `sunshine train --task {task}`"
         ) from None
-    version = version or _alias_version(client, name, CHALLENGER)
-    if version is None:
-        raise DataError(f"{name} has no challenger; pass --version")
+    return name
+
+
+def _check_version(client: MlflowClient, name: str, version: str) -> None:
     try:
         client.get_model_version(name, version)
     except MlflowException:
-        raise DataError(f"{name} has no version {version}") from None
+        raise RegistryError(f"{name} has no version {version}") from None
+
+
+def _crown(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
+    client.set_registered_model_alias(name, CHAMPION, version)
+    # microseconds: the order of promotions is what a rollback goes back along
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    for key, value in {"promoted_at": now, **tags}.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def promote(
+    task: str, version: str | None = None, force: bool = False, reason: str | None = None
+) -> Decision:
+    client = MlflowClient()
+    name = _registered(client, task)
+    version = version or _alias_version(client, name, CHALLENGER)
+    if version is None:
+        raise RegistryError(f"{name} has no challenger; pass --version")
+    _check_version(client, name, version)
     current = _alias_version(client, name, CHAMPION)
     if current == str(version):
         return Decision(
             False, str(version), current, [f"version {version} is already the champion"]
         )
-    reasons = []
-    if current is not None:
-        reasons = gate(_metrics(client, name, version), _metrics(client, name, current))
-    if force and not reason:
-        raise DataError("--force needs --reason TEXT, recorded in the registry")
+    champion = _facts(client, name, current) if current is not None else None
+    reasons = gate(_facts(client, name, version), champion)
+    if force and not (reason or "").strip():
+        raise InputError("--force needs --reason TEXT, recorded in the registry")
     if reasons and not force:
         return Decision(False, str(version), current, reasons)
-    client.set_registered_model_alias(name, CHAMPION, str(version))
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    client.set_model_version_tag(name, str(version), "promoted_at", now)
-    if reasons:
-        client.set_model_version_tag(name, str(version), "forced_reason", reason or "")
-        client.set_model_version_tag(name, str(version), "gate_overridden", "; ".join(reasons))
+    tags = {"forced_reason": reason or "", "gate_overridden": "; ".join(reasons)} if reasons else {}
+    _crown(client, name, str(version), tags)
     return Decision(True, str(version), current, reasons)
+
+
+def rollback(task: str, reason: str, to: str | None = None) -> Decision:
+    """Bring a former champion back without the gate: the way out when the current champion
+    turns out wrong. Without `to`, the champion promoted before the current one. Recorded on
+    the version as tags (when, from which version, why)."""
+    if not reason.strip():
+        raise InputError("a rollback needs --reason TEXT, recorded in the registry")
+    client = MlflowClient()
+    name = _registered(client, task)
+    current = _alias_version(client, name, CHAMPION)
+    if to is None:
+        former = sorted(
+            (
+                (mv.tags.get("promoted_at", ""), str(mv.version))
+                for mv in client.search_model_versions(f"name = '{name}'")
+                if mv.tags.get("promoted_at") and str(mv.version) != current
+            ),
+            reverse=True,
+        )
+        if not former:
+            raise RegistryError(f"{name} has no former champion to roll back to; pass --to")
+        to = former[0][1]
+    _check_version(client, name, to)
+    if to == current:
+        raise RegistryError(f"{name} version {to} is already the champion")
+    if not client.get_model_version(name, to).tags.get("promoted_at"):
+        raise RegistryError(
+            f"{name} version {to} was never a champion: a rollback only restores a former "
+            "champion (promote a new version with `sunshine promote`)"
+        )
+    _crown(
+        client,
+        name,
+        to,
+        {"rolled_back_from": current or "", "rollback_reason": reason},
+    )
+    return Decision(True, to, current, [])
 
 
 def list_versions(tasks: list[str]) -> pd.DataFrame:
@@ -220,7 +297,7 @@ def load_model(
         )
     except MlflowException:
         what = f"version {version}" if version else f"a {alias}"
-        raise DataError(
+        raise RegistryError(
             f"{name} has no {what}: train with `sunshine train --task {task}` and promote with "
             f"`sunshine promote --task {task}`"
         ) from None

@@ -7,19 +7,31 @@ LightGBM, MLflow and the training stack for commands that do not train.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 
 from features.cli import console, frame_table, open_store
-from features.labels import check_task
 from features.store import Store
+from features.tasks import get_task
 from models.deployable import RiskModel
 from models.registry import log_and_register
 from training.config import TrainConfig, load_config
 from training.model_card import model_card
 from training.tracking import experiment_id, log_training
-from training.trainer import TrainResult, data_fingerprint, prepare_frame, train
+from training.trainer import (
+    UNCALIBRATED,
+    ModelFactory,
+    TrainResult,
+    data_fingerprint,
+    prepare_frame,
+    train,
+)
 from training.tuning import tune as run_tuning
 
 
@@ -36,10 +48,29 @@ def train_task(
     register_model: bool = True,
 ) -> int | None:
     """Train, log and (unless told not to) register one task; returns the registered version."""
-    check_task(task)
+    get_task(task)
     config = load_config(task, config_path)
     store = open_store(data, lenient, rejects, reference_date)
     return run_training(store, config, labels, tune, experiment, register_model)[1]
+
+
+def model_factory(config: TrainConfig) -> ModelFactory:
+    """How training assembles the deployable model it evaluates."""
+    return functools.partial(RiskModel.assemble, task=config.task, capacity=config.capacity)
+
+
+def run_name(config: TrainConfig, labels: Path | None, now: dt.datetime) -> str:
+    """Tells runs apart in the MLflow UI: task, time, config and label source."""
+    source = Path(config.source).stem if config.source.endswith((".yaml", ".yml")) else "default"
+    own = f"-labels:{labels.stem}" if labels else ""
+    return f"{config.task}-{now:%Y%m%d-%H%M%S}-{source}{own}"
+
+
+def label_definition(config: TrainConfig, labels: Path | None) -> str:
+    """What the label means: the task's declared definition, or the user's own label file."""
+    if labels is None:
+        return get_task(config.task).label_definition
+    return "labels:" + hashlib.sha256(Path(labels).read_bytes()).hexdigest()[:16]
 
 
 def run_training(
@@ -58,35 +89,60 @@ def run_training(
     task = config.task
     frame = prepare_frame(store, config, labels)
     fingerprint = data_fingerprint(store)
+    fingerprint["label_definition"] = label_definition(config, labels)
     exp = experiment_id(experiment or f"sunshine-{task}")
     version = None
-    with mlflow.start_run(experiment_id=exp, run_name=f"train-{task}") as run:
+    now = dt.datetime.now(dt.UTC)
+    make_model = model_factory(config)
+    with mlflow.start_run(experiment_id=exp, run_name=run_name(config, labels, now)) as run:
+        mlflow.set_tags(
+            {
+                "contract": fingerprint["contract"],
+                "label_definition": fingerprint["label_definition"],
+            }
+        )
         if tune:
-
-            def log_trial(number: int, params: dict, score: float) -> None:
-                with mlflow.start_run(experiment_id=exp, run_name=f"trial-{number}", nested=True):
-                    mlflow.log_params(params)
-                    mlflow.log_metric("valid_auroc", score)
-
-            config = run_tuning(frame, config, tune, log_trial)
-        result = train(frame, config)
-        now = dt.datetime.now(dt.UTC)
+            config = _tune(frame, config, tune, exp, make_model)
+        result = train(frame, config, make_model)
         card = model_card(result, fingerprint, now)
         log_training(result, fingerprint, card)
         if register_model:
             keep = ("auroc", "auroc_ci_low", "auroc_ci_high", "ece", "brier", "precision_top10")
-            model = RiskModel.from_training(
-                result,
-                {
-                    "trained_at": now.isoformat(timespec="seconds"),
-                    "run_id": run.info.run_id,
-                    "test_metrics": {k: result.metrics[k] for k in keep},
-                    "reference_date": fingerprint["reference_date"],
-                },
-            )
+            model = result.model
+            model.metadata = {
+                "trained_at": now.isoformat(timespec="seconds"),
+                "run_id": run.info.run_id,
+                "test_metrics": {k: result.metrics[k] for k in keep},
+                "reference_date": fingerprint["reference_date"],
+            }
             version = log_and_register(model, result.example, card)
     _report(result, version, run.info.run_id)
     return result, version, run.info.run_id
+
+
+def _tune(
+    frame: pd.DataFrame, config: TrainConfig, trials: int, exp: str, make_model: ModelFactory
+) -> TrainConfig:
+    """The search, each trial a nested run and a printed line; then the chosen parameters."""
+    features = config.model_features()
+
+    def raw(booster: Any, rows: np.ndarray) -> np.ndarray:
+        return make_model(booster, UNCALIBRATED, features, None).raw_scores(frame[rows])
+
+    def log_trial(number: int, params: dict, score: float) -> None:
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+        )
+        console.print(f"trial {number}: validation AUROC {score:.4f} ({shown})")
+        with mlflow.start_run(experiment_id=exp, run_name=f"trial-{number}", nested=True):
+            mlflow.log_params(params)
+            mlflow.log_metric("valid_auroc", score)
+
+    console.print(f"tuning: {trials} trials on the {config.split_mode} split")
+    tuned = run_tuning(frame, config, trials, raw, log_trial)
+    chosen = {k: v for k, v in tuned.lightgbm.items() if config.lightgbm.get(k) != v}
+    console.print(f"chosen parameters: {chosen or 'the configured ones'}")
+    return tuned
 
 
 def _report(result: TrainResult, version: int | None, run_id: str) -> None:

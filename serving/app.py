@@ -25,8 +25,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.builder import FeatureBuilder
+from features.errors import ContractError, RegistryError
 from features.labels import TASKS
-from features.store import DataError, Store
+from features.store import Store
 from models.deployable import FeatureInputError, RiskModel
 from serving.audit import AuditLog, Entry
 from serving.auth import TokenStore, User
@@ -260,7 +261,7 @@ def error(status: int, detail: Any) -> HTTPException:
 def champion(loaded: Loaded, task: str) -> tuple[RiskModel, dict]:
     try:
         return loaded.model(task)
-    except DataError as exc:
+    except RegistryError as exc:
         raise error(503, str(exc)) from None
 
 
@@ -506,7 +507,7 @@ def create_app(
             new = load_champions()
             lost = [t for t in state.loaded.models if t not in new.models]
             if lost:  # a served task never silently loses its model
-                raise DataError(f"no champion for {', '.join(lost)} any more")
+                raise RegistryError(f"no champion for {', '.join(lost)} any more")
         except Exception as exc:  # registry down or no champion: keep serving what we have
             state.degraded = (
                 f"reload failed at {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: {exc}"
@@ -653,7 +654,7 @@ def _from_events(records: list[RecordIn], index: list[int], state: ServiceState)
         pd.DataFrame(events, columns=cols).to_csv(d / "events.csv", index=False)
         try:
             store = Store(d, reference_date=state.as_of)
-        except DataError as exc:
+        except ContractError as exc:
             problems = []
             for p in exc.problems:
                 if p.file.startswith("persons"):

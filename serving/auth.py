@@ -11,8 +11,8 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from features.errors import ConfigError, InputError
 from features.io import atomic_path
-from features.store import DataError
 from features.vocabulary import DISTRICTS
 
 ROLES = ("caseworker", "analyst", "admin")
@@ -69,7 +69,7 @@ class TokenStore:
             raw = json.loads(path.read_text())
             return cls([TokenEntry(**e) for e in raw.get("tokens", [])])
         except (ValueError, TypeError) as exc:
-            raise DataError(f"{path}: not a valid tokens file ({exc})") from None
+            raise ConfigError(f"{path}: not a valid tokens file ({exc})") from None
 
     def save(self, path: Path | None = None) -> None:
         path = path or tokens_path()
@@ -93,17 +93,17 @@ class TokenStore:
     ) -> str:
         """Add a token for the user and return it; only its hash is kept."""
         if role not in ROLES:
-            raise DataError(f"unknown role {role!r} (allowed: {', '.join(ROLES)})")
+            raise InputError(f"unknown role {role!r} (allowed: {', '.join(ROLES)})")
         bad = [d for d in districts or [] if d not in DISTRICTS]
         if bad:
-            raise DataError(
+            raise InputError(
                 f"unknown district(s) {', '.join(bad)} (allowed: {', '.join(DISTRICTS)})"
             )
         bad = [s for s in scopes or [] if s not in SCOPES]
         if bad:
-            raise DataError(f"unknown scope(s) {', '.join(bad)} (allowed: {', '.join(SCOPES)})")
+            raise InputError(f"unknown scope(s) {', '.join(bad)} (allowed: {', '.join(SCOPES)})")
         if role == "caseworker" and not districts:
-            raise DataError("a caseworker token needs --districts")
+            raise InputError("a caseworker token needs --districts")
         token = secrets.token_urlsafe(32)
         self.entries.append(
             TokenEntry(

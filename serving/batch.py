@@ -26,10 +26,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.builder import FeatureBuilder
+from features.errors import InputError
 from features.io import atomic_path
 from features.labels import cohort_mask
 from features.spec import FEATURES_BY_NAME
-from features.store import DataError, Store
+from features.store import Store
 from models.deployable import RiskModel, Scored
 from serving.roster_io import read_chunks, write_output
 from serving.roster_job import RosterJob
@@ -178,7 +179,7 @@ class RosterScorer:
         manifest = self.parts_dir / "manifest.json"
         if self.job.resume and manifest.exists():
             if json.loads(manifest.read_text()) != self.manifest():
-                raise DataError(
+                raise InputError(
                     f"{self.parts_dir}: the interrupted run used other inputs or settings; "
                     "run without --resume to start again"
                 )

@@ -15,9 +15,10 @@ import typer
 
 from experiments import cli as experiments_cli
 from features import cli as features_cli
-from features.labels import TASKS
-from features.store import DataError, Store
+from features.errors import InputError
+from features.store import Store
 from features.synth import synthesize, write_population
+from features.tasks import task_names
 from models import cli as models_cli
 from serving.audit import DEFAULT_AUDIT_DB, AuditLog
 from serving.auth import TokenStore, tokens_path
@@ -107,7 +108,7 @@ def audit_cmd(
 ) -> None:
     """Query the audit trail of risk requests and score calls."""
     if not audit_db.exists():
-        raise DataError(f"{audit_db}: no audit log yet")
+        raise InputError(f"{audit_db}: no audit log yet")
     day = features_cli.parse_date(since, "--since") if since else None
     rows = AuditLog(audit_db).query(person, user, day)
     features_cli.console.print(features_cli.frame_table(f"audit: {len(rows)} entries", rows))
@@ -134,9 +135,9 @@ def demo(
     )
     store = Store(data)
     features_cli.print_report(store.report)
-    for task in TASKS:
+    for task in task_names():
         features_cli.build_and_write(store, task, out / f"features_{task}.parquet", None)
-    for task in TASKS:
+    for task in task_names():
         train_task(data, task)
         decision = promote(task)
         features_cli.console.print(
@@ -174,10 +175,10 @@ def score_roster(
     """Score a whole roster: one output row per input row, with reasons and support options."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from features.labels import check_task
+    from features.tasks import get_task
     from serving.roster_job import RosterJob
 
-    check_task(task)
+    get_task(task)
     day = features_cli.parse_date(as_of, "--as-of") if as_of else None
     job = RosterJob(roster, task, out, day, lang, explain, resume, chunk_rows)
 

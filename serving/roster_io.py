@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.store import DataError
+from features.errors import InputError
 
 FORMATS = (".csv", ".parquet", ".xlsx")
 
 
 def check_format(path: Path, what: str) -> None:
     if path.suffix.lower() not in FORMATS:
-        raise DataError(f"{path}: unsupported {what} format (use {', '.join(FORMATS)})")
+        raise InputError(f"{path}: unsupported {what} format (use {', '.join(FORMATS)})")
 
 
 def check_roster(path: Path) -> None:
@@ -25,10 +25,10 @@ def check_roster(path: Path) -> None:
     model and the registry are loaded, so an unusable roster fails in a moment."""
     check_format(path, "roster")
     if not path.is_file():
-        raise DataError(f"{path}: no such roster")
+        raise InputError(f"{path}: no such roster")
     columns = roster_columns(path)
     if "person_id" not in columns:
-        raise DataError(f"{path}: no person_id column (found: {', '.join(columns)})")
+        raise InputError(f"{path}: no person_id column (found: {', '.join(columns)})")
 
 
 def roster_columns(path: Path) -> list[str]:
@@ -48,7 +48,7 @@ def roster_columns(path: Path) -> list[str]:
     except pd.errors.EmptyDataError:
         return []
     except (ValueError, OSError, pa.ArrowInvalid) as exc:
-        raise DataError(f"{path}: cannot read roster ({exc})") from None
+        raise InputError(f"{path}: cannot read roster ({exc})") from None
 
 
 def _xlsx_header(rows: Iterator[tuple]) -> list[str]:
@@ -68,7 +68,7 @@ def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
             columns = roster_columns(path)
             yield pd.DataFrame({c: pd.Series(dtype=str) for c in columns}).rename_axis("_row")
     except (ValueError, OSError, pa.ArrowInvalid) as exc:
-        raise DataError(f"{path}: cannot read roster ({exc})") from None
+        raise InputError(f"{path}: cannot read roster ({exc})") from None
 
 
 def _raw_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:

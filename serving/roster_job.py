@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.store import DataError
+from features.errors import InputError
 from serving.roster_io import check_format, check_roster
 
 EXPLAIN_MODES = ("top3", "top", "none")
@@ -28,8 +28,8 @@ class RosterJob:
         """Settings and the roster's header are checked when the job is made, before the
         model and the registry are loaded, so a mistake fails in a moment."""
         if self.explain not in EXPLAIN_MODES:
-            raise DataError(f"--explain must be one of {', '.join(EXPLAIN_MODES)}")
+            raise InputError(f"--explain must be one of {', '.join(EXPLAIN_MODES)}")
         if self.lang not in LANGS:
-            raise DataError(f"--lang must be one of {', '.join(LANGS)}")
+            raise InputError(f"--lang must be one of {', '.join(LANGS)}")
         check_roster(self.roster)
         check_format(self.out, "output")

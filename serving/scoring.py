@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from features.store import DataError
+from features.errors import ConfigError
 from models.deployable import RiskModel, Scored
 from training.explain import Factor, TopK
 
@@ -35,7 +35,7 @@ def load_interventions(path: Path | None = None) -> list[Intervention]:
         entries = yaml.safe_load(text) or []
         return [Intervention(tuple(e["match"]), e["en"], e["zh"]) for e in entries]
     except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise DataError(
+        raise ConfigError(
             f"{path or 'interventions.yaml'}: not a valid interventions file ({exc})"
         ) from None
 

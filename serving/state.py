@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from features.builder import FeatureBuilder
-from features.labels import TASKS
-from features.store import DataError, Store
+from features.errors import RegistryError
+from features.store import Store
+from features.tasks import task_names
 from models.deployable import RiskModel
 from models.registry import load_model
 
@@ -34,11 +35,11 @@ class Loaded:
     def missing(self) -> list[str]:
         """Tasks with no champion yet: their endpoints answer 503 until one is promoted and
         the service reloads."""
-        return [t for t in TASKS if t not in self.models]
+        return [t for t in task_names() if t not in self.models]
 
     def model(self, task: str) -> tuple[RiskModel, dict]:
         if task not in self.models:
-            raise DataError(
+            raise RegistryError(
                 f"no champion model for {task} yet: an analyst trains and promotes one "
                 "(`sunshine train`, `sunshine promote`), then an admin reloads the service"
             )
@@ -81,17 +82,17 @@ class ServiceState:
 
 def load_champions() -> Loaded:
     """The champions of the tasks that have one: a programme may start with one model.
-    Raises DataError, saying what to do, when no task has a champion."""
+    Raises RegistryError, saying what to do, when no task has a champion."""
     models = {}
-    for task in TASKS:
+    for task in task_names():
         try:
             models[task] = load_model(task)
-        except DataError:
+        except RegistryError:
             continue
     if not models:
-        raise DataError(
+        raise RegistryError(
             "no champion for "
-            + ", ".join(TASKS)
+            + ", ".join(task_names())
             + ": train with `sunshine train --task T --data DIR`, then `sunshine promote --task T`"
         )
     return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from conftest import ev
 
-from features.store import DataError, Store
+from features.errors import SunshineError
+from features.store import Store
 
 
 def problems_of(path) -> list[str]:
-    with pytest.raises(DataError) as info:
+    with pytest.raises(SunshineError) as info:
         Store(path)
     return [str(p) for p in info.value.problems]
 
@@ -110,7 +111,7 @@ def test_parquet_rows_are_reported_the_same_way(dataset):
 
 def test_strict_lists_the_first_20_and_counts_the_rest(dataset):
     events = [ev("A", "2025-01-01", f"bad{i}") for i in range(25)]
-    with pytest.raises(DataError) as info:
+    with pytest.raises(SunshineError) as info:
         Store(dataset(GOOD, events))
     assert len(info.value.problems) == 20
     assert info.value.total == 25
@@ -164,11 +165,11 @@ def test_a_row_with_several_problems_lists_them_all(dataset, tmp_path):
 def test_missing_column_and_missing_reference_date(dataset, tmp_path):
     path = dataset(GOOD, [ev("A", "2025-01-01", "checkin_missed")])
     pd.DataFrame({"person_id": ["A"]}).to_csv(path / "persons.csv", index=False)
-    with pytest.raises(DataError, match=r"persons.csv: missing column\(s\) birth_date"):
+    with pytest.raises(SunshineError, match=r"persons.csv: missing column\(s\) birth_date"):
         Store(path)
     bare = dataset(GOOD, [], reference_date=None)
     (bare / "dataset.json").unlink(missing_ok=True)
-    with pytest.raises(DataError, match="no reference date"):
+    with pytest.raises(SunshineError, match="no reference date"):
         Store(bare)
 
 

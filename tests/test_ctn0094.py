@@ -15,12 +15,13 @@ from features.builder import FeatureBuilder
 from features.ctn0094 import outcome
 from features.ctn0094.adapter import DAY_ZERO, convert, subset, write_dataset
 from features.ctn0094.tables import find_data_dir, read_tables
-from features.store import DataError, Store
+from features.errors import SunshineError
+from features.store import Store
 from serving.cli import app
 
 try:
     DATA = find_data_dir()
-except DataError as exc:
+except SunshineError as exc:
     pytest.skip(f"CTN-0094 data not available: {exc}", allow_module_level=True)
 
 

@@ -9,8 +9,9 @@ import pytest
 from conftest import ev
 
 from features.builder import build_features
+from features.errors import SunshineError
 from features.labels import build_spine
-from features.store import DataError, Store
+from features.store import Store
 
 AS_OF = dt.date(2024, 7, 1)
 
@@ -118,7 +119,7 @@ def test_youth_cohort_and_labels(store):
 
 
 def test_as_of_whose_label_window_passes_the_reference_date_is_refused(store):
-    with pytest.raises(DataError, match="latest usable as_of is 2025-06-30"):
+    with pytest.raises(SunshineError, match="latest usable as_of is 2025-06-30"):
         build_spine(store, "relapse", [dt.date(2025, 7, 1)])
 
 
@@ -184,7 +185,7 @@ def test_spine_with_unknown_person_is_a_clear_error(store):
     import pandas as pd
 
     spine = pd.DataFrame({"person_id": ["A", "nobody"], "as_of": [AS_OF, AS_OF]})
-    with pytest.raises(DataError, match="row 2: nobody"):
+    with pytest.raises(SunshineError, match="row 2: nobody"):
         build_features(store, spine)
 
 
@@ -206,11 +207,12 @@ def test_output_keeps_spine_order_across_chunks(store):
 
 def test_cohort_mask_on_any_date_up_to_the_reference_date(store):
     from features.labels import cohort_mask
+    from features.tasks import get_task
 
     ids = store.con.execute("SELECT person_id FROM persons ORDER BY pk").df().person_id
 
     def members(task: str, day: dt.date) -> set[str]:
-        mask = cohort_mask(store, task, day)
+        mask = cohort_mask(store, get_task(task), day)
         assert mask.shape == (len(ids),)
         return set(ids[mask])
 

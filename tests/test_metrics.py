@@ -10,7 +10,7 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 
 from training.calibration import Calibrator, choose_calibrator, fit_calibrator
-from training.fairness import fairness_table, flag_top, worst_disparity
+from training.fairness import fairness_table, flag_top, ratio, wilson, worst_disparity
 from training.metrics import auroc, brier, calibration_bins, ece, evaluate, top_k
 from training.splits import rolling_splits, temporal_split
 
@@ -103,7 +103,7 @@ def test_fairness_table_on_constructed_disparity():
     groups = pd.DataFrame({"district": ["A"] * 100 + ["B"] * 50})
     share = 40 / 150
     assert (flag_top(p, share) == (p == 0.9)).all()
-    t = fairness_table(groups, y, p, share).set_index("group")
+    t = fairness_table(groups, y, p, p, share).set_index("group")
     assert t.loc["A", "reference"] == "A"
     assert t.loc["A", "flag_rate"] == pytest.approx(0.2)
     assert t.loc["B", "flag_rate"] == pytest.approx(0.4)
@@ -118,13 +118,55 @@ def test_fairness_table_on_constructed_disparity():
     assert worst_disparity(t.reset_index()) == pytest.approx(2.0)
 
 
-def test_flagging_takes_exactly_the_capacity_when_scores_tie():
-    p = np.r_[np.full(10, 0.9), np.full(190, 0.5)]  # 10 clear, then a 190-way tie
-    flagged = flag_top(p, 0.10)
-    assert flagged.sum() == 20 and flagged[:10].all()  # the clear ones, then 10 of the tie
-    assert (flag_top(p, 0.10) == flagged).all()  # reproducible
-    # the tie is broken at random, not by row order: both halves of it get some
-    assert 0 < flagged[10:105].sum() < 10
+def test_ranking_uses_the_raw_score_where_the_calibrator_ties():
+    """20 rows, raw scores strictly ordered, a step calibrator that maps the top 10 to one
+    probability. The 2 positives are the two highest raw scores: top 10% (2 rows) by raw
+    score holds both; by the tied probability it would be decided by row order."""
+    raw = np.arange(20, dtype=float)
+    p = np.where(raw >= 10, 0.3, 0.05)  # isotonic-like steps: ten rows tie at 0.3
+    y = np.zeros(20, int)
+    y[[18, 19]] = 1
+    m = evaluate(y, p, raw, with_ci=False)
+    assert m["precision_top10"] == 1.0 and m["recall_top10"] == 1.0
+    assert m["auroc"] == 1.0  # the raw order is perfect
+    assert m["auroc_calibrated"] == pytest.approx(auroc(y, p)) and m["auroc_calibrated"] < 1.0
+    assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))  # probabilities: calibrated
+    flagged = flag_top(raw, 0.10)
+    assert flagged.sum() == 2 and flagged[[18, 19]].all()
+
+
+def test_a_ratio_of_zero_is_the_worst_disparity_not_a_missing_one():
+    # district B (40 persons) has no false positives at all: FPR ratio 0 against A
+    y = np.r_[np.zeros(60), np.ones(40), np.zeros(30), np.ones(10)]
+    raw = np.r_[np.linspace(0, 2.5, 60), np.linspace(0.5, 2, 40), np.full(30, -1.0), np.full(10, 3)]
+    groups = pd.DataFrame({"district": ["A"] * 100 + ["B"] * 40})
+    t = fairness_table(groups, y, raw, raw, 0.2).set_index("group")
+    assert t.loc["B", "fpr"] == 0.0 and t.loc["A", "fpr"] > 0
+    assert t.loc["B", "fpr_ratio"] == 0.0 and "fpr" in t.loc["B", "flags"]
+    assert worst_disparity(t.reset_index()) == float("inf")
+    assert ratio(0.0, 0.0) == 1.0 and ratio(0.2, 0.0) == float("inf")
+    assert np.isnan(ratio(float("nan"), 0.1))
+
+
+def test_small_groups_are_reported_with_cis_but_never_flagged_or_gated():
+    # group B has 10 persons, far off parity; below the minimum of 30 it is only reported
+    y = np.r_[np.zeros(90), np.ones(10), np.ones(10)]
+    raw = np.r_[np.zeros(90), np.ones(10), np.full(10, 2.0)]
+    groups = pd.DataFrame({"sex": ["F"] * 100 + ["M"] * 10})
+    t = fairness_table(groups, y, raw, raw, 0.1, min_group=30).set_index("group")
+    assert t.loc["M", "flag_rate"] == 1.0 and t.loc["M", "flag_rate_ratio"] > 1.25
+    assert t.loc["M", "flags"] == "" and not t.loc["M", "gated"]
+    assert t.loc["M", "flag_rate_ci_low"] < 1.0 == t.loc["M", "flag_rate_ci_high"]
+    assert worst_disparity(t.reset_index()) == 1.0  # only F is gated, against itself
+    flagged = fairness_table(groups, y, raw, raw, 0.1, min_group=5).set_index("group")
+    assert "flag_rate" in flagged.loc["M", "flags"]
+
+
+def test_wilson_interval_by_hand():
+    # 10 of 20: centre 0.5, half-width 1.96 * sqrt(0.0125 + 0.002401) / 1.19208 = 0.2007
+    lo, hi = wilson(10, 20)
+    assert (lo, hi) == pytest.approx((0.2993, 0.7007), abs=1e-4)
+    assert all(np.isnan(wilson(0, 0)))
 
 
 def test_fast_bootstrap_matches_resampling_with_sklearn():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.store import DataError
+from features.errors import SunshineError
 from training.config import load_config
 from training.splits import cv_split
 
@@ -59,8 +59,8 @@ def test_cv_config_needs_no_dates_and_rejects_bad_settings(tmp_path):
     assert cfg.evaluation_title.startswith("4-fold")
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: relapse\nsplit: {mode: cv, folds: 1}\n")
-    with pytest.raises(DataError, match="folds must be at least 2"):
+    with pytest.raises(SunshineError, match="folds must be at least 2"):
         load_config("relapse", bad)
     bad.write_text("task: relapse\nsplit: {mode: random}\n")
-    with pytest.raises(DataError, match="split.mode 'random'"):
+    with pytest.raises(SunshineError, match="split.mode 'random'"):
         load_config("relapse", bad)

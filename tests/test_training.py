@@ -13,8 +13,10 @@ import shap
 from conftest import mlflow_workspace, use_mlflow
 from mlflow.tracking import MlflowClient
 
-from features.store import DataError, Store
-from models.registry import gate, list_versions, load_model, promote
+from features.errors import ConfigError, SunshineError
+from features.store import Store
+from features.tasks import get_task
+from models.registry import VersionFacts, gate, list_versions, load_model, promote
 from models.training_run import train_task
 from training.behaviour import run_checks
 from training.config import load_config
@@ -91,10 +93,11 @@ def test_registry_lifecycle(workspace, relapse_v1):
     assert facts["version"] == str(relapse_v1)
     pyfunc = mlflow.pyfunc.load_model("models:/sunshine-relapse@champion")
     example = pd.DataFrame([{f: 0.0 for f in model.features}])
-    example["sex"], example["district"], example["primary_substance"] = "M", "huaxi", None
+    example["primary_substance"] = None
     out = pyfunc.predict(example)
     assert list(out.columns) == ["probability", "raw_score", "percentile", "tier"]
-    assert out.probability.iloc[0] == pytest.approx(model.predict(example)[0], abs=1e-12)
+    expected = model.score(example).probability[0]
+    assert out.probability.iloc[0] == pytest.approx(expected, abs=1e-12)
     assert 0 <= out.probability.iloc[0] <= 1
 
     # a retrained model on the same data is identical, so it passes the gate
@@ -114,7 +117,7 @@ def test_registry_lifecycle(workspace, relapse_v1):
     refused = promote("relapse", version=str(relapse_v1))
     assert not refused.promoted and "below the champion's 95% CI" in refused.reasons[0]
     assert load_model("relapse")[1]["version"] == str(again)
-    with pytest.raises(DataError, match="--force needs --reason"):
+    with pytest.raises(SunshineError, match="--force needs --reason"):
         promote("relapse", version=str(relapse_v1), force=True)
     forced = promote("relapse", version=str(relapse_v1), force=True, reason="field test in Huaxi")
     assert forced.promoted
@@ -132,31 +135,45 @@ CHAMP = {
     "test_auroc_ci_high": 0.78,
     "test_ece": 0.02,
     "test_fairness_worst_disparity": 1.3,
+    "test_behaviour_checks_failed": 0.0,
 }
+SAME = {"contract": "contract:a", "label_definition": "task:b"}
 
 
 @pytest.mark.parametrize(
-    ("change", "reason"),
+    ("change", "tags", "reason"),
     [
-        ({}, None),
-        ({"test_auroc": 0.721}, None),  # inside the champion's CI
-        ({"test_auroc": 0.70}, "below the champion's 95% CI"),
-        ({"test_ece": 0.035}, "calibration error"),
-        ({"test_fairness_worst_disparity": 1.5}, "worst fairness disparity"),
+        ({}, {}, None),
+        ({"test_auroc": 0.721}, {}, None),  # inside the champion's CI
+        ({"test_auroc": 0.70}, {}, "below the champion's 95% CI"),
+        ({"test_ece": 0.035}, {}, "calibration error"),
+        ({"test_fairness_worst_disparity": 1.5}, {}, "worst fairness disparity"),
+        ({"test_fairness_worst_disparity": float("inf")}, {}, "worst fairness disparity"),
+        ({"test_behaviour_checks_failed": 1.0}, {}, "1 behavioural check(s) failed"),
+        ({}, {"label_definition": "labels:c"}, "another label definition"),
+        ({}, {"contract": "contract:z"}, "another data contract"),
     ],
 )
-def test_gate_cases(change, reason):
-    reasons = gate({**CHAMP, **change}, CHAMP)
+def test_gate_cases(change, tags, reason):
+    reasons = gate(
+        VersionFacts("2", {**CHAMP, **change}, {**SAME, **tags}), VersionFacts("1", CHAMP, SAME)
+    )
     if reason is None:
         assert reasons == []
     else:
         assert len(reasons) == 1 and reason in reasons[0]
 
 
+def test_gate_blocks_failed_behaviour_checks_without_a_champion():
+    failing = VersionFacts("1", {**CHAMP, "test_behaviour_checks_failed": 2.0}, SAME)
+    assert gate(failing, None) == ["2 behavioural check(s) failed (see behaviour_checks.json)"]
+    assert gate(VersionFacts("1", CHAMP, SAME), None) == []
+
+
 def test_promote_errors_name_the_fix(workspace, relapse_v1):
-    with pytest.raises(DataError, match="train one with `sunshine train --task youth_uptake`"):
+    with pytest.raises(SunshineError, match="train one with `sunshine train --task youth_uptake`"):
         promote("youth_uptake")
-    with pytest.raises(DataError, match="has no version 99"):
+    with pytest.raises(SunshineError, match="has no version 99"):
         promote("relapse", version="99")
 
 
@@ -184,21 +201,49 @@ def test_pred_contrib_matches_shap_tree_explainer(workspace, relapse_v1):
 
 def test_direction_check_catches_a_model_that_breaks_the_agreed_direction():
     sample = pd.DataFrame({"checkin_missed__count_90d": np.arange(20, dtype=np.float32)})
-    protected = pd.DataFrame({"audit_ethnicity": ["han", "miao"] * 10})
 
     def wrong(frame: pd.DataFrame) -> np.ndarray:  # more missed check-ins, lower risk
         return 1 / (1 + frame["checkin_missed__count_90d"].to_numpy(float))
 
-    def leaky(frame: pd.DataFrame) -> np.ndarray:  # reads the protected attribute
-        base = wrong(frame)
-        if "audit_ethnicity" in frame:
-            return base + (frame["audit_ethnicity"] == "miao").to_numpy() * 0.1
-        return base
-
-    by_name = {r["check"]: r["passed"] for r in run_checks(wrong, sample, "relapse", protected)}
+    checks = run_checks(wrong, sample, get_task("relapse"), ("sex", "ethnicity"))
+    by_name = {r["check"]: r["passed"] for r in checks}
     assert by_name["direction: checkin_missed__count_90d"] is False
-    by_name = {r["check"]: r["passed"] for r in run_checks(leaky, sample, "relapse", protected)}
-    assert by_name["invariance: changing protected attributes changes no score"] is False
+    # no model input carries a protected attribute: nothing to perturb, nothing to fail
+    assert by_name["invariance: sex"] is True and by_name["invariance: ethnicity"] is True
+
+
+def test_invariance_check_fails_for_a_model_that_uses_a_protected_attribute():
+    sexes = pd.Categorical(["F", "M"] * 10, categories=("F", "M"))
+    sample = pd.DataFrame({"checkin_missed__count_90d": np.ones(20, np.float32), "sex": sexes})
+
+    def leaky(frame: pd.DataFrame) -> np.ndarray:  # the model input `sex` moves the score
+        return frame["checkin_missed__count_90d"].to_numpy(float) + (frame["sex"] == "M") * 0.1
+
+    by_name = {
+        r["check"]: r for r in run_checks(leaky, sample, get_task("relapse"), ("sex", "district"))
+    }
+    assert by_name["invariance: sex"]["passed"] is False
+    assert "rotated sex" in by_name["invariance: sex"]["detail"]
+    # allowed with a reason: reported, not tested
+    allowed = run_checks(leaky, sample, get_task("relapse"), ("sex",), {"sex": "a trial's own"})
+    row = next(r for r in allowed if r["check"] == "invariance: sex")
+    assert row["passed"] and "allowed as a model feature (a trial's own)" in row["detail"]
+
+
+def test_protected_attributes_are_never_model_features_unless_allowed(tmp_path):
+    cfg = load_config("relapse")
+    assert {"sex", "district", "age_years"}.isdisjoint(cfg.model_features())
+    youth = load_config("youth_uptake")
+    assert "age_years" in youth.model_features() and "sex" not in youth.model_features()
+    assert "age_band" in youth.allowed_features
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "task: relapse\nas_of: {first: 2021-07-01, last: 2025-04-01}\n"
+        "split: {valid_start: 2023-07-01, test_start: 2025-01-01}\n"
+        "protected_attributes: [sex]\nallowed_features: {sex: ''}\n"
+    )
+    with pytest.raises(ConfigError, match="every allowed feature needs its reason"):
+        load_config("relapse", bad)
 
 
 def test_train_on_users_own_labels_over_persons_without_events(workspace, relapse_v1, tmp_path):
@@ -219,13 +264,18 @@ def test_train_on_users_own_labels_over_persons_without_events(workspace, relaps
         ]
     labels = tmp_path / "labels.csv"
     pd.DataFrame(rows).to_csv(labels, index=False)
-    version = train_task(data, "relapse", workspace / "relapse.yaml", labels=labels)
+    config = tmp_path / "with-sex.yaml"
+    config.write_text(
+        (workspace / "relapse.yaml").read_text()
+        + "allowed_features: {sex: 'the outcome is defined by sex in this study'}\n"
+    )
+    version = train_task(data, "relapse", config, labels=labels)
     m = (
         MlflowClient()
         .get_run(MlflowClient().get_model_version("sunshine-relapse", str(version)).run_id)
         .data.metrics
     )
-    assert m["test_auroc"] > 0.6  # sex is a feature here, and carries the signal
+    assert m["test_auroc"] > 0.6  # sex is allowed as a feature here, and carries the signal
 
 
 def test_bad_label_rows_are_reported_by_row_and_field(workspace, relapse_v1, tmp_path):
@@ -234,7 +284,7 @@ def test_bad_label_rows_are_reported_by_row_and_field(workspace, relapse_v1, tmp
         "person_id,as_of,label\nP0000001,2024-01-01,1\nNOPE,2024-01-01,0\n"
         "P0000002,someday,1\nP0000003,2024-01-01,2\nP0000001,2024-01-01,0\n"
     )
-    with pytest.raises(DataError) as info:
+    with pytest.raises(SunshineError) as info:
         train_task(workspace / "city", "relapse", workspace / "relapse.yaml", labels=labels)
     text = str(info.value)
     for part in (
@@ -252,9 +302,9 @@ def test_config_errors_are_clear(tmp_path):
         "task: relapse\nas_of: {first: 2021-07-01, last: 2025-04-01}\n"
         "split: {valid_start: 2025-07-01, test_start: 2025-01-01}\n"
     )
-    with pytest.raises(DataError, match="need as_of.first <= split.valid_start"):
+    with pytest.raises(SunshineError, match="need as_of.first <= split.valid_start"):
         load_config("relapse", bad)
-    with pytest.raises(DataError, match="is for task 'relapse', not 'youth_uptake'"):
+    with pytest.raises(SunshineError, match="is for task 'relapse', not 'youth_uptake'"):
         load_config("youth_uptake", bad)
     assert load_config("youth_uptake").capacity == 0.10
 
@@ -301,13 +351,10 @@ def test_mlflow_models_serve_serves_the_registered_model(workspace, relapse_v1, 
         "1",
     ]
     with server_process(cmd, port, "/ping", cwd=tmp_path, env=env) as url:
-        row = {f: 0.0 for f in model.features} | {
-            "sex": "F",
-            "district": "xifeng",
-            "primary_substance": None,
-        }
+        row = {f: 0.0 for f in model.features} | {"primary_substance": None}
         r = httpx.post(f"{url}/invocations", json={"dataframe_records": [row]}, timeout=60)
         assert r.status_code == 200, r.text
         got = r.json()["predictions"][0]
-        assert got["probability"] == pytest.approx(model.predict(pd.DataFrame([row]))[0], abs=1e-9)
+        expected = model.score(pd.DataFrame([row])).probability[0]
+        assert got["probability"] == pytest.approx(expected, abs=1e-9)
         assert got["tier"] in ("low", "medium", "high")

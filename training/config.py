@@ -1,17 +1,18 @@
-"""Training configuration: one YAML per task in experiments/, with a packaged default."""
+"""Training configuration: the task's default from the task registry, or a YAML file."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from features.labels import check_task
-from features.store import DataError
+from features.errors import ConfigError
+from features.labels import cadence_dates
+from features.spec import FEATURE_NAMES, PROTECTED_FEATURES
+from features.tasks import get_task
 
 SPLIT_MODES = ("temporal", "cv")
 
@@ -37,6 +38,11 @@ class TrainConfig:
     cv_folds: int = 5
     test_share: float = 0.2
     split_seed: int = 7
+    # protected attributes a model may still use as features, each with the reason
+    allowed_features: dict[str, str] = field(default_factory=dict)
+    fairness_min_group: int = 30
+    cadence_months: int = 3
+    label_days: int = 365
 
     @property
     def evaluation_title(self) -> str:
@@ -49,13 +55,19 @@ class TrainConfig:
         return "held-out test set" if self.split_mode == "cv" else "test period"
 
     def as_of_dates(self) -> list[dt.date]:
-        """Quarterly as-of dates from first to last, inclusive."""
-        dates, d = [], self.as_of_first
-        while d <= self.as_of_last:
-            dates.append(d)
-            y, m = divmod(d.month - 1 + 3, 12)
-            d = dt.date(d.year + y, m + 1, 1)
-        return dates
+        """The task's cadence from first to last, inclusive."""
+        return cadence_dates(self.as_of_first, self.as_of_last, self.cadence_months)
+
+    def model_features(self) -> list[str]:
+        """The spec's features less every protected attribute's, unless allowed with a reason:
+        a protected attribute reaches a model only by a decision the model card states."""
+        blocked = {
+            name
+            for attr in self.protected_attributes
+            if attr not in self.allowed_features
+            for name in PROTECTED_FEATURES.get(attr, ())
+        }
+        return [f for f in FEATURE_NAMES if f not in blocked]
 
 
 def _date(raw: Any, where: str) -> dt.date:
@@ -64,27 +76,29 @@ def _date(raw: Any, where: str) -> dt.date:
     try:
         return dt.date.fromisoformat(str(raw))
     except ValueError:
-        raise DataError(f"{where}: {raw!r} is not a date (YYYY-MM-DD)") from None
+        raise ConfigError(f"{where}: {raw!r} is not a date (YYYY-MM-DD)") from None
 
 
 def load_config(task: str, path: Path | None = None) -> TrainConfig:
-    """Read a task's config; without a path, the packaged experiments/<task>.yaml."""
-    check_task(task)
+    """Read a task's config; without a path, the task's default from the registry."""
+    declared = get_task(task)
     if path is None:
-        text = resources.files("experiments").joinpath(f"{task}.yaml").read_text()
-        source = f"experiments/{task}.yaml"
+        text = yaml.safe_dump({"task": task, **declared.config}, sort_keys=False)
+        source = f"the default config of task {task}"
     else:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise DataError(f"{path}: cannot read config ({exc.strerror})") from None
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
         source = str(path)
     try:
         raw = yaml.safe_load(text) or {}
         split = raw["split"]
         mode = split.get("mode", "temporal")
         if mode not in SPLIT_MODES:
-            raise DataError(f"{source}: split.mode {mode!r} is not one of {', '.join(SPLIT_MODES)}")
+            raise ConfigError(
+                f"{source}: split.mode {mode!r} is not one of {', '.join(SPLIT_MODES)}"
+            )
         temporal = mode == "temporal"
         dates = raw["as_of"] if temporal else {}
 
@@ -112,19 +126,33 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
             cv_folds=int(split.get("folds", 5)),
             test_share=float(split.get("test_share", 0.2)),
             split_seed=int(split.get("seed", 7)),
+            allowed_features={
+                str(k): str(v) for k, v in (raw.get("allowed_features") or {}).items()
+            },
+            fairness_min_group=int(raw.get("fairness_min_group", 30)),
+            cadence_months=declared.cadence_months,
+            label_days=declared.label_days,
         )
     except yaml.YAMLError as exc:
-        raise DataError(f"{source}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{source}: missing or malformed setting {exc}") from None
+        raise ConfigError(f"{source}: missing or malformed setting {exc}") from None
     if cfg.task != task:
-        raise DataError(f"{source}: is for task {cfg.task!r}, not {task!r}")
+        raise ConfigError(f"{source}: is for task {cfg.task!r}, not {task!r}")
     if temporal and not cfg.as_of_first <= cfg.valid_start < cfg.test_start <= cfg.as_of_last:
-        raise DataError(
+        raise ConfigError(
             f"{source}: need as_of.first <= split.valid_start < split.test_start <= as_of.last"
         )
     if not temporal and not (cfg.cv_folds >= 2 and 0 < cfg.test_share < 0.5):
-        raise DataError(f"{source}: split.folds must be at least 2 and test_share in (0, 0.5)")
+        raise ConfigError(f"{source}: split.folds must be at least 2 and test_share in (0, 0.5)")
+    unknown = sorted(set(cfg.allowed_features) - set(cfg.protected_attributes))
+    if unknown:
+        raise ConfigError(
+            f"{source}: allowed_features names {', '.join(unknown)}, which are not "
+            "protected_attributes"
+        )
+    if not all(reason.strip() for reason in cfg.allowed_features.values()):
+        raise ConfigError(f"{source}: every allowed feature needs its reason")
     if not 0 < cfg.capacity < 1:
-        raise DataError(f"{source}: capacity must be a share between 0 and 1")
+        raise ConfigError(f"{source}: capacity must be a share between 0 and 1")
     return cfg

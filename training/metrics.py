@@ -91,19 +91,26 @@ def top_k(y: np.ndarray, p: np.ndarray, share: float) -> tuple[float, float]:
     return float(hits / k), float(hits / positives) if positives else float("nan")
 
 
-def evaluate(y: np.ndarray, p: np.ndarray, with_ci: bool = True) -> dict[str, float]:
+def evaluate(
+    y: np.ndarray, p: np.ndarray, rank: np.ndarray | None = None, with_ci: bool = True
+) -> dict[str, float]:
+    """Ranking metrics on `rank` (the raw score: strictly ordered, where a step calibrator
+    ties many rows) and probability metrics on the calibrated `p`. The calibrator is monotone,
+    so the raw order is the calibrated order wherever the latter is strict."""
+    rank = p if rank is None else rank
     out = {
-        "auroc": auroc(y, p),
-        "auprc": float(average_precision_score(y, p)) if np.sum(y) > 0 else float("nan"),
+        "auroc": auroc(y, rank),
+        "auroc_calibrated": auroc(y, p),
+        "auprc": float(average_precision_score(y, rank)) if np.sum(y) > 0 else float("nan"),
         "brier": brier(y, p),
         "ece": ece(y, p),
         "prevalence": float(np.mean(y)),
         "rows": float(len(y)),
     }
     if with_ci:
-        out["auroc_ci_low"], out["auroc_ci_high"] = auroc_ci(y, p)
+        out["auroc_ci_low"], out["auroc_ci_high"] = auroc_ci(y, rank)
     for share in TOP_SHARES:
-        prec, rec = top_k(y, p, share)
+        prec, rec = top_k(y, rank, share)
         pct = round(share * 100)
         out[f"precision_top{pct}"] = prec
         out[f"recall_top{pct}"] = rec

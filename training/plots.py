@@ -1,4 +1,8 @@
-"""Figures logged with each run: calibration curve, SHAP beeswarm and waterfalls."""
+"""Figures logged with each run: calibration curve, SHAP beeswarm and waterfalls.
+
+shap draws on pyplot's current figure, so each SHAP plot starts a new figure of its own; the
+caller closes each figure once it is saved (`close`), or pyplot would keep drawing onto one.
+"""
 
 from __future__ import annotations
 
@@ -41,16 +45,20 @@ def _explanation(contrib: np.ndarray, X: pd.DataFrame, labels: list[str]) -> sha
 
 
 def beeswarm(contrib: np.ndarray, X: pd.DataFrame, labels: list[str]) -> Figure:
+    fig = plt.figure(figsize=(9, 7))
     shap.plots.beeswarm(_explanation(contrib, X, labels), max_display=15, show=False)
-    fig = plt.gcf()
     fig.set_size_inches(9, 7)
     fig.tight_layout()
     return fig
 
 
 def waterfall(contrib: np.ndarray, X: pd.DataFrame, labels: list[str], row: int) -> Figure:
+    fig = plt.figure(figsize=(9, 6))
     shap.plots.waterfall(_explanation(contrib, X, labels)[row], max_display=10, show=False)
-    fig = plt.gcf()
     fig.set_size_inches(9, 6)
     fig.tight_layout()
     return fig
+
+
+def close(fig: Figure) -> None:
+    plt.close(fig)

@@ -1,7 +1,7 @@
 """Splits with no look-ahead: label windows never reach into a later period.
 
 Train on as-of dates before the validation period, validate on the next period, test on the
-latest. A row whose 365-day label window would reach past the start of the test period is kept
+latest. A row whose label window would reach past the start of the test period is kept
 out of training and validation (purged), so no training label ever sees the test period.
 Data without a shared calendar is split by person instead (`cv_split`).
 """
@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from features.labels import LABEL_DAYS
 
 
 @dataclass(frozen=True)
@@ -41,9 +39,11 @@ class Split:
         return pd.DataFrame(rows)
 
 
-def temporal_split(as_of: pd.Series, valid_start: dt.date, test_start: dt.date) -> Split:
+def temporal_split(
+    as_of: pd.Series, valid_start: dt.date, test_start: dt.date, label_days: int = 365
+) -> Split:
     d = pd.to_datetime(as_of)
-    window_end = d + pd.Timedelta(days=LABEL_DAYS)
+    window_end = d + pd.Timedelta(days=label_days)
     test = (d >= pd.Timestamp(test_start)).to_numpy()
     before_test = (window_end <= pd.Timestamp(test_start)).to_numpy()
     valid = (d >= pd.Timestamp(valid_start)).to_numpy() & before_test
@@ -81,7 +81,11 @@ def cv_split(
 
 
 def rolling_splits(
-    as_of: pd.Series, valid_start: dt.date, test_start: dt.date, test_starts: tuple[dt.date, ...]
+    as_of: pd.Series,
+    valid_start: dt.date,
+    test_start: dt.date,
+    test_starts: tuple[dt.date, ...],
+    label_days: int = 365,
 ) -> list[tuple[dt.date, Split]]:
     """The main split shifted back to each earlier test start, keeping its spacing.
 
@@ -91,7 +95,7 @@ def rolling_splits(
     out = []
     ordered = sorted(test_starts)
     for i, start in enumerate(ordered):
-        s = temporal_split(as_of, (pd.Timestamp(start) - gap).date(), start)
+        s = temporal_split(as_of, (pd.Timestamp(start) - gap).date(), start, label_days)
         if i + 1 < len(ordered):
             s = Split(
                 s.train,

@@ -14,6 +14,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from features.spec import FEATURES
+from training import plots
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -111,3 +112,4 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
     mlflow.log_table(result.fairness, "fairness_table.json")
     for name, fig in result.figures.items():
         mlflow.log_figure(fig, name)
+        plots.close(fig)

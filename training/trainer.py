@@ -1,17 +1,24 @@
-"""Train one task: temporal split, LightGBM, calibration, evaluation, baselines, fairness.
+"""Train one task: split, LightGBM, calibration, evaluation, baselines, fairness, checks.
 
 `prepare_frame` turns a store and a task (or a user's own labels) into the model table;
 `train` does the rest and returns everything a run logs. It does not touch MLflow, so it can be
 tested and benchmarked on its own.
+
+Every score that a metric, the calibration, the fairness audit or a behavioural check reads
+comes from the deployed model's own scoring path: `train` is handed the factory that assembles
+the deployable model (`models.deployable.RiskModel.assemble`), so what is reported is what is
+served. Ranking (AUROC, top-k, tiers, who is flagged) uses the raw score, which is strictly
+ordered; probabilities are reported calibrated.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -19,26 +26,48 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from features.builder import FeatureBuilder
+from features.contract import contract_digest
+from features.errors import ConfigError
 from features.labels import build_spine, read_labels
-from features.spec import FEATURE_NAMES, FEATURES_BY_NAME
-from features.store import DataError, Store
+from features.spec import FEATURES_BY_NAME
+from features.store import Store
+from features.tasks import get_task
 from training import plots
-from training.baselines import as_logit_input, logistic_regression, one_rule_score
+from training.baselines import as_logit_input, logistic_regression
 from training.behaviour import run_checks
 from training.calibration import Calibrator, choose_calibrator
 from training.config import TrainConfig
-from training.explain import contributions, global_importance
+from training.explain import global_importance
 from training.fairness import age_band, fairness_table, worst_disparity
 from training.metrics import auroc, evaluate, top_k
 from training.splits import Split, cv_split, rolling_splits, temporal_split
 
 AUDIT_PREFIX = "audit_"
+# the logistic map, before a calibrator is chosen: what raw scores are fitted from
+UNCALIBRATED = Calibrator("platt", {"slope": [1.0], "intercept": [0.0]})
+
+
+class Deployed(Protocol):
+    """What training needs of the deployable model: its own scoring path."""
+
+    features: list[str]
+
+    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+    def score(self, frame: pd.DataFrame, explain: int = 0) -> Any: ...
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray: ...
+
+
+# (booster, calibrator, features, raw scores of the reference cohort or None) -> model
+ModelFactory = Callable[[lgb.Booster, Calibrator, list[str], np.ndarray | None], Deployed]
 
 
 @dataclass
 class TrainResult:
     task: str
     config: TrainConfig
+    model: Deployed
     booster: lgb.Booster
     calibrator: Calibrator
     features: list[str]
@@ -51,7 +80,8 @@ class TrainResult:
     behaviour: list[dict]
     importance: pd.DataFrame
     calibration_scores: dict[str, float]
-    test_scores: np.ndarray
+    test_scores: np.ndarray  # calibrated probabilities of the test rows
+    test_raw: np.ndarray  # their raw scores, which rank them
     test_persons: np.ndarray  # person_id of each test row, in test_scores' order
     test_labels: np.ndarray
     figures: dict[str, Figure] = field(default_factory=dict)
@@ -64,13 +94,13 @@ def prepare_frame(
 ) -> pd.DataFrame:
     """Spine (task cohort or the user's labels) + features + audit-only protected attributes."""
     if labels_path is None and config.split_mode == "cv":
-        raise DataError(
+        raise ConfigError(
             f"{config.source}: split.mode cv has no as-of dates of its own; give --labels"
         )
     spine = (
         read_labels(labels_path, store)
         if labels_path
-        else build_spine(store, config.task, config.as_of_dates())
+        else build_spine(store, get_task(config.task), config.as_of_dates())
     )
     frame = FeatureBuilder(store).build(spine)
     attrs = store.con.execute("SELECT person_id, sex, ethnicity, district FROM persons").df()
@@ -80,7 +110,9 @@ def prepare_frame(
     return frame
 
 
-def _params(config: TrainConfig, constrained: bool, y: np.ndarray) -> dict[str, Any]:
+def _params(
+    config: TrainConfig, features: list[str], constrained: bool, y: np.ndarray
+) -> dict[str, Any]:
     params = {
         k: v
         for k, v in config.lightgbm.items()
@@ -98,7 +130,7 @@ def _params(config: TrainConfig, constrained: bool, y: np.ndarray) -> dict[str, 
         scale_pos_weight=float(np.sqrt(max(1.0, (len(y) - y.sum()) / max(1.0, y.sum())))),
     )
     if constrained:
-        params["monotone_constraints"] = [FEATURES_BY_NAME[f].monotone for f in FEATURE_NAMES]
+        params["monotone_constraints"] = [FEATURES_BY_NAME[f].monotone for f in features]
         params["monotone_constraints_method"] = params.get("monotone_constraints_method", "basic")
     return params
 
@@ -112,7 +144,7 @@ def _fit(
     rounds: int | None = None,
 ) -> lgb.Booster:
     train = lgb.Dataset(X[split.train], y[split.train], free_raw_data=False)
-    params = _params(config, constrained, y[split.train])
+    params = _params(config, list(X.columns), constrained, y[split.train])
     if rounds is not None:
         return lgb.train(params, train, num_boost_round=rounds)
     valid = lgb.Dataset(X[split.valid], y[split.valid], reference=train)
@@ -132,79 +164,88 @@ def _check_parts(split: Split, y: np.ndarray, config: TrainConfig) -> None:
     for part in parts:
         m = getattr(split, part)
         if m.sum() == 0 or y[m].min() == y[m].max():
-            raise DataError(
+            raise ConfigError(
                 f"{config.source}: the {part} part has {int(m.sum())} rows and "
                 f"{int(y[m].sum()) if m.sum() else 0} positives; it needs both classes. "
                 "Adjust split.valid_start / split.test_start or the as-of dates."
             )
 
 
-def train(frame: pd.DataFrame, config: TrainConfig) -> TrainResult:
+def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) -> TrainResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    features = list(FEATURE_NAMES)
+    features = config.model_features()
     X = frame[features]
     y = frame["label"].to_numpy().astype(int)
+
+    def raw(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
+        return make_model(booster, UNCALIBRATED, features, None).raw_scores(frame[rows])
+
     if config.split_mode == "cv":
         split, folds = cv_split(
             frame["person_id"], y, config.cv_folds, config.test_share, config.split_seed
         )
         _check_parts(split, y, config)
         split_table = split.describe(frame["as_of"], frame["label"])
-        booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds)
+        booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds, raw)
         free = _fit(config, X, y, split, constrained=False, rounds=booster.num_trees())
     else:
-        split = temporal_split(frame["as_of"], config.valid_start, config.test_start)
+        split = temporal_split(
+            frame["as_of"], config.valid_start, config.test_start, config.label_days
+        )
         _check_parts(split, y, config)
         split_table = split.describe(frame["as_of"], frame["label"])
         split_table.loc[len(split_table)] = ["purged", "", "", split.purged, 0]
         booster = _fit(config, X, y, split, constrained=True)
         free = _fit(config, X, y, split, constrained=False)
-        raw_valid = booster.predict(X[split.valid], raw_score=True)
+        raw_valid = raw(booster, split.valid)
         y_valid = y[split.valid]
     timings["fit_s"] = time.perf_counter() - t0
 
     calibrator, cal_scores = choose_calibrator(raw_valid, y_valid)
-    Xt, yt = X[split.test], y[split.test]
-    p_test = calibrator.transform(booster.predict(Xt, raw_score=True))
-    metrics = evaluate(yt, p_test)
-    metrics["auroc_unconstrained"] = auroc(yt, free.predict(Xt, raw_score=True))
+    test = frame[split.test]
+    yt = y[split.test]
+    model = make_model(booster, calibrator, features, raw(booster, split.test))
+    scored = model.score(test)
+    p_test, r_test = np.asarray(scored.probability), np.asarray(scored.raw_score)
+    metrics = evaluate(yt, p_test, r_test)
+    metrics["auroc_unconstrained"] = auroc(yt, raw(free, split.test))
     metrics["best_iteration"] = float(booster.best_iteration or booster.num_trees())
     metrics["valid_auroc"] = auroc(y_valid, raw_valid)
+    metrics["tier_high_share"] = float(np.mean(scored.tier == "high"))
 
-    baselines, verdict = _baselines(frame, features, split, y, p_test, config)
+    baselines, verdict = _baselines(frame, features, split, y, r_test, config)
     if config.split_mode == "temporal":
-        evaluation = _rolling(config, frame, X, y, booster)
-    audit = frame.loc[split.test, [AUDIT_PREFIX + a for a in config.protected_attributes]]
+        evaluation = _rolling(config, frame, X, y, booster, raw)
+    audit = test[[AUDIT_PREFIX + a for a in config.protected_attributes]]
     audit.columns = list(config.protected_attributes)
-    fairness = fairness_table(audit, yt, p_test, config.capacity)
+    fairness = fairness_table(audit, yt, p_test, r_test, config.capacity, config.fairness_min_group)
     metrics["fairness_worst_disparity"] = worst_disparity(fairness)
     metrics["fairness_flags"] = float((fairness["flags"] != "").sum())
 
-    sample = Xt.sample(min(len(Xt), 300), random_state=0)
+    sample = test[features].sample(min(len(test), 300), random_state=0)
 
     def score(f: pd.DataFrame) -> np.ndarray:
-        return calibrator.transform(booster.predict(f[features], raw_score=True))
+        return np.asarray(model.score(f).raw_score)
 
-    audit_cols = [AUDIT_PREFIX + a for a in config.protected_attributes]
-    behaviour = run_checks(score, sample, config.task, frame.loc[sample.index, audit_cols])
+    behaviour = run_checks(
+        score,
+        sample,
+        get_task(config.task),
+        config.protected_attributes,
+        config.allowed_features,
+    )
     metrics["behaviour_checks_failed"] = float(sum(not r["passed"] for r in behaviour))
 
-    explain_rows = Xt.sample(min(len(Xt), 2000), random_state=1)
-    contrib = contributions(booster, explain_rows)
+    explain_rows = test[features].sample(min(len(test), 2000), random_state=1)
+    contrib = model.contributions(explain_rows)
     importance = global_importance(contrib, features)
-    labels = [FEATURES_BY_NAME[f].label_en for f in features]
-    figures = {
-        "calibration.png": plots.calibration_curve(yt, p_test, f"{config.task}: test period"),
-        "shap_beeswarm.png": plots.beeswarm(contrib, explain_rows, labels),
-    }
-    top = np.argsort(-contrib[:, :-1].sum(axis=1))
-    for name, row in (("highest", top[0]), ("lowest", top[-1])):
-        figures[f"shap_waterfall_{name}.png"] = plots.waterfall(contrib, explain_rows, labels, row)
+    figures = _figures(config, yt, p_test, contrib, explain_rows, features)
     timings["total_s"] = time.perf_counter() - t0
     return TrainResult(
         task=config.task,
         config=config,
+        model=model,
         booster=booster,
         calibrator=calibrator,
         features=features,
@@ -218,12 +259,32 @@ def train(frame: pd.DataFrame, config: TrainConfig) -> TrainResult:
         importance=importance,
         calibration_scores=cal_scores,
         test_scores=p_test,
-        test_persons=frame.loc[split.test, "person_id"].to_numpy(),
+        test_raw=r_test,
+        test_persons=test["person_id"].to_numpy(),
         test_labels=yt,
         figures=figures,
-        example=Xt.head(5),
+        example=test[features].head(5),
         timings=timings,
     )
+
+
+def _figures(
+    config: TrainConfig,
+    y: np.ndarray,
+    p: np.ndarray,
+    contrib: np.ndarray,
+    rows: pd.DataFrame,
+    features: list[str],
+) -> dict[str, Figure]:
+    labels = [FEATURES_BY_NAME[f].label_en for f in features]
+    figures = {
+        "calibration.png": plots.calibration_curve(y, p, f"{config.task}: {config.test_title}"),
+        "shap_beeswarm.png": plots.beeswarm(contrib, rows, labels),
+    }
+    top = np.argsort(-contrib[:, :-1].sum(axis=1))
+    for name, row in (("highest", top[0]), ("lowest", top[-1])):
+        figures[f"shap_waterfall_{name}.png"] = plots.waterfall(contrib, rows, labels, row)
+    return figures
 
 
 def _baselines(
@@ -231,18 +292,18 @@ def _baselines(
     features: list[str],
     split: Split,
     y: np.ndarray,
-    p_test: np.ndarray,
+    r_test: np.ndarray,
     config: TrainConfig,
 ) -> tuple[pd.DataFrame, str]:
     test = frame[split.test]
     yt = y[split.test]
-    rule = one_rule_score(test, config.task)
+    rule = get_task(config.task).baseline(test)
     logit = logistic_regression(features).fit(
         as_logit_input(frame[split.train], features), y[split.train]
     )
     p_logit = logit.predict_proba(as_logit_input(test, features))[:, 1]
     rows = []
-    for name, p in (("lightgbm", p_test), ("one_rule", rule), ("logistic_regression", p_logit)):
+    for name, p in (("lightgbm", r_test), ("one_rule", rule), ("logistic_regression", p_logit)):
         rows.append(
             {"model": name, "auroc": auroc(yt, p), "precision_top10": top_k(yt, p, 0.10)[0]}
         )
@@ -266,7 +327,12 @@ def _baselines(
 
 
 def _fit_cv(
-    config: TrainConfig, X: pd.DataFrame, y: np.ndarray, split: Split, folds: list[Split]
+    config: TrainConfig,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    split: Split,
+    folds: list[Split],
+    raw: Callable[[lgb.Booster, np.ndarray], np.ndarray],
 ) -> tuple[lgb.Booster, np.ndarray, np.ndarray, pd.DataFrame]:
     """Early-stop on each fold, refit on the whole development set with the median rounds.
 
@@ -278,7 +344,7 @@ def _fit_cv(
     rows, rounds = [], []
     for k, fold in enumerate(folds, 1):
         model = _fit(config, X, y, fold, constrained=True)
-        oof[fold.valid] = model.predict(X[fold.valid], raw_score=True)
+        oof[fold.valid] = raw(model, fold.valid)
         rounds.append(model.best_iteration or model.num_trees())
         rows.append(
             {
@@ -295,13 +361,22 @@ def _fit_cv(
 
 
 def _rolling(
-    config: TrainConfig, frame: pd.DataFrame, X: pd.DataFrame, y: np.ndarray, booster: lgb.Booster
+    config: TrainConfig,
+    frame: pd.DataFrame,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    booster: lgb.Booster,
+    raw: Callable[[lgb.Booster, np.ndarray], np.ndarray],
 ) -> pd.DataFrame:
     """Retrain at each earlier origin with the chosen number of rounds; AUROC on its period."""
     rounds = booster.best_iteration or booster.num_trees()
     rows = []
     for start, split in rolling_splits(
-        frame["as_of"], config.valid_start, config.test_start, config.rolling_test_starts
+        frame["as_of"],
+        config.valid_start,
+        config.test_start,
+        config.rolling_test_starts,
+        config.label_days,
     ):
         fit_mask = split.train | split.valid
         ok = fit_mask.sum() and split.test.sum() and 0 < y[split.test].sum() < split.test.sum()
@@ -322,7 +397,7 @@ def _rolling(
                 "test_start": str(start),
                 "train_rows": int(fit_mask.sum()),
                 "test_rows": int(split.test.sum()),
-                "auroc": auroc(y[split.test], model.predict(X[split.test], raw_score=True)),
+                "auroc": auroc(y[split.test], raw(model, split.test)),
             }
         )
     return pd.DataFrame(rows)
@@ -342,6 +417,7 @@ def data_fingerprint(store: Store) -> dict[str, Any]:
             files[p.name] = h.hexdigest()
     lo, hi = store.con.execute("SELECT min(event_time), max(event_time) FROM events").fetchall()[0]
     return {
+        "contract": contract_digest(),
         "files_sha256": files,
         "persons": store.report.persons,
         "events": store.report.events,

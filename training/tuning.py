@@ -10,25 +10,39 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from features.spec import FEATURE_NAMES
 from training.config import TrainConfig
 from training.metrics import auroc
-from training.splits import temporal_split
+from training.splits import Split, cv_split, temporal_split
+
+
+def _search_splits(frame: pd.DataFrame, y: np.ndarray, config: TrainConfig) -> list[Split]:
+    """What a trial is scored on, by the configured split mode: the validation period, or
+    the cross-validation folds of the development set (the test set is never seen)."""
+    if config.split_mode == "cv":
+        _, folds = cv_split(
+            frame["person_id"], y, config.cv_folds, config.test_share, config.split_seed
+        )
+        return folds
+    return [
+        temporal_split(frame["as_of"], config.valid_start, config.test_start, config.label_days)
+    ]
 
 
 def tune(
     frame: pd.DataFrame,
     config: TrainConfig,
     trials: int,
+    raw: Callable[[Any, np.ndarray], np.ndarray],
     on_trial: Callable[[int, dict[str, Any], float], None] | None = None,
     seed: int = 0,
 ) -> TrainConfig:
-    """Search on the training part, scored by validation AUROC; returns the tuned config."""
+    """Search scored by validation AUROC (mean over folds in cv mode); returns the tuned
+    config. `raw(booster, rows)` scores rows through the deployed model's path."""
     from training.trainer import _fit  # the same fit as the final model
 
-    X = frame[list(FEATURE_NAMES)]
+    X = frame[config.model_features()]
     y = frame["label"].to_numpy().astype(int)
-    split = temporal_split(frame["as_of"], config.valid_start, config.test_start)
+    splits = _search_splits(frame, y, config)
 
     def objective(trial: optuna.Trial) -> float:
         params = {
@@ -41,10 +55,13 @@ def tune(
             "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
         }
         trial_config = dataclasses.replace(config, lightgbm=params)
-        booster = _fit(trial_config, X, y, split, constrained=True)
-        score = auroc(y[split.valid], booster.predict(X[split.valid], raw_score=True))
+        scores = []
+        for split in splits:
+            booster = _fit(trial_config, X, y, split, constrained=True)
+            scores.append(auroc(y[split.valid], raw(booster, split.valid)))
+        score = float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
         if on_trial:
-            on_trial(trial.number, params, score)
+            on_trial(trial.number, trial.params, score)
         return score if np.isfinite(score) else 0.0
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

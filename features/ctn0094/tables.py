@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.store import DataError
+from features.errors import InputError
 
 ENV_VAR = "SUNSHINE_CTN_DIR"
 # ../shared beside the working directory, or beside any folder holding this checkout
@@ -48,7 +48,7 @@ def find_data_dir(given: Path | None = None) -> Path:
         if (d / "everybody.rda").exists():
             return d.resolve()
     where = str(given) if given is not None else ", ".join(str(d) for d in DEFAULT_DIRS)
-    raise DataError(
+    raise InputError(
         f"no CTN-0094 data at {where}: pass --data-dir or set ${ENV_VAR} to the folder of .rda "
         "files of the public.ctn0094data and public.ctn0094extra R packages"
     )
@@ -62,11 +62,11 @@ def read_tables(data_dir: Path) -> dict[str, pd.DataFrame]:
     for name in TABLES:
         path = data_dir / f"{name}.rda"
         if not path.exists():
-            raise DataError(f"{path}: missing; the adapter needs the table {name}")
+            raise InputError(f"{path}: missing; the adapter needs the table {name}")
         try:
             frame = pyreadr.read_r(str(path))[name]
         except (pyreadr.custom_errors.PyreadrError, KeyError) as exc:
-            raise DataError(
+            raise InputError(
                 f"{path}: not a readable R data file with table {name} ({exc})"
             ) from None
         for col in frame.columns:
