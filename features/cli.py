@@ -105,7 +105,20 @@ def show_frame(frame: pd.DataFrame, fmt: str, title: str) -> None:
         )
         sys.stdout.write("\n")
     elif fmt == "table":
-        console.print(frame_table(title, frame))
+        cells = [[cell(v) for v in row] for row in frame.itertuples(index=False)]
+        widths = [
+            max([len(str(c))] + [len(r[i]) for r in cells]) for i, c in enumerate(frame.columns)
+        ]
+        if sum(widths) + 3 * len(widths) + 1 <= console.width:
+            console.print(frame_table(title, frame))
+            return
+        # too wide for the terminal: one block per row, a field a line, nothing cut short
+        console.print(title, style="bold", highlight=False)
+        name_width = max((len(str(c)) for c in frame.columns), default=0)
+        for n, row in enumerate(cells, 1):
+            console.print(f"-- {n} --", highlight=False)
+            for c, v in zip(frame.columns, row, strict=True):
+                console.print(f"{str(c):<{name_width}}  {v}", highlight=False, soft_wrap=True)
     else:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.spec import FEATURES_BY_NAME, Feature, with_inputs
 from training.calibration import Calibrator
-from training.explain import Factor, TopK, contributions, threads_for, top_k
+from training.explain import TopK, contributions, threads_for, top_k
 
 BOOSTER_FILE = "booster.txt"
 META_FILE = "risk_model.json"
@@ -54,11 +54,6 @@ class Scored:
         """The reasons as arrays, picked when first read (batch scoring reads them in its
         writer thread, off the thread that runs TreeSHAP)."""
         return None if self.reasons_from is None else top_k(*self.reasons_from)
-
-    @functools.cached_property
-    def factors(self) -> list[list[Factor]] | None:
-        """The reasons as objects, for the API; batch scoring reads `top` directly."""
-        return None if self.top is None else self.top.factors()
 
 
 @dataclass

@@ -27,15 +27,15 @@ class User:
     districts: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
 
-    def may_read(self, district: str | None, task: str) -> bool:
-        """Whether this user may see a person's risk for the task."""
+    def may_read(self, district: str | None) -> bool:
+        """Whether this user may see a person of this district at all."""
         if self.role == "analyst":
             return True
-        if self.role != "caseworker":
-            return False
-        if task == "youth_uptake" and "youth" not in self.scopes:
-            return False
-        return district is not None and district in self.districts
+        return self.role == "caseworker" and district is not None and district in self.districts
+
+    def has_scope(self, scope: str | None) -> bool:
+        """Whether this user may see a task that needs `scope` (analysts see every task)."""
+        return scope is None or self.role == "analyst" or scope in self.scopes
 
 
 @dataclass

@@ -29,19 +29,16 @@ from features.builder import FeatureBuilder
 from features.errors import InputError
 from features.io import atomic_path
 from features.labels import cohort_mask
-from features.spec import FEATURES_BY_NAME
 from features.store import Store
+from features.tasks import SupportOption, get_task
 from models.deployable import RiskModel, Scored
+from serving import reasons
 from serving.roster_io import read_chunks, write_output
 from serving.roster_job import RosterJob
-from serving.scoring import Intervention, Support, support_for
+from serving.scoring import NOT_IN_COHORT, Support, out_of_cohort_warning
 from training.explain import TopK
 
 HIST_BINS = 40
-EFFECT = {
-    "en": {"raises": "raises", "lowers": "lowers"},
-    "zh": {"raises": "升高", "lowers": "降低"},
-}
 RESULT_COLUMNS = (
     "probability",
     "tier",
@@ -50,6 +47,7 @@ RESULT_COLUMNS = (
     "support",
     "model_name",
     "model_version",
+    "in_cohort",
     "status",
     "error",
     "warning",
@@ -102,7 +100,7 @@ def file_sha256(path: Path) -> str:
 
 
 def count_rows(path: Path) -> int | None:
-    """For the progress bar's ETA only."""
+    """For the progress bar's total and ETA only."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return pq.ParquetFile(path).metadata.num_rows
@@ -111,7 +109,17 @@ def count_rows(path: Path) -> int | None:
             return max(
                 0, sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b"")) - 1
             )
-    return None
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True)
+    try:
+        sheet = book.worksheets[0]
+        rows = sheet.max_row  # from the sheet's stored dimensions, when it has them
+        if rows is None:
+            rows = sum(1 for _ in sheet.iter_rows(values_only=True))
+        return max(0, rows - 1)
+    finally:
+        book.close()
 
 
 def _pieces(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -150,10 +158,11 @@ class RosterScorer:
         store: Store,
         model: RiskModel,
         facts: dict,
-        interventions: list[Intervention],
+        options: tuple[SupportOption, ...],
     ) -> None:
         self.job, self.store, self.model, self.facts = job, store, model, facts
-        self.interventions = interventions
+        self.options = options
+        self.task = get_task(job.task)
         self.as_of = job.as_of or store.reference_date
         # only what the model's trees use: the rest cannot change a score or a reason
         self.builder = FeatureBuilder(store, model.needed_features(), con=store.cursor())
@@ -173,6 +182,7 @@ class RosterScorer:
             "lang": j.lang,
             "explain": j.explain,
             "chunk_rows": j.chunk_rows,
+            "include_out_of_cohort": j.include_out_of_cohort,
         }
 
     def prepare_parts(self) -> None:
@@ -308,11 +318,22 @@ class RosterScorer:
         ):
             first = seen.setdefault(key, row)
             if first != row:
-                error[i] = f"duplicate of row {first} (scored there)"
+                error[i] = f"duplicate of row {first} (answered there)"
             else:
                 good.append(i)
         out["status"][error != ""] = "error"
-        rows = np.asarray(good, dtype=np.int64)
+        good = np.asarray(good, dtype=np.int64)
+        member = self._members(d.iloc[good].to_numpy(), where[good])
+        out["in_cohort"][good] = member
+        for i in good[~member].tolist():
+            if self.job.include_out_of_cohort:
+                out["warning"][i] = out_of_cohort_warning(self.task, d.iat[i])
+            else:
+                out["status"][i] = NOT_IN_COHORT
+                out["warning"][i] = self.task.not_in_cohort(self.job.lang)
+        if not self.job.include_out_of_cohort:
+            good = good[member]
+        rows = good
         spine = pd.DataFrame(
             {"person_id": pid.iloc[rows].to_numpy(), "as_of": d.iloc[rows].to_numpy()}
         )
@@ -356,18 +377,15 @@ class RosterScorer:
     def _write_part(self, part: Path, pending: _Pending, scores: tuple | None) -> Summary:
         """Stage three, in the writer: scores and readable reasons into the part file."""
         t = time.perf_counter()
-        out, good, spine = pending.out, pending.rows, pending.spine
-        at = pending.where[good]  # the scored rows' places in the persons table
-        for day in spine["as_of"].unique():
-            outside = good[(spine["as_of"] == day).to_numpy() & ~self._cohort(day)[at]]
-            out["warning"][outside] = f"not in the {self.job.task} cohort on {day}; scored anyway"
+        out = pending.out
+        good = pending.rows
         if scores is not None:
             scored, explained, rows = scores
             out["probability"][good] = scored.probability
             out["tier"][good] = scored.tier
             out["percentile"][good] = scored.percentile
             if explained is not None:
-                support = support_for(explained.top, self.interventions)
+                support = Support(explained.top, self.options)
                 self._fill_reasons(out, good[rows], explained.top, support)
         result = pending.chunk.reset_index(drop=True).copy()
         for c in RESULT_COLUMNS:
@@ -383,29 +401,31 @@ class RosterScorer:
     def _fill_reasons(self, out: dict, rows: np.ndarray, top: TopK, support: Support) -> None:
         """Whole columns at once: a per-row loop over reason objects cost as much as TreeSHAP."""
         lang = self.job.lang
-        specs = [FEATURES_BY_NAME[n] for n in top.names]
-        labels = np.array([f.label_zh if lang == "zh" else f.label_en for f in specs], object)
         shown = top.shown
         for k in range(min(3, top.position.shape[1])):
             hide = ~shown[:, k]
-            label = labels[top.position[:, k]]
-            value = top.column_values(k)
-            number = np.array([isinstance(v, float) for v in value.tolist()], bool)
-            value[number] = [f"{v:.4g}" for v in value[number].tolist()]
-            effect = np.where(
-                top.contribution[:, k] > 0, EFFECT[lang]["raises"], EFFECT[lang]["lowers"]
-            ).astype(object)
-            for column in (label, value, effect):
+            columns = (
+                reasons.labels(top, k, lang),
+                reasons.display_values(top, k),
+                reasons.directions(top, k, lang),
+            )
+            for name, column in zip(("", "_value", "_effect"), columns, strict=True):
                 column[hide] = None
-            out[f"factor_{k + 1}"][rows] = label
-            out[f"factor_{k + 1}_value"][rows] = value
-            out[f"factor_{k + 1}_effect"][rows] = effect
+                out[f"factor_{k + 1}{name}"][rows] = column
         out["support"][rows] = support.joined(lang)
+
+    def _members(self, days: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """Whether each row's person is in the task's cohort on the row's as_of."""
+        member = np.zeros(len(days), bool)
+        for day in pd.unique(days):
+            on_day = days == day
+            member[on_day] = self._cohort(day)[where[on_day]]
+        return member
 
     def _cohort(self, d: dt.date) -> np.ndarray:
         """Cohort membership on a date, as a mask over the persons table."""
         if d not in self.cohorts:
-            self.cohorts[d] = cohort_mask(self.store, self.job.task, d)
+            self.cohorts[d] = cohort_mask(self.store, self.task, d)
         return self.cohorts[d]
 
     # -- the manager's summary ---------------------------------------------------------------

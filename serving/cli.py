@@ -6,6 +6,7 @@ LightGBM, MLflow and the training stack are imported inside the commands that us
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Annotated
@@ -45,7 +46,7 @@ def serve(
         DEFAULT_AUDIT_DB
     ),
     interventions: Annotated[
-        Path | None, typer.Option(help="YAML mapping factors to support options")
+        Path | None, typer.Option(help="YAML: each task's support options")
     ] = None,
     lenient: features_cli.LenientOpt = False,
 ) -> None:
@@ -57,6 +58,8 @@ def serve(
     from serving.state import build_state, load_champions
     from training.tracking import configure
 
+    options = load_interventions(interventions)
+    sock = listen(host, port)  # before the slow start, so a taken port fails at once
     configure()
     loaded = load_champions()
     store = Store(data, lenient=lenient)
@@ -72,10 +75,31 @@ def serve(
             "and an admin calls POST /v1/admin/reload",
             style="yellow",
         )
-    api = create_app(state, tokens, AuditLog(audit_db), load_interventions(interventions))
+    api = create_app(state, tokens, AuditLog(audit_db), options)
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
-    features_cli.console.print(f"serving {versions} on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(api, host=host, port=port, log_level="warning", workers=1)
+
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # only now does a connection get an answer
+                features_cli.console.print(
+                    f"serving {versions} on http://{host}:{port} (docs at /docs)"
+                )
+
+    Announcing(uvicorn.Config(api, log_level="warning", workers=1)).run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, or a one-paragraph error when the address cannot be had."""
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise InputError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}. Another program (or another "
+            "`sunshine serve`) may be using the port: stop it, or pick another with --port."
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @tokens_app.command("create")
@@ -105,13 +129,14 @@ def audit_cmd(
     audit_db: Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")] = Path(
         DEFAULT_AUDIT_DB
     ),
+    fmt: features_cli.FormatOpt = "table",
 ) -> None:
     """Query the audit trail of risk requests and score calls."""
     if not audit_db.exists():
         raise InputError(f"{audit_db}: no audit log yet")
     day = features_cli.parse_date(since, "--since") if since else None
     rows = AuditLog(audit_db).query(person, user, day)
-    features_cli.console.print(features_cli.frame_table(f"audit: {len(rows)} entries", rows))
+    features_cli.show_frame(rows, fmt, f"audit: {len(rows)} entries")
 
 
 @app.command()
@@ -171,26 +196,35 @@ def score_roster(
     fail_on_error: Annotated[bool, typer.Option(help="exit 1 if any row is an error")] = False,
     chunk_rows: Annotated[int, typer.Option(help="rows per chunk", min=100)] = 50_000,
     interventions: Annotated[Path | None, typer.Option(help="support options YAML")] = None,
+    include_out_of_cohort: Annotated[
+        bool,
+        typer.Option(help="also score persons outside the task's cohort (with a warning)"),
+    ] = False,
 ) -> None:
-    """Score a whole roster: one output row per input row, with reasons and support options."""
+    """Score a whole roster: one output row per input row, with reasons and support options.
+    A person outside the task's cohort on as_of is not scored (status not_in_cohort) unless
+    --include-out-of-cohort."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from features.tasks import get_task
     from serving.roster_job import RosterJob
+    from serving.scoring import load_interventions
 
     get_task(task)
     day = features_cli.parse_date(as_of, "--as-of") if as_of else None
-    job = RosterJob(roster, task, out, day, lang, explain, resume, chunk_rows)
+    job = RosterJob(
+        roster, task, out, day, lang, explain, resume, chunk_rows, include_out_of_cohort
+    )
+    options = load_interventions(interventions)[task]
 
     from models.registry import load_model
     from serving.batch import RosterScorer, count_rows, log_batch_run
-    from serving.scoring import load_interventions
     from training.tracking import configure
 
     configure()
     model, facts = load_model(task, alias=alias, version=model_version)
     store = Store(data)
-    scorer = RosterScorer(job, store, model, facts, load_interventions(interventions))
+    scorer = RosterScorer(job, store, model, facts, options)
     console = features_cli.console
     with Progress(
         TextColumn("scoring"),

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from features.errors import InputError
+from serving.reasons import LANGS
 from serving.roster_io import check_format, check_roster
 
 EXPLAIN_MODES = ("top3", "top", "none")
-LANGS = ("en", "zh")
 
 
 @dataclass
@@ -23,6 +23,7 @@ class RosterJob:
     explain: str = "top3"
     resume: bool = False
     chunk_rows: int = 50_000
+    include_out_of_cohort: bool = False
 
     def __post_init__(self) -> None:
         """Settings and the roster's header are checked when the job is made, before the

@@ -1,9 +1,15 @@
-"""The one scoring path the API and the batch scorer share: model output in readable form."""
+"""The one scoring path the API and the batch scorer share: model output in readable form,
+the support each task may suggest, and the cohort policy.
+
+Cohort policy: a person outside the task's cohort on as_of is not scored by default (the model
+knows nothing about such people: a young person with no drug record has no relapse risk to
+speak of). The API answers 409 and a roster row gets the status `not_in_cohort`, both saying
+why in the person's terms. An analyst may ask for the score anyway; the answer then says
+`in_cohort: false` and carries a warning.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -12,53 +18,65 @@ import pandas as pd
 import yaml
 
 from features.errors import ConfigError
+from features.tasks import SupportOption, Task, get_task, task_names
 from models.deployable import RiskModel, Scored
-from training.explain import Factor, TopK
+from serving.reasons import factors
+from training.explain import TopK
 
 DEFAULT_TOP = 5
+NOT_IN_COHORT = "not_in_cohort"
+
+Interventions = dict[str, tuple[SupportOption, ...]]
 
 
-@dataclass(frozen=True)
-class Intervention:
-    match: tuple[str, ...]
-    en: str
-    zh: str
-
-
-def load_interventions(path: Path | None = None) -> list[Intervention]:
-    text = (
-        Path(path).read_text(encoding="utf-8")
-        if path
-        else resources.files("serving").joinpath("interventions.yaml").read_text(encoding="utf-8")
-    )
+def load_interventions(path: Path | None = None) -> Interventions:
+    """Each task's support options: the task's own declaration, or a YAML file that maps a
+    task name to its list of `{match: [...], en: ..., zh: ...}` (tasks it leaves out keep
+    their declared options)."""
+    options = {name: get_task(name).support for name in task_names()}
+    if path is None:
+        return options
     try:
-        entries = yaml.safe_load(text) or []
-        return [Intervention(tuple(e["match"]), e["en"], e["zh"]) for e in entries]
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        for task, entries in raw.items():
+            get_task(task)
+            options[task] = tuple(
+                SupportOption(tuple(e["match"]), e["en"], e["zh"]) for e in entries
+            )
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read interventions ({exc.strerror})") from None
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(
-            f"{path or 'interventions.yaml'}: not a valid interventions file ({exc})"
+            f"{path}: not a valid interventions file: a task name, then a list of "
+            f"{{match, en, zh}} ({exc})"
         ) from None
+    return options
 
 
-def suggest(raising: tuple[str, ...], interventions: list[Intervention]) -> list[dict[str, str]]:
+def suggest(raising: tuple[str, ...], options: tuple[SupportOption, ...]) -> list[dict[str, str]]:
     """Support options for the features that raise a person's risk, most important first."""
     out: list[dict[str, str]] = []
     seen: set[str] = set()
     for feature in raising:
-        for iv in interventions:
+        for iv in options:
             if feature.startswith(iv.match) and iv.en not in seen:
                 seen.add(iv.en)
                 out.append({"en": iv.en, "zh": iv.zh, "because": feature})
     return out
 
 
-@dataclass(frozen=True)
 class Support:
     """Suggested support for a batch: rows share few distinct sets of raising features, so
     each set's options are looked up once (`options`) and rows point at theirs (`index`)."""
 
-    options: list[list[dict[str, str]]]
-    index: np.ndarray
+    def __init__(self, top: TopK, options: tuple[SupportOption, ...]) -> None:
+        # each row's raising features as positions + 1, 0 where a reason does not raise risk
+        raising = np.where(top.contribution > 0, top.position + 1, 0)
+        keys, index = np.unique(raising, axis=0, return_inverse=True)
+        self.options = [
+            suggest(tuple(top.names[d - 1] for d in key if d), options) for key in keys.tolist()
+        ]
+        self.index = index.reshape(-1)
 
     def per_row(self) -> list[list[dict[str, str]]]:
         return [self.options[i] for i in self.index.tolist()]
@@ -69,46 +87,34 @@ class Support:
         return texts[self.index]
 
 
-def support_for(top: TopK, interventions: list[Intervention]) -> Support:
-    """`suggest` for every row of a batch."""
-    # each row's raising features as positions + 1, 0 where a reason does not raise the risk
-    raising = np.where(top.contribution > 0, top.position + 1, 0)
-    keys, index = np.unique(raising, axis=0, return_inverse=True)
-    options = [
-        suggest(tuple(top.names[d - 1] for d in key if d), interventions) for key in keys.tolist()
-    ]
-    return Support(options, index.reshape(-1))
-
-
-def factor_dict(f: Factor) -> dict[str, Any]:
+def not_in_cohort(task: Task, as_of: Any) -> dict[str, Any]:
+    """The machine-readable refusal for a person outside the cohort, with the reason in
+    both languages."""
     return {
-        "feature": f.feature,
-        "label_en": f.label_en,
-        "label_zh": f.label_zh,
-        "value": f.value,
-        "contribution": f.contribution,
-        "direction": f.direction,
+        "reason": NOT_IN_COHORT,
+        "task": task.name,
+        "as_of": str(as_of),
+        "message_en": task.not_in_cohort("en"),
+        "message_zh": task.not_in_cohort("zh"),
     }
 
 
-def score_batch(
-    model: RiskModel, frame: pd.DataFrame, interventions: list[Intervention], explain: int
-) -> tuple[Scored, list[list[dict[str, str]]] | None]:
-    """The shared core: model scores (columnar) and, with explanations, support per row."""
-    scored = model.score(frame, explain=explain)
-    if scored.top is None:
-        return scored, None
-    return scored, support_for(scored.top, interventions).per_row()
+def out_of_cohort_warning(task: Task, as_of: Any) -> str:
+    return f"not in the {task.name} cohort on {as_of} ({task.not_in_cohort('en')}); scored anyway"
 
 
 def score_frame(
     model: RiskModel,
     frame: pd.DataFrame,
-    interventions: list[Intervention],
+    options: tuple[SupportOption, ...],
     explain: int = DEFAULT_TOP,
 ) -> list[dict[str, Any]]:
-    """One result per row: probability, tier, percentile and, with explain > 0, the reasons."""
-    scored, support = score_batch(model, frame, interventions, explain)
+    """One result per row: probability, tier, percentile and, with explain > 0, the reasons
+    and the support options they call for."""
+    scored: Scored = model.score(frame, explain=explain)
+    top = scored.top
+    reasons = factors(top) if top is not None else None
+    support = Support(top, options).per_row() if top is not None else None
     results = []
     for i in range(len(frame)):
         r: dict[str, Any] = {
@@ -117,9 +123,9 @@ def score_frame(
             "percentile": None if np.isnan(scored.percentile[i]) else float(scored.percentile[i]),
             "raw_score": float(scored.raw_score[i]),
         }
-        if support is not None:
+        if reasons is not None and support is not None and scored.base_value is not None:
             r["base_value"] = float(scored.base_value[i])
-            r["factors"] = [factor_dict(f) for f in scored.factors[i]]
+            r["factors"] = reasons[i]
             r["support"] = support[i]
         results.append(r)
     return results

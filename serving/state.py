@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from features.builder import FeatureBuilder
 from features.errors import RegistryError
+from features.labels import cohort_mask
 from features.store import Store
-from features.tasks import task_names
+from features.tasks import Task, task_names
 from models.deployable import RiskModel
 from models.registry import load_model
 
@@ -24,6 +27,9 @@ HAS_HISTORY = (
     "EXISTS (SELECT 1 FROM events e WHERE e.pk = p.pk "
     "AND e.event_time < $d AND e.available_time < $d)"
 )
+
+
+COHORT_CACHE = 32  # (task, as_of) cohorts kept in memory: a bit per person each
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class ServiceState:
     today: pd.DataFrame  # features of every person as of the reference date, by person_id
     degraded: str | None = None
     _local: threading.local = field(default_factory=threading.local)
+    _cohorts: OrderedDict = field(default_factory=OrderedDict)
+    _cohort_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def as_of(self) -> dt.date:
@@ -70,6 +78,19 @@ class ServiceState:
             return self.today.loc[[person_id]]
         spine = pd.DataFrame({"person_id": [person_id], "as_of": [as_of]})
         return self.builder().build(spine).set_index("person_id")
+
+    def in_cohort(self, task: Task, person_id: str, as_of: dt.date) -> bool:
+        """Whether the person is in the task's cohort on as_of. Membership is computed for
+        the whole registry once per (task, date) and kept for the most recent dates asked."""
+        key = (task.name, as_of)
+        with self._cohort_lock:
+            if key not in self._cohorts:
+                self._cohorts[key] = cohort_mask(self.store, task, as_of)
+                while len(self._cohorts) > COHORT_CACHE:
+                    self._cohorts.popitem(last=False)
+            self._cohorts.move_to_end(key)
+            mask: np.ndarray = self._cohorts[key]
+        return bool(mask[int(self.persons.at[person_id, "pk"]) - 1])
 
     def history(self, person_id: str, as_of: dt.date) -> bool:
         """Whether anything was recorded for the person before as_of."""

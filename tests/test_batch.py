@@ -20,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from servers import ServerThread
 
 from features.store import Store
+from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
@@ -38,7 +39,11 @@ def run(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     return r
 
 
-def score_roster(root: Path, roster: str, out: str, *extra: str, check: bool = True):
+def score_roster(
+    root: Path, roster: str, out: str, *extra: str, check: bool = True, everyone: bool = True
+):
+    """Score a roster; `everyone` also scores persons outside the cohort (a random sample of
+    the city is mostly outside it), as an analyst may ask."""
     return run(
         root,
         "score-roster",
@@ -49,6 +54,7 @@ def score_roster(root: Path, roster: str, out: str, *extra: str, check: bool = T
         out,
         "--data",
         "city",
+        *(["--include-out-of-cohort"] if everyone else []),
         *extra,
         check=check,
     )
@@ -90,7 +96,7 @@ def test_each_format_one_row_per_input_row_in_order(served, roster, tmp_path, sr
     errors = got.error.fillna("") if dst == "xlsx" else got.error
     assert status[3] == "error" and "unknown person NOBODY" in errors[3]
     assert status[4] == "error" and "cannot parse '31/02/2024'" in errors[4]
-    assert status[400] == "error" and errors[400] == "duplicate of row 11 (scored there)"
+    assert status[400] == "error" and errors[400] == "duplicate of row 11 (answered there)"
     ok = got[got.status == "ok"]
     assert len(ok) == len(frame) - 3
     assert pd.to_numeric(ok.probability).between(0, 1).all()
@@ -202,7 +208,7 @@ def test_roster_equals_the_api(served, roster, tmp_path):
     checked = 0
     with ServerThread(app) as server:
         for row in scored[scored.status == "ok"].head(25).itertuples():
-            params = {"task": "relapse"}
+            params = {"task": "relapse", "allow_out_of_cohort": str(not row.in_cohort).lower()}
             if row.as_of:
                 params["as_of"] = row.as_of
             api = httpx.get(
@@ -228,6 +234,36 @@ def test_roster_equals_the_api(served, roster, tmp_path):
     runs = mlflow.search_runs([exp.experiment_id])
     assert (runs["tags.kind"] == "batch-inference").all()
     assert "params.input_sha256" in runs and runs["metrics.rows"].max() >= len(frame)
+
+
+def test_persons_outside_the_cohort_are_not_scored_by_default(served, roster, tmp_path):
+    d, frame = roster
+    default, zh = tmp_path / "default.csv", tmp_path / "zh.csv"
+    score_roster(served, str(d / "roster.csv"), str(default), everyone=False)
+    score_roster(served, str(d / "roster.csv"), str(zh), "--lang", "zh", everyone=False)
+    everyone = tmp_path / "everyone.csv"
+    score_roster(served, str(d / "roster.csv"), str(everyone))
+    a, z, e = (pd.read_csv(p, encoding="utf-8-sig") for p in (default, zh, everyone))
+    outside = a.status == "not_in_cohort"
+    assert outside.sum() > 100 and (a.status == "ok").sum() > 0
+    assert a[outside].probability.isna().all() and a[outside].tier.isna().all()
+    assert (a[outside].in_cohort == False).all()  # noqa: E712
+    assert (a[outside].warning == get_task("relapse").not_in_cohort("en")).all()
+    assert z[outside].warning.str.startswith("不在社区康复期").all()
+    # asked to include them: the same rows are scored, in_cohort false, with a warning
+    assert (e[outside].status == "ok").all() and e[outside].probability.notna().all()
+    assert e[outside].warning.str.contains("scored anyway").all()
+    inside = a.status == "ok"
+    assert (a[inside].in_cohort == True).all()  # noqa: E712
+    assert (a[inside].probability == e[inside].probability).all()
+
+
+def test_progress_total_counts_the_rows_of_every_format(roster):
+    from serving.batch import count_rows
+
+    d, frame = roster
+    for suffix in ("csv", "parquet", "xlsx"):
+        assert count_rows(d / f"roster.{suffix}") == len(frame), suffix
 
 
 def test_unusable_roster_is_a_clear_error(served, tmp_path):

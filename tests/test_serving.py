@@ -22,6 +22,7 @@ from conftest import use_mlflow
 from servers import ServerThread, free_port, server_process
 
 from features.store import Store
+from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
@@ -64,14 +65,24 @@ def post(svc, path, who=None, json=None, headers=None, **kw):
     )
 
 
-def person_in(svc, district, youth=False):
+def members(svc, district=None, task="relapse", n=None):
+    """Persons (of a district) in the task's cohort on the reference date."""
     state = svc["state"]
     persons = state.persons
-    ids = persons.index[persons.district == district]
-    if youth:
-        young = state.today.loc[ids, "age_years"].between(12, 24)
-        ids = ids[young.to_numpy()]
-    return ids[0]
+    ids = persons.index if district is None else persons.index[persons.district == district]
+    declared = get_task(task)
+    inside = [p for p in ids if state.in_cohort(declared, p, state.as_of)]
+    return inside if n is None else inside[:n]
+
+
+def person_in(svc, district, youth=False):
+    return members(svc, district, "youth_uptake" if youth else "relapse")[0]
+
+
+def outsider(svc, district, task="relapse"):
+    state = svc["state"]
+    ids = state.persons.index[state.persons.district == district]
+    return next(p for p in ids if not state.in_cohort(get_task(task), p, state.as_of))
 
 
 def test_risk_response_has_every_part(service):
@@ -94,7 +105,7 @@ def test_risk_response_has_every_part(service):
 def test_base_value_plus_contributions_is_the_raw_score(service):
     state = service["state"]
     model = state.loaded.models["relapse"][0]
-    for pid in state.persons.index[:6]:
+    for pid in members(service, n=6):
         body = get(
             service, f"/v1/persons/{pid}/risk", "analyst", task="relapse", explain=300
         ).json()
@@ -115,6 +126,7 @@ def test_as_of_in_the_past_uses_only_earlier_events(service):
         task="relapse",
         as_of="2021-01-01",
         explain=300,
+        allow_out_of_cohort="true",
     ).json()
     assert past["as_of"] == "2021-01-01"
     state = service["state"]
@@ -122,7 +134,8 @@ def test_as_of_in_the_past_uses_only_earlier_events(service):
         pd.DataFrame({"person_id": [pid], "as_of": [dt.date(2021, 1, 1)]})
     )
     model = state.loaded.models["relapse"][0]
-    assert past["probability"] == pytest.approx(float(model.predict(built)[0]), abs=1e-12)
+    expected = float(model.score(built).probability[0])
+    assert past["probability"] == pytest.approx(expected, abs=1e-12)
     assert now["request_id"] != past["request_id"]
 
 
@@ -133,7 +146,7 @@ def test_as_of_in_the_past_uses_only_earlier_events(service):
         ("bogus", "risk", "get", 401),
         ("cw_huaxi", "risk", "get", 200),
         ("cw_huaxi", "risk_other_district", "get", 404),
-        ("cw_huaxi", "youth_risk", "get", 404),  # no youth scope
+        ("cw_huaxi", "youth_risk", "get", 403),  # no youth scope
         ("cw_youth", "youth_risk", "get", 200),
         ("analyst", "risk_other_district", "get", 200),
         ("admin", "risk", "get", 404),
@@ -226,7 +239,7 @@ def test_score_feature_records_and_their_errors(service):
     assert r.json()["results"][0]["probability"] == pytest.approx(direct["probability"], abs=1e-9)
     assert r.json()["results"][0]["id"] == "a" and r.json()["results"][0]["history"] == "features"
 
-    bad = dict(feats, age_years="old", district="atlantis")
+    bad = dict(feats, years_since_registration="old", primary_substance="atlantis")
     missing = {k: v for k, v in feats.items() if k != "employed_now"}
     unknown = dict(feats, ethnicity="han")
     r = post(
@@ -241,8 +254,8 @@ def test_score_feature_records_and_their_errors(service):
     r = post(service, "/v1/score/relapse", "analyst", {"records": [{"features": bad}]})
     assert r.status_code == 422
     assert {(p["record"], p["field"]) for p in r.json()["detail"]} == {
-        (0, "age_years"),
-        (0, "district"),
+        (0, "years_since_registration"),
+        (0, "primary_substance"),
     }
 
 
@@ -253,11 +266,7 @@ def test_score_person_with_events_equals_the_store_path(service):
     # a person in huaxi with a real history, all of it recorded before the reference date
     late = set(events.person_id[events.recorded_time >= pd.Timestamp("2026-06-30")])
     counts = events.person_id.value_counts()
-    pid = next(
-        p
-        for p in persons.index[persons.district == "huaxi"]
-        if p not in late and counts.get(p, 0) >= 10
-    )
+    pid = next(p for p in members(service, "huaxi") if p not in late and counts.get(p, 0) >= 10)
     mine = events[events.person_id == pid]
     p = persons.loc[pid]
 
@@ -297,7 +306,14 @@ def test_score_person_with_events_equals_the_store_path(service):
     direct = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse").json()
     assert ours[0]["probability"] == pytest.approx(direct["probability"], abs=1e-9)
     assert [f["feature"] for f in ours[0]["factors"]] == [f["feature"] for f in direct["factors"]]
-    assert ours[1]["history"] == "none"  # attributes alone still give a score
+    assert ours[0]["status"] == "ok" and ours[0]["in_cohort"] is True
+    # attributes alone, no discharge: outside the relapse cohort, so not scored
+    assert ours[1]["history"] == "none" and ours[1]["status"] == "not_in_cohort"
+    assert ours[1]["probability"] is None and ours[1]["in_cohort"] is False
+    assert ours[1]["reason"]["message_en"].startswith("not in community follow-up")
+    anyway = post(service, "/v1/score/relapse?allow_out_of_cohort=true", "analyst", body).json()
+    assert anyway["results"][1]["status"] == "ok" and anyway["results"][1]["probability"] > 0
+    assert "scored anyway" in anyway["results"][1]["warning"]
     bad = {
         "records": [
             {
@@ -474,7 +490,7 @@ def test_sunshine_serve_process_over_a_socket(served_registry, tmp_path):
         pid = pd.read_parquet(root / "city" / "persons.parquet").person_id.iloc[0]
         r = httpx.get(
             f"{url}/v1/persons/{pid}/risk",
-            params={"task": "relapse"},
+            params={"task": "relapse", "allow_out_of_cohort": "true"},
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
@@ -486,6 +502,45 @@ def test_sunshine_serve_process_over_a_socket(served_registry, tmp_path):
         env={**env, "COLUMNS": "200"},
     )
     assert audit.returncode == 0 and pid in audit.stdout
+    # piped at 80 columns: every format shows whole identifiers, and no "nan" for empty cells
+    for fmt in ("table", "csv", "json"):
+        out = subprocess.run(
+            [sunshine, "audit", "--audit-db", str(tmp_path / "audit.db"), "--format", fmt],
+            capture_output=True,
+            text=True,
+            env={**env, "COLUMNS": "80"},
+        )
+        assert out.returncode == 0, out.stderr
+        assert "nan" not in out.stdout and "…" not in out.stdout
+        assert pid in out.stdout and "/v1/persons/{person_id}/risk" in out.stdout
+    rows = json.loads(
+        subprocess.run(
+            [sunshine, "audit", "--audit-db", str(tmp_path / "audit.db"), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+    )
+    assert rows[0]["person_id"] == pid and rows[0]["tier"] in ("low", "medium", "high")
+
+
+def test_serve_on_a_taken_port_is_a_short_error(served_registry, tmp_path):
+    import socket
+
+    sunshine = str(Path(sys.executable).with_name("sunshine"))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sunshine, "serve", "--data", str(served_registry / "city"), "--port", str(port)],
+            cwd=served_registry,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+            timeout=60,
+        )
+    assert r.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "--port" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout and "serving" not in r.stdout
 
 
 def test_serve_without_champion_says_how_to_get_one(tmp_path, served):
@@ -532,7 +587,7 @@ def test_serve_with_one_champion_answers_503_for_the_other_until_reload(tmp_path
                 pid = pd.read_parquet(root / "city" / "persons.parquet").person_id.iloc[0]
 
                 def risk(task: str) -> httpx.Response:
-                    params = {"task": task}
+                    params = {"task": task, "allow_out_of_cohort": "true"}
                     path = f"{url}/v1/persons/{pid}/risk"
                     return httpx.get(path, params=params, headers=analyst, timeout=30)
 
@@ -554,3 +609,62 @@ def test_serve_with_one_champion_answers_503_for_the_other_until_reload(tmp_path
                 assert "without_champion" not in httpx.get(f"{url}/readyz").json()
     finally:
         use_mlflow(served)
+
+
+def test_a_person_outside_the_cohort_is_not_scored_unless_an_analyst_asks(service):
+    young = outsider(service, "huaxi")  # in huaxi, not in community follow-up
+    r = get(service, f"/v1/persons/{young}/risk", "cw_huaxi", task="relapse")
+    assert r.status_code == 409
+    detail = r.json()["detail"]
+    assert detail["reason"] == "not_in_cohort" and detail["task"] == "relapse"
+    assert detail["message_en"] == (
+        "not in community follow-up: no discharge from residential rehab in the 365 days "
+        "before as_of"
+    )
+    assert detail["message_zh"].startswith("不在社区康复期")
+    r = get(
+        service, f"/v1/persons/{young}/risk", "cw_huaxi", task="relapse", allow_out_of_cohort="true"
+    )
+    assert r.status_code == 403 and "only analysts" in r.json()["detail"]
+    r = get(
+        service, f"/v1/persons/{young}/risk", "analyst", task="relapse", allow_out_of_cohort="true"
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["in_cohort"] is False and "scored anyway" in body["warning"]
+    inside = get(service, f"/v1/persons/{person_in(service, 'huaxi')}/risk", "analyst")
+    assert inside.json()["in_cohort"] is True and inside.json()["warning"] is None
+    # refused requests are audited too, with their status
+    rows = AuditLog(service["audit"]).query(person=young)
+    assert 409 in set(rows.status)
+
+
+def test_missing_scope_is_403_for_every_person_alike(service):
+    youth = person_in(service, "huaxi", youth=True)
+    answers = [
+        get(service, f"/v1/persons/{pid}/risk", "cw_huaxi", task="youth_uptake")
+        for pid in (youth, person_in(service, "yunyan", youth=True), "P9999999")
+    ]
+    assert {r.status_code for r in answers} == {403}
+    assert len({r.json()["detail"] for r in answers}) == 1
+    assert "needs the scope 'youth'" in answers[0].json()["detail"]
+
+
+def test_support_options_belong_to_the_task(service):
+    relapse_only = {o.en for o in get_task("relapse").support} - {
+        o.en for o in get_task("youth_uptake").support
+    }
+    youth_only = {o.en for o in get_task("youth_uptake").support} - {
+        o.en for o in get_task("relapse").support
+    }
+    assert "School prevention programme" in youth_only
+    assert "Relapse-prevention counselling" in relapse_only
+    offered = {"relapse": set(), "youth_uptake": set()}
+    for task in offered:
+        for pid in members(service, "huaxi", task, n=25):
+            body = get(service, f"/v1/persons/{pid}/risk", "cw_youth", task=task, explain=20)
+            assert body.status_code == 200, body.text
+            offered[task] |= {s["en"] for s in body.json()["support"]}
+    assert offered["relapse"] and offered["youth_uptake"]
+    assert not offered["relapse"] & youth_only
+    assert not offered["youth_uptake"] & relapse_only

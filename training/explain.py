@@ -16,19 +16,6 @@ import pandas as pd
 from features.spec import FEATURES_BY_NAME
 
 
-@dataclass(frozen=True)
-class Factor:
-    feature: str
-    label_en: str
-    label_zh: str
-    value: float | str | None
-    contribution: float
-
-    @property
-    def direction(self) -> str:
-        return "raises" if self.contribution > 0 else "lowers"
-
-
 def contributions(booster: lgb.Booster, X: pd.DataFrame | np.ndarray) -> np.ndarray:
     """(n, features + 1): per-feature contributions, then the base value, in log-odds."""
     return np.asarray(booster.predict(X, pred_contrib=True, num_threads=threads_for(len(X))))
@@ -72,22 +59,6 @@ class TopK:
             if f.categorical:
                 m = (pos == j) & ~np.isnan(val)
                 out[m] = np.asarray(f.categories, object)[val[m].astype(int)]
-        return out
-
-    def factors(self) -> list[list[Factor]]:
-        specs = [FEATURES_BY_NAME[n] for n in self.names]
-        values = np.column_stack([self.column_values(k) for k in range(self.position.shape[1])])
-        out = []
-        for cols, contribs, vals in zip(
-            self.position.tolist(), self.contribution.tolist(), values.tolist(), strict=True
-        ):
-            out.append(
-                [
-                    Factor(specs[j].name, specs[j].label_en, specs[j].label_zh, v, c)
-                    for j, c, v in zip(cols, contribs, vals, strict=True)
-                    if c != 0
-                ]
-            )
         return out
 
 

@@ -1,0 +1,83 @@
+"""What every route depends on: the service's parts, the caller's identity and role, the
+task asked for, and the audit entries a route leaves for the middleware to write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from features.tasks import Task, get_task, task_names
+from serving.audit import AuditLog, Entry
+from serving.auth import TokenStore, User
+from serving.metrics import Metrics
+from serving.scoring import Interventions
+from serving.state import ServiceState
+
+
+@dataclass
+class Services:
+    state: ServiceState
+    tokens: TokenStore
+    audit: AuditLog
+    interventions: Interventions
+    metrics: Metrics
+
+
+def error(status: int, detail: Any) -> HTTPException:
+    return HTTPException(status_code=status, detail=detail)
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def current_user(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    user = svc.tokens.authenticate(cred.credentials) if cred else None
+    if user is None:
+        raise HTTPException(
+            401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    request.state.user = user
+    return user
+
+
+def require(*roles: str):
+    def dep(user: Annotated[User, Depends(current_user)]) -> User:
+        if user.role not in roles:
+            raise error(403, f"role {user.role} may not use this endpoint")
+        return user
+
+    return dep
+
+
+def task_of(task: str) -> Task:
+    """The task named in the path or query; 404 with the allowed ones when unknown."""
+    if task not in task_names():
+        raise error(404, {"message": f"unknown task {task!r}", "allowed": list(task_names())})
+    return get_task(task)
+
+
+def scored_entry(
+    request: Request, person_id: str | None, task: str, facts: dict, result: dict
+) -> Entry:
+    """The audit entry of one scored person; the middleware adds who, where and the status."""
+    return Entry(
+        "",
+        request.state.request_id,
+        200,
+        person_id=person_id,
+        task=task,
+        model_version=str(facts["version"]),
+        probability=result.get("probability"),
+        tier=result.get("tier"),
+    )

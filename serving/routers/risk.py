@@ -1,0 +1,99 @@
+"""A person's risk from the event store: `GET /v1/persons/{person_id}/risk`.
+
+Access is decided before anything about the person is looked at, so no answer tells a caller
+more than their role allows: a task's scope is checked for every person alike (403), and a
+person outside a caseworker's districts gets the same 404 as an unknown one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+
+from features.errors import RegistryError
+from features.tasks import Task
+from serving.auth import User
+from serving.deps import Services, current_user, error, scored_entry, services, task_of
+from serving.schemas import MAX_FACTORS, ModelRef, RiskResponse
+from serving.scoring import DEFAULT_TOP, not_in_cohort, out_of_cohort_warning, score_frame
+
+PERSON_ID = re.compile(r"[A-Za-z0-9_\-.\u4e00-\u9fff]{1,64}")
+
+router = APIRouter(tags=["risk"])
+
+
+def model_ref(facts: dict) -> ModelRef:
+    return ModelRef(name=facts["name"], version=str(facts["version"]), run_id=facts["run_id"])
+
+
+def champion(svc: Services, task: Task):
+    try:
+        return svc.state.loaded.model(task.name)
+    except RegistryError as exc:
+        raise error(503, str(exc)) from None
+
+
+@router.get(
+    "/v1/persons/{person_id}/risk",
+    response_model=RiskResponse,
+    responses={
+        403: {"description": "the task needs a scope the caller lacks"},
+        404: {"description": "unknown task, or unknown or not visible person"},
+        409: {"description": "the person is not in the task's cohort on as_of"},
+    },
+)
+def person_risk(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    user: Annotated[User, Depends(current_user)],
+    person_id: Annotated[str, PathParam(max_length=64)],
+    task_name: Annotated[str, Query(alias="task", description="the task")] = "relapse",
+    as_of: Annotated[
+        dt.date | None, Query(description="default: the data's reference date")
+    ] = None,
+    explain: Annotated[int, Query(ge=0, le=MAX_FACTORS, description="top factors")] = DEFAULT_TOP,
+    allow_out_of_cohort: Annotated[
+        bool, Query(description="analysts: score a person outside the cohort anyway")
+    ] = False,
+) -> RiskResponse:
+    """A person's risk, its reasons and suggested support, from the event store."""
+    state = svc.state
+    task = task_of(task_name)
+    if not user.has_scope(task.scope):
+        raise error(403, f"task {task.name} needs the scope {task.scope!r}")
+    if allow_out_of_cohort and user.role != "analyst":
+        raise error(403, "only analysts may ask for a score outside the task's cohort")
+    if not PERSON_ID.fullmatch(person_id):
+        raise error(422, [{"field": "person_id", "reason": "malformed person id"}])
+    as_of = as_of or state.as_of
+    if as_of > state.as_of:
+        raise error(
+            422, [{"field": "as_of", "reason": f"after the data's reference date {state.as_of}"}]
+        )
+    if person_id not in state.persons.index or not user.may_read(
+        state.persons.at[person_id, "district"]
+    ):
+        raise error(404, f"no person {person_id}")
+    model, facts = champion(svc, task)
+    member = state.in_cohort(task, person_id, as_of)
+    if not member and not allow_out_of_cohort:
+        raise error(409, not_in_cohort(task, as_of))
+    frame = state.features(person_id, as_of)
+    result = score_frame(model, frame, svc.interventions[task.name], explain)[0]
+    svc.metrics.scores.labels(task.name).observe(result["probability"])
+    request.state.audit = [scored_entry(request, person_id, task.name, facts, result)]
+    return RiskResponse(
+        person_id=person_id,
+        task=task.name,
+        as_of=as_of,
+        in_cohort=member,
+        warning=None if member else out_of_cohort_warning(task, as_of),
+        history="events" if state.history(person_id, as_of) else "none",
+        model=model_ref(facts),
+        request_id=request.state.request_id,
+        **result,
+    )

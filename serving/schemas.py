@@ -1,0 +1,237 @@
+"""Request and response bodies of the risk API.
+
+What a client sends about a person and their events is generated from the data contract's
+own columns (`features.contract`), so the API accepts exactly what a registry extract holds
+and a new contract column reaches the API without a hand-kept copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from features.contract import EVENT_COLUMNS, PERSON_COLUMNS, Column
+
+MAX_FACTORS = 300  # enough for every feature: base_value + all contributions = raw_score
+# never sent to the API: the person is known by the record, and protected attributes are
+# for audits of the registry only
+_NOT_SENT = {"ethnicity"}
+_PY_TYPES: dict[str, type] = {"VARCHAR": str, "DATE": str, "TIMESTAMP": str, "DOUBLE": float}
+
+
+def _from_contract(name: str, columns: tuple[Column, ...], skip: set[str]) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for c in columns:
+        if c.name in skip:
+            continue
+        kind = _PY_TYPES[c.sql_type]
+        if c.required:
+            fields[c.name] = (kind, Field(description=c.description, max_length=200))
+        else:
+            limit = {} if kind is float else {"max_length": 200}
+            fields[c.name] = (kind | None, Field(None, description=c.description, **limit))
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+PersonIn = _from_contract("PersonIn", PERSON_COLUMNS, _NOT_SENT)
+EventIn = _from_contract("EventIn", EVENT_COLUMNS, {"person_id"})
+
+RISK_EXAMPLE = {
+    "person_id": "P0000042",
+    "task": "relapse",
+    "as_of": "2026-06-30",
+    "in_cohort": True,
+    "warning": None,
+    "probability": 0.41,
+    "tier": "high",
+    "percentile": 93.2,
+    "raw_score": -0.37,
+    "base_value": -0.62,
+    "history": "events",
+    "factors": [
+        {
+            "feature": "checkin_missed__count_90d",
+            "label_en": "check-ins missed, last 90 days",
+            "label_zh": "未按时报到次数(近90天)",
+            "value": 3.0,
+            "contribution": 0.31,
+            "direction": "raises",
+        }
+    ],
+    "support": [
+        {
+            "en": "Social-worker home visit",
+            "zh": "禁毒社工上门走访",
+            "because": "checkin_missed__count_90d",
+        }
+    ],
+    "model": {"name": "sunshine-relapse", "version": "3", "run_id": "8f1c..."},
+    "request_id": "2f6b3c0e9d6f4b7a8e1d2c3b4a5f6e7d",
+}
+
+
+class Factor(BaseModel):
+    feature: str
+    label_en: str
+    label_zh: str
+    value: float | str | None
+    contribution: float = Field(description="log-odds contribution of this feature")
+    direction: str = Field(description="raises or lowers the risk")
+
+
+class Support(BaseModel):
+    en: str
+    zh: str
+    because: str
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    run_id: str
+
+
+class RiskResult(BaseModel):
+    probability: float = Field(description="calibrated probability of the outcome")
+    tier: str = Field(description="low, medium or high, by the reference cohort's capacity shares")
+    percentile: float | None = Field(description="percent of the reference cohort scoring lower")
+    raw_score: float = Field(description="log-odds score: base_value + sum of all contributions")
+    base_value: float | None = None
+    factors: list[Factor] | None = None
+    support: list[Support] | None = None
+
+
+class RiskResponse(RiskResult):
+    model_config = ConfigDict(json_schema_extra={"examples": [RISK_EXAMPLE]})
+    person_id: str
+    task: str
+    as_of: dt.date
+    in_cohort: bool = Field(description="false only when an analyst asked for it anyway")
+    warning: str | None = None
+    history: str = Field(description="'none' when nothing was recorded before as_of")
+    model: ModelRef
+    request_id: str
+
+
+class RecordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, description="the caller's own reference, echoed back")
+    features: dict[str, float | str | None] | None = Field(
+        None, description="every model feature by name (null = not observed)"
+    )
+    person: PersonIn | None = None  # type: ignore[valid-type]
+    events: list[EventIn] | None = None  # type: ignore[valid-type]
+    as_of: dt.date | None = None
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "records": [
+                        {
+                            "id": "roster-17",
+                            "person": {
+                                "person_id": "X1",
+                                "birth_date": "1990-05-01",
+                                "sex": "M",
+                                "district": "huaxi",
+                            },
+                            "events": [
+                                {
+                                    "event_time": "2026-01-10 09:00",
+                                    "event_type": "rehab_discharge",
+                                    "detail": "compulsory_isolation",
+                                },
+                                {"event_time": "2026-03-02 10:00", "event_type": "checkin_missed"},
+                            ],
+                            "as_of": "2026-06-30",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+    records: list[RecordIn]
+
+
+class ScoredRecord(BaseModel):
+    record: int
+    id: str | None = None
+    history: str
+    status: str = Field(description="ok, or not_in_cohort (then no score unless asked for)")
+    in_cohort: bool | None = Field(description="null for records sent as feature values")
+    warning: str | None = None
+    reason: dict[str, str] | None = Field(None, description="why a record was not scored")
+    probability: float | None = None
+    tier: str | None = None
+    percentile: float | None = None
+    raw_score: float | None = None
+    base_value: float | None = None
+    factors: list[Factor] | None = None
+    support: list[Support] | None = None
+
+
+class ScoreResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "relapse",
+                    "model": RISK_EXAMPLE["model"],
+                    "results": [
+                        {
+                            "record": 0,
+                            "id": "roster-17",
+                            "history": "events",
+                            "status": "ok",
+                            **{
+                                k: RISK_EXAMPLE[k]
+                                for k in (
+                                    "in_cohort",
+                                    "probability",
+                                    "tier",
+                                    "percentile",
+                                    "raw_score",
+                                    "base_value",
+                                    "factors",
+                                    "support",
+                                )
+                            },
+                        }
+                    ],
+                    "request_id": RISK_EXAMPLE["request_id"],
+                }
+            ]
+        }
+    )
+    task: str
+    model: ModelRef
+    results: list[ScoredRecord]
+    request_id: str
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "relapse",
+                    "name": "sunshine-relapse",
+                    "version": "3",
+                    "run_id": "8f1c...",
+                    "trained_at": "2026-11-29T01:00:00+00:00",
+                    "test_metrics": {"auroc": 0.72, "ece": 0.02},
+                }
+            ]
+        }
+    )
+    task: str
+    name: str
+    version: str
+    run_id: str
+    trained_at: str | None
+    test_metrics: dict[str, float]
