@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import statistics
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -66,3 +68,12 @@ def interleave(names: list[str], repeats: int, one: Callable[[str], dict]) -> di
         for n in names:
             out[n].append(one(n))
     return out
+
+
+def arguments(persons: int, work: str, repeats: int = 3) -> argparse.ArgumentParser:
+    """The options every benchmark over a synthetic city takes."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--persons", type=int, default=persons)
+    ap.add_argument("--repeats", type=int, default=repeats, help="runs; medians reported")
+    ap.add_argument("--work", type=Path, default=Path(work))
+    return ap

@@ -10,7 +10,6 @@ writes its tables to Parquet; the builder also pivots them into the wide, model-
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import statistics
@@ -20,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Meter, interleave, medians, report, run_child  # noqa: E402
+from common import Meter, arguments, interleave, medians, report, run_child  # noqa: E402
 
 from features.builder import FeatureBuilder  # noqa: E402
 from features.store import Store  # noqa: E402
@@ -119,11 +118,8 @@ def child(competitor: str, data: Path, out: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--persons", type=int, default=1_000_000)
+    ap = arguments(persons=1_000_000, work="bench-out")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--work", type=Path, default=Path("bench-out"))
     ap.add_argument("--child", nargs=3, metavar=("COMPETITOR", "DATA", "OUT"))
     args = ap.parse_args()
     if args.child:

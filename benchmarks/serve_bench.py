@@ -10,7 +10,6 @@ alternately, run by run, and medians are reported.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import json
 import os
@@ -25,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import arguments  # noqa: E402
 from servers import free_port, server_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -70,11 +71,8 @@ def load(send, n: int, clients: int) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--persons", type=int, default=20_000)
+    ap = arguments(persons=20_000, work="bench-out/serve")
     ap.add_argument("--requests", type=int, default=1500)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--work", type=Path, default=Path("bench-out/serve"))
     args = ap.parse_args()
     work = args.work.resolve()
     prepare(work, args.persons)

@@ -91,7 +91,7 @@ def child_pyfunc(path: Path) -> None:
         with mlflow.start_run():
             log_and_register(result.model, result.example, "card")
         pyfunc = mlflow.pyfunc.load_model("models:/sunshine-relapse@challenger")
-        split = temporal_split(frame["as_of"], cfg.valid_start, cfg.test_start)
+        split = temporal_split(frame["as_of"], *cfg.split_dates())
         rows = frame.loc[split.test, result.features]
         rows = rows.astype({c: object for c in ("primary_substance",)})
         times = []
@@ -119,7 +119,7 @@ def child_sizes(path: Path) -> None:
     cfg = load_config("relapse")
     X = frame[cfg.model_features()]
     y = frame["label"].to_numpy()
-    split = temporal_split(frame["as_of"], cfg.valid_start, cfg.test_start)
+    split = temporal_split(frame["as_of"], *cfg.split_dates())
     fit = split.train | split.valid
     sample = X[split.test].head(5000)
     rows = []

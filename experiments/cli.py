@@ -30,9 +30,14 @@ def ctn0094_cmd(
     work_dir: Annotated[
         Path, typer.Option(help="where the adapted registry and labels are written")
     ] = Path("bench-out/ctn0094"),
-    report: Annotated[Path, typer.Option(help="the Markdown report")] = Path(
-        "docs/benchmarks/ctn0094.md"
-    ),
+    report: Annotated[
+        Path | None,
+        typer.Option(help="the Markdown report (default bench-out/ctn0094/ctn0094.md)"),
+    ] = None,
+    write_docs: Annotated[
+        bool,
+        typer.Option(help="write the report to docs/benchmarks/ctn0094.md, the tracked copy"),
+    ] = False,
     sample: Annotated[
         int | None,
         typer.Option(help="a random subset of this many participants, for a quick run", min=200),
@@ -40,10 +45,12 @@ def ctn0094_cmd(
 ) -> None:
     """Return to opioid use on the public CTN-0094 trials, against Luo et al. (2024)."""
     from experiments import ctn0094
-    from features.ctn0094.tables import find_data_dir
+    from features.adapters.ctn0094.tables import find_data_dir
     from training.tracking import configure
 
     source = find_data_dir(data_dir)
+    if report is None:
+        report = ctn0094.DEFAULT_REPORT if write_docs else work_dir / "ctn0094.md"
     configure()
     points = ctn0094.run(source, work_dir, report, sample)
     for p in points:

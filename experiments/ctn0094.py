@@ -5,7 +5,8 @@ It adapts the trials into a registry folder, computes the outcome from that fold
 tests, validates it against the CTN-0094 team's derived weekly pattern, then trains each
 prediction point through the same `run_training` path as `sunshine train --labels`, logging to
 the MLflow experiment `ctn0094` without registering anything (trial models must never become
-the programme's champions). The report goes to docs/benchmarks/ctn0094.md.
+the programme's champions). The report goes beside the work files, or with --write-docs to
+the tracked docs/benchmarks/ctn0094.md.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features.ctn0094 import outcome
-from features.ctn0094.adapter import Trial, convert, subset, write_dataset
-from features.ctn0094.tables import read_tables
+from features.adapters.ctn0094 import outcome
+from features.adapters.ctn0094.adapter import Trial, convert, subset, write_dataset
+from features.adapters.ctn0094.tables import read_tables
 from features.io import atomic_path
 from features.store import Store
 from models.training_run import run_training

@@ -61,11 +61,14 @@ class FeatureBuilder:
         self.scatter: dict[str, np.ndarray] = {}
         valued_types: set[str] = set()
         for f in self.features:
+            if f.event_type is None:
+                continue  # static, domain and ratio features are built apart
             if f.kind == "window":
-                col = f"{f.agg}_{_suffix(f.window)}"
+                agg = str(f.agg)
+                col = f"{agg}_{_suffix(f.window)}"
                 cond = "" if f.window is None else f" FILTER (WHERE d <= {f.window})"
-                expr = {"count": "count(*)", "mean": "avg(value)", "max": "max(value)"}[f.agg]
-                (counts if f.agg == "count" else values)[col] = expr + cond
+                expr = {"count": "count(*)", "mean": "avg(value)", "max": "max(value)"}[agg]
+                (counts if agg == "count" else values)[col] = expr + cond
             elif f.kind == "last":
                 col = "last"
                 values[col] = "arg_max(value, (event_time, value)) FILTER (WHERE value IS NOT NULL)"
@@ -106,12 +109,15 @@ class FeatureBuilder:
         """Stream features to Parquet, atomically, in person order; returns the row count.
 
         Rows come out grouped by person (person_id order), each person's rows in spine order,
-        so memory stays bounded by one chunk whatever the spine's size.
+        so memory stays bounded by one chunk whatever the spine's size. Categories are written
+        as plain strings: a file is read by other programs (and by MLflow's schema check,
+        which refuses pandas categories), not only by this builder.
         """
         rows = 0
         with atomic_path(Path(out)) as tmp:
             writer = None
-            for table, _ in self.iter_chunks(spine, chunk_rows):
+            for chunk, _ in self.iter_chunks(spine, chunk_rows):
+                table = _plain_categories(chunk)
                 if writer is None:
                     # min/max statistics help readers filter on the spine's columns; on the
                     # hundreds of feature columns they only cost write time
@@ -120,7 +126,7 @@ class FeatureBuilder:
                 writer.write_table(table)
                 rows += table.num_rows
             if writer is None:
-                pq.write_table(self._empty(spine), tmp)
+                pq.write_table(_plain_categories(self._empty(spine)), tmp)
             else:
                 writer.close()
         return rows
@@ -222,8 +228,9 @@ class FeatureBuilder:
             ).to_arrow_table()
             self._put(wide, local, res, [self.features[self.col["longest_negative_run"]]])
         for f in self.ratios:
-            num = wide[:, self.col[f.ratio[0]]]
-            den = num + wide[:, self.col[f.ratio[1]]]
+            numerator, other = f.ratio or ("", "")
+            num = wide[:, self.col[numerator]]
+            den = num + wide[:, self.col[other]]
             with np.errstate(invalid="ignore", divide="ignore"):
                 wide[:, self.col[f.name]] = np.where(den > 0, num / den, np.nan)
         statics = con.sql(
@@ -261,6 +268,13 @@ class FeatureBuilder:
             kind = pa.dictionary(pa.int8(), pa.string()) if f.categorical else pa.float32()
             fields.append(pa.field(f.name, kind))
         return pa.schema(fields).empty_table()
+
+
+def _plain_categories(table: pa.Table) -> pa.Table:
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.string()))
+    return table
 
 
 def _column(table: pa.Table, key: str | int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 
@@ -34,7 +34,8 @@ def atomic_path(final: Path) -> Iterator[Path]:
 
 
 def write_table(table: pa.Table | pd.DataFrame, path: Path) -> None:
-    """Write Parquet or CSV (chosen by extension) atomically."""
+    """Write Parquet or CSV (chosen by extension) atomically. A CSV keeps a float a float
+    ("3.0", not "3"), so a reader gets back the types that were written."""
     path = Path(path)
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
@@ -42,6 +43,15 @@ def write_table(table: pa.Table | pd.DataFrame, path: Path) -> None:
         if path.suffix == ".parquet":
             pq.write_table(table, tmp)
         elif path.suffix == ".csv":
-            pacsv.write_csv(table, tmp)
+            table.to_pandas().to_csv(tmp, index=False)
         else:
             raise ValueError(f"{path}: unsupported output format (use .parquet or .csv)")
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in 1 MiB blocks so a large file never sits in memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

@@ -107,19 +107,23 @@ class RiskModel:
                 X[:, idx[name]] = num.to_numpy(np.float32, na_value=np.nan)
         for name in present:
             spec = FEATURES_BY_NAME[name]
-            if not spec.categorical:
+            if spec.categories is None:
                 continue
+            categories = spec.categories
             col = frame[name]
             if not (
                 isinstance(col.dtype, pd.CategoricalDtype)
-                and tuple(col.cat.categories) == spec.categories
+                and tuple(col.cat.categories) == categories
             ):
                 values = col.astype(object).where(col.notna(), None)
-                for i in np.flatnonzero((~values.isin([*spec.categories, None])).to_numpy()):
+                bad = (~values.isin([*categories, None])).to_numpy()
+                for i in np.flatnonzero(bad):
                     problems.append(
-                        (int(i), name, f"{values.iat[i]!r} is not one of {list(spec.categories)}")
+                        (int(i), name, f"{values.iat[i]!r} is not one of {list(categories)}")
                     )
-                col = pd.Series(pd.Categorical(values, categories=spec.categories))
+                # reported above; dropped here, since pandas refuses unknown categories
+                values = values.where(~bad, None)
+                col = pd.Series(pd.Categorical(values, categories=categories))
             codes = col.cat.codes.to_numpy().astype(np.float32)
             codes[codes < 0] = np.nan
             X[:, idx[name]] = codes

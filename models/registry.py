@@ -13,7 +13,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, Schema, TensorSpec
 
 import features
 import models
@@ -45,7 +45,7 @@ def model_name(task: str) -> str:
 
 def signature(model: RiskModel) -> ModelSignature:
     """Every feature optional (missing means nothing was observed); numbers as doubles."""
-    cols = [
+    cols: list[ColSpec | TensorSpec] = [
         ColSpec("string" if FEATURES_BY_NAME[f].categorical else "double", f, required=False)
         for f in model.features
     ]
@@ -66,7 +66,7 @@ def log_and_register(model: RiskModel, example: pd.DataFrame, card: str) -> int:
     """Log the pyfunc into the active run, register it and make it the challenger."""
     name = model_name(model.task)
     inputs = _input_example(model, example)
-    code = [str(Path(p.__file__).parent) for p in (features, training, models)]
+    code = [str(Path(str(p.__file__)).parent) for p in (features, training, models)]
     with tempfile.TemporaryDirectory() as tmp:
         model.save(Path(tmp) / "risk_model")
         (Path(tmp) / "risk_model" / "model_card.md").write_text(card, encoding="utf-8")
@@ -101,7 +101,7 @@ class VersionFacts:
 
 def _facts(client: MlflowClient, name: str, version: str) -> VersionFacts:
     mv = client.get_model_version(name, version)
-    run = client.get_run(mv.run_id)
+    run = client.get_run(str(mv.run_id))
     return VersionFacts(str(version), run.data.metrics, run.data.tags)
 
 
@@ -265,7 +265,7 @@ def list_versions(tasks: list[str]) -> pd.DataFrame:
         for alias, v in registered.aliases.items():
             aliases.setdefault(str(v), []).append(alias)
         for mv in sorted(versions, key=lambda v: int(v.version)):
-            m = client.get_run(mv.run_id).data.metrics
+            m = client.get_run(str(mv.run_id)).data.metrics
             rows.append(
                 {
                     "model": name,

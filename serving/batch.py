@@ -9,7 +9,6 @@ file an uninterrupted run would give.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import itertools
 import json
 import shutil
@@ -27,7 +26,7 @@ import pyarrow.parquet as pq
 
 from features.builder import FeatureBuilder
 from features.errors import InputError
-from features.io import atomic_path
+from features.io import atomic_path, file_sha256
 from features.labels import cohort_mask
 from features.store import Store
 from features.tasks import SupportOption, get_task
@@ -89,14 +88,6 @@ class Summary:
             histogram=np.histogram(ok.probability.dropna(), bins=HIST_BINS, range=(0, 1))[0],
             factors=Counter(reasons.value_counts().to_dict()),
         )
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def count_rows(path: Path) -> int | None:
@@ -480,22 +471,6 @@ def histogram_svg(counts: np.ndarray, width: int = 480, height: int = 200) -> st
     )
 
 
-def histogram_figure(counts: np.ndarray):
-    """The same histogram as a matplotlib figure, for the MLflow run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
-    edges = np.linspace(0, 1, len(counts) + 1)
-    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#d98c1f")
-    ax.set_xlabel("probability")
-    ax.set_ylabel("persons")
-    fig.tight_layout()
-    return fig
-
-
 def log_batch_run(scorer: RosterScorer, summary: Summary) -> str:
     """A batch-inference run in MLflow: model, input hash, counts, tiers, score histogram."""
     import mlflow
@@ -522,6 +497,6 @@ def log_batch_run(scorer: RosterScorer, summary: Summary) -> str:
         metrics |= {f"rows_{k}": v for k, v in summary.status.items()}
         metrics |= {f"tier_{k}": v for k, v in summary.tiers.items()}
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        mlflow.log_figure(histogram_figure(summary.histogram), "score_histogram.png")
+        mlflow.log_text(histogram_svg(summary.histogram), "score_histogram.html")
         mlflow.log_artifact(str(job.out.with_suffix(".html")))
         return run.info.run_id

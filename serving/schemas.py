@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.config import JsonDict
 
 from features.contract import EVENT_COLUMNS, PERSON_COLUMNS, Column
 
@@ -27,18 +28,18 @@ def _from_contract(name: str, columns: tuple[Column, ...], skip: set[str]) -> ty
         if c.name in skip:
             continue
         kind = _PY_TYPES[c.sql_type]
+        limit = None if kind is float else 200  # what is received is bounded
         if c.required:
-            fields[c.name] = (kind, Field(description=c.description, max_length=200))
+            fields[c.name] = (kind, Field(description=c.description, max_length=limit))
         else:
-            limit = {} if kind is float else {"max_length": 200}
-            fields[c.name] = (kind | None, Field(None, description=c.description, **limit))
+            fields[c.name] = (kind | None, Field(None, description=c.description, max_length=limit))
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 PersonIn = _from_contract("PersonIn", PERSON_COLUMNS, _NOT_SENT)
 EventIn = _from_contract("EventIn", EVENT_COLUMNS, {"person_id"})
 
-RISK_EXAMPLE = {
+RISK_EXAMPLE: JsonDict = {
     "person_id": "P0000042",
     "task": "relapse",
     "as_of": "2026-06-30",

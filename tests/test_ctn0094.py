@@ -11,10 +11,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from features.adapters.ctn0094 import outcome
+from features.adapters.ctn0094.adapter import DAY_ZERO, convert, subset, write_dataset
+from features.adapters.ctn0094.tables import find_data_dir, read_tables
 from features.builder import FeatureBuilder
-from features.ctn0094 import outcome
-from features.ctn0094.adapter import DAY_ZERO, convert, subset, write_dataset
-from features.ctn0094.tables import find_data_dir, read_tables
 from features.errors import SunshineError
 from features.store import Store
 from serving.cli import app
@@ -190,20 +190,15 @@ def test_week3_features_ignore_events_after_day_21(trial, tmp_path):
 def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
-    report = tmp_path / "ctn0094.md"
+    (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
+    tracked = tmp_path / "docs" / "benchmarks" / "ctn0094.md"
+    tracked.write_text("the tracked copy")
     result = CliRunner().invoke(
-        app,
-        [
-            "experiment",
-            "ctn0094",
-            "--data-dir",
-            str(DATA),
-            "--sample",
-            "600",
-            "--report",
-            str(report),
-        ],
+        app, ["experiment", "ctn0094", "--data-dir", str(DATA), "--sample", "600"]
     )
+    # without --write-docs the tracked report is left alone: a clean clone stays clean
+    assert tracked.read_text() == "the tracked copy"
+    report = tmp_path / "bench-out" / "ctn0094" / "ctn0094.md"
     assert result.exit_code == 0, result.output
     assert "at treatment entry: test AUROC" in result.output
     text = report.read_text(encoding="utf-8")
@@ -214,11 +209,11 @@ def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
     client = MlflowClient()
     exp = client.get_experiment_by_name("ctn0094")
     runs = client.search_runs([exp.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == [
-        "ctn0094-report",
-        "train-relapse",
-        "train-relapse",
-    ]
+    names = sorted(r.info.run_name for r in runs)
+    assert names[0] == "ctn0094-report" and len(names) == 3
+    # training runs say what they are: task, time, config and the label file
+    assert all(n.startswith("relapse-") and "ctn0094-labels:labels-" in n for n in names[1:])
+    assert {n.rsplit("labels-", 1)[1] for n in names[1:]} == {"entry", "week3"}
     report_run = next(r for r in runs if r.info.run_name == "ctn0094-report")
     assert 0.5 < report_run.data.metrics["week3_test_auroc"] <= 1
     assert client.search_registered_models() == []  # trial models never reach the registry

@@ -668,3 +668,13 @@ def test_support_options_belong_to_the_task(service):
     assert offered["relapse"] and offered["youth_uptake"]
     assert not offered["relapse"] & youth_only
     assert not offered["youth_uptake"] & relapse_only
+
+
+def test_request_bodies_are_generated_from_the_data_contract():
+    from features.contract import EVENT_COLUMNS, PERSON_COLUMNS
+    from serving.schemas import EventIn, PersonIn
+
+    assert list(PersonIn.model_fields) == [c.name for c in PERSON_COLUMNS if c.name != "ethnicity"]
+    assert list(EventIn.model_fields) == [c.name for c in EVENT_COLUMNS if c.name != "person_id"]
+    required = {c.name for c in PERSON_COLUMNS if c.required}
+    assert {n for n, f in PersonIn.model_fields.items() if f.is_required()} == required

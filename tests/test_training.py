@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import shap
 from conftest import mlflow_workspace, use_mlflow
 from mlflow.tracking import MlflowClient
 
-from features.errors import ConfigError, SunshineError
+from features.errors import ConfigError, InputError, RegistryError, SunshineError
 from features.store import Store
 from features.tasks import get_task
 from models.registry import VersionFacts, gate, list_versions, load_model, promote
@@ -177,7 +177,7 @@ def test_promote_errors_name_the_fix(workspace, relapse_v1):
         promote("relapse", version="99")
 
 
-def test_pred_contrib_matches_shap_tree_explainer(workspace, relapse_v1):
+def test_the_matrix_path_scores_as_the_training_frame_path(workspace, relapse_v1):
     model, _ = load_model("relapse", version="1")
     store = Store(workspace / "city")
     from features.builder import build_features
@@ -190,11 +190,7 @@ def test_pred_contrib_matches_shap_tree_explainer(workspace, relapse_v1):
     assert np.array_equal(
         model.raw_score(X), model.booster.predict(frame[model.features], raw_score=True)
     )
-    ours = contributions(model.booster, X)
-    explainer = shap.TreeExplainer(model.booster)
-    theirs = explainer.shap_values(X)
-    assert np.allclose(ours[:, :-1], theirs, atol=1e-6)
-    assert np.allclose(ours[:, -1], explainer.expected_value, atol=1e-6)
+    ours = contributions(model.booster, X)  # checked against brute force in test_explain.py
     # base + contributions is the raw score the calibrator maps to a probability
     assert np.allclose(ours.sum(axis=1), model.raw_score(X), atol=1e-6)
 
@@ -358,3 +354,155 @@ def test_mlflow_models_serve_serves_the_registered_model(workspace, relapse_v1, 
         expected = model.score(pd.DataFrame([row])).probability[0]
         assert got["probability"] == pytest.approx(expected, abs=1e-9)
         assert got["tier"] in ("low", "medium", "high")
+
+
+def test_the_registered_model_accepts_the_features_file_sunshine_writes(
+    workspace, relapse_v1, tmp_path
+):
+    """`sunshine features` output, read back as any user would, goes straight into the
+    registered pyfunc (categories and all) and scores as the deployed model does."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "features.parquet"
+    sunshine = str(Path(sys.executable).with_name("sunshine"))
+    cmd = [sunshine, "features", "--data", str(workspace / "city"), "--task", "relapse"]
+    subprocess.run(
+        [*cmd, "--out", str(out), "--as-of", "2025-01-01"], check=True, capture_output=True
+    )
+    frame = pd.read_parquet(out)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/sunshine-relapse/{relapse_v1}")
+    got = pyfunc.predict(frame)
+    model, _ = load_model("relapse", version=str(relapse_v1))
+    assert got.probability.to_numpy() == pytest.approx(model.score(frame).probability, abs=1e-12)
+    csv = tmp_path / "features.csv"
+    subprocess.run(
+        [*cmd, "--out", str(csv), "--as-of", "2025-01-01"], check=True, capture_output=True
+    )
+    from_csv = pyfunc.predict(pd.read_csv(csv))
+    assert from_csv.probability.to_numpy() == pytest.approx(got.probability, abs=1e-6)
+
+
+def test_research_runs_are_logged_but_never_registered_and_figures_are_their_own(
+    workspace, relapse_v1
+):
+    import hashlib
+
+    from models.training_run import run_training
+
+    before = {
+        int(v.version) for v in MlflowClient().search_model_versions("name='sunshine-relapse'")
+    }
+    config = load_config("relapse", workspace / "relapse.yaml")
+    result, version, run_id = run_training(
+        Store(workspace / "city"), config, experiment="research-x", register_model=False
+    )
+    client = MlflowClient()
+    after = {int(v.version) for v in client.search_model_versions("name='sunshine-relapse'")}
+    assert version is None and after == before
+    run = client.get_run(run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "research-x"
+    assert re.fullmatch(r"relapse-\d{8}-\d{6}-relapse", run.info.run_name)
+    assert run.data.tags["label_definition"] == get_task("relapse").label_definition
+    assert run.data.tags["contract"].startswith("contract:")
+    # each figure is its own: different images, each with the axes it should have
+    names = ["calibration.png", "shap_beeswarm.png"]
+    names += ["shap_waterfall_highest.png", "shap_waterfall_lowest.png"]
+    digests = {
+        name: hashlib.md5(
+            Path(
+                mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name)
+            ).read_bytes()
+        ).hexdigest()
+        for name in names
+    }
+    assert len(set(digests.values())) == len(names)
+    figures = result.figures
+    calibration = figures["calibration.png"].axes
+    assert len(calibration) == 1 and calibration[0].get_xlabel() == "mean predicted probability"
+    assert "SHAP value" in figures["shap_beeswarm.png"].axes[0].get_xlabel()
+    assert len(figures["shap_beeswarm.png"].axes) == 2  # the plot and its colour bar
+    for name in names[2:]:
+        labels = [t.get_text() for t in figures[name].axes[0].get_yticklabels()]
+        assert any("=" in label for label in labels)  # feature = value, as waterfalls show
+    # every figure was closed once logged: pyplot holds none of them
+    import matplotlib.pyplot as plt
+
+    assert not set(plt.get_fignums()) & {f.number for f in figures.values()}
+
+
+def test_rollback_brings_back_a_former_champion_without_the_gate(workspace, relapse_v1):
+    from models.registry import rollback
+
+    client = MlflowClient()
+    former = promote("relapse", version=str(relapse_v1), force=True, reason="setup")
+    assert load_model("relapse")[1]["version"] == str(relapse_v1) or not former.promoted
+    newer = train_task(workspace / "city", "relapse", workspace / "relapse.yaml")
+    promote("relapse", version=str(newer), force=True, reason="the new one")
+    assert load_model("relapse")[1]["version"] == str(newer)
+    with pytest.raises(InputError, match="needs --reason"):
+        rollback("relapse", " ")
+    # make the former champion look far worse: a rollback does not ask the gate
+    with mlflow.start_run(
+        run_id=client.get_model_version("sunshine-relapse", str(relapse_v1)).run_id
+    ):
+        mlflow.log_metric("test_auroc", 0.01)
+    back = rollback("relapse", "the new model misranks Huaxi")
+    assert back.version == str(relapse_v1) and back.previous == str(newer)
+    assert load_model("relapse")[1]["version"] == str(relapse_v1)
+    tags = client.get_model_version("sunshine-relapse", str(relapse_v1)).tags
+    assert tags["rolled_back_from"] == str(newer)
+    assert tags["rollback_reason"] == "the new model misranks Huaxi"
+    never = train_task(workspace / "city", "relapse", workspace / "relapse.yaml")
+    with pytest.raises(RegistryError, match="was never a champion"):
+        rollback("relapse", "why not", to=str(never))
+    again = rollback("relapse", "back to the new one", to=str(newer))
+    assert again.version == str(newer)
+
+
+def test_tune_uses_the_cv_split_and_prints_its_trials(workspace, relapse_v1, tmp_path, capsys):
+    persons = pd.read_parquet(workspace / "city" / "persons.parquet")
+    rng = np.random.default_rng(4)
+    sample = persons.sample(900, random_state=1)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame(
+        {
+            "person_id": sample.person_id,
+            "as_of": "2025-01-01",
+            "label": (rng.random(len(sample)) < 0.3).astype(int),
+        }
+    ).to_csv(labels, index=False)
+    config = tmp_path / "cv.yaml"
+    config.write_text(
+        "task: relapse\nsplit: {mode: cv, folds: 3, test_share: 0.2}\n"
+        "lightgbm: {num_leaves: 7, n_estimators: 30, early_stopping_rounds: 10}\n"
+    )
+    version = train_task(workspace / "city", "relapse", config, labels=labels, tune=2)
+    out = capsys.readouterr().out
+    assert "tuning: 2 trials on the cv split" in out
+    assert out.count("validation AUROC") == 2 and "chosen parameters:" in out
+    parent = MlflowClient().get_model_version("sunshine-relapse", str(version)).run_id
+    exp = MlflowClient().get_run(parent).info.experiment_id
+    trials = mlflow.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(trials) == 2
+
+
+@pytest.mark.parametrize(
+    ("call", "kind"),
+    [
+        (lambda root: get_task("burglary"), "InputError"),
+        (lambda root: load_config("relapse", root / "missing.yaml"), "ConfigError"),
+        (lambda root: promote("youth_uptake", version="42"), "RegistryError"),
+        (lambda root: Store(root / "broken"), "ContractError"),
+    ],
+)
+def test_errors_say_what_kind_of_thing_went_wrong(workspace, relapse_v1, tmp_path, call, kind):
+    import features.errors as errors
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "persons.csv").write_text("person_id,birth_date\nP1,not-a-date\n")
+    (broken / "dataset.json").write_text('{"reference_date": "2026-06-30"}')
+    with pytest.raises(errors.SunshineError) as info:
+        call(tmp_path)
+    assert type(info.value).__name__ == kind

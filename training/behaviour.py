@@ -11,7 +11,7 @@ A failed check blocks promotion unless forced with a reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from features.tasks import Task
 Scorer = Callable[[pd.DataFrame], np.ndarray]
 
 
-def _with(template: pd.DataFrame, values: dict[str, float]) -> pd.DataFrame:
+def _with(template: pd.DataFrame, values: Mapping[str, float]) -> pd.DataFrame:
     out = template.copy()
     for k, v in values.items():
         if k in out:

@@ -69,5 +69,5 @@ def choose_calibrator(
             cal = fit_calibrator(method, raw[fit_idx], y[fit_idx])
             errs.append(np.mean((cal.transform(raw[eval_idx]) - y[eval_idx]) ** 2))
         scores[method] = float(np.mean(errs))
-    best = min(scores, key=scores.get)
+    best = min(scores, key=lambda m: scores[m])
     return fit_calibrator(best, raw, y), scores

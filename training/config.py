@@ -56,7 +56,21 @@ class TrainConfig:
 
     def as_of_dates(self) -> list[dt.date]:
         """The task's cadence from first to last, inclusive."""
-        return cadence_dates(self.as_of_first, self.as_of_last, self.cadence_months)
+        first, last = self._dates(self.as_of_first, self.as_of_last, "as_of.first", "as_of.last")
+        return cadence_dates(first, last, self.cadence_months)
+
+    def split_dates(self) -> tuple[dt.date, dt.date]:
+        """(valid_start, test_start) of a temporal split."""
+        return self._dates(
+            self.valid_start, self.test_start, "split.valid_start", "split.test_start"
+        )
+
+    def _dates(
+        self, a: dt.date | None, b: dt.date | None, name_a: str, name_b: str
+    ) -> tuple[dt.date, dt.date]:
+        if a is None or b is None:
+            raise ConfigError(f"{self.source}: {name_a} and {name_b} are needed here")
+        return a, b
 
     def model_features(self) -> list[str]:
         """The spec's features less every protected attribute's, unless allowed with a reason:
@@ -139,10 +153,13 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
         raise ConfigError(f"{source}: missing or malformed setting {exc}") from None
     if cfg.task != task:
         raise ConfigError(f"{source}: is for task {cfg.task!r}, not {task!r}")
-    if temporal and not cfg.as_of_first <= cfg.valid_start < cfg.test_start <= cfg.as_of_last:
-        raise ConfigError(
-            f"{source}: need as_of.first <= split.valid_start < split.test_start <= as_of.last"
-        )
+    if temporal:
+        first, last = cfg._dates(cfg.as_of_first, cfg.as_of_last, "as_of.first", "as_of.last")
+        valid, test = cfg.split_dates()
+        if not first <= valid < test <= last:
+            raise ConfigError(
+                f"{source}: need as_of.first <= split.valid_start < split.test_start <= as_of.last"
+            )
     if not temporal and not (cfg.cv_folds >= 2 and 0 < cfg.test_share < 0.5):
         raise ConfigError(f"{source}: split.folds must be at least 2 and test_share in (0, 0.5)")
     unknown = sorted(set(cfg.allowed_features) - set(cfg.protected_attributes))

@@ -7,14 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-REVIEW_AFTER_DAYS = 180
+from features.tasks import get_task
 
-TASK_TEXT = {
-    "relapse": "the chance of a positive urine test or drug-use arrest within 12 months, for "
-    "persons in community follow-up discharged from residential rehab within the past year",
-    "youth_uptake": "the chance of a first drug record within 12 months, for young people aged "
-    "12-24 with no drug record",
-}
+REVIEW_AFTER_DAYS = 180
 
 
 def table_md(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -48,12 +43,22 @@ def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime
     ]
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
     top = result.importance.head(10)[["label_en", "label_zh", "mean_abs_contribution"]]
+    task = get_task(result.task)
+    allowed = result.config.allowed_features
+    protected = ", ".join(result.config.protected_attributes)
+    inputs = (
+        "".join(
+            f"\n- **{a}** is a model input, allowed because {why}" for a, why in allowed.items()
+        )
+        if allowed
+        else ""
+    )
     return f"""# Model card: sunshine-{result.task}
 
 Trained {trained_at.isoformat(timespec="seconds")}. **Next review due {review}.**
 
 ## Intended use
-Estimates {TASK_TEXT.get(result.task, result.task)}. It supports planning by trained staff, who
+Estimates {task.description_en} ({task.description_zh}). It supports planning by trained staff, who
 decide, with human review of every case, which support to offer first (social-worker visits,
 methadone follow-up, skills training, family committee, school prevention programmes).
 
@@ -64,8 +69,9 @@ decision, and never as the only basis for a decision about a person.
 - reference date {fingerprint.get("reference_date")}; events {fingerprint.get("events_from")} to
   {fingerprint.get("events_to")}; {fingerprint.get("persons"):,} persons,
   {fingerprint.get("events"):,} events; file hashes in `data_fingerprint.json`.
-- protected attributes ({", ".join(result.config.protected_attributes)}) are used for the
-  audit below only; ethnicity is never a model feature.
+- protected attributes ({protected}) are used for the audit below and are not model features,
+  except where stated here with the reason:{inputs or " none is."}
+- persons outside the task's cohort are not scored: {task.not_in_cohort_en}.
 
 {table_md(result.split_table)}
 

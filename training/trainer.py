@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from features.builder import FeatureBuilder
 from features.contract import contract_digest
 from features.errors import ConfigError
+from features.io import file_sha256
 from features.labels import build_spine, read_labels
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
@@ -190,9 +191,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
         booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds, raw)
         free = _fit(config, X, y, split, constrained=False, rounds=booster.num_trees())
     else:
-        split = temporal_split(
-            frame["as_of"], config.valid_start, config.test_start, config.label_days
-        )
+        split = temporal_split(frame["as_of"], *config.split_dates(), config.label_days)
         _check_parts(split, y, config)
         split_table = split.describe(frame["as_of"], frame["label"])
         split_table.loc[len(split_table)] = ["purged", "", "", split.purged, 0]
@@ -373,8 +372,7 @@ def _rolling(
     rows = []
     for start, split in rolling_splits(
         frame["as_of"],
-        config.valid_start,
-        config.test_start,
+        *config.split_dates(),
         config.rolling_test_starts,
         config.label_days,
     ):
@@ -405,16 +403,11 @@ def _rolling(
 
 def data_fingerprint(store: Store) -> dict[str, Any]:
     """Enough to tell whether two runs saw the same data, without copying any of it."""
-    import hashlib
-
-    files = {}
-    for p in sorted(store.data_dir.iterdir()):
-        if p.name.split(".")[0] in ("persons", "events", "dataset") and p.is_file():
-            h = hashlib.sha256()
-            with open(p, "rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    h.update(block)
-            files[p.name] = h.hexdigest()
+    files = {
+        p.name: file_sha256(p)
+        for p in sorted(store.data_dir.iterdir())
+        if p.name.split(".")[0] in ("persons", "events", "dataset") and p.is_file()
+    }
     lo, hi = store.con.execute("SELECT min(event_time), max(event_time) FROM events").fetchall()[0]
     return {
         "contract": contract_digest(),

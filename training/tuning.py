@@ -23,9 +23,7 @@ def _search_splits(frame: pd.DataFrame, y: np.ndarray, config: TrainConfig) -> l
             frame["person_id"], y, config.cv_folds, config.test_share, config.split_seed
         )
         return folds
-    return [
-        temporal_split(frame["as_of"], config.valid_start, config.test_start, config.label_days)
-    ]
+    return [temporal_split(frame["as_of"], *config.split_dates(), config.label_days)]
 
 
 def tune(

@@ -27,7 +27,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from features.ctn0094.adapter import DAY_ZERO, Trial
+from features.adapters.ctn0094.adapter import DAY_ZERO, Trial
 from features.vocabulary import OPIOIDS
 
 WEEKS = 12
