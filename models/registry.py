@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,10 +101,19 @@ class VersionFacts:
     tags: dict[str, str]
 
 
+def _metrics(client: MlflowClient, run_id: str | None) -> dict[str, float]:
+    """A run's metrics; MLflow stores infinity as the largest float, read back as infinity."""
+    metrics = client.get_run(str(run_id)).data.metrics
+    return {
+        k: math.copysign(math.inf, v) if abs(v) >= sys.float_info.max else v
+        for k, v in metrics.items()
+    }
+
+
 def _facts(client: MlflowClient, name: str, version: str) -> VersionFacts:
     mv = client.get_model_version(name, version)
     run = client.get_run(str(mv.run_id))
-    return VersionFacts(str(version), run.data.metrics, run.data.tags)
+    return VersionFacts(str(version), _metrics(client, mv.run_id), run.data.tags)
 
 
 def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -265,7 +276,7 @@ def list_versions(tasks: list[str]) -> pd.DataFrame:
         for alias, v in registered.aliases.items():
             aliases.setdefault(str(v), []).append(alias)
         for mv in sorted(versions, key=lambda v: int(v.version)):
-            m = client.get_run(str(mv.run_id)).data.metrics
+            m = _metrics(client, mv.run_id)
             rows.append(
                 {
                     "model": name,

@@ -96,7 +96,10 @@ def mlflow_workspace(root: Path, persons: int, seed: int):
     try:
         write_population(synthesize(persons, seed), root / "city", seed)
         for task in ("relapse", "youth_uptake"):
-            (root / f"{task}.yaml").write_text(SMALL_CONFIG.format(task=task))
+            text = SMALL_CONFIG.format(task=task)
+            if task == "youth_uptake":  # as the task's own default allows it
+                text += "allowed_features: {age_band: 'prevention work is organised by age'}\n"
+            (root / f"{task}.yaml").write_text(text)
         use_mlflow(root)
         yield root
     finally:

@@ -678,3 +678,16 @@ def test_request_bodies_are_generated_from_the_data_contract():
     assert list(EventIn.model_fields) == [c.name for c in EVENT_COLUMNS if c.name != "person_id"]
     required = {c.name for c in PERSON_COLUMNS if c.required}
     assert {n for n, f in PersonIn.model_fields.items() if f.is_required()} == required
+
+
+def test_the_model_card_states_each_allowed_protected_feature_and_its_reason(service):
+    facts = service["state"].loaded.models["youth_uptake"][1]
+    card = Path(
+        mlflow.artifacts.download_artifacts(run_id=facts["run_id"], artifact_path="model_card.md")
+    ).read_text(encoding="utf-8")
+    assert (
+        "**age_band** is a model input, allowed because prevention work is organised by age" in card
+    )
+    assert "not in the prevention group" in card
+    relapse = service["state"].loaded.models["relapse"]
+    assert {"sex", "district", "age_years"}.isdisjoint(relapse[0].features)
