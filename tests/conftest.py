@@ -117,7 +117,8 @@ def served(tmp_path_factory):
     with mlflow_workspace(tmp_path_factory.mktemp("served"), 4000, 33) as root:
         for task in ("relapse", "youth_uptake"):
             train_task(root / "city", task, root / f"{task}.yaml")
-            promote(task)
+            decision = promote(task)
+            assert decision.promoted, decision.reasons  # the fixture's models pass the gate
         yield root
 
 
