@@ -8,12 +8,14 @@ whether it raises or lowers the risk. Rendering works on whole columns of a `Top
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from features.spec import FEATURES_BY_NAME
-from training.explain import TopK
+
+if TYPE_CHECKING:  # LightGBM is imported only where a model is loaded
+    from training.explain import TopK
 
 LANGS = ("en", "zh")
 EFFECT = {

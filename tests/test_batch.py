@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import mlflow
@@ -18,25 +19,39 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from servers import ServerThread
+from typer.testing import CliRunner
 
 from features.store import Store
 from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
+from serving.cli import app as cli
 from serving.scoring import load_interventions
 from serving.state import build_state, load_champions
 
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
 
 
-def run(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    r = subprocess.run([SUNSHINE, *args], cwd=root, capture_output=True, text=True, env=env)
+def run(root: Path, *args: str, check: bool = True) -> SimpleNamespace:
+    """`sunshine ARGS` in this process, in `root` as a user would run it there: the command
+    and its store are the real ones, without a new interpreter's start-up each time."""
+    old = Path.cwd()
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(root)
+    try:
+        r = CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
+    finally:
+        os.chdir(old)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+        use_mlflow(root)
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    result = SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
     if check:
-        assert r.returncode == 0, r.stderr
-    return r
+        assert result.returncode == 0, result.stderr
+    return result
 
 
 def score_roster(

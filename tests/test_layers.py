@@ -53,11 +53,27 @@ def test_serving_runs_without_the_training_only_dependencies():
     shap and pyreadr unimportable: a serving install does without the `train` extra."""
     script = BLOCKER + (
         "import serving.cli, serving.app, serving.batch, serving.state, serving.roster_io\n"
-        "import models.registry, models.pyfunc\n"
+        "import models.registry, models.pyfunc, training.tracking\n"
         "from serving.batch import histogram_svg, log_batch_run\n"
+        "training.tracking.configure()\n"
         "print('ok')\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_roster_mistake_is_reported_before_the_model_stack_is_imported():
+    """Checking a roster job's settings imports neither LightGBM nor MLflow, so a mistake
+    fails in a moment."""
+    script = (
+        "import sys\n"
+        "from serving.roster_job import RosterJob\n"
+        "from serving.cli import app\n"
+        "print(sorted({'lightgbm', 'mlflow'} & set(sys.modules)))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -14,7 +14,6 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from features.spec import FEATURES
-from training import plots
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -110,6 +109,8 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
         (d / "model_card.md").write_text(card, encoding="utf-8")
         mlflow.log_artifacts(str(d))
     mlflow.log_table(result.fairness, "fairness_table.json")
+    from training import plots  # matplotlib: a training-only dependency, so imported here
+
     for name, fig in result.figures.items():
         mlflow.log_figure(fig, name)
         plots.close(fig)
