@@ -9,6 +9,8 @@ This module assembles the app: the routes live in `serving.routers`, what they d
 `serving.deps`, and their bodies in `serving.schemas`.
 """
 
+import datetime as dt
+import re
 import time
 import uuid
 
@@ -25,8 +27,11 @@ from serving.routers import admin, health, risk, score
 from serving.scoring import Interventions
 from serving.state import ServiceState
 
+# counted on the bytes received (FastAPI's own limit, not the Content-Length header), before
+# any route, authentication or parsing reads them
 MAX_BODY_BYTES = 4 * 1024 * 1024
-AUDITED = ("/v1/persons/", "/v1/score/")
+AUDITED = "/v1/"  # every API call, refused ones and admin calls included
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def create_app(
@@ -37,6 +42,7 @@ def create_app(
         description=__doc__ + "\n\nScores support planning by trained staff with human review; "
         "never enforcement, sanctions or exclusion.",
         version="1.0",
+        max_body_size=MAX_BODY_BYTES,
     )
     svc = Services(state, tokens, audit, interventions, Metrics())
     app.state.services = svc
@@ -45,7 +51,10 @@ def create_app(
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        # the server's own id: a client's is kept apart, and only if it is a plausible one
+        request.state.request_id = uuid.uuid4().hex
+        offered = request.headers.get("x-request-id", "")
+        request.state.client_request_id = offered if CLIENT_REQUEST_ID.fullmatch(offered) else None
         request.state.audit = []
         start = time.perf_counter()
         size = request.headers.get("content-length")
@@ -92,7 +101,22 @@ def _audit(audit: AuditLog, request: Request, status: int, path: str) -> None:
         e.route = path
         e.user = user.user if user else None
         e.role = user.role if user else None
+        e.token_id = user.token_id if user else None
         e.client = request.client.host if request.client else None
-        e.person_id = e.person_id or params.get("person_id")
-        e.task = e.task or request.query_params.get("task") or params.get("task")
+        e.client_request_id = request.state.client_request_id
+        e.person_id = e.person_id or _bounded(params.get("person_id"))
+        e.task = e.task or _bounded(request.query_params.get("task") or params.get("task"))
+        e.as_of = e.as_of or _date_or_none(request.query_params.get("as_of"))
     audit.append(entries)
+
+
+def _bounded(value: str | None, limit: int = 64) -> str | None:
+    """What a client sent, as the audit trail keeps it: at most `limit` characters."""
+    return None if value is None else value[:limit]
+
+
+def _date_or_none(value: str | None) -> str | None:
+    try:
+        return dt.date.fromisoformat(value).isoformat() if value else None
+    except ValueError:
+        return "invalid"

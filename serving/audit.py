@@ -1,12 +1,19 @@
 """The append-only audit trail of every risk request and score call, refused ones included.
 
-SQLite by default; triggers refuse UPDATE and DELETE, so rows can only be added. Only the
-pseudonymous person_id is stored, never other personal data.
+SQLite by default; triggers refuse UPDATE and DELETE, so rows can only be added through the
+service. Against someone with write access to the file itself, triggers are no protection
+(they can be dropped), so each row also carries a SHA-256 hash over its own fields and the
+previous row's hash: deleting, inserting or altering any row breaks the chain from there on,
+and `sunshine audit verify` names the first broken link. Only the pseudonymous person_id is
+stored, never other personal data. The file is created readable by its owner only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -14,23 +21,31 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.errors import ConfigError
+
 DEFAULT_AUDIT_DB = "audit.db"
+GENESIS = "0" * 64  # the "previous hash" of the first row
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
     user TEXT,
     role TEXT,
+    token_id TEXT,
     route TEXT NOT NULL,
     person_id TEXT,
     task TEXT,
+    as_of TEXT,
     model_version TEXT,
     probability REAL,
     tier TEXT,
     request_id TEXT NOT NULL,
+    client_request_id TEXT,
     client TEXT,
-    status INTEGER NOT NULL
+    status INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_person ON audit (person_id);
 CREATE INDEX IF NOT EXISTS audit_user ON audit (user);
@@ -44,13 +59,16 @@ COLUMNS = (
     "time",
     "user",
     "role",
+    "token_id",
     "route",
     "person_id",
     "task",
+    "as_of",
     "model_version",
     "probability",
     "tier",
     "request_id",
+    "client_request_id",
     "client",
     "status",
 )
@@ -63,55 +81,87 @@ class Entry:
     status: int
     user: str | None = None
     role: str | None = None
+    token_id: str | None = None
     person_id: str | None = None
     task: str | None = None
+    as_of: str | None = None
     model_version: str | None = None
     probability: float | None = None
     tier: str | None = None
+    client_request_id: str | None = None
     client: str | None = None
+
+
+def row_hash(prev: str, row_id: int, values: tuple) -> str:
+    """The hash that seals a row: its id and every field, in order, and the previous hash."""
+    body = json.dumps([prev, row_id, *values], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rows: int
+    broken_at: int | None  # the id of the first row whose link does not hold
+    reason: str
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
 
 
 class AuditLog:
     def __init__(self, path: Path | str = DEFAULT_AUDIT_DB) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        if not self.path.exists():  # owner-only from the first byte
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         con = self._connect()
         try:
             con.execute("PRAGMA journal_mode=WAL")  # once: the mode is stored in the file
             con.executescript(SCHEMA)
+            columns = {r[1] for r in con.execute("PRAGMA table_info(audit)")}
         finally:
             con.close()
+        if "hash" not in columns:
+            raise ConfigError(
+                f"{self.path}: an audit log from before the hash chain; keep it as it is "
+                "(archive it read-only) and start a new one with --audit-db"
+            )
+        os.chmod(self.path, 0o600)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30)
+        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
 
     def append(self, entries: list[Entry]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        rows = [
-            (
-                now,
-                e.user,
-                e.role,
-                e.route,
-                e.person_id,
-                e.task,
-                e.model_version,
-                e.probability,
-                e.tier,
-                e.request_id,
-                e.client,
-                e.status,
-            )
-            for e in entries
-        ]
-        marks = ", ".join("?" * len(COLUMNS))
+        marks = ", ".join("?" * (len(COLUMNS) + 3))
         with self._lock:
             con = self._connect()
             try:
-                with con:  # one transaction, committed or rolled back
+                # one transaction that holds the write lock while it reads the chain's end,
+                # so two writers (threads or processes) can never fork the chain
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    last = con.execute(
+                        "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+                    ).fetchone()
+                    row_id, prev = last if last else (0, GENESIS)
+                    rows = []
+                    for e in entries:
+                        row_id += 1
+                        values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
+                        sealed = row_hash(prev, row_id, values)
+                        rows.append((row_id, *values, prev, sealed))
+                        prev = sealed
                     con.executemany(
-                        f"INSERT INTO audit ({', '.join(COLUMNS)}) VALUES ({marks})", rows
+                        f"INSERT INTO audit (id, {', '.join(COLUMNS)}, prev_hash, hash) "
+                        f"VALUES ({marks})",
+                        rows,
                     )
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
             finally:
                 con.close()
 
@@ -134,5 +184,41 @@ class AuditLog:
         con = self._connect()
         try:
             return pd.read_sql_query(sql + " ORDER BY id", con, params=args)
+        finally:
+            con.close()
+
+    def last_used(self) -> dict[str, str]:
+        """When each token was last used: the time of its latest entry."""
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT token_id, max(time) FROM audit WHERE token_id IS NOT NULL GROUP BY 1"
+            ).fetchall()
+        finally:
+            con.close()
+        return dict(rows)
+
+    def verify(self) -> Verdict:
+        """Walk the chain from the first row: ids must run 1, 2, 3, ... (a gap is a deleted
+        row), each row must link to the hash before it (an insertion breaks that) and its own
+        hash must match its fields (an alteration breaks that)."""
+        con = self._connect()
+        try:
+            cursor = con.execute(
+                f"SELECT id, {', '.join(COLUMNS)}, prev_hash, hash FROM audit ORDER BY id"
+            )
+            expected_id, prev, rows = 1, GENESIS, 0
+            for row in cursor:
+                row_id, values, link, sealed = row[0], row[1:-2], row[-2], row[-1]
+                if row_id != expected_id:
+                    return Verdict(
+                        rows, row_id, f"rows {expected_id} to {row_id - 1} are missing (deleted)"
+                    )
+                if link != prev:
+                    return Verdict(rows, row_id, "does not link to the row before it (inserted)")
+                if row_hash(prev, row_id, tuple(values)) != sealed:
+                    return Verdict(rows, row_id, "its fields do not match its hash (altered)")
+                expected_id, prev, rows = row_id + 1, sealed, rows + 1
+            return Verdict(rows, None, "every link holds")
         finally:
             con.close()

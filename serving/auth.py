@@ -8,6 +8,8 @@ import hmac
 import json
 import os
 import secrets
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from features.io import atomic_path
 from features.vocabulary import DISTRICTS
 
 ROLES = ("caseworker", "analyst", "admin")
+DEFAULT_EXPIRY_DAYS = 90
 SCOPES = ("youth",)
 DEFAULT_TOKENS_FILE = "tokens.json"
 
@@ -26,6 +29,7 @@ class User:
     role: str
     districts: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ()
+    token_id: str | None = None
 
     def may_read(self, district: str | None) -> bool:
         """Whether this user may see a person of this district at all."""
@@ -46,6 +50,18 @@ class TokenEntry:
     districts: list[str] = field(default_factory=list)
     scopes: list[str] = field(default_factory=list)
     created: str = ""
+    expires: str = ""  # ISO time; empty never expires (files written before expiry existed)
+    revoked: str = ""  # ISO time of revocation; empty while valid
+
+    @property
+    def id(self) -> str:
+        """A public name for the token: the start of its hash, which says nothing of it."""
+        return self.sha256[:12]
+
+    def valid_at(self, now: dt.datetime) -> bool:
+        return not self.revoked and (
+            not self.expires or now < dt.datetime.fromisoformat(self.expires)
+        )
 
 
 def digest(token: str) -> str:
@@ -56,32 +72,72 @@ def tokens_path() -> Path:
     return Path(os.environ.get("SUNSHINE_TOKENS_FILE", DEFAULT_TOKENS_FILE))
 
 
+def _read(path: Path) -> list[TokenEntry]:
+    if not path.exists():
+        return []
+    try:
+        raw = json.loads(path.read_text())
+        return [TokenEntry(**e) for e in raw.get("tokens", [])]
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: not a valid tokens file ({exc})") from None
+
+
 class TokenStore:
-    def __init__(self, entries: list[TokenEntry]) -> None:
+    """The tokens of a file, followed while the service runs: a token created, revoked or
+    expired takes effect within `RECHECK_S` seconds, without a restart."""
+
+    RECHECK_S = 1.0
+
+    def __init__(self, entries: list[TokenEntry], path: Path | None = None) -> None:
         self.entries = entries
+        self.path = path
+        self._seen: tuple[float, int] | None = self._stamp()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path | None = None) -> TokenStore:
         path = path or tokens_path()
-        if not path.exists():
-            return cls([])
+        return cls(_read(path), path)
+
+    def _stamp(self) -> tuple[float, int] | None:
         try:
-            raw = json.loads(path.read_text())
-            return cls([TokenEntry(**e) for e in raw.get("tokens", [])])
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{path}: not a valid tokens file ({exc})") from None
+            st = self.path.stat() if self.path else None
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime, st.st_size) if st else None
+
+    def _follow(self) -> None:
+        """Re-read the file when it changed, at most once every RECHECK_S seconds. A file
+        that cannot be read keeps the tokens already loaded: a half-edited file never opens
+        or closes the door."""
+        if self.path is None or time.monotonic() - self._checked < self.RECHECK_S:
+            return
+        with self._lock:
+            self._checked = time.monotonic()
+            stamp = self._stamp()
+            if stamp == self._seen:
+                return
+            try:
+                self.entries = _read(self.path)
+            except ConfigError:
+                return
+            self._seen = stamp
 
     def save(self, path: Path | None = None) -> None:
-        path = path or tokens_path()
-        with atomic_path(path) as tmp:
+        path = path or self.path or tokens_path()
+        with atomic_path(path, private=True) as tmp:
             tmp.write_text(json.dumps({"tokens": [asdict(e) for e in self.entries]}, indent=1))
-        os.chmod(path, 0o600)
 
     def authenticate(self, token: str) -> User | None:
+        self._follow()
         h = digest(token)
+        now = dt.datetime.now(dt.UTC)
         for e in self.entries:
             if hmac.compare_digest(e.sha256, h):
-                return User(e.user, e.role, tuple(e.districts), tuple(e.scopes))
+                if not e.valid_at(now):
+                    return None
+                return User(e.user, e.role, tuple(e.districts), tuple(e.scopes), e.id)
         return None
 
     def create(
@@ -90,6 +146,7 @@ class TokenStore:
         role: str,
         districts: list[str] | None = None,
         scopes: list[str] | None = None,
+        expires_days: int = DEFAULT_EXPIRY_DAYS,
     ) -> str:
         """Add a token for the user and return it; only its hash is kept."""
         if role not in ROLES:
@@ -104,7 +161,10 @@ class TokenStore:
             raise InputError(f"unknown scope(s) {', '.join(bad)} (allowed: {', '.join(SCOPES)})")
         if role == "caseworker" and not districts:
             raise InputError("a caseworker token needs --districts")
+        if not 1 <= expires_days <= 366:
+            raise InputError("--expires must be between 1 and 366 days")
         token = secrets.token_urlsafe(32)
+        now = dt.datetime.now(dt.UTC)
         self.entries.append(
             TokenEntry(
                 digest(token),
@@ -112,7 +172,43 @@ class TokenStore:
                 role,
                 list(districts or []),
                 list(scopes or []),
-                dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                now.isoformat(timespec="seconds"),
+                (now + dt.timedelta(days=expires_days)).isoformat(timespec="seconds"),
             )
         )
         return token
+
+    def revoke(self, token_id: str | None = None, user: str | None = None) -> list[TokenEntry]:
+        """Revoke one token by its id, or every token of a user; returns those revoked."""
+        if bool(token_id) == bool(user):
+            raise InputError("name a token with --id, or a user with --user (one of the two)")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        hit = [
+            e
+            for e in self.entries
+            if not e.revoked and (e.id == token_id if token_id else e.user == user)
+        ]
+        if not hit:
+            which = f"with id {token_id}" if token_id else f"of user {user}"
+            raise InputError(f"no valid token {which}")
+        for e in hit:
+            e.revoked = now
+        return hit
+
+    def listing(self, last_used: dict[str, str] | None = None) -> list[dict[str, str]]:
+        """Every token's facts, never its secret or its hash."""
+        now = dt.datetime.now(dt.UTC)
+        return [
+            {
+                "id": e.id,
+                "user": e.user,
+                "role": e.role,
+                "districts": ",".join(e.districts),
+                "scope": ",".join(e.scopes),
+                "created": e.created,
+                "expires": e.expires or "never",
+                "status": "revoked" if e.revoked else ("valid" if e.valid_at(now) else "expired"),
+                "last_used": (last_used or {}).get(e.id, ""),
+            }
+            for e in self.entries
+        ]

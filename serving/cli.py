@@ -22,7 +22,7 @@ from features.synth import synthesize, write_population
 from features.tasks import task_names
 from models import cli as models_cli
 from serving.audit import DEFAULT_AUDIT_DB, AuditLog
-from serving.auth import TokenStore, tokens_path
+from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore, tokens_path
 
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 app = typer.Typer(
@@ -49,6 +49,14 @@ def serve(
         Path | None, typer.Option(help="YAML: each task's support options")
     ] = None,
     lenient: features_cli.LenientOpt = False,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="a reverse proxy's address whose X-Forwarded-For is believed (repeatable); "
+            "without one, the client address is the connection's",
+        ),
+    ] = None,
 ) -> None:
     """Serve the registry's champion models over HTTP (uvicorn)."""
     import uvicorn
@@ -86,7 +94,15 @@ def serve(
                     f"serving {versions} on http://{host}:{port} (docs at /docs)"
                 )
 
-    Announcing(uvicorn.Config(api, log_level="warning", workers=1)).run(sockets=[sock])
+    proxies = ",".join(trusted_proxy or [])
+    config = uvicorn.Config(
+        api,
+        log_level="warning",
+        workers=1,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
+    Announcing(config).run(sockets=[sock])
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -111,32 +127,100 @@ def tokens_create(
         list[str] | None, typer.Option("--districts", help="a caseworker's districts, repeatable")
     ] = None,
     scope: Annotated[list[str] | None, typer.Option("--scope", help="extra scope: youth")] = None,
+    expires: Annotated[int, typer.Option(help="days until it expires")] = DEFAULT_EXPIRY_DAYS,
 ) -> None:
     """Create an API token; it is printed once and only its hash is stored."""
     tokens = TokenStore.load()
-    token = tokens.create(user, role, districts, scope)
+    token = tokens.create(user, role, districts, scope, expires)
     tokens.save()
-    features_cli.err_console.print(f"token for {user} ({role}) saved as a hash in {tokens_path()}")
+    entry = tokens.entries[-1]
+    features_cli.err_console.print(
+        f"token {entry.id} for {user} ({role}), valid until {entry.expires}, saved as a hash in "
+        f"{tokens_path()}"
+    )
     print(token)
 
 
-@app.command("audit")
+@tokens_app.command("list")
+@features_cli.user_errors
+def tokens_list(
+    audit_db: Annotated[
+        Path, typer.Option("--audit-db", help="audit log, for when each was last used")
+    ] = Path(DEFAULT_AUDIT_DB),
+    fmt: features_cli.FormatOpt = "table",
+) -> None:
+    """Every token: id, user, role, districts, scope, created, expires, status, last used.
+    Never the secret."""
+    used = AuditLog(audit_db).last_used() if audit_db.exists() else {}
+    rows = pd.DataFrame(TokenStore.load().listing(used))
+    features_cli.show_frame(rows, fmt, f"tokens in {tokens_path()}")
+
+
+@tokens_app.command("revoke")
+@features_cli.user_errors
+def tokens_revoke(
+    token_id: Annotated[
+        str | None, typer.Option("--id", help="the token's id (tokens list)")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="revoke every token of this user")] = None,
+) -> None:
+    """Revoke a token, or all of a user's; a running server refuses it within seconds."""
+    tokens = TokenStore.load()
+    revoked = tokens.revoke(token_id, user)
+    tokens.save()
+    for e in revoked:
+        features_cli.console.print(f"revoked token {e.id} of {e.user} ({e.role})")
+
+
+AuditDbOpt = Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")]
+audit_app = typer.Typer(
+    help="The audit trail of API calls: query it, or verify its hash chain.",
+    invoke_without_command=True,
+)
+app.add_typer(audit_app, name="audit")
+
+
+def _existing_log(audit_db: Path) -> AuditLog:
+    if not audit_db.exists():
+        raise InputError(f"{audit_db}: no audit log yet")
+    return AuditLog(audit_db)
+
+
+@audit_app.callback()
 @features_cli.user_errors
 def audit_cmd(
+    ctx: typer.Context,
     person: Annotated[str | None, typer.Option(help="only this person_id")] = None,
     user: Annotated[str | None, typer.Option(help="only this user")] = None,
     since: Annotated[str | None, typer.Option(help="from this date (YYYY-MM-DD)")] = None,
-    audit_db: Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")] = Path(
-        DEFAULT_AUDIT_DB
-    ),
+    audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB),
     fmt: features_cli.FormatOpt = "table",
 ) -> None:
-    """Query the audit trail of risk requests and score calls."""
-    if not audit_db.exists():
-        raise InputError(f"{audit_db}: no audit log yet")
+    """Query the audit trail of risk requests, score calls and admin calls."""
+    if ctx.invoked_subcommand is not None:
+        return
     day = features_cli.parse_date(since, "--since") if since else None
-    rows = AuditLog(audit_db).query(person, user, day)
+    rows = _existing_log(audit_db).query(person, user, day)
     features_cli.show_frame(rows, fmt, f"audit: {len(rows)} entries")
+
+
+@audit_app.command("verify")
+@features_cli.user_errors
+def audit_verify(audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB)) -> None:
+    """Check the hash chain: exit 1 naming the first deleted, inserted or altered row."""
+    verdict = _existing_log(audit_db).verify()
+    if verdict.intact:
+        features_cli.console.print(
+            f"{audit_db}: {verdict.rows:,} entries, {verdict.reason}", soft_wrap=True
+        )
+        return
+    features_cli.err_console.print(
+        f"{audit_db}: the chain breaks at row {verdict.broken_at}: {verdict.reason} "
+        f"({verdict.rows:,} entries before it verified)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(1)
 
 
 @app.command()

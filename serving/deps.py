@@ -68,7 +68,12 @@ def task_of(task: str) -> Task:
 
 
 def scored_entry(
-    request: Request, person_id: str | None, task: str, facts: dict, result: dict
+    request: Request,
+    person_id: str | None,
+    task: str,
+    facts: dict,
+    result: dict,
+    as_of: Any = None,
 ) -> Entry:
     """The audit entry of one scored person; the middleware adds who, where and the status."""
     return Entry(
@@ -77,6 +82,7 @@ def scored_entry(
         200,
         person_id=person_id,
         task=task,
+        as_of=None if as_of is None else str(as_of),
         model_version=str(facts["version"]),
         probability=result.get("probability"),
         tier=result.get("tier"),

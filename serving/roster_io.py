@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ import pyarrow.parquet as pq
 from features.errors import InputError
 
 FORMATS = (".csv", ".parquet", ".xlsx")
+# what reading a damaged or mislabelled file raises, by format: all of it is the user's file
+UNREADABLE = (ValueError, OSError, KeyError, pa.ArrowInvalid, zipfile.BadZipFile)
+# a cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def check_format(path: Path, what: str) -> None:
@@ -47,7 +52,7 @@ def roster_columns(path: Path) -> list[str]:
             book.close()
     except pd.errors.EmptyDataError:
         return []
-    except (ValueError, OSError, pa.ArrowInvalid) as exc:
+    except UNREADABLE as exc:
         raise InputError(f"{path}: cannot read roster ({exc})") from None
 
 
@@ -67,7 +72,7 @@ def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         if not start:  # a header and no rows: one empty chunk, so the output has the columns
             columns = roster_columns(path)
             yield pd.DataFrame({c: pd.Series(dtype=str) for c in columns}).rename_axis("_row")
-    except (ValueError, OSError, pa.ArrowInvalid) as exc:
+    except UNREADABLE as exc:
         raise InputError(f"{path}: cannot read roster ({exc})") from None
 
 
@@ -82,13 +87,22 @@ def _raw_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
             yield batch.to_pandas().astype(object).where(lambda f: f.notna(), "").astype(str)
     else:
         from openpyxl import load_workbook
+        from openpyxl.utils import get_column_letter
 
-        book = load_workbook(path, read_only=True, data_only=True)
+        # formulas as written, not their cached results: a formula is refused, never read
+        # as whatever (or nothing) it last computed
+        book = load_workbook(path, read_only=True, data_only=False)
         sheet = book.worksheets[0]
         it = sheet.iter_rows(values_only=True)
         header = _xlsx_header(it)
         buf: list[list[str]] = []
-        for values in it:
+        for r, values in enumerate(it, 2):
+            for c, v in enumerate(values):
+                if isinstance(v, str) and v.startswith("="):
+                    raise InputError(
+                        f"{path}: cell {get_column_letter(c + 1)}{r} holds a formula; a roster "
+                        "holds values only (paste the values, or save a copy as CSV)"
+                    )
             buf.append(
                 [
                     ""
@@ -109,13 +123,39 @@ def _raw_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         book.close()
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def defuse(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe, which
+    spreadsheets show as text; plain numbers ("-3.5") are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def defused(table: pa.Table) -> pa.Table:
+    """Every text column of a table for a spreadsheet format, defused."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            values = [defuse(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field, pa.array(values, field.type))
+    return table
+
+
 def write_output(parts: list[Path], out: Path, tmp: Path, drop: list[str]) -> None:
     """Concatenate part files (Parquet) into `tmp` in the output's format, streaming."""
     suffix = out.suffix.lower()
 
     def read(p: Path) -> pa.Table:
         t = pq.read_table(p)
-        return t.drop_columns([c for c in drop if c in t.column_names])
+        t = t.drop_columns([c for c in drop if c in t.column_names])
+        return t if suffix == ".parquet" else defused(t)
 
     if suffix == ".parquet":
         writer = None

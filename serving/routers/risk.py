@@ -85,7 +85,7 @@ def person_risk(
     frame = state.features(person_id, as_of)
     result = score_frame(model, frame, svc.interventions[task.name], explain)[0]
     svc.metrics.scores.labels(task.name).observe(result["probability"])
-    request.state.audit = [scored_entry(request, person_id, task.name, facts, result)]
+    request.state.audit = [scored_entry(request, person_id, task.name, facts, result, as_of)]
     return RiskResponse(
         person_id=person_id,
         task=task.name,

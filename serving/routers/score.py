@@ -78,11 +78,11 @@ def score(
             out.append(
                 ScoredRecord(**common, status=NOT_IN_COHORT, reason=not_in_cohort(declared, as_of))
             )
-            entries.append(scored_entry(request, pid, task, facts, {}))
+            entries.append(scored_entry(request, pid, task, facts, {}, as_of))
             continue
         res = by_row[i]
         svc.metrics.scores.labels(task).observe(res["probability"])
-        entries.append(scored_entry(request, pid, task, facts, res))
+        entries.append(scored_entry(request, pid, task, facts, res, as_of))
         warning = out_of_cohort_warning(declared, as_of) if member is False else None
         out.append(ScoredRecord(**common, status="ok", warning=warning, **res))
     request.state.audit = entries

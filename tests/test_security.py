@@ -1,0 +1,209 @@
+"""A hostile or careless client: limits on what is received, ids it cannot forge, tokens that
+can be revoked, an audit trail that shows tampering, spreadsheets that run no formulas."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import use_mlflow
+from servers import ServerThread, free_port, server_process
+
+from features.store import Store
+from serving.app import create_app
+from serving.audit import AuditLog
+from serving.auth import TokenStore
+from serving.scoring import load_interventions
+from serving.state import build_state, load_champions
+
+SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
+
+
+@pytest.fixture(scope="module")
+def api(served, tmp_path_factory):
+    use_mlflow(served)
+    root = tmp_path_factory.mktemp("security")
+    tokens_file = root / "tokens.json"
+    tokens = TokenStore.load(tokens_file)
+    keys = {
+        "analyst": tokens.create("li", "analyst"),
+        "admin": tokens.create("root", "admin"),
+    }
+    tokens.save()
+    audit = root / "audit.db"
+    state = build_state(Store(served / "city"), load_champions())
+    app = create_app(state, tokens, AuditLog(audit), load_interventions())
+    with ServerThread(app) as server:
+        yield {"url": server.url, "keys": keys, "audit": audit, "tokens": tokens_file}
+
+
+def auth(api, who):
+    return {"Authorization": f"Bearer {api['keys'][who]}"}
+
+
+def test_the_body_limit_counts_bytes_received_not_the_header(api):
+    def chunks():  # 8 MiB with no Content-Length, and no token
+        for _ in range(64):
+            yield b"x" * (128 * 1024)
+
+    r = httpx.post(api["url"] + "/v1/score/relapse", content=chunks(), timeout=60)
+    assert r.status_code == 413 and "Too Large" in r.text
+    r = httpx.post(
+        api["url"] + "/v1/score/relapse",
+        content=chunks(),
+        headers=auth(api, "analyst") | {"content-type": "application/json"},
+        timeout=60,
+    )
+    assert r.status_code == 413
+
+
+def test_the_server_makes_its_own_request_id_and_bounds_the_clients(api):
+    before = len(AuditLog(api["audit"]).query())
+    for offered in ("FORGED", "x" * 8000):
+        r = httpx.get(
+            api["url"] + "/v1/models",
+            headers=auth(api, "admin") | {"X-Request-ID": offered},
+            timeout=30,
+        )
+        assert r.status_code == 200 and r.headers["x-request-id"] != offered
+    rows = AuditLog(api["audit"]).query().iloc[before:]
+    assert len(rows) == 2 and rows.request_id.str.fullmatch(r"[0-9a-f]{32}").all()
+    assert list(rows.client_request_id.fillna("")) == ["FORGED", ""]
+    assert (rows.route == "/v1/models").all()  # admin calls are audited too
+
+
+def test_a_trailing_newline_is_not_a_valid_person_id(api):
+    r = httpx.get(
+        api["url"] + "/v1/persons/P0000008%0A/risk", headers=auth(api, "analyst"), timeout=30
+    )
+    assert r.status_code == 422
+
+
+def test_revoked_and_new_tokens_take_effect_without_a_restart(api):
+    def models(token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(api["url"] + "/v1/models", headers=headers, timeout=30).status_code
+
+    on_disk = TokenStore.load(api["tokens"])
+    fresh = on_disk.create("new-admin", "admin")
+    on_disk.save()
+    deadline = time.monotonic() + 10
+    while models(fresh) != 200:
+        assert time.monotonic() < deadline, "a new token was not taken in"
+        time.sleep(0.2)
+    env = {**os.environ, "SUNSHINE_TOKENS_FILE": str(api["tokens"]), "COLUMNS": "200"}
+    listed = subprocess.run(
+        [SUNSHINE, "tokens", "list", "--format", "csv", "--audit-db", str(api["audit"])],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    table = pd.read_csv(pd.io.common.StringIO(listed.stdout))
+    assert fresh not in listed.stdout and on_disk.entries[-1].sha256 not in listed.stdout
+    row = table.set_index("user").loc["new-admin"]
+    assert row.status == "valid" and row.expires > row.created and isinstance(row.last_used, str)
+    revoked = subprocess.run(
+        [SUNSHINE, "tokens", "revoke", "--user", "new-admin"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    deadline = time.monotonic() + 10
+    while models(fresh) != 401:
+        assert time.monotonic() < deadline, "a revoked token kept working"
+        time.sleep(0.2)
+
+
+def test_expired_tokens_are_refused(tmp_path):
+    store = TokenStore.load(tmp_path / "tokens.json")
+    token = store.create("old", "analyst", expires_days=1)
+    assert store.authenticate(token) is not None
+    store.entries[-1].expires = "2020-01-01T00:00:00+00:00"
+    assert store.authenticate(token) is None
+    with pytest.raises(Exception, match="between 1 and 366 days"):
+        store.create("x", "analyst", expires_days=0)
+
+
+def test_secrets_and_the_audit_trail_are_owner_only(api):
+    for path in (api["tokens"], api["audit"]):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def _tamper(db: Path, sql: list[str]) -> None:
+    con = sqlite3.connect(db)
+    try:
+        for statement in sql:
+            con.execute(statement)
+        con.commit()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(
+    ("attack", "found"),
+    [
+        (
+            [
+                "INSERT INTO audit (id, time, route, request_id, status, prev_hash, hash) "
+                "VALUES (6, 't', '/v1/models', 'r', 200, 'x', 'y')"
+            ],
+            "does not link to the row before it (inserted)",
+        ),
+        (
+            ["DROP TRIGGER audit_no_delete", "DELETE FROM audit WHERE id = 2"],
+            "rows 2 to 2 are missing (deleted)",
+        ),
+        (
+            ["DROP TRIGGER audit_no_update", "UPDATE audit SET user = 'someone' WHERE id = 3"],
+            "its fields do not match its hash (altered)",
+        ),
+    ],
+)
+def test_audit_verify_names_the_first_broken_link(tmp_path, attack, found):
+    from serving.audit import Entry
+
+    db = tmp_path / "audit.db"
+    log = AuditLog(db)
+    for i in range(5):
+        log.append([Entry("/v1/models", f"req{i}", 200, user="root", role="admin")])
+    verify = [SUNSHINE, "audit", "verify", "--audit-db", str(db)]
+    ok = subprocess.run(verify, capture_output=True, text=True)
+    assert ok.returncode == 0 and "5 entries, every link holds" in ok.stdout
+    _tamper(db, attack)
+    broken = subprocess.run(
+        verify, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert broken.returncode == 1 and found in " ".join(broken.stderr.split())
+    assert "Traceback" not in broken.stderr
+
+
+def test_forwarded_addresses_are_believed_only_from_a_trusted_proxy(served_registry, tmp_path):
+    env = {**os.environ, "SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json")}
+    token = subprocess.run(
+        [SUNSHINE, "tokens", "create", "--user", "root", "--role", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}", "X-Forwarded-For": "10.66.66.66"}
+    clients = {}
+    for trusted in ([], ["--trusted-proxy", "127.0.0.1"]):
+        port = free_port()
+        audit = tmp_path / f"audit-{len(trusted)}.db"
+        cmd = [SUNSHINE, "serve", "--data", served_registry / "city", "--port", port]
+        cmd += ["--audit-db", audit, *trusted]
+        with server_process(cmd, port, "/healthz", cwd=served_registry, env=env) as url:
+            assert httpx.get(f"{url}/v1/models", headers=headers, timeout=30).status_code == 200
+        clients[bool(trusted)] = AuditLog(audit).query().client.iloc[-1]
+    assert clients == {False: "127.0.0.1", True: "10.66.66.66"}
