@@ -6,10 +6,24 @@ row; that keeps validation linear even for tens of millions of events.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
 from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
+
+# One date policy for every path (the registry, the API, rosters): no date before this, none
+# after the data's reference date.
+EARLIEST = dt.date(1900, 1, 1)
+
+
+def as_of_problem(as_of: dt.date, reference: dt.date) -> str | None:
+    """Why an as_of cannot be scored, or None."""
+    if as_of > reference:
+        return f"after the data's reference date {reference}"
+    if as_of < EARLIEST:
+        return f"before {EARLIEST}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,9 +85,19 @@ def _missing_check(col: Column) -> str:
     )
 
 
+def _padded_id_check() -> str:
+    """An id with surrounding spaces would silently become another person."""
+    return (
+        "CASE WHEN r.person_id IS NOT NULL AND CAST(r.person_id AS VARCHAR) <> "
+        "trim(CAST(r.person_id AS VARCHAR)) THEN 'person_id: ' || "
+        "'has leading or trailing whitespace' END"
+    )
+
+
 def person_checks() -> list[str]:
     """SQL expressions over `r` (raw persons) yielding a reason string or NULL."""
     checks = [_missing_check(c) for c in PERSON_COLUMNS if c.required]
+    checks.append(_padded_id_check())
     checks += [_parse_check(c) for c in PERSON_COLUMNS if c.sql_type != "VARCHAR"]
     checks += [
         "CASE WHEN r.sex IS NOT NULL AND r.sex NOT IN ("
@@ -89,6 +113,11 @@ def person_checks() -> list[str]:
         + ") THEN 'primary_substance: unknown substance ' || r.primary_substance END",
         "CASE WHEN TRY_CAST(r.birth_date AS DATE) > $ref "
         "THEN 'birth_date: after the reference date ' || CAST($ref AS VARCHAR) END",
+        *(
+            f"CASE WHEN TRY_CAST(r.{c} AS DATE) < DATE '{EARLIEST}' "
+            f"THEN '{c}: before {EARLIEST}' END"
+            for c in ("birth_date", "registration_date")
+        ),
         "CASE WHEN TRY_CAST(r.registration_date AS DATE) > $ref "
         "THEN 'registration_date: after the reference date ' || CAST($ref AS VARCHAR) END",
         "CASE WHEN first_row IS NOT NULL AND first_row < r._row "
@@ -101,7 +130,13 @@ def event_checks() -> list[str]:
     """SQL expressions over `r`: raw events with the accepted person's `pk` joined on."""
     unvalued = [e.name for e in EVENT_TYPES if not e.valued]
     checks = [_missing_check(c) for c in EVENT_COLUMNS if c.required]
+    checks.append(_padded_id_check())
     checks += [_parse_check(c) for c in EVENT_COLUMNS if c.sql_type != "VARCHAR"]
+    checks.append(
+        "CASE WHEN typeof(r.value) = 'VARCHAR' AND (isnan(TRY_CAST(r.value AS DOUBLE)) "
+        "OR isinf(TRY_CAST(r.value AS DOUBLE))) "
+        "THEN 'value: ' || r.value || ' is not a finite number' END"
+    )
     checks += [
         "CASE WHEN r.person_id IS NOT NULL AND r.pk IS NULL AND r.rejected_person "
         "THEN 'person_id: person ' || r.person_id || ' was rejected in the persons file' END",
@@ -112,6 +147,8 @@ def event_checks() -> list[str]:
         + ") THEN 'event_type: unknown event type ' || r.event_type END",
         "CASE WHEN TRY_CAST(r.event_time AS TIMESTAMP) >= $ref + INTERVAL 1 DAY "
         "THEN 'event_time: after the reference date ' || CAST($ref AS VARCHAR) END",
+        f"CASE WHEN TRY_CAST(r.event_time AS TIMESTAMP) < TIMESTAMP '{EARLIEST}' "
+        f"THEN 'event_time: before {EARLIEST}' END",
         "CASE WHEN TRY_CAST(r.recorded_time AS TIMESTAMP) < TRY_CAST(r.event_time AS TIMESTAMP) "
         "THEN 'recorded_time: before event_time' END",
         "CASE WHEN r.event_type IN (" + _quoted(unvalued) + ") AND r.value IS NOT NULL "

@@ -100,8 +100,12 @@ def _register_raw(
             header = _csv_header(path)
             table = pacsv.read_csv(
                 path,
+                # only an empty field is missing: "NaN", "NA" or "null" are text like any
+                # other, checked (and named) by the contract, never read as empty
                 convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in header}, strings_can_be_null=True
+                    column_types={c: pa.string() for c in header},
+                    strings_can_be_null=True,
+                    null_values=[""],
                 ),
             )
         except (pa.ArrowInvalid, OSError) as exc:
@@ -162,6 +166,16 @@ class Store:
         self.con = con or connect()
         self.report = LoadReport()
         self._load(lenient, rejects_path or self.data_dir / "rejects.csv")
+
+    def identity(self) -> dict[str, object]:
+        """What identifies the data cheaply: each file's name, size and modification time,
+        and the reference date. A resumed run refuses parts written from other data."""
+        files = {
+            p.name: [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(self.data_dir.iterdir())
+            if p.is_file() and p.name.split(".")[0] in ("persons", "events", "dataset")
+        }
+        return {"files": files, "reference_date": str(self.reference_date)}
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for another thread; it sees the same persons and events."""

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.builder import FeatureBuilder
+from features.contract import as_of_problem
 from features.errors import InputError
 from features.io import atomic_path, file_sha256
 from features.labels import cohort_mask
@@ -170,6 +171,8 @@ class RosterScorer:
             "task": j.task,
             "as_of": str(self.as_of),
             "model_version": str(self.facts["version"]),
+            "model_run_id": str(self.facts.get("run_id")),
+            "data": self.store.identity(),
             "lang": j.lang,
             "explain": j.explain,
             "chunk_rows": j.chunk_rows,
@@ -180,9 +183,11 @@ class RosterScorer:
         manifest = self.parts_dir / "manifest.json"
         if self.job.resume and manifest.exists():
             if json.loads(manifest.read_text()) != self.manifest():
+                old = json.loads(manifest.read_text())
+                changed = sorted(k for k in self.manifest() if old.get(k) != self.manifest()[k])
                 raise InputError(
-                    f"{self.parts_dir}: the interrupted run used other inputs or settings; "
-                    "run without --resume to start again"
+                    f"{self.parts_dir}: the interrupted run used other inputs or settings "
+                    f"({', '.join(changed)} changed); run without --resume to start again"
                 )
             return
         shutil.rmtree(self.parts_dir, ignore_errors=True)
@@ -296,10 +301,14 @@ class RosterScorer:
         error[missing] = "person_id: missing"
         undated = ~missing & ~unknown & d.isna().to_numpy()
         error[undated] = "as_of: cannot parse '" + raw[undated].astype(object) + "' as date"
-        ref = self.store.reference_date
-        later = ~missing & ~unknown & (pd.to_datetime(d) > pd.Timestamp(ref)).to_numpy()
-        error[later] = f"as_of: after the data's reference date {ref}"
-        candidates = np.flatnonzero(~(missing | unknown | undated | later))
+        dated = ~missing & ~unknown & ~undated
+        refused = np.zeros(n, bool)
+        for day in pd.unique(d[dated]):  # the one date policy, per distinct date
+            if why := as_of_problem(day, self.store.reference_date):
+                on_day = dated & (d == day).to_numpy()
+                error[on_day] = f"as_of: {why}"
+                refused |= on_day
+        candidates = np.flatnonzero(~(missing | unknown | undated | refused))
         good = []
         pairs = zip(
             pid.iloc[candidates].tolist(), map(str, d.iloc[candidates].tolist()), strict=True

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.builder import FeatureBuilder
+from features.contract import as_of_problem
 from features.errors import ContractError
 from features.labels import cohort_mask
 from features.store import Store
@@ -39,6 +40,8 @@ def records_frame(
     rows: list[dict | None] = []
     event_records = []
     for i, rec in enumerate(records):
+        if rec.as_of is not None and (why := as_of_problem(rec.as_of, reference)):
+            problems.append({"record": i, "field": "as_of", "reason": why})
         if rec.features is not None and (rec.person or rec.events):
             problems.append(
                 {

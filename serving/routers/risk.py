@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 
+from features.contract import as_of_problem
 from features.errors import RegistryError
 from features.tasks import Task
 from serving.auth import User
@@ -70,10 +71,8 @@ def person_risk(
     if not PERSON_ID.fullmatch(person_id):
         raise error(422, [{"field": "person_id", "reason": "malformed person id"}])
     as_of = as_of or state.as_of
-    if as_of > state.as_of:
-        raise error(
-            422, [{"field": "as_of", "reason": f"after the data's reference date {state.as_of}"}]
-        )
+    if why := as_of_problem(as_of, state.as_of):
+        raise error(422, [{"field": "as_of", "reason": why}])
     if person_id not in state.persons.index or not user.may_read(
         state.persons.at[person_id, "district"]
     ):
