@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from serving.audit import AuditLog, Entry
 from serving.auth import TokenStore, User
 from serving.deps import Services
+from serving.docs import add_docs
 from serving.metrics import Metrics
 from serving.routers import admin, health, risk, score
 from serving.scoring import Interventions
@@ -43,7 +44,10 @@ def create_app(
         "never enforcement, sanctions or exclusion.",
         version="1.0",
         max_body_size=MAX_BODY_BYTES,
+        docs_url=None,  # served from the package (serving.docs), never from a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     svc = Services(state, tokens, audit, interventions, Metrics())
     app.state.services = svc
     for module in (risk, score, admin, health):

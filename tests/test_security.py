@@ -336,3 +336,17 @@ def test_resume_refuses_parts_written_from_other_data(served, tmp_path):
     os.utime(city / "events.parquet", ns=(10**18, 10**18))  # the registry was refreshed
     with pytest.raises(InputError, match=r"\(data changed\)"):
         scorer(True).prepare_parts()
+
+
+def test_the_docs_page_loads_nothing_from_outside(api):
+    import re
+
+    page = httpx.get(api["url"] + "/docs", timeout=30)
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(s.startswith("/docs/assets/") for s in sources), sources
+    assert "cdn" not in page.text.lower()
+    for source in sources:
+        asset = httpx.get(api["url"] + source, timeout=30)
+        assert asset.status_code == 200 and len(asset.content) > 500, source
+    assert httpx.get(api["url"] + "/openapi.json", timeout=30).json()["openapi"].startswith("3.")
