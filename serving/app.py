@@ -25,6 +25,7 @@ from serving.deps import Services
 from serving.docs import add_docs
 from serving.metrics import Metrics
 from serving.routers import admin, health, risk, score
+from serving.schemas import ScoreRequest
 from serving.scoring import Interventions
 from serving.state import ServiceState
 
@@ -47,7 +48,7 @@ def create_app(
         docs_url=None,  # served from the package (serving.docs), never from a CDN
         redoc_url=None,
     )
-    add_docs(app)
+    add_docs(app, bodies=(ScoreRequest,))
     svc = Services(state, tokens, audit, interventions, Metrics())
     app.state.services = svc
     for module in (risk, score, admin, health):

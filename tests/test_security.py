@@ -54,15 +54,39 @@ def test_the_body_limit_counts_bytes_received_not_the_header(api):
         for _ in range(64):
             yield b"x" * (128 * 1024)
 
+    # without a token the body is never read at all
     r = httpx.post(api["url"] + "/v1/score/relapse", content=chunks(), timeout=60)
-    assert r.status_code == 413 and "Too Large" in r.text
+    assert r.status_code == 401
+    # on a route that reads bodies before authentication, the bytes received are counted
+    r = httpx.put(api["url"] + "/v1/models", content=chunks(), timeout=60)
+    assert r.status_code in (405, 413)
     r = httpx.post(
         api["url"] + "/v1/score/relapse",
         content=chunks(),
         headers=auth(api, "analyst") | {"content-type": "application/json"},
         timeout=60,
     )
-    assert r.status_code == 413
+    assert r.status_code == 413 and "Too Large" in r.text
+
+
+def test_records_are_counted_while_parsed(api):
+    body = b'{"records": [' + b",".join([b"{}"] * 1_300_000) + b"]}"  # 3.9 MB, under 4 MiB
+    r = httpx.post(
+        api["url"] + "/v1/score/relapse",
+        content=body,
+        headers=auth(api, "analyst") | {"content-type": "application/json"},
+        timeout=60,
+    )
+    # "more than", not a count: parsing stopped at the 1,001st record
+    assert r.status_code == 413 and "more than 1000 records" in r.text
+    bad = httpx.post(
+        api["url"] + "/v1/score/relapse",
+        content=b'{"records": [{"person": {"person_id": "X"}}]}',
+        headers=auth(api, "analyst"),
+        timeout=30,
+    )
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["field"] == "records.0.person.birth_date"
 
 
 def test_the_server_makes_its_own_request_id_and_bounds_the_clients(api):
