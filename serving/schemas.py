@@ -236,3 +236,39 @@ class ModelInfo(BaseModel):
     run_id: str
     trained_at: str | None
     test_metrics: dict[str, float]
+
+
+class Problem(BaseModel):
+    field: str = Field(description="where: a query or path parameter, or a body field")
+    reason: str
+    record: int | None = Field(None, description="the record of a score call, if any")
+
+
+class Problems(BaseModel):
+    """What a 422 answer holds: every problem found, each named by its field."""
+
+    detail: list[Problem]
+
+
+class Refusal(BaseModel):
+    """What a refusal holds: a sentence, or for some (not in cohort, unknown task) an object
+    with a machine-readable reason."""
+
+    detail: str | dict[str, Any]
+
+
+def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented refusals of a route: its OpenAPI says every status it can answer."""
+    described = {
+        401: "missing, invalid, expired or revoked bearer token",
+        403: "the role or scope does not allow it",
+        404: "unknown task, or a person that is unknown or not visible to the caller",
+        409: "the person is not in the task's cohort on as_of",
+        413: "over 1,000 records, or a body over 4 MiB",
+        503: "no champion model for the task",
+    }
+    out: dict[int | str, dict[str, Any]] = {
+        code: {"model": Refusal, "description": described[code]} for code in codes
+    }
+    out[422] = {"model": Problems, "description": "the problems found, each named by its field"}
+    return out

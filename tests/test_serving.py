@@ -205,7 +205,7 @@ def test_bad_input_never_500(service):
     r = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse", as_of="2024-13-01")
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.as_of"
     r = get(service, "/v1/persons/bad%20id!/risk", "analyst", task="relapse")
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "person_id"
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "path.person_id"
     r = get(service, f"/v1/persons/{pid}/risk", "analyst", task="relapse", as_of="2030-01-01")
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "as_of"
     r = post(

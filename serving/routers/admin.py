@@ -11,13 +11,13 @@ from fastapi.responses import JSONResponse
 from features.errors import RegistryError
 from serving.auth import User
 from serving.deps import Services, require, services
-from serving.schemas import ModelInfo
+from serving.schemas import ModelInfo, refusals
 from serving.state import load_champions
 
 router = APIRouter(tags=["admin"])
 
 
-@router.get("/v1/models", response_model=list[ModelInfo])
+@router.get("/v1/models", response_model=list[ModelInfo], responses=refusals(401, 403))
 def list_models(
     svc: Annotated[Services, Depends(services)], user: Annotated[User, Depends(require("admin"))]
 ) -> list[ModelInfo]:
@@ -48,6 +48,7 @@ def list_models(
                 }
             }
         },
+        **refusals(401, 403),
         503: {
             "description": "registry unreachable; still serving the old models",
             "content": {

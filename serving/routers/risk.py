@@ -19,7 +19,7 @@ from features.errors import RegistryError
 from features.tasks import Task
 from serving.auth import User
 from serving.deps import Services, current_user, error, scored_entry, services, task_of
-from serving.schemas import MAX_FACTORS, ModelRef, RiskResponse
+from serving.schemas import MAX_FACTORS, ModelRef, RiskResponse, refusals
 from serving.scoring import DEFAULT_TOP, not_in_cohort, out_of_cohort_warning, score_frame
 
 PERSON_ID = re.compile(r"[A-Za-z0-9_\-.\u4e00-\u9fff]{1,64}")
@@ -41,17 +41,13 @@ def champion(svc: Services, task: Task):
 @router.get(
     "/v1/persons/{person_id}/risk",
     response_model=RiskResponse,
-    responses={
-        403: {"description": "the task needs a scope the caller lacks"},
-        404: {"description": "unknown task, or unknown or not visible person"},
-        409: {"description": "the person is not in the task's cohort on as_of"},
-    },
+    responses=refusals(401, 403, 404, 409, 503),
 )
 def person_risk(
     request: Request,
     svc: Annotated[Services, Depends(services)],
     user: Annotated[User, Depends(current_user)],
-    person_id: Annotated[str, PathParam(max_length=64)],
+    person_id: Annotated[str, PathParam(max_length=64, pattern=f"^{PERSON_ID.pattern}$")],
     task_name: Annotated[str, Query(alias="task", description="the task")] = "relapse",
     as_of: Annotated[
         dt.date | None, Query(description="default: the data's reference date")

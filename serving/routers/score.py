@@ -20,7 +20,7 @@ from serving.auth import User
 from serving.deps import Services, error, require, scored_entry, services, task_of
 from serving.records import records_frame
 from serving.routers.risk import champion, model_ref
-from serving.schemas import MAX_FACTORS, RecordIn, ScoredRecord, ScoreResponse
+from serving.schemas import MAX_FACTORS, RecordIn, ScoredRecord, ScoreResponse, refusals
 from serving.scoring import (
     DEFAULT_TOP,
     NOT_IN_COHORT,
@@ -73,7 +73,7 @@ def parse_records(raw: bytes) -> list[RecordIn]:
     "/v1/score/{task}",
     response_model=ScoreResponse,
     openapi_extra=BODY,
-    responses={413: {"description": "over 1,000 records or the body size limit"}},
+    responses=refusals(401, 403, 404, 413, 503),
 )
 async def score(
     request: Request,
