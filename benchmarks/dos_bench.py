@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import arguments  # noqa: E402
-from servers import free_port, server_process  # noqa: E402
+from servers import create_token, free_port, server_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HUGE_BYTES = 600 * 1024 * 1024
@@ -109,13 +109,7 @@ def main() -> None:
     prepare(work, args.persons)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["SUNSHINE_TOKENS_FILE"] = str(work / "tokens.json")
-    token = subprocess.run(
-        [BIN / "sunshine", "tokens", "create", "--user", "bench", "--role", "analyst"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = create_token(env, "--user", "bench", "--role", "analyst")
     port = free_port()
     cmd = [BIN / "sunshine", "serve", "--data", "city", "--port", port, "--audit-db", "audit.db"]
     with server_process(cmd, port, "/healthz", cwd=work, env=env, timeout=300) as url:

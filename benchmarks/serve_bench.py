@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import arguments  # noqa: E402
-from servers import free_port, server_process  # noqa: E402
+from servers import create_token, free_port, server_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -81,14 +81,7 @@ def main() -> None:
         "SUNSHINE_TOKENS_FILE": str(work / "tokens.json"),
         "MLFLOW_TRACKING_URI": "",
     }
-    token = subprocess.run(
-        [BIN / "sunshine", "tokens", "create", "--user", "bench", "--role", "analyst"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = create_token(env, "--user", "bench", "--role", "analyst", cwd=work)
     ours_port, ml_port = free_port(), free_port()
     ml_env = {
         **env,

@@ -83,3 +83,19 @@ def server_process(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def create_token(env: dict, *args: str, cwd: object = None) -> str:
+    """`sunshine tokens create ARGS` as an operator runs it; the printed token."""
+    import sys
+    from pathlib import Path
+
+    sunshine = str(Path(sys.executable).with_name("sunshine"))
+    return subprocess.run(
+        [sunshine, "tokens", "create", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()

@@ -48,6 +48,12 @@ sys.meta_path.insert(0, Block())
 """
 
 
+def python(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_serving_runs_without_the_training_only_dependencies():
     """Every serving module imports, and the service app assembles, with optuna, matplotlib,
     shap and pyreadr unimportable: a serving install does without the `train` extra."""
@@ -58,9 +64,7 @@ def test_serving_runs_without_the_training_only_dependencies():
         "training.tracking.configure()\n"
         "print('ok')\n"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    r = python(script)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
@@ -73,7 +77,5 @@ def test_a_roster_mistake_is_reported_before_the_model_stack_is_imported():
         "from serving.cli import app\n"
         "print(sorted({'lightgbm', 'mlflow'} & set(sys.modules)))\n"
     )
-    r = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    r = python(script)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

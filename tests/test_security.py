@@ -15,7 +15,7 @@ import httpx
 import pandas as pd
 import pytest
 from conftest import use_mlflow
-from servers import ServerThread, free_port, server_process
+from servers import ServerThread, create_token, free_port, server_process
 
 from features.store import Store
 from serving.app import create_app
@@ -213,13 +213,7 @@ def test_audit_verify_names_the_first_broken_link(tmp_path, attack, found):
 
 def test_forwarded_addresses_are_believed_only_from_a_trusted_proxy(served_registry, tmp_path):
     env = {**os.environ, "SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json")}
-    token = subprocess.run(
-        [SUNSHINE, "tokens", "create", "--user", "root", "--role", "admin"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = create_token(env, "--user", "root", "--role", "admin")
     headers = {"Authorization": f"Bearer {token}", "X-Forwarded-For": "10.66.66.66"}
     clients = {}
     for trusted in ([], ["--trusted-proxy", "127.0.0.1"]):
@@ -384,14 +378,10 @@ def test_the_openapi_schema_is_true_for_every_role(served_registry, tmp_path):
     before the data begins, or after its reference date, is well-formed and still refused)."""
     env = {**os.environ, "SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json")}
 
-    def token(*args: str) -> str:
-        cmd = [SUNSHINE, "tokens", "create", *args]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
-
     tokens = [
-        token("--user", "root", "--role", "admin"),
-        token("--user", "li", "--role", "analyst"),
-        token("--user", "wang", "--role", "caseworker", "--districts", "huaxi"),
+        create_token(env, "--user", "root", "--role", "admin"),
+        create_token(env, "--user", "li", "--role", "analyst"),
+        create_token(env, "--user", "wang", "--role", "caseworker", "--districts", "huaxi"),
     ]
     port = free_port()
     cmd = [SUNSHINE, "serve", "--data", served_registry / "city", "--port", port]

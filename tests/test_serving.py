@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import use_mlflow
-from servers import ServerThread, free_port, server_process
+from servers import ServerThread, create_token, free_port, server_process
 
 from features.store import Store
 from features.tasks import get_task
@@ -466,13 +466,7 @@ def test_sunshine_serve_process_over_a_socket(served_registry, tmp_path):
     root = served_registry
     env = {**os.environ, "SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json")}
     sunshine = str(Path(sys.executable).with_name("sunshine"))
-    token = subprocess.run(
-        [sunshine, "tokens", "create", "--user", "li", "--role", "analyst"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = create_token(env, "--user", "li", "--role", "analyst")
     assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
     assert token not in (tmp_path / "tokens.json").read_text()
     port = free_port()
