@@ -402,3 +402,15 @@ def test_the_openapi_schema_is_true_for_every_role(served_registry, tmp_path):
             )  # fmt: skip
             assert run.returncode == 0, run.stdout[-4000:]
             assert "Server error" not in run.stdout
+
+
+def test_requests_refused_before_routing_are_audited_too(api):
+    before = len(AuditLog(api["audit"]).query())
+    assert httpx.get(api["url"] + "/v1/models/", timeout=30).status_code == 307
+    anonymous = httpx.get(api["url"] + "/v1/persons/P0000001/risk?as_of=2025-01-01", timeout=30)
+    assert anonymous.status_code == 401
+    rows = AuditLog(api["audit"]).query().iloc[before:]
+    assert sorted(rows.status) == [307, 401]
+    refused = rows[rows.status == 401].iloc[0]
+    assert refused.person_id == "P0000001" and refused.as_of == "2025-01-01"
+    assert refused.user is None and refused.client == "127.0.0.1"
