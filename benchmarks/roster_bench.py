@@ -82,8 +82,12 @@ def child(data: Path, db: Path, rows: int, explain: str, reference: bool = False
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "roster.parquet"
         roster.to_parquet(src)
-        job = RosterJob(src, "relapse", Path(tmp) / "out.parquet", explain=explain)
-        scorer = RosterScorer(job, store, model, facts, load_interventions())
+        # every row scored, as the recorded figures were measured: a random sample of the
+        # registry is mostly outside the relapse cohort
+        job = RosterJob(
+            src, "relapse", Path(tmp) / "out.parquet", explain=explain, include_out_of_cohort=True
+        )
+        scorer = RosterScorer(job, store, model, facts, load_interventions()["relapse"])
         with Meter() as m:
             summary = scorer.run()
         result = {

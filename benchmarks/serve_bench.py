@@ -151,7 +151,9 @@ def main() -> None:
         def ours_send(c: httpx.Client, i: int):
             return c.get(
                 f"http://127.0.0.1:{ours_port}/v1/persons/{ids[i]}/risk",
-                params={"task": "relapse"},
+                # any registry person, as MLflow scores any row: an analyst may ask for
+                # persons outside the cohort
+                params={"task": "relapse", "allow_out_of_cohort": "true"},
                 headers=headers,
             )
 
