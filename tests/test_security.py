@@ -413,4 +413,4 @@ def test_requests_refused_before_routing_are_audited_too(api):
     assert sorted(rows.status) == [307, 401]
     refused = rows[rows.status == 401].iloc[0]
     assert refused.person_id == "P0000001" and refused.as_of == "2025-01-01"
-    assert refused.user is None and refused.client == "127.0.0.1"
+    assert pd.isna(refused.user) and refused.client == "127.0.0.1"
