@@ -82,6 +82,25 @@ def cohort_mask(store: Store, task: Task, as_of: dt.date) -> np.ndarray:
     return mask
 
 
+def cohort_members(
+    store: Store,
+    task: Task,
+    days: np.ndarray,
+    where: np.ndarray,
+    masks: dict[dt.date, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Whether each row's person (by position in the persons table, `where`) is in the
+    task's cohort on the row's day. `masks` keeps each day's cohort between calls."""
+    masks = {} if masks is None else masks
+    member = np.zeros(len(days), bool)
+    for day in pd.unique(days):
+        if day not in masks:
+            masks[day] = cohort_mask(store, task, day)
+        on_day = days == day
+        member[on_day] = masks[day][where[on_day]]
+    return member
+
+
 def build_spine(
     store: Store, task: Task | str, as_of_dates: list[dt.date] | None = None
 ) -> pd.DataFrame:

@@ -10,10 +10,8 @@ import datetime as dt
 import functools
 import hashlib
 from pathlib import Path
-from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 
 from features.cli import console, frame_table, open_store
@@ -25,11 +23,11 @@ from training.config import TrainConfig, load_config
 from training.model_card import model_card
 from training.tracking import experiment_id, log_training
 from training.trainer import (
-    UNCALIBRATED,
     ModelFactory,
     TrainResult,
     data_fingerprint,
     prepare_frame,
+    raw_scorer,
     train,
 )
 from training.tuning import tune as run_tuning
@@ -124,10 +122,7 @@ def _tune(
     frame: pd.DataFrame, config: TrainConfig, trials: int, exp: str, make_model: ModelFactory
 ) -> TrainConfig:
     """The search, each trial a nested run and a printed line; then the chosen parameters."""
-    features = config.model_features()
-
-    def raw(booster: Any, rows: np.ndarray) -> np.ndarray:
-        return make_model(booster, UNCALIBRATED, features, None).raw_scores(frame[rows])
+    raw = raw_scorer(make_model, frame, config.model_features())
 
     def log_trial(number: int, params: dict, score: float) -> None:
         shown = ", ".join(

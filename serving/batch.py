@@ -28,7 +28,7 @@ from features.builder import FeatureBuilder
 from features.contract import as_of_problem
 from features.errors import InputError
 from features.io import atomic_path, file_sha256
-from features.labels import cohort_mask
+from features.labels import cohort_members
 from features.store import Store
 from features.tasks import SupportOption, get_task
 from models.deployable import RiskModel, Scored
@@ -181,10 +181,11 @@ class RosterScorer:
 
     def prepare_parts(self) -> None:
         manifest = self.parts_dir / "manifest.json"
+        now = self.manifest()
         if self.job.resume and manifest.exists():
-            if json.loads(manifest.read_text()) != self.manifest():
-                old = json.loads(manifest.read_text())
-                changed = sorted(k for k in self.manifest() if old.get(k) != self.manifest()[k])
+            old = json.loads(manifest.read_text())
+            if old != now:
+                changed = sorted(k for k in now if old.get(k) != now[k])
                 raise InputError(
                     f"{self.parts_dir}: the interrupted run used other inputs or settings "
                     f"({', '.join(changed)} changed); run without --resume to start again"
@@ -192,7 +193,7 @@ class RosterScorer:
             return
         shutil.rmtree(self.parts_dir, ignore_errors=True)
         self.parts_dir.mkdir(parents=True)
-        manifest.write_text(json.dumps(self.manifest()))
+        manifest.write_text(json.dumps(now))
 
     def run(self, progress=None) -> Summary:
         """Three stages overlap, one chunk apart. A worker reads the next chunk, checks its
@@ -323,7 +324,9 @@ class RosterScorer:
                 good.append(i)
         out["status"][error != ""] = "error"
         good = np.asarray(good, dtype=np.int64)
-        member = self._members(d.iloc[good].to_numpy(), where[good])
+        member = cohort_members(
+            self.store, self.task, d.iloc[good].to_numpy(), where[good], self.cohorts
+        )
         out["in_cohort"][good] = member
         for i in good[~member].tolist():
             if self.job.include_out_of_cohort:
@@ -413,20 +416,6 @@ class RosterScorer:
                 column[hide] = None
                 out[f"factor_{k + 1}{name}"][rows] = column
         out["support"][rows] = support.joined(lang)
-
-    def _members(self, days: np.ndarray, where: np.ndarray) -> np.ndarray:
-        """Whether each row's person is in the task's cohort on the row's as_of."""
-        member = np.zeros(len(days), bool)
-        for day in pd.unique(days):
-            on_day = days == day
-            member[on_day] = self._cohort(day)[where[on_day]]
-        return member
-
-    def _cohort(self, d: dt.date) -> np.ndarray:
-        """Cohort membership on a date, as a mask over the persons table."""
-        if d not in self.cohorts:
-            self.cohorts[d] = cohort_mask(self.store, self.task, d)
-        return self.cohorts[d]
 
     # -- the manager's summary ---------------------------------------------------------------
     def write_html(self, summary: Summary) -> Path:

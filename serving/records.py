@@ -18,7 +18,7 @@ import pandas as pd
 from features.builder import FeatureBuilder
 from features.contract import as_of_problem
 from features.errors import ContractError
-from features.labels import cohort_mask
+from features.labels import cohort_members
 from features.store import Store
 from features.tasks import Task
 from serving.deps import error
@@ -116,11 +116,7 @@ def _from_events(
         frame = FeatureBuilder(store).build(spine)
         keys = store.con.execute("SELECT person_id, pk FROM persons").df()
         pk = spine.merge(keys, on="person_id", how="left")["pk"].to_numpy() - 1
-        inside = np.zeros(len(spine), bool)
-        for day in spine["as_of"].unique():
-            on_day = (spine["as_of"] == day).to_numpy()
-            inside[on_day] = cohort_mask(store, task, day)[pk[on_day]]
-        return frame, inside
+        return frame, cohort_members(store, task, spine["as_of"].to_numpy(), pk)
 
 
 def _located(exc: ContractError, index: list[int], owner: list[tuple[int, int]]) -> list[dict]:

@@ -64,6 +64,18 @@ class Deployed(Protocol):
 ModelFactory = Callable[[lgb.Booster, Calibrator, list[str], np.ndarray | None], Deployed]
 
 
+def raw_scorer(
+    make_model: ModelFactory, frame: pd.DataFrame, features: list[str]
+) -> Callable[[lgb.Booster, np.ndarray], np.ndarray]:
+    """`raw(booster, rows)`: a booster's raw scores of some rows of `frame`, through the
+    deployed model's path (before any calibrator: what calibration and tuning are fitted on)."""
+
+    def raw(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
+        return make_model(booster, UNCALIBRATED, features, None).raw_scores(frame[rows])
+
+    return raw
+
+
 @dataclass
 class TrainResult:
     task: str
@@ -178,9 +190,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     features = config.model_features()
     X = frame[features]
     y = frame["label"].to_numpy().astype(int)
-
-    def raw(booster: lgb.Booster, rows: np.ndarray) -> np.ndarray:
-        return make_model(booster, UNCALIBRATED, features, None).raw_scores(frame[rows])
+    raw = raw_scorer(make_model, frame, features)
 
     if config.split_mode == "cv":
         split, folds = cv_split(
