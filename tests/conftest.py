@@ -135,3 +135,31 @@ def use_mlflow(root: Path) -> None:
 def served_registry(served) -> Path:
     use_mlflow(served)
     return served
+
+
+def sunshine(root: Path, *args: object, check: bool = True):
+    """`sunshine ARGS` in this process, in `root` as a user would run it there: the command
+    and its store are the real ones, without a new interpreter's start-up each time. An
+    exception that is not the command's own exit is raised, as a traceback would show it."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from serving.cli import app as cli
+
+    old = Path.cwd()
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(root)
+    try:
+        r = CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
+    finally:
+        os.chdir(old)
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+        use_mlflow(root)
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    result = SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result

@@ -8,50 +8,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import mlflow
 import pandas as pd
 import pytest
-from conftest import use_mlflow
+from conftest import sunshine, use_mlflow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from servers import ServerThread
-from typer.testing import CliRunner
 
 from features.store import Store
 from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
-from serving.cli import app as cli
 from serving.scoring import load_interventions
 from serving.state import build_state, load_champions
 
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
-
-
-def run(root: Path, *args: str, check: bool = True) -> SimpleNamespace:
-    """`sunshine ARGS` in this process, in `root` as a user would run it there: the command
-    and its store are the real ones, without a new interpreter's start-up each time."""
-    old = Path.cwd()
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.chdir(root)
-    try:
-        r = CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
-    finally:
-        os.chdir(old)
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
-        use_mlflow(root)
-    if r.exception and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    result = SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def score_roster(
@@ -59,7 +35,7 @@ def score_roster(
 ):
     """Score a roster; `everyone` also scores persons outside the cohort (a random sample of
     the city is mostly outside it), as an analyst may ask."""
-    return run(
+    return sunshine(
         root,
         "score-roster",
         roster,
@@ -183,7 +159,7 @@ def test_resume_after_kill_gives_the_same_file(served, tmp_path):
         ]
 
     whole = tmp_path / "whole.csv"
-    run(served, *args(whole))
+    sunshine(served, *args(whole))
     out = tmp_path / "resumed.csv"
     parts = out.with_name(out.name + ".parts")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -204,7 +180,7 @@ def test_resume_after_kill_gives_the_same_file(served, tmp_path):
     done = len(list(parts.glob("part-*.parquet")))
     assert 3 <= done < 24  # 12,000 rows in chunks of 500
     assert not out.exists()  # never a half-written final file
-    r = run(served, *args(out), "--resume")
+    r = sunshine(served, *args(out), "--resume")
     assert f"resumed: {done} chunk(s) already done" in " ".join(r.stdout.split())
     assert out.read_bytes() == whole.read_bytes()
     assert not parts.exists()
