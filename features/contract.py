@@ -38,7 +38,13 @@ PERSON_COLUMNS: tuple[Column, ...] = (
     Column("person_id", "VARCHAR", True, "pseudonymous id, unique"),
     Column("birth_date", "DATE", True, "date of birth"),
     Column("sex", "VARCHAR", False, f"one of {', '.join(SEXES)}; empty if unknown"),
-    Column("district", "VARCHAR", False, "district or county code; empty if unknown"),
+    Column(
+        "district",
+        "VARCHAR",
+        False,
+        "district or county code where first registered (later moves are district_move "
+        "events); empty if unknown",
+    ),
     Column(
         "ethnicity",
         "VARCHAR",

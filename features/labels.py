@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -43,9 +44,8 @@ def default_dates(store: Store, task: Task) -> list[dt.date]:
     return cadence_dates(start, last, task.cadence_months)
 
 
-def _cohort_table(store: Store, task: Task, dates: list[dt.date]) -> None:
-    """Temp tables `dates` and `cohort` (pk, as_of) on the store's connection."""
-    con = store.con
+def _cohort_table(con: duckdb.DuckDBPyConnection, task: Task, dates: list[dt.date]) -> None:
+    """Temp tables `dates` and `cohort` (pk, as_of) on a connection to the store."""
     con.register(
         "dates_in", pd.DataFrame({"as_of": pd.to_datetime(pd.Series(dates, dtype=object))})
     )
@@ -57,25 +57,32 @@ def _cohort_table(store: Store, task: Task, dates: list[dt.date]) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE cohort AS {task.cohort_sql}")
 
 
-def _drop_cohort_table(store: Store) -> None:
-    store.con.execute("DROP TABLE cohort")
-    store.con.execute("DROP TABLE dates")
+def _drop_cohort_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP TABLE cohort")
+    con.execute("DROP TABLE dates")
 
 
-def _query(store: Store, sql: str) -> pd.DataFrame:
-    frame = store.con.execute(sql).df()
-    _drop_cohort_table(store)
+def _query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    frame = con.execute(sql).df()
+    _drop_cohort_table(con)
     frame["as_of"] = pd.to_datetime(frame["as_of"]).dt.date
     return frame
+
+
+def cohort_labels(con: duckdb.DuckDBPyConnection, task: Task, dates: list[dt.date]) -> pd.DataFrame:
+    """(pk, as_of, label) of the task's cohort at each date, as the connection sees the
+    events: on a point-in-time connection (`Store.known_at`), what was recorded by then."""
+    _cohort_table(con, task, dates)
+    return _query(con, task.label_query())
 
 
 def cohort_mask(store: Store, task: Task, as_of: dt.date) -> np.ndarray:
     """Who is in the task's cohort on a date (no label, so any date up to the reference date),
     as a mask over the persons table in key order: batch scoring looks rows up by position,
     which costs far less than matching a million person ids."""
-    _cohort_table(store, task, [as_of])
+    _cohort_table(store.con, task, [as_of])
     keys = store.con.execute("SELECT pk FROM cohort").fetchnumpy()["pk"]
-    _drop_cohort_table(store)
+    _drop_cohort_table(store.con)
     ((n,),) = store.con.execute("SELECT count(*) FROM persons").fetchall()
     mask = np.zeros(n, bool)
     mask[np.asarray(keys, np.int64) - 1] = True  # pk numbers persons 1..n
@@ -114,9 +121,9 @@ def build_spine(
             f"as_of {late[0]}: its {task.label_days}-day label window ends after the reference "
             f"date {store.reference_date}; the latest usable as_of is {limit}"
         )
-    _cohort_table(store, task, dates)
+    _cohort_table(store.con, task, dates)
     return _query(
-        store,
+        store.con,
         f"SELECT p.person_id, l.as_of, CAST(l.label AS TINYINT) AS label "
         f"FROM ({task.label_query()}) l JOIN persons p USING (pk) ORDER BY l.as_of, p.person_id",
     )

@@ -101,7 +101,7 @@ def _window_suffix(w: int | None) -> str:
 
 def _event_features() -> list[Feature]:
     out: list[Feature] = []
-    for e in EVENT_TYPES:
+    for e in (e for e in EVENT_TYPES if e.features):
         direction = RISK_DIRECTION.get(e.name, 0)
         aggs = ("count", "mean", "max") if e.valued else ("count",)
         for agg in aggs:

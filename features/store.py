@@ -30,10 +30,12 @@ from features.contract import (
 )
 from features.errors import ContractError, InputError, Problem
 from features.io import atomic_path
+from features.residence import districts_sql
 from features.vocabulary import EVENT_TYPES
 
 MAX_LISTED_PROBLEMS = 20
 METADATA_FILE = "dataset.json"
+KNOWN_AT_SCHEMA = "known_at"
 
 
 @dataclass
@@ -181,6 +183,20 @@ class Store:
         """A connection of its own for another thread; it sees the same persons and events."""
         return self.con.cursor()
 
+    def known_at(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own on which `events` holds only what the registry had recorded
+        before the instant `SET VARIABLE known_before = TIMESTAMP '...'` names, and nothing
+        after it. A figure computed there for a past month cannot change when a late record
+        arrives: what was not recorded by then did not exist for it."""
+        con = self.con.cursor()
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {KNOWN_AT_SCHEMA}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {KNOWN_AT_SCHEMA}.events AS SELECT * FROM main.events "
+            "WHERE available_time < getvariable('known_before')"
+        )
+        con.execute(f"SET search_path = '{KNOWN_AT_SCHEMA},main'")
+        return con
+
     # -- loading -----------------------------------------------------------------------------
     def _load(self, lenient: bool, rejects_path: Path) -> None:
         persons_path = find_table(self.data_dir, "persons")
@@ -316,6 +332,12 @@ class Store:
             )
             accepted = 0
         con.execute("DROP TABLE persons_checked")
+        # where each person lives on the reference date (what a caseworker's districts match)
+        con.execute(
+            "CREATE OR REPLACE TABLE residence AS "
+            + districts_sql("CAST($ref AS TIMESTAMP) + INTERVAL 1 DAY"),
+            {"ref": self.reference_date},
+        )
         r = self.report
         r.persons = con.execute("SELECT count(*) FROM persons").fetchall()[0][0]
         r.events = con.execute("SELECT count(*) FROM events").fetchall()[0][0]

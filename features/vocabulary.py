@@ -84,11 +84,14 @@ class EventType:
     value_required: bool = False
     detail: str | None = None  # what `detail` holds
     detail_choices: tuple[str, ...] | None = None  # closed set, checked by validation
-    group: str = "treatment"  # treatment | support | youth | clinical
+    group: str = "treatment"  # treatment | support | youth | clinical | registry
     # False for baseline assessments, asked once or rarely: their statistics over 30 to 365
     # days repeat the all-history ones, so only all-history features are built.
     windowed: bool = True
     singular: str | None = None  # one such event, for "days since the last ..."
+    # False for administrative facts (a move between districts) that describe the registry's
+    # bookkeeping, not the person's behaviour: no model feature is built from them
+    features: bool = True
 
     @property
     def singular_en(self) -> str:
@@ -99,7 +102,12 @@ class EventType:
         return self.value is not None
 
 
-CHOICES = {"rehab_kinds": REHAB_KINDS, "substances": SUBSTANCES, "medications": MEDICATIONS}
+CHOICES = {
+    "rehab_kinds": REHAB_KINDS,
+    "substances": SUBSTANCES,
+    "medications": MEDICATIONS,
+    "districts": DISTRICTS,
+}
 
 
 def _load() -> tuple[EventType, ...]:

@@ -24,7 +24,7 @@ from serving.auth import TokenStore, User
 from serving.deps import Services
 from serving.docs import add_docs
 from serving.metrics import Metrics
-from serving.routers import admin, health, risk, score
+from serving.routers import admin, health, indicators, risk, score
 from serving.schemas import ScoreRequest
 from serving.scoring import Interventions
 from serving.state import ServiceState
@@ -51,7 +51,7 @@ def create_app(
     add_docs(app, bodies=(ScoreRequest,))
     svc = Services(state, tokens, audit, interventions, Metrics())
     app.state.services = svc
-    for module in (risk, score, admin, health):
+    for module in (risk, score, admin, health, indicators):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -353,7 +353,8 @@ class RosterScorer:
         con = self.builder.con
         con.register("roster_ids", pd.DataFrame({"i": np.arange(len(pid)), "person_id": pid}))
         found = con.execute(
-            "SELECT r.i, p.pk, p.district FROM roster_ids r JOIN persons p USING (person_id)"
+            "SELECT r.i, p.pk, h.district FROM roster_ids r JOIN persons p USING (person_id) "
+            "JOIN residence h USING (pk)"
         ).df()
         con.unregister("roster_ids")
         where = np.full(len(pid), -1, np.int64)

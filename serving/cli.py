@@ -21,6 +21,7 @@ from features.store import Store
 from features.synth import synthesize, write_population
 from features.tasks import task_names
 from models import cli as models_cli
+from serving import indicators_cli
 from serving.audit import DEFAULT_AUDIT_DB, AuditLog
 from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore, tokens_path
 
@@ -33,6 +34,7 @@ app = typer.Typer(
 features_cli.register(app)
 models_cli.register(app)
 experiments_cli.register(app)
+indicators_cli.register(app)
 app.add_typer(tokens_app, name="tokens")
 
 

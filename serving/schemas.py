@@ -238,6 +238,56 @@ class ModelInfo(BaseModel):
     test_metrics: dict[str, float]
 
 
+class IndicatorRow(BaseModel):
+    month: str = Field(description="YYYY-MM; figures as the registry stood at the month's end")
+    district: str = Field(description="district code, or `city` for the whole city")
+    district_zh: str
+    indicator: str = Field(description="indicator code; `composite` is the ranking's score")
+    indicator_en: str
+    indicator_zh: str
+    numerator: float | None
+    denominator: float | None
+    value: float | None
+    unit: str
+    rank: int | None = Field(description="1 = best district that month; none for the city")
+    rank_change: int | None = Field(description="places moved up since the month before")
+    change: float | None = Field(description="value minus the month before's")
+
+
+class Indicators(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "from": "2025-07",
+                    "to": "2026-06",
+                    "rows": [
+                        {
+                            "month": "2026-06",
+                            "district": "huaxi",
+                            "district_zh": "花溪区",
+                            "indicator": "relapse_rate",
+                            "indicator_en": "relapse rate within 12 months",
+                            "indicator_zh": "复吸率",
+                            "numerator": 41,
+                            "denominator": 120,
+                            "value": 34.2,
+                            "unit": "%",
+                            "rank": 3,
+                            "rank_change": 1,
+                            "change": -1.5,
+                        }
+                    ],
+                }
+            ]
+        },
+        populate_by_name=True,
+    )
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    rows: list[IndicatorRow]
+
+
 class Problem(BaseModel):
     field: str = Field(description="where: a query or path parameter, or a body field")
     reason: str

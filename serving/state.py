@@ -16,6 +16,8 @@ import pandas as pd
 
 from features.builder import FeatureBuilder
 from features.errors import RegistryError
+from features.indicator_inputs import IndicatorConfig, load_indicator_config, read_population
+from features.indicators import compute, rank, report_table
 from features.labels import cohort_mask
 from features.store import Store
 from features.tasks import Task, task_names
@@ -53,11 +55,33 @@ class Loaded:
 
 
 @dataclass
+class IndicatorSource:
+    """The programme indicators over the served registry. A month's figures are those of the
+    registry as it stood at the month's end, so once computed they never change: each month is
+    computed once, on first request, and kept."""
+
+    store: Store
+    config: IndicatorConfig
+    population: pd.DataFrame
+    external: pd.DataFrame | None = None
+    _months: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def table(self, months: list[str]) -> pd.DataFrame:
+        with self._lock:  # one point-in-time connection at a time
+            raw = compute(
+                self.store, months, self.config, self.population, self.external, self._months
+            )
+        return report_table(rank(raw, self.config), months, self.config)
+
+
+@dataclass
 class ServiceState:
     store: Store
     loaded: Loaded
     persons: pd.DataFrame  # person_id -> district, and whether they have any events
     today: pd.DataFrame  # features of every person as of the reference date, by person_id
+    indicators: IndicatorSource | None = None
     degraded: str | None = None
     _local: threading.local = field(default_factory=threading.local)
     _cohorts: OrderedDict = field(default_factory=OrderedDict)
@@ -119,12 +143,17 @@ def load_champions() -> Loaded:
     return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
 
-def build_state(store: Store, loaded: Loaded) -> ServiceState:
+def build_state(
+    store: Store, loaded: Loaded, indicators: IndicatorSource | None = None
+) -> ServiceState:
     persons = store.con.execute(
-        f"SELECT p.person_id, p.pk, p.district, {HAS_HISTORY} AS history_today FROM persons p",
+        f"SELECT p.person_id, p.pk, h.district, {HAS_HISTORY} AS history_today "
+        "FROM persons p JOIN residence h USING (pk)",
         {"d": store.reference_date},
     ).df()
     persons = persons.set_index("person_id")
     spine = pd.DataFrame({"person_id": persons.index, "as_of": store.reference_date})
     today = FeatureBuilder(store).build(spine).set_index("person_id")
-    return ServiceState(store, loaded, persons, today)
+    if indicators is None:
+        indicators = IndicatorSource(store, load_indicator_config(), read_population())
+    return ServiceState(store, loaded, persons, today, indicators)

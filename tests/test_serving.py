@@ -687,3 +687,40 @@ def test_the_model_card_states_each_allowed_protected_feature_and_its_reason(ser
     assert "not in the prevention group" in card
     relapse = service["state"].loaded.models["relapse"]
     assert {"sex", "district", "age_years"}.isdisjoint(relapse[0].features)
+
+
+def test_indicators_by_role(service):
+    """Analysts see every district and the city; a caseworker only their own districts, and
+    another district is refused; a bad month is a 422 naming the field."""
+    r = get(service, "/v1/indicators", "analyst", **{"from": "2026-04", "to": "2026-06"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["from"], body["to"]) == ("2026-04", "2026-06")
+    rows = pd.DataFrame(body["rows"])
+    assert set(rows.month) == {"2026-04", "2026-05", "2026-06"}
+    assert {"city", "huaxi", "nanming"} <= set(rows.district)
+    assert set(rows.indicator) >= {"relapse_rate", "intake_control_rate", "composite"}
+    # the same figures as the command computes from the same registry
+    from features.indicator_inputs import load_indicator_config, read_population
+    from features.indicators import compute, rank, report_table
+
+    config = load_indicator_config()
+    months = ["2026-04", "2026-05", "2026-06"]
+    store = service["state"].store
+    want = report_table(
+        rank(compute(store, months, config, read_population()), config), months, config
+    )
+    got = rows.set_index(["month", "district", "indicator"])["value"]
+    expect = want.set_index(["month", "district", "indicator"])["value"]
+    pd.testing.assert_series_equal(got.sort_index(), expect.sort_index(), check_names=False)
+    mine = get(service, "/v1/indicators", "cw_huaxi").json()["rows"]
+    assert {r["district"] for r in mine} == {"huaxi"} and len({r["month"] for r in mine}) == 12
+    assert get(service, "/v1/indicators", "cw_huaxi", district="nanming").status_code == 403
+    assert get(service, "/v1/indicators", "cw_huaxi", district="city").status_code == 403
+    only = get(service, "/v1/indicators", "admin", district="city").json()["rows"]
+    assert {r["district"] for r in only} == {"city"}
+    bad = get(service, "/v1/indicators", "analyst", to="2026-07")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "to"
+    wide = get(service, "/v1/indicators", "analyst", **{"from": "2020-01", "to": "2026-06"})
+    assert wide.status_code == 422 and "at most 60 months" in wide.text
+    assert get(service, "/v1/indicators").status_code == 401
