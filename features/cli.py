@@ -146,11 +146,29 @@ def synth(
     out: Annotated[Path, typer.Option(help="output directory")],
     persons: Annotated[int, typer.Option(help="number of persons", min=1)] = 20_000,
     seed: Annotated[int, typer.Option(help="random seed; same seed, same data")] = 7,
+    drift_from: Annotated[
+        str | None,
+        typer.Option(
+            help="a drift scenario from this date: one district stops recording check-ins and "
+            "school absence doubles (for testing `sunshine monitor`)"
+        ),
+    ] = None,
+    drift_district: Annotated[
+        str, typer.Option(help="the district that stops recording check-ins")
+    ] = "nanming",
 ) -> None:
     """Generate a synthetic Guiyang-like registry (persons, events) as Parquet."""
+    from features.synth import Drift
+    from features.vocabulary import DISTRICTS
+
+    drift = None
+    if drift_from:
+        if drift_district not in DISTRICTS:
+            raise InputError(f"--drift-district {drift_district!r}: one of {', '.join(DISTRICTS)}")
+        drift = Drift(parse_date(drift_from, "--drift-from"), drift_district)
     started = time.perf_counter()
-    pop = synthesize(persons, seed)
-    write_population(pop, out, seed)
+    pop = synthesize(persons, seed, drift)
+    write_population(pop, out, seed, drift)
     console.print(
         f"wrote {pop.persons.num_rows:,} persons and {pop.events.num_rows:,} events to {out} "
         f"in {time.perf_counter() - started:.1f}s"

@@ -76,6 +76,16 @@ def cohort_labels(con: duckdb.DuckDBPyConnection, task: Task, dates: list[dt.dat
     return _query(con, task.label_query())
 
 
+def cohort_spine(store: Store, task: Task, as_of: dt.date) -> pd.DataFrame:
+    """(person_id, as_of) of the task's cohort on a date, without labels: who is scored then,
+    on any date up to the reference date."""
+    _cohort_table(store.con, task, [as_of])
+    return _query(
+        store.con,
+        "SELECT p.person_id, c.as_of FROM cohort c JOIN persons p USING (pk) ORDER BY p.person_id",
+    )
+
+
 def cohort_mask(store: Store, task: Task, as_of: dt.date) -> np.ndarray:
     """Who is in the task's cohort on a date (no label, so any date up to the reference date),
     as a mask over the persons table in key order: batch scoring looks rows up by position,

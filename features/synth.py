@@ -121,6 +121,18 @@ def _substance_mix(year: np.ndarray, rng: np.random.Generator, youth: bool) -> n
     return (u > np.cumsum(w, axis=1)).sum(axis=1).clip(0, len(SUBSTANCES) - 1)
 
 
+@dataclass(frozen=True)
+class Drift:
+    """A scenario of things going wrong from a month on, for testing monitoring: one district
+    stops recording community check-ins, and young people's school absence doubles."""
+
+    start: dt.date = dt.date(2025, 1, 1)
+    district: str = "nanming"
+
+    def month(self) -> int:
+        return (self.start.year - HISTORY_START.year) * 12 + self.start.month - HISTORY_START.month
+
+
 @dataclass
 class Population:
     persons: pa.Table
@@ -130,8 +142,9 @@ class Population:
 
 
 class _Simulator:
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, drift: Drift | None = None) -> None:
         self.n = n
+        self.drift = drift
         self.rng = np.random.default_rng(seed)
         self.ms = _month_starts()
         self.parts: list[tuple[np.ndarray, ...]] = []
@@ -242,7 +255,11 @@ class _Simulator:
         absence = np.zeros(n, np.int64)
         all_idx = np.arange(n)
 
-        self.emit(all_idx[left_behind], "left_behind_status", 0, 1.0, "both parents")
+        # a child's left-behind status was recorded when it began, years before the history
+        # starts for most, not all on one day (a "days since" feature would then be a clock)
+        behind = all_idx[left_behind]
+        began = (rng.random(len(behind)) * (start_age[behind] - 1) * 365.25 * DAY).astype(np.int64)
+        self.emit(behind, "left_behind_status", 0, 1.0, "both parents", t=self.ms[0] - began)
 
         for m in range(N_MONTHS):
             age = (self.ms[m] - birth) / (365.25 * DAY)
@@ -393,6 +410,8 @@ class _Simulator:
             days = rng.poisson(
                 np.exp(-2.2 + 0.9 * school[school_kid] + 0.4 * left_behind[school_kid])
             )
+            if self.drift and m >= self.drift.month():
+                days = np.minimum(days * 2, 22)  # no new random draw: the rest stays the same
             absence[yo] = 0
             absence[school_kid] = days
             absent = days > 0
@@ -481,6 +500,15 @@ class _Simulator:
         end = int(dt.datetime.combine(REFERENCE_DATE, dt.time()).timestamp()) + DAY - 1
         keep = rec <= end  # not yet recorded by the reference date: not in the extract
         pid, typ, t, val, det, rec, late = (a[keep] for a in (pid, typ, t, val, det, rec, late))
+        if self.drift:
+            lost = (
+                np.isin(typ, [_T["checkin_attended"], _T["checkin_missed"]])
+                & (district[pid] == DISTRICTS.index(self.drift.district))
+                & (t >= self.ms[self.drift.month()])
+            )
+            pid, typ, t, val, det, rec, late = (
+                a[~lost] for a in (pid, typ, t, val, det, rec, late)
+            )
         k = len(pid)
         val[(typ == _T["methadone_dose"]) & (rng.random(k) < 0.03)] = np.nan
         det[(typ == _T["urine_test"]) & (val == 1.0) & (rng.random(k) < 0.05)] = -1
@@ -528,14 +556,14 @@ class _Simulator:
         return Population(persons, events, n_duplicates=len(dup), n_late=int(late.sum()))
 
 
-def synthesize(n_persons: int, seed: int) -> Population:
+def synthesize(n_persons: int, seed: int, drift: Drift | None = None) -> Population:
     """Deterministic for a seed: the same arguments always give the same tables."""
     if n_persons < 1:
         raise ValueError("the population needs at least one person")
-    return _Simulator(n_persons, seed).run()
+    return _Simulator(n_persons, seed, drift).run()
 
 
-def write_population(pop: Population, out: Path, seed: int) -> None:
+def write_population(pop: Population, out: Path, seed: int, drift: Drift | None = None) -> None:
     """Write persons, events and the dataset metadata, each file atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -553,5 +581,11 @@ def write_population(pop: Population, out: Path, seed: int) -> None:
         "late_recorded_events": pop.n_late,
         "true_effects": TRUE_EFFECTS,
     }
+    if drift:
+        meta["drift"] = {
+            "from": drift.start.isoformat(),
+            "district_without_checkins": drift.district,
+            "school_absence": "doubled",
+        }
     with atomic_path(out / METADATA_FILE) as tmp:
         tmp.write_text(json.dumps(meta, indent=2))

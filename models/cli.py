@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("promote")(promote_cmd)
     app.command("rollback")(rollback_cmd)
+    app.command("monitor")(monitor_cmd)
     app.add_typer(models_app, name="models")
 
 
@@ -138,3 +139,45 @@ def list_cmd(
         console.print("no registered models yet: run `sunshine train --task ...`")
         return
     show_frame(frame, fmt, "registered models")
+
+
+@user_errors
+def monitor_cmd(
+    task: TaskOpt,
+    data: DataOpt,
+    out: Annotated[Path, typer.Option(help="directory for the report, tables and status")],
+    as_of: Annotated[
+        str | None, typer.Option(help="the cohort's date (default: the data's reference date)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML: monitoring thresholds")] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="a registered version (default: the champion)")
+    ] = None,
+    lenient: LenientOpt = False,
+    rejects: RejectsOpt = None,
+    reference_date: RefOpt = None,
+) -> None:
+    """Drift since training and realized performance of the champion: ok, warning or alert
+    with reasons, logged to MLflow (sunshine-monitor-<task>) with an HTML report. Exit code
+    0 whatever the status; read it from the output or status.json."""
+    from features.cli import open_store, parse_date
+    from models.monitoring import load_monitor_config, log_monitor_run, run_monitor, write_outputs
+    from training.tracking import configure
+
+    get_task(task)
+    thresholds = load_monitor_config(config)
+    day = parse_date(as_of, "--as-of") if as_of else None
+    configure()
+    store = open_store(data, lenient, rejects, reference_date)
+    result, pooled = run_monitor(store, task, day, thresholds, model_version)
+    files = write_outputs(result, pooled, out)
+    run_id = log_monitor_run(result, pooled, files)
+    style = {"ok": "green", "warning": "yellow", "alert": "bold red"}[result.status]
+    console.print(
+        f"{task} version {result.version}, cohort of {result.as_of} ({result.rows:,} persons): "
+        f"[{style}]{result.status}[/]",
+        highlight=False,
+    )
+    for reason in result.reasons:
+        console.print(f"  {reason}", highlight=False, soft_wrap=True)
+    console.print(f"report {out / 'report.html'}; MLflow run {run_id}")

@@ -68,6 +68,8 @@ class RiskModel:
     # share of the reference cohort in the high tier, then in high+medium
     tier_shares: tuple[float, float] = (0.10, 0.30)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the reference distributions monitoring compares later cohorts with (training.drift)
+    monitoring: dict[str, Any] = field(default_factory=dict)
 
     # -- input -------------------------------------------------------------------------------
     @functools.cached_property
@@ -187,6 +189,7 @@ class RiskModel:
             "reference_quantiles": self.reference_quantiles,
             "tier_shares": list(self.tier_shares),
             "metadata": self.metadata,
+            "monitoring": self.monitoring,
         }
         (directory / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
         return directory
@@ -203,6 +206,7 @@ class RiskModel:
             reference_quantiles=meta["reference_quantiles"],
             tier_shares=tuple(meta["tier_shares"]),
             metadata=meta["metadata"],
+            monitoring=meta.get("monitoring", {}),
         )
 
     @classmethod

@@ -26,6 +26,7 @@ from models.deployable import RiskModel
 from models.pyfunc import ARTIFACT_KEY
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+HISTORY_TAG = "champion_since."
 # promotion tolerances: calibration may worsen by this much ECE, the worst fairness ratio by this
 ECE_TOLERANCE = 0.01
 FAIRNESS_TOLERANCE = 0.10
@@ -194,9 +195,33 @@ def _check_version(client: MlflowClient, name: str, version: str) -> None:
 def _crown(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
     client.set_registered_model_alias(name, CHAMPION, version)
     # microseconds: the order of promotions is what a rollback goes back along
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+    stamp = dt.datetime.now(dt.UTC)
+    now = stamp.isoformat(timespec="microseconds")
     for key, value in {"promoted_at": now, **tags}.items():
         client.set_model_version_tag(name, version, key, value)
+    # the champion's history, one tag per crowning, never rewritten: which version was served
+    # on a past date, for judging it on the outcomes of that date
+    client.set_registered_model_tag(name, f"{HISTORY_TAG}{int(stamp.timestamp() * 1e6)}", version)
+
+
+def champion_history(task: str) -> list[tuple[dt.datetime, str]]:
+    """(since, version) of every crowning of the task's champion, oldest first."""
+    client = MlflowClient()
+    try:
+        tags = client.get_registered_model(model_name(task)).tags
+    except MlflowException:
+        return []
+    return sorted(
+        (dt.datetime.fromtimestamp(int(k[len(HISTORY_TAG) :]) / 1e6, dt.UTC), v)
+        for k, v in tags.items()
+        if k.startswith(HISTORY_TAG)
+    )
+
+
+def champion_at(history: list[tuple[dt.datetime, str]], when: dt.datetime) -> str | None:
+    """The version that was champion at `when`, or None before the first promotion."""
+    served = [v for since, v in history if since <= when]
+    return served[-1] if served else None
 
 
 def promote(

@@ -50,6 +50,7 @@ def create_app(
     )
     add_docs(app, bodies=(ScoreRequest,))
     svc = Services(state, tokens, audit, interventions, Metrics())
+    svc.metrics.observe_monitoring(state.loaded.monitoring)
     app.state.services = svc
     for module in (risk, score, admin, health, indicators):
         app.include_router(module.router)

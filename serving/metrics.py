@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MONITOR_LEVELS = {"ok": 0, "warning": 1, "alert": 2}
 
 
 class Metrics:
@@ -26,6 +28,29 @@ class Metrics:
             registry=self.registry,
             buckets=tuple(i / 10 for i in range(1, 11)),
         )
+
+        self.monitor_status = Gauge(
+            "sunshine_model_monitor_status",
+            "latest monitoring verdict of the served task: 0 ok, 1 warning, 2 alert",
+            ["task", "model_version"],
+            registry=self.registry,
+        )
+        self.score_psi = Gauge(
+            "sunshine_model_score_psi",
+            "population stability index of the score at the latest monitoring run",
+            ["task"],
+            registry=self.registry,
+        )
+
+    def observe_monitoring(self, monitoring: dict[str, dict]) -> None:
+        """The latest verdicts as gauges (set when the models load or reload)."""
+        self.monitor_status.clear()
+        for task, status in monitoring.items():
+            level = MONITOR_LEVELS.get(str(status.get("status")))
+            if level is not None:
+                self.monitor_status.labels(task, str(status.get("model_version"))).set(level)
+            if status.get("score_psi") is not None:
+                self.score_psi.labels(task).set(float(status["score_psi"]))
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()

@@ -236,6 +236,11 @@ class ModelInfo(BaseModel):
     run_id: str
     trained_at: str | None
     test_metrics: dict[str, float]
+    monitoring: dict[str, Any] | None = Field(
+        None,
+        description="the latest `sunshine monitor` verdict: status (ok, warning, alert), "
+        "reasons, the version it judged, as_of, score PSI, when, and its MLflow run",
+    )
 
 
 class IndicatorRow(BaseModel):

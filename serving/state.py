@@ -22,6 +22,7 @@ from features.labels import cohort_mask
 from features.store import Store
 from features.tasks import Task, task_names
 from models.deployable import RiskModel
+from models.monitoring import latest_status
 from models.registry import load_model
 
 # a person has history at $d when an event both happened and was recorded before it
@@ -38,6 +39,8 @@ COHORT_CACHE = 32  # (task, as_of) cohorts kept in memory: a bit per person each
 class Loaded:
     models: dict[str, tuple[RiskModel, dict]]
     loaded_at: str
+    # each task's latest `sunshine monitor` verdict, read from MLflow when the models load
+    monitoring: dict[str, dict] = field(default_factory=dict)
 
     @property
     def missing(self) -> list[str]:
@@ -140,7 +143,8 @@ def load_champions() -> Loaded:
             + ", ".join(task_names())
             + ": train with `sunshine train --task T --data DIR`, then `sunshine promote --task T`"
         )
-    return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    monitoring = {t: status for t in models if (status := latest_status(t)) is not None}
+    return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), monitoring)
 
 
 def build_state(

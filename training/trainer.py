@@ -33,7 +33,7 @@ from features.labels import build_spine, read_labels
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from features.tasks import get_task
-from training import plots
+from training import drift, plots
 from training.baselines import as_logit_input, logistic_regression
 from training.behaviour import run_checks
 from training.calibration import Calibrator, choose_calibrator
@@ -52,6 +52,7 @@ class Deployed(Protocol):
     """What training needs of the deployable model: its own scoring path."""
 
     features: list[str]
+    monitoring: dict[str, Any]
 
     def raw_scores(self, frame: pd.DataFrame) -> np.ndarray: ...
 
@@ -222,6 +223,14 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     metrics["best_iteration"] = float(booster.best_iteration or booster.num_trees())
     metrics["valid_auroc"] = auroc(y_valid, raw_valid)
     metrics["tier_high_share"] = float(np.mean(scored.tier == "high"))
+    dates = sorted(test["as_of"].unique())
+    model.monitoring = drift.reference(
+        test,
+        features,
+        r_test,
+        test[AUDIT_PREFIX + "district"],
+        (str(dates[0]), str(dates[-1])) if config.split_mode == "temporal" else None,
+    )
 
     baselines, verdict = _baselines(frame, features, split, y, r_test, config)
     if config.split_mode == "temporal":

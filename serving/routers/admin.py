@@ -30,6 +30,7 @@ def list_models(
             run_id=facts["run_id"],
             trained_at=model.metadata.get("trained_at"),
             test_metrics=model.metadata.get("test_metrics", {}),
+            monitoring=svc.state.loaded.monitoring.get(task),
         )
         for task, (model, facts) in svc.state.loaded.models.items()
     ]
@@ -76,6 +77,7 @@ def reload(
         return JSONResponse({"status": "degraded", "reason": state.degraded}, status_code=503)
     state.loaded = new
     state.degraded = None
+    svc.metrics.observe_monitoring(new.monitoring)
     return {
         "status": "reloaded",
         "models": {t: str(f["version"]) for t, (_, f) in new.models.items()},

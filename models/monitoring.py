@@ -1,0 +1,423 @@
+"""Is the champion still fit to serve? Drift of its inputs and score since training, and its
+realized performance once outcomes are known, against thresholds, as ok / warning / alert.
+
+Drift compares the cohort on a date with the reference stored in the model at training time
+(`training.drift`): the population stability index (PSI) of every input and of the score, each
+input's missing share, and, district by district, missing shares that jump (a district that
+stopped recording something). Only the inputs some tree uses can change a score, so only they
+raise the status; the others are reported.
+
+Realized performance: for every month start whose label window has closed, from the start of
+the model's own test period, the cohort is scored by the version that was champion on that
+date (the registry's champion history), or, before the first promotion, by the monitored
+version itself ("retrospective"), and compared with what happened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.builder import FeatureBuilder
+from features.errors import ConfigError, RegistryError
+from features.indicators import month_start, shift
+from features.io import atomic_path
+from features.labels import build_spine, cohort_spine
+from features.residence import districts_sql
+from features.spec import FEATURES_BY_NAME
+from features.store import Store
+from features.tasks import get_task
+from models.deployable import RiskModel
+from models.registry import champion_at, champion_history, load_model
+from training.drift import bin_shares, psi
+from training.metrics import auroc, auroc_ci, ece, top_k
+from training.report_html import esc, page
+
+STATUSES = ("ok", "warning", "alert")
+EXPERIMENT = "sunshine-monitor-{task}"
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    psi_warning: float = 0.10
+    psi_alert: float = 0.25
+    ece_warning: float = 0.05
+    # a district's missing share of an input that rises by this much (and is no accident of
+    # small numbers: z at least gap_z) is a recording gap
+    gap_share: float = 0.20
+    gap_z: float = 4.0
+    min_rows: int = 100  # fewer rows than this are reported, never judged
+    min_district_rows: int = 30
+    months: int = 12  # the most recent matured months evaluated
+
+
+def load_monitor_config(path: Path | None) -> MonitorConfig:
+    if path is None:
+        return MonitorConfig()
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        return MonitorConfig(**raw)
+    except (OSError, yaml.YAMLError, TypeError) as exc:
+        raise ConfigError(f"{path}: cannot read the monitoring thresholds ({exc})") from None
+
+
+@dataclass
+class MonitorResult:
+    task: str
+    version: str
+    as_of: dt.date
+    status: str
+    reasons: list[str]
+    drift: pd.DataFrame
+    gaps: pd.DataFrame
+    performance: pd.DataFrame
+    score_psi: float
+    rows: int
+    checked_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "model_version": self.version,
+            "as_of": str(self.as_of),
+            "status": self.status,
+            "reasons": self.reasons,
+            "score_psi": self.score_psi,
+            "rows": self.rows,
+            "checked_at": self.checked_at,
+        }
+
+
+def _drift(model: RiskModel, frame: pd.DataFrame, raw: np.ndarray) -> pd.DataFrame:
+    ref = model.monitoring["features"]
+    used = {model.features[i] for i in model.used}
+    rows = []
+    for name in model.features:
+        entry = ref[name]
+        now = bin_shares(entry, frame[name])
+        rows.append(
+            {
+                "feature": name,
+                "label_en": FEATURES_BY_NAME[name].label_en,
+                "used": name in used,
+                "psi": psi(entry["shares"], now),
+                "missing_then": entry["shares"][-1],
+                "missing_now": float(now[-1]),
+            }
+        )
+    return pd.DataFrame(rows).sort_values("psi", ascending=False, ignore_index=True)
+
+
+def _gaps(
+    model: RiskModel, frame: pd.DataFrame, districts: pd.Series, config: MonitorConfig
+) -> pd.DataFrame:
+    """Used inputs whose missing share jumped in a district since training."""
+    then = model.monitoring.get("districts", {})
+    used = [model.features[i] for i in model.used]
+    now = frame[used].isna().groupby(districts.to_numpy()).mean()
+    sizes = districts.value_counts()
+    rows = []
+    for district, ref in then.items():
+        if (
+            district not in now.index
+            or min(sizes[district], ref["rows"]) < config.min_district_rows
+        ):
+            continue
+        n1, n2 = ref["rows"], int(sizes[district])
+        for name in used:
+            p1, p2 = ref["missing"].get(name, 0.0), float(now.loc[district, name])
+            pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+            se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n2))
+            z = (p2 - p1) / se
+            if p2 - p1 >= config.gap_share and z >= config.gap_z:
+                rows.append(
+                    {
+                        "district": district,
+                        "feature": name,
+                        "missing_then": p1,
+                        "missing_now": p2,
+                        "z": z,
+                    }
+                )
+    return pd.DataFrame(rows, columns=["district", "feature", "missing_then", "missing_now", "z"])
+
+
+def _deciles(y: np.ndarray, p: np.ndarray) -> str:
+    """Observed against predicted by decile of the prediction, as `pred:obs` pairs."""
+    order = np.argsort(p, kind="stable")
+    parts = np.array_split(order, 10)
+    return " ".join(f"{p[i].mean():.3f}:{y[i].mean():.3f}" for i in parts if len(i))
+
+
+def _performance(
+    store: Store, task: str, model: RiskModel, version: str, config: MonitorConfig
+) -> pd.DataFrame:
+    period = model.monitoring.get("period")
+    declared = get_task(task)
+    last = store.reference_date - dt.timedelta(days=declared.label_days)
+    if not period:
+        return pd.DataFrame()
+    month = dt.date.fromisoformat(period[0]).strftime("%Y-%m")
+    starts = []
+    while month_start(month) <= last:
+        starts.append(month_start(month))
+        month = shift(month, 1)
+    starts = starts[-config.months :]
+    history = champion_history(task)
+    models: dict[str, RiskModel] = {version: model}
+    builder = FeatureBuilder(store)
+    rows = []
+    for as_of in starts:
+        when = dt.datetime.combine(as_of, dt.time(), dt.UTC)
+        served = champion_at(history, when)
+        used_version = served or version
+        if used_version not in models:
+            models[used_version] = load_model(task, version=used_version)[0]
+        spine = build_spine(store, declared, [as_of])
+        row: dict[str, Any] = {
+            "as_of": str(as_of),
+            "version": used_version,
+            "retrospective": served is None,
+            "rows": len(spine),
+            "positives": int(spine["label"].sum()) if len(spine) else 0,
+        }
+        if len(spine):
+            scored = models[used_version].score(builder.build(spine))
+            y = spine["label"].to_numpy()
+            p, raw = np.asarray(scored.probability), np.asarray(scored.raw_score)
+            lo, hi = auroc_ci(y, raw, n_boot=200)
+            capacity = models[used_version].tier_shares[0]
+            row |= {
+                "auroc": auroc(y, raw),
+                "auroc_ci_low": lo,
+                "auroc_ci_high": hi,
+                "ece": ece(y, p),
+                "mean_predicted": float(p.mean()),
+                "observed": float(y.mean()),
+                "precision_at_capacity": top_k(y, raw, capacity)[0],
+                "deciles": _deciles(y, p),
+                "_y": y,
+                "_p": p,
+                "_raw": raw,
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _judge(
+    model: RiskModel,
+    drift: pd.DataFrame,
+    gaps: pd.DataFrame,
+    score_psi: float,
+    perf: pd.DataFrame,
+    rows: int,
+    config: MonitorConfig,
+) -> tuple[str, list[str], dict[str, float]]:
+    level, reasons = 0, []
+
+    def flag(severity: int, text: str) -> None:
+        nonlocal level
+        level = max(level, severity)
+        reasons.append(f"{STATUSES[severity]}: {text}")
+
+    pooled: dict[str, float] = {}
+    if rows < config.min_rows:
+        reasons.append(f"note: {rows} persons in the cohort, too few to judge drift")
+    else:
+        for what, value in [("the score", score_psi)] + [
+            (f"{r.feature} ({r.label_en})", r.psi) for r in drift[drift.used].itertuples()
+        ]:
+            if value >= config.psi_alert:
+                flag(2, f"PSI {value:.2f} of {what} (alert at {config.psi_alert})")
+            elif value >= config.psi_warning:
+                flag(1, f"PSI {value:.2f} of {what} (warning at {config.psi_warning})")
+    for district, grp in gaps.groupby("district"):
+        names = ", ".join(grp["feature"])
+        flag(
+            2,
+            f"recording gap in {district}: missing share of {names} rose from "
+            f"{grp['missing_then'].mean():.0%} to {grp['missing_now'].mean():.0%}",
+        )
+    judged = perf[perf.get("rows", pd.Series(dtype=int)) > 0] if len(perf) else perf
+    if len(judged) and "_y" in judged:
+        y = np.concatenate(judged["_y"].dropna().tolist())
+        p = np.concatenate(judged["_p"].dropna().tolist())
+        raw = np.concatenate(judged["_raw"].dropna().tolist())
+        pooled = {"auroc": auroc(y, raw), "ece": ece(y, p), "rows": float(len(y))}
+        floor = model.metadata.get("test_metrics", {}).get("auroc_ci_low")
+        if len(y) >= config.min_rows and floor is not None and pooled["auroc"] < floor:
+            flag(
+                2,
+                f"realized AUROC {pooled['auroc']:.3f} over {len(judged)} month(s) is below the "
+                f"training test CI ({floor:.3f})",
+            )
+        if len(y) >= config.min_rows and pooled["ece"] > config.ece_warning:
+            flag(
+                1,
+                f"realized calibration error {pooled['ece']:.3f} over {len(judged)} month(s) "
+                f"is above {config.ece_warning}",
+            )
+    return STATUSES[level], reasons, pooled
+
+
+def run_monitor(
+    store: Store,
+    task: str,
+    as_of: dt.date | None = None,
+    config: MonitorConfig | None = None,
+    version: str | None = None,
+) -> tuple[MonitorResult, dict[str, float]]:
+    config = config or MonitorConfig()
+    model, facts = load_model(task, version=version)
+    version = str(facts["version"])
+    if not model.monitoring.get("features"):
+        raise RegistryError(
+            f"{facts['name']} version {version} was trained before models kept their reference "
+            "distributions: retrain it (`sunshine train`) to monitor it"
+        )
+    as_of = as_of or store.reference_date
+    spine = cohort_spine(store, get_task(task), as_of)
+    frame = FeatureBuilder(store).build(spine)
+    raw = model.raw_scores(frame) if len(frame) else np.array([])
+    where = store.con.execute(
+        f"SELECT p.person_id, r.district FROM ({districts_sql('$t')}) r JOIN persons p USING (pk)",
+        {"t": dt.datetime.combine(as_of, dt.time())},
+    ).df()
+    districts = spine[["person_id"]].merge(where, on="person_id", how="left")["district"]
+    drift = _drift(model, frame, raw)
+    gaps = _gaps(model, frame, districts.fillna("unknown"), config)
+    score_psi = psi(
+        model.monitoring["score"]["shares"], bin_shares(model.monitoring["score"], pd.Series(raw))
+    )
+    perf = _performance(store, task, model, version, config)
+    status, reasons, pooled = _judge(model, drift, gaps, score_psi, perf, len(frame), config)
+    result = MonitorResult(
+        task,
+        version,
+        as_of,
+        status,
+        reasons,
+        drift,
+        gaps,
+        perf.drop(columns=[c for c in perf if c.startswith("_")]),
+        score_psi,
+        len(frame),
+    )
+    return result, pooled
+
+
+def _table(frame: pd.DataFrame) -> str:
+    if not len(frame):
+        return "<p>none</p>"
+    return frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.3f}")
+
+
+def report_html(result: MonitorResult, pooled: dict[str, float]) -> str:
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in result.reasons) or "<li>none</li>"
+    pooled_text = (
+        f"<p>Pooled over the months: AUROC {pooled['auroc']:.3f}, ECE {pooled['ece']:.3f} "
+        f"({int(pooled['rows']):,} rows).</p>"
+        if pooled
+        else "<p>No month's outcomes have matured since the model's test period began.</p>"
+    )
+    body = (
+        f'<p>Status: <b class="{result.status}">{esc(result.status)}</b> for '
+        f"{esc(result.task)} version {esc(result.version)}, cohort as of {result.as_of} "
+        f"({result.rows:,} persons); score PSI {result.score_psi:.3f}; checked "
+        f"{esc(result.checked_at)}.</p><ul>{reasons}</ul>"
+        f"<h2>Inputs that moved most (PSI)</h2>{_table(result.drift.head(15))}"
+        f"<h2>Recording gaps by district</h2>{_table(result.gaps)}"
+        f"<h2>Realized performance</h2>{pooled_text}{_table(result.performance)}"
+        "<p>deciles: mean predicted : observed rate, lowest decile first.</p>"
+    )
+    return page(f"模型监测 Model monitoring: {result.task}", body)
+
+
+def write_outputs(result: MonitorResult, pooled: dict[str, float], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "status.json": json.dumps(
+            {**result.summary(), "pooled": pooled}, indent=1, ensure_ascii=False
+        ),
+        "drift.csv": result.drift.to_csv(index=False),
+        "gaps.csv": result.gaps.to_csv(index=False),
+        "performance.csv": result.performance.to_csv(index=False),
+        "report.html": report_html(result, pooled),
+    }
+    written = []
+    for name, text in files.items():
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        written.append(out / name)
+    return written
+
+
+def log_monitor_run(result: MonitorResult, pooled: dict[str, float], files: list[Path]) -> str:
+    import mlflow
+
+    from training.tracking import experiment_id
+
+    with mlflow.start_run(
+        experiment_id=experiment_id(EXPERIMENT.format(task=result.task)),
+        run_name=f"monitor-{result.task}-{result.as_of}",
+    ) as run:
+        mlflow.set_tags(
+            {
+                "kind": "monitor",
+                "task": result.task,
+                "model_version": result.version,
+                "status": result.status,
+                "reasons": "\n".join(result.reasons)[:4000],
+            }
+        )
+        mlflow.log_params({"as_of": str(result.as_of), "model_version": result.version})
+        metrics = {
+            "status_level": float(STATUSES.index(result.status)),
+            "score_psi": result.score_psi,
+            "max_feature_psi": float(result.drift[result.drift.used]["psi"].max()),
+            "cohort_rows": float(result.rows),
+            "recording_gaps": float(len(result.gaps)),
+        }
+        metrics |= {f"realized_{k}": v for k, v in pooled.items()}
+        mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)})
+        for path in files:
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
+def latest_status(task: str) -> dict[str, Any] | None:
+    """The newest monitoring run's verdict for a task, as the service shows it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT.format(task=task))
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    tags, metrics = run.data.tags, run.data.metrics
+    return {
+        "status": tags.get("status"),
+        "reasons": [r for r in tags.get("reasons", "").split("\n") if r],
+        "model_version": tags.get("model_version"),
+        "as_of": run.data.params.get("as_of"),
+        "score_psi": metrics.get("score_psi"),
+        "checked_at": dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC).isoformat(
+            timespec="seconds"
+        ),
+        "run_id": run.info.run_id,
+    }

@@ -1,0 +1,199 @@
+"""Model monitoring: PSI by hand, and `sunshine monitor` on a city that drifted against the
+same city (same seed) that did not."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import mlflow_workspace, sunshine, use_mlflow
+
+from features.store import Store
+from features.synth import Drift, synthesize, write_population
+from models.monitoring import MonitorConfig, latest_status, run_monitor
+from models.registry import champion_at, champion_history
+from training.drift import bin_shares, psi, reference
+
+AS_OF = dt.date(2025, 7, 1)
+
+
+def test_psi_by_hand():
+    # halves against 90/10: 0.4 ln 1.8 + 0.4 ln 5
+    assert psi([0.5, 0.5], np.array([0.9, 0.1])) == pytest.approx(
+        0.4 * math.log(1.8) + 0.4 * math.log(5)
+    )
+    assert psi([0.25, 0.75], np.array([0.25, 0.75])) == 0.0
+    # an empty bin is floored at 1e-4, so the index stays finite
+    assert math.isfinite(psi([0.5, 0.5, 0.0], np.array([0.5, 0.25, 0.25])))
+
+
+def test_reference_bins_and_shares_by_hand():
+    frame = pd.DataFrame(
+        {
+            "age_years": [10.0, 20, 30, 40, np.nan],
+            "sex": pd.Categorical(["F", "M", None, "M", "F"], categories=["F", "M"]),
+        }
+    )
+    ref = reference(frame, ["age_years", "sex"], np.array([0.1, 0.2, 0.3, 0.4, 0.5]))
+    age = ref["features"]["age_years"]
+    # deciles of 10, 20, 30, 40 cut at 13, 16, ..., 37; each value in its own bin, 1 missing
+    assert age["shares"][-1] == pytest.approx(0.2)
+    assert sum(age["shares"]) == pytest.approx(1.0)
+    sex = ref["features"]["sex"]
+    assert sex["categories"] == ["F", "M"]
+    assert sex["shares"] == pytest.approx([0.4, 0.4, 0.0, 0.2])  # F, M, other, missing
+    now = bin_shares(age, pd.Series([10.0, 10, 10, 10]))
+    assert now[0] == 1.0 and now[-1] == 0.0
+    assert ref["rows"] == 5 and "districts" not in ref
+
+
+def test_champion_at_reads_the_history():
+    t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    history = [(t, "1"), (t + dt.timedelta(days=30), "2"), (t + dt.timedelta(days=60), "1")]
+    assert champion_at(history, t - dt.timedelta(seconds=1)) is None
+    assert champion_at(history, t + dt.timedelta(days=1)) == "1"
+    assert champion_at(history, t + dt.timedelta(days=45)) == "2"
+    assert champion_at(history, t + dt.timedelta(days=90)) == "1"  # rolled back
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory):
+    """A 20,000-person city with trained models, and the same city (same seed) in which
+    nanming stopped recording check-ins and school absence doubled from 2025-01-01."""
+    from models.registry import promote
+    from models.training_run import train_task
+
+    root = tmp_path_factory.mktemp("monitor")
+    with mlflow_workspace(root, 20_000, 7):
+        write_population(synthesize(20_000, 7, Drift()), root / "drifted", 7, Drift())
+        versions = {
+            task: str(train_task(root / "city", task, root / f"{task}.yaml"))
+            for task in ("relapse", "youth_uptake")
+        }
+        assert promote("relapse").promoted
+        yield root, versions
+
+
+@pytest.fixture(scope="module")
+def stores(monitored):
+    root, _ = monitored
+    return {"clean": Store(root / "city"), "drifted": Store(root / "drifted")}
+
+
+def check(monitored, stores, city, task):
+    root, versions = monitored
+    use_mlflow(root)
+    return run_monitor(stores[city], task, AS_OF, MonitorConfig(), versions[task])
+
+
+def test_no_drift_stays_ok(monitored, stores):
+    for task in ("relapse", "youth_uptake"):
+        result, pooled = check(monitored, stores, "clean", task)
+        assert result.status == "ok", (task, result.reasons)
+        assert result.score_psi < 0.1
+        assert pooled["rows"] > 1000
+
+
+def test_drifted_youth_alert_names_school_absence(monitored, stores):
+    result, _ = check(monitored, stores, "drifted", "youth_uptake")
+    assert result.status == "alert"
+    alerts = [r for r in result.reasons if r.startswith("alert")]
+    assert alerts and all("school_absence" in r for r in alerts), result.reasons
+    top = result.drift[result.drift.used].iloc[0]
+    assert top.feature.startswith("school_absence") and top.psi > 0.25
+
+
+def test_drifted_relapse_alert_names_the_district_and_checkins(monitored, stores):
+    result, _ = check(monitored, stores, "drifted", "relapse")
+    assert result.status == "alert"
+    gap = [r for r in result.reasons if "recording gap" in r]
+    assert len(gap) == 1 and "in nanming" in gap[0] and "checkin_adherence_90d" in gap[0]
+    assert set(result.gaps.district) == {"nanming"}
+    assert set(result.gaps.feature) <= {
+        "checkin_attended__days_since",
+        "checkin_missed__days_since",
+        "checkin_adherence_90d",
+        "checkin_adherence_365d",
+    }
+
+
+def test_realized_performance_by_month_with_the_version_served(monitored, stores):
+    result, pooled = check(monitored, stores, "clean", "relapse")
+    perf = result.performance
+    # the model's test period began 2025-01-01; labels have matured up to 2025-06-30 - 365 d
+    assert list(perf.as_of) == [f"2025-0{m}-01" for m in range(1, 7)]
+    # promoted today, after every one of these dates: each month is judged retrospectively
+    assert perf.retrospective.all() and set(perf.version) == {"1"}
+    assert ((perf.auroc_ci_low <= perf.auroc) & (perf.auroc <= perf.auroc_ci_high)).all()
+    assert perf.deciles.str.count(":").eq(10).all()
+    history = champion_history("relapse")
+    assert [v for _, v in history] == ["1"]
+
+
+def test_monitor_command_logs_and_the_service_shows_it(monitored, tmp_path):
+    root, versions = monitored
+    out = tmp_path / "report"
+    r = sunshine(
+        root, "monitor", "--task", "relapse", "--data", "drifted", "--as-of", AS_OF, "--out", out
+    )
+    assert "alert" in r.stdout and "recording gap in nanming" in " ".join(r.stdout.split())
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "alert" and status["model_version"] == versions["relapse"]
+    assert "recording gap in nanming" in (out / "report.html").read_text(encoding="utf-8")
+    use_mlflow(root)
+    latest = latest_status("relapse")
+    assert latest["status"] == "alert" and latest["as_of"] == str(AS_OF)
+    run = mlflow.get_run(latest["run_id"])
+    assert run.data.metrics["status_level"] == 2.0
+    assert {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)} >= {
+        "report.html",
+        "status.json",
+        "drift.csv",
+    }
+    # the service reads it when its models load: on /v1/models and as Prometheus gauges
+    import httpx
+    from servers import ServerThread
+
+    from serving.app import create_app
+    from serving.audit import AuditLog
+    from serving.auth import TokenStore
+    from serving.scoring import load_interventions
+    from serving.state import build_state, load_champions
+
+    tokens = TokenStore([])
+    admin = tokens.create("root", "admin")
+    state = build_state(Store(root / "city"), load_champions())
+    app = create_app(state, tokens, AuditLog(tmp_path / "audit.db"), load_interventions())
+    with ServerThread(app) as server:
+        models = httpx.get(
+            server.url + "/v1/models", headers={"Authorization": f"Bearer {admin}"}
+        ).json()
+        relapse = next(m for m in models if m["task"] == "relapse")
+        assert relapse["monitoring"]["status"] == "alert"
+        assert any("recording gap" in x for x in relapse["monitoring"]["reasons"])
+        metrics = httpx.get(server.url + "/metrics").text
+        version = versions["relapse"]
+        labels = f'model_version="{version}",task="relapse"'
+        assert f"sunshine_model_monitor_status{{{labels}}} 2.0" in metrics
+
+
+def test_monitor_refuses_a_model_without_a_reference(monitored, tmp_path):
+    r = sunshine(
+        monitored[0],
+        "monitor",
+        "--task",
+        "relapse",
+        "--data",
+        "city",
+        "--out",
+        tmp_path,
+        "--model-version",
+        "99",
+        check=False,
+    )
+    assert r.returncode == 2 and "has no version 99" in " ".join(r.stderr.split())
