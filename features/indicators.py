@@ -127,6 +127,17 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> pd.DataFrame
     return con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql}).df()
 
 
+def _last_rehab_event(by: str, kinds: str) -> str:
+    """Per `by`, the kind of the last admission or discharge among rehab `kinds`, and when."""
+    return f"""
+        SELECT {by}, arg_max(CAST(event_type AS VARCHAR), (event_time, event_type)) AS last_kind,
+               max(event_time) AS last_time
+        FROM events
+        WHERE event_type IN ('rehab_admission', 'rehab_discharge') AND detail IN ({kinds})
+        GROUP BY {by}
+    """
+
+
 def _youth_new_users(con: duckdb.DuckDBPyConnection, p: dict, bound: int) -> pd.DataFrame:
     """Persons whose first drug record falls in the month, younger than `bound` at it."""
     return _run(
@@ -153,14 +164,7 @@ def _intake_control(con: duckdb.DuckDBPyConnection, p: dict, c: IndicatorConfig)
         WITH recent AS (
             SELECT DISTINCT pk FROM ({_RECORDS})
             WHERE t >= $end - INTERVAL {int(c.control_lookback_months)} MONTH AND t < $end
-        ), episodes AS (
-            SELECT pk, detail,
-                   arg_max(CAST(event_type AS VARCHAR), (event_time, event_type)) AS last_kind,
-                   max(event_time) AS last_time
-            FROM events
-            WHERE event_type IN ('rehab_admission', 'rehab_discharge')
-              AND detail IN ({_QUOTED["orders"]})
-            GROUP BY ALL
+        ), episodes AS ({_last_rehab_event("pk, detail", _QUOTED["orders"])}
         ), controlled AS (
             SELECT pk FROM episodes WHERE last_kind = 'rehab_admission' AND (
                 detail IN ({_QUOTED["residential"]})
@@ -183,16 +187,10 @@ def _consolidation(con: duckdb.DuckDBPyConnection, p: dict, years: int) -> pd.Da
     return _run(
         con,
         f"""
-        WITH last_res AS (
-            SELECT pk, arg_max(CAST(event_type AS VARCHAR), (event_time, event_type)) AS kind,
-                   max(event_time) AS t
-            FROM events
-            WHERE event_type IN ('rehab_admission', 'rehab_discharge')
-              AND detail IN ({_QUOTED["residential"]})
-            GROUP BY pk
+        WITH last_res AS ({_last_rehab_event("pk", _QUOTED["residential"])}
         ), base AS (
-            SELECT pk, t FROM last_res
-            WHERE kind = 'rehab_discharge' AND t <= $end - INTERVAL {int(years)} YEAR
+            SELECT pk, last_time AS t FROM last_res
+            WHERE last_kind = 'rehab_discharge' AND last_time <= $end - INTERVAL {int(years)} YEAR
         )
         SELECT r.district, count(*) AS denominator,
                count(*) FILTER (WHERE NOT EXISTS (

@@ -721,6 +721,8 @@ def test_indicators_by_role(service):
     assert {r["district"] for r in only} == {"city"}
     bad = get(service, "/v1/indicators", "analyst", to="2026-07")
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "to"
-    wide = get(service, "/v1/indicators", "analyst", **{"from": "2020-01", "to": "2026-06"})
-    assert wide.status_code == 422 and "at most 60 months" in wide.text
+    wide = get(service, "/v1/indicators", "analyst", **{"from": "2021-06", "to": "2026-06"})
+    assert wide.status_code == 422 and "the last 60 months, from 2021-07" in wide.text
+    early = get(service, "/v1/indicators", "analyst", **{"from": "1990-01", "to": "1990-12"})
+    assert early.status_code == 422 and early.json()["detail"][0]["field"] == "from"
     assert get(service, "/v1/indicators").status_code == 401

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 
 from features.errors import InputError
 from features.indicator_inputs import CITY
-from features.indicators import month_range, parse_month
+from features.indicators import last_complete_month, month_range, parse_month, shift
 from features.vocabulary import DISTRICTS
 from serving.auth import User
 from serving.deps import Services, error, require, services
@@ -62,8 +62,12 @@ def indicators(
     except InputError as exc:
         field = "to" if str(exc).startswith("to ") else "from"
         raise error(422, [{"field": field, "reason": str(exc)}]) from None
-    if len(months) > MAX_MONTHS:
-        raise error(422, [{"field": "from", "reason": f"at most {MAX_MONTHS} months at once"}])
+    # the service answers for the last MAX_MONTHS months only: all a caller can make it
+    # compute is that many months, once (older ones: `sunshine indicators`)
+    oldest = shift(last_complete_month(svc.state.as_of), -(MAX_MONTHS - 1))
+    if months[0] < oldest:
+        reason = f"the service keeps the last {MAX_MONTHS} months, from {oldest}"
+        raise error(422, [{"field": "from", "reason": reason}])
     table = source.table(months)
     if district is not None:
         table = table[table["district"] == district]
