@@ -90,6 +90,7 @@ DETAILS = (
     "bar",
     "internet cafe",
     "both parents",
+    *DISTRICTS,
 )
 _D = {d: i for i, d in enumerate(DETAILS)}
 _T = {e.name: i for i, e in enumerate(EVENT_TYPES)}
@@ -146,6 +147,7 @@ class _Simulator:
         self.n = n
         self.drift = drift
         self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.ms = _month_starts()
         self.parts: list[tuple[np.ndarray, ...]] = []
 
@@ -478,6 +480,25 @@ class _Simulator:
 
         return self._assemble(youth, district, eth, male, birth, reg_time, substance)
 
+    def _moves(self, district: np.ndarray, *cols: np.ndarray) -> tuple[np.ndarray, ...]:
+        """About 1% of persons move to another district once during the history, recorded a
+        day later. Drawn from a stream of their own, so every other event is the same with
+        or without them."""
+        pid, typ, t, val, det, rec = cols
+        rng = np.random.default_rng([self.seed, 2])
+        movers = np.flatnonzero(rng.random(self.n) < 0.01)
+        when = rng.integers(self.ms[0], self.ms[N_MONTHS - 1], len(movers))
+        to = (district[movers] + rng.integers(1, len(DISTRICTS), len(movers))) % len(DISTRICTS)
+        k = len(movers)
+        return (
+            np.concatenate([pid, movers.astype(pid.dtype)]),
+            np.concatenate([typ, np.full(k, _T["district_move"], typ.dtype)]),
+            np.concatenate([t, when.astype(t.dtype)]),
+            np.concatenate([val, np.full(k, np.nan, val.dtype)]),
+            np.concatenate([det, (_D[DISTRICTS[0]] + to).astype(det.dtype)]),
+            np.concatenate([rec, (when + DAY).astype(rec.dtype)]),
+        )
+
     def _assemble(
         self,
         youth: np.ndarray,
@@ -516,6 +537,7 @@ class _Simulator:
         pid, typ, t, val, det, rec = (
             np.concatenate([a, a[dup]]) for a in (pid, typ, t, val, det, rec)
         )
+        pid, typ, t, val, det, rec = self._moves(district, pid, typ, t, val, det, rec)
         order = np.lexsort((t, pid))
         ids = pa.array(np.char.add("P", np.char.zfill(np.arange(1, n + 1).astype(str), 7)))
         type_names = pa.array([e.name for e in EVENT_TYPES])
