@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 import yaml
 
 from features.errors import ConfigError, ContractError, InputError, Problem
+from features.io import UNREADABLE, table_columns, text_chunks
 from features.vocabulary import DISTRICTS
 
 CITY = "city"  # the whole city's row, beside the districts
@@ -95,44 +95,24 @@ def _band(text: str) -> tuple[int, int] | None:
 
 
 def _read_rows(path: Path, what: str) -> pd.DataFrame:
-    """A CSV or Excel file as text cells, empty cells empty, rows numbered from 1. A formula
-    in a workbook is refused: its value would be whatever a spreadsheet last computed."""
+    """A CSV or Excel file as text cells, empty cells empty, rows numbered from 1 (see
+    `features.io.text_chunks`: a formula in a workbook is refused)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
-    suffix = path.suffix.lower()
+    if path.suffix.lower() not in (".csv", ".xlsx"):
+        raise InputError(f"{path}: unsupported {what} format (use .csv or .xlsx)")
     try:
-        if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        elif suffix == ".xlsx":
-            frame = _read_xlsx(path)
-        else:
-            raise InputError(f"{path}: unsupported {what} format (use .csv or .xlsx)")
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile, pd.errors.EmptyDataError) as exc:
+        chunks = list(text_chunks(path, 100_000, what))
+    except (*UNREADABLE, pd.errors.EmptyDataError) as exc:
         raise InputError(f"{path}: cannot read the {what} file ({exc})") from None
+    frame = (
+        pd.concat(chunks, ignore_index=True)
+        if chunks
+        else pd.DataFrame(columns=table_columns(path, what), dtype=str)
+    )
     frame.index = pd.RangeIndex(1, len(frame) + 1)
     return frame
-
-
-def _read_xlsx(path: Path) -> pd.DataFrame:
-    from openpyxl import load_workbook
-
-    book = load_workbook(path, read_only=True, data_only=False)
-    try:
-        rows = book.worksheets[0].iter_rows()
-        header = [str(c.value) if c.value is not None else "" for c in next(rows, ())]
-        data = []
-        for cells in rows:
-            for c in cells:
-                if c.data_type == "f":
-                    raise InputError(
-                        f"{path}: cell {c.coordinate} holds a formula; save the values instead"
-                    )
-            data.append(["" if c.value is None else str(c.value) for c in cells])
-    finally:
-        book.close()
-    width = len(header)
-    return pd.DataFrame([(r + [""] * width)[:width] for r in data], columns=header, dtype=str)
 
 
 def _require(frame: pd.DataFrame, path: Path, columns: tuple[str, ...], what: str) -> None:

@@ -6,12 +6,18 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from features.errors import InputError
+
+# what reading a damaged or mislabelled file raises, by format: all of it is the user's file
+UNREADABLE = (ValueError, OSError, KeyError, pa.ArrowInvalid, zipfile.BadZipFile)
 
 
 @contextlib.contextmanager
@@ -57,3 +63,75 @@ def file_sha256(path: Path) -> str:
         while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def table_columns(path: Path, what: str) -> list[str]:
+    """The header of a CSV, Parquet or Excel file (its first sheet); [] for an empty file."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return list(pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
+        if suffix == ".parquet":
+            return pq.read_schema(path).names
+        from openpyxl import load_workbook
+
+        book = load_workbook(path, read_only=True)
+        try:
+            return _xlsx_header(book.worksheets[0].iter_rows(values_only=True))
+        finally:
+            book.close()
+    except pd.errors.EmptyDataError:
+        return []
+    except UNREADABLE as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc})") from None
+
+
+def _xlsx_header(rows: Iterator[tuple]) -> list[str]:
+    return [str(h) if h is not None else "" for h in next(rows, ())]
+
+
+def text_chunks(path: Path, rows: int, what: str) -> Iterator[pd.DataFrame]:
+    """A CSV, Parquet or Excel file (its first sheet) as text cells, `rows` at a time: an
+    empty cell is "", a date is YYYY-MM-DD. A formula in a workbook is refused, never read
+    as whatever (or nothing) it last computed. Reading errors are raised as they come (the
+    caller says what file it was)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows
+        )
+    elif suffix == ".parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            yield batch.to_pandas().astype(object).where(lambda f: f.notna(), "").astype(str)
+    else:
+        from openpyxl import load_workbook
+        from openpyxl.utils import get_column_letter
+
+        book = load_workbook(path, read_only=True, data_only=False)
+        try:
+            it = book.worksheets[0].iter_rows(values_only=True)
+            header = _xlsx_header(it)
+            buf: list[list[str]] = []
+            for r, values in enumerate(it, 2):
+                for c, v in enumerate(values):
+                    if isinstance(v, str) and v.startswith("="):
+                        raise InputError(
+                            f"{path}: cell {get_column_letter(c + 1)}{r} holds a formula; a "
+                            f"{what} holds values only (paste the values, or save a copy as CSV)"
+                        )
+                buf.append([_cell_text(v) for v in values])
+                if len(buf) == rows:
+                    yield pd.DataFrame(buf, columns=header)
+                    buf = []
+            if buf:
+                yield pd.DataFrame(buf, columns=header)
+        finally:
+            book.close()
+
+
+def _cell_text(v: object) -> str:
+    if v is None:
+        return ""
+    if hasattr(v, "date") and hasattr(v, "hour"):
+        return v.date().isoformat()  # type: ignore[attr-defined]
+    return str(v)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +11,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.errors import InputError
+from features.io import UNREADABLE, table_columns, text_chunks
 
 FORMATS = (".csv", ".parquet", ".xlsx")
-# what reading a damaged or mislabelled file raises, by format: all of it is the user's file
-UNREADABLE = (ValueError, OSError, KeyError, pa.ArrowInvalid, zipfile.BadZipFile)
 # a cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -37,27 +35,7 @@ def check_roster(path: Path) -> None:
 
 
 def roster_columns(path: Path) -> list[str]:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return list(pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns)
-        if suffix == ".parquet":
-            return pq.read_schema(path).names
-        from openpyxl import load_workbook
-
-        book = load_workbook(path, read_only=True)
-        try:
-            return _xlsx_header(book.worksheets[0].iter_rows(values_only=True))
-        finally:
-            book.close()
-    except pd.errors.EmptyDataError:
-        return []
-    except UNREADABLE as exc:
-        raise InputError(f"{path}: cannot read roster ({exc})") from None
-
-
-def _xlsx_header(rows: Iterator[tuple]) -> list[str]:
-    return [str(h) if h is not None else "" for h in next(rows, ())]
+    return table_columns(path, "roster")
 
 
 def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
@@ -65,7 +43,7 @@ def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     chunk, empty for a roster with a header and no rows."""
     start = 0
     try:
-        for chunk in _raw_chunks(path, rows):
+        for chunk in text_chunks(path, rows, "roster"):
             chunk.index = pd.RangeIndex(start + 1, start + 1 + len(chunk), name="_row")
             start += len(chunk)
             yield chunk
@@ -74,53 +52,6 @@ def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
             yield pd.DataFrame({c: pd.Series(dtype=str) for c in columns}).rename_axis("_row")
     except UNREADABLE as exc:
         raise InputError(f"{path}: cannot read roster ({exc})") from None
-
-
-def _raw_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        yield from pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows
-        )
-    elif suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas().astype(object).where(lambda f: f.notna(), "").astype(str)
-    else:
-        from openpyxl import load_workbook
-        from openpyxl.utils import get_column_letter
-
-        # formulas as written, not their cached results: a formula is refused, never read
-        # as whatever (or nothing) it last computed
-        book = load_workbook(path, read_only=True, data_only=False)
-        sheet = book.worksheets[0]
-        it = sheet.iter_rows(values_only=True)
-        header = _xlsx_header(it)
-        buf: list[list[str]] = []
-        for r, values in enumerate(it, 2):
-            for c, v in enumerate(values):
-                if isinstance(v, str) and v.startswith("="):
-                    raise InputError(
-                        f"{path}: cell {get_column_letter(c + 1)}{r} holds a formula; a roster "
-                        "holds values only (paste the values, or save a copy as CSV)"
-                    )
-            buf.append(
-                [
-                    ""
-                    if v is None
-                    else (
-                        v.date().isoformat()
-                        if hasattr(v, "date") and hasattr(v, "hour")
-                        else str(v)
-                    )
-                    for v in values
-                ]
-            )
-            if len(buf) == rows:
-                yield pd.DataFrame(buf, columns=header)
-                buf = []
-        if buf:
-            yield pd.DataFrame(buf, columns=header)
-        book.close()
 
 
 def _is_number(text: str) -> bool:
