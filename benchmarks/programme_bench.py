@@ -45,7 +45,7 @@ def model(work: Path) -> str:
 
 def child(kind: str, data: Path, uri: str) -> None:
     from features.indicator_inputs import load_indicator_config, read_population
-    from features.indicators import compute, month_range, rank, report_table
+    from features.indicators import indicator_table, month_range
     from features.store import Store
 
     with Meter() as total:
@@ -55,8 +55,7 @@ def child(kind: str, data: Path, uri: str) -> None:
             if kind == "indicators":
                 config = load_indicator_config()
                 months = month_range(None, None, store.reference_date)
-                raw = compute(store, months, config, read_population())
-                rows = len(report_table(rank(raw, config), months, config))
+                rows = len(indicator_table(store, months, config, read_population()))
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = uri
                 from models.monitoring import run_monitor

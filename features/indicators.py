@@ -115,6 +115,11 @@ def month_range(first: str | None, last: str | None, reference: dt.date, default
         )
     if first > last:
         raise InputError(f"from {first} is after to {last}")
+    return months_between(first, last)
+
+
+def months_between(first: str, last: str) -> list[str]:
+    """Every month from `first` to `last`, both included, oldest first."""
     months = [first]
     while months[-1] < last:
         months.append(shift(months[-1], 1))
@@ -297,6 +302,20 @@ def compute(
             ]
         )
     return table.reset_index(drop=True)
+
+
+def indicator_table(
+    store: Store,
+    months: list[str],
+    config: IndicatorConfig,
+    population: pd.DataFrame,
+    external: pd.DataFrame | None = None,
+    cache: dict[str, list[pd.DataFrame]] | None = None,
+) -> pd.DataFrame:
+    """The published table of `months`: every figure with its rank and changes (see
+    `compute`, `rank` and `report_table`), as the command, the service and the API give it."""
+    raw = compute(store, months, config, population, external, cache)
+    return report_table(rank(raw, config), months, config)
 
 
 def indicator_titles(config: IndicatorConfig) -> dict[str, tuple[str, str, int]]:

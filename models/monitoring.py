@@ -28,7 +28,7 @@ import yaml
 
 from features.builder import FeatureBuilder
 from features.errors import ConfigError, RegistryError
-from features.indicators import month_start, shift
+from features.indicators import month_start, months_between
 from features.io import atomic_path
 from features.labels import build_spine, cohort_spine
 from features.residence import districts_sql
@@ -98,7 +98,7 @@ class MonitorResult:
         }
 
 
-def _drift(model: RiskModel, frame: pd.DataFrame, raw: np.ndarray) -> pd.DataFrame:
+def _drift(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
     ref = model.monitoring["features"]
     used = {model.features[i] for i in model.used}
     rows = []
@@ -161,22 +161,23 @@ def _deciles(y: np.ndarray, p: np.ndarray) -> str:
 
 def _performance(
     store: Store, task: str, model: RiskModel, version: str, config: MonitorConfig
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """A row per matured month, and the months pooled (AUROC, ECE, rows, months)."""
     period = model.monitoring.get("period")
     declared = get_task(task)
     last = store.reference_date - dt.timedelta(days=declared.label_days)
     if not period:
-        return pd.DataFrame()
-    month = dt.date.fromisoformat(period[0]).strftime("%Y-%m")
-    starts = []
-    while month_start(month) <= last:
-        starts.append(month_start(month))
-        month = shift(month, 1)
-    starts = starts[-config.months :]
+        return pd.DataFrame(), {}
+    first = dt.date.fromisoformat(period[0]).strftime("%Y-%m")
+    if month_start(first) > last:
+        return pd.DataFrame(), {}
+    matured = months_between(first, last.strftime("%Y-%m"))[-config.months :]
+    starts = [month_start(m) for m in matured]
     history = champion_history(task)
     models: dict[str, RiskModel] = {version: model}
     builder = FeatureBuilder(store)
     rows = []
+    outcomes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for as_of in starts:
         when = dt.datetime.combine(as_of, dt.time(), dt.UTC)
         served = champion_at(history, when)
@@ -206,12 +207,19 @@ def _performance(
                 "observed": float(y.mean()),
                 "precision_at_capacity": top_k(y, raw, capacity)[0],
                 "deciles": _deciles(y, p),
-                "_y": y,
-                "_p": p,
-                "_raw": raw,
             }
+            outcomes.append((y, p, raw))
         rows.append(row)
-    return pd.DataFrame(rows)
+    if not outcomes:
+        return pd.DataFrame(rows), {}
+    y, p, raw = (np.concatenate(parts) for parts in zip(*outcomes, strict=True))
+    pooled = {
+        "auroc": auroc(y, raw),
+        "ece": ece(y, p),
+        "rows": float(len(y)),
+        "months": float(len(outcomes)),
+    }
+    return pd.DataFrame(rows), pooled
 
 
 def _judge(
@@ -219,10 +227,10 @@ def _judge(
     drift: pd.DataFrame,
     gaps: pd.DataFrame,
     score_psi: float,
-    perf: pd.DataFrame,
+    pooled: dict[str, float],
     rows: int,
     config: MonitorConfig,
-) -> tuple[str, list[str], dict[str, float]]:
+) -> tuple[str, list[str]]:
     level, reasons = 0, []
 
     def flag(severity: int, text: str) -> None:
@@ -230,7 +238,6 @@ def _judge(
         level = max(level, severity)
         reasons.append(f"{STATUSES[severity]}: {text}")
 
-    pooled: dict[str, float] = {}
     if rows < config.min_rows:
         reasons.append(f"note: {rows} persons in the cohort, too few to judge drift")
     else:
@@ -248,26 +255,22 @@ def _judge(
             f"recording gap in {district}: missing share of {names} rose from "
             f"{grp['missing_then'].mean():.0%} to {grp['missing_now'].mean():.0%}",
         )
-    judged = perf[perf.get("rows", pd.Series(dtype=int)) > 0] if len(perf) else perf
-    if len(judged) and "_y" in judged:
-        y = np.concatenate(judged["_y"].dropna().tolist())
-        p = np.concatenate(judged["_p"].dropna().tolist())
-        raw = np.concatenate(judged["_raw"].dropna().tolist())
-        pooled = {"auroc": auroc(y, raw), "ece": ece(y, p), "rows": float(len(y))}
+    if pooled.get("rows", 0) >= config.min_rows:
+        months = int(pooled["months"])
         floor = model.metadata.get("test_metrics", {}).get("auroc_ci_low")
-        if len(y) >= config.min_rows and floor is not None and pooled["auroc"] < floor:
+        if floor is not None and pooled["auroc"] < floor:
             flag(
                 2,
-                f"realized AUROC {pooled['auroc']:.3f} over {len(judged)} month(s) is below the "
+                f"realized AUROC {pooled['auroc']:.3f} over {months} month(s) is below the "
                 f"training test CI ({floor:.3f})",
             )
-        if len(y) >= config.min_rows and pooled["ece"] > config.ece_warning:
+        if pooled["ece"] > config.ece_warning:
             flag(
                 1,
-                f"realized calibration error {pooled['ece']:.3f} over {len(judged)} month(s) "
+                f"realized calibration error {pooled['ece']:.3f} over {months} month(s) "
                 f"is above {config.ece_warning}",
             )
-    return STATUSES[level], reasons, pooled
+    return STATUSES[level], reasons
 
 
 def run_monitor(
@@ -294,24 +297,15 @@ def run_monitor(
         {"t": dt.datetime.combine(as_of, dt.time())},
     ).df()
     districts = spine[["person_id"]].merge(where, on="person_id", how="left")["district"]
-    drift = _drift(model, frame, raw)
+    drift = _drift(model, frame)
     gaps = _gaps(model, frame, districts.fillna("unknown"), config)
     score_psi = psi(
         model.monitoring["score"]["shares"], bin_shares(model.monitoring["score"], pd.Series(raw))
     )
-    perf = _performance(store, task, model, version, config)
-    status, reasons, pooled = _judge(model, drift, gaps, score_psi, perf, len(frame), config)
+    perf, pooled = _performance(store, task, model, version, config)
+    status, reasons = _judge(model, drift, gaps, score_psi, pooled, len(frame), config)
     result = MonitorResult(
-        task,
-        version,
-        as_of,
-        status,
-        reasons,
-        drift,
-        gaps,
-        perf.drop(columns=[c for c in perf if c.startswith("_")]),
-        score_psi,
-        len(frame),
+        task, version, as_of, status, reasons, drift, gaps, perf, score_psi, len(frame)
     )
     return result, pooled
 

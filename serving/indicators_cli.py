@@ -45,7 +45,7 @@ def indicators(
     """Monthly indicators by district (youth new-user, intake-and-control, abstinence
     consolidation and relapse rates, and any external ones), point in time, ranked."""
     from features.indicator_inputs import load_indicator_config, read_external, read_population
-    from features.indicators import compute, month_range, parse_month, rank, report_table
+    from features.indicators import indicator_table, month_range, parse_month
     from serving.indicator_report import check_out, write_report
 
     check_out(out)
@@ -61,9 +61,7 @@ def indicators(
         )
     outside = read_external(external, settings, months[-1]) if external else None
     started = time.perf_counter()
-    table = report_table(
-        rank(compute(store, months, settings, people, outside), settings), months, settings
-    )
+    table = indicator_table(store, months, settings, people, outside)
     note = (
         f"{months[0]} to {months[-1]}; registry {store.data_dir.name} as each month ended "
         f"(reference date {store.reference_date}); written "

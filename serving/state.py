@@ -17,7 +17,7 @@ import pandas as pd
 from features.builder import FeatureBuilder
 from features.errors import RegistryError
 from features.indicator_inputs import IndicatorConfig, load_indicator_config, read_population
-from features.indicators import compute, rank, report_table
+from features.indicators import indicator_table
 from features.labels import cohort_mask
 from features.store import Store
 from features.tasks import Task, task_names
@@ -72,10 +72,9 @@ class IndicatorSource:
 
     def table(self, months: list[str]) -> pd.DataFrame:
         with self._lock:  # one point-in-time connection at a time
-            raw = compute(
+            return indicator_table(
                 self.store, months, self.config, self.population, self.external, self._months
             )
-        return report_table(rank(raw, self.config), months, self.config)
 
 
 @dataclass
