@@ -521,15 +521,6 @@ class _Simulator:
         end = int(dt.datetime.combine(REFERENCE_DATE, dt.time()).timestamp()) + DAY - 1
         keep = rec <= end  # not yet recorded by the reference date: not in the extract
         pid, typ, t, val, det, rec, late = (a[keep] for a in (pid, typ, t, val, det, rec, late))
-        if self.drift:
-            lost = (
-                np.isin(typ, [_T["checkin_attended"], _T["checkin_missed"]])
-                & (district[pid] == DISTRICTS.index(self.drift.district))
-                & (t >= self.ms[self.drift.month()])
-            )
-            pid, typ, t, val, det, rec, late = (
-                a[~lost] for a in (pid, typ, t, val, det, rec, late)
-            )
         k = len(pid)
         val[(typ == _T["methadone_dose"]) & (rng.random(k) < 0.03)] = np.nan
         det[(typ == _T["urine_test"]) & (val == 1.0) & (rng.random(k) < 0.05)] = -1
@@ -537,6 +528,16 @@ class _Simulator:
         pid, typ, t, val, det, rec = (
             np.concatenate([a, a[dup]]) for a in (pid, typ, t, val, det, rec)
         )
+        n_dup, n_late = len(dup), int(late.sum())
+        if self.drift:
+            # dropped after every random draw, so all else is as in the undrifted twin
+            kept = ~(
+                np.isin(typ, [_T["checkin_attended"], _T["checkin_missed"]])
+                & (district[pid] == DISTRICTS.index(self.drift.district))
+                & (t >= self.ms[self.drift.month()])
+            )
+            n_dup, n_late = int(kept[k:].sum()), int((late & kept[:k]).sum())
+            pid, typ, t, val, det, rec = (a[kept] for a in (pid, typ, t, val, det, rec))
         pid, typ, t, val, det, rec = self._moves(district, pid, typ, t, val, det, rec)
         order = np.lexsort((t, pid))
         ids = pa.array(np.char.add("P", np.char.zfill(np.arange(1, n + 1).astype(str), 7)))
@@ -575,7 +576,7 @@ class _Simulator:
                 "primary_substance": pa.array(subst, pa.string()),
             }
         )
-        return Population(persons, events, n_duplicates=len(dup), n_late=int(late.sum()))
+        return Population(persons, events, n_duplicates=n_dup, n_late=n_late)
 
 
 def synthesize(n_persons: int, seed: int, drift: Drift | None = None) -> Population:

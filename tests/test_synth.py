@@ -63,3 +63,37 @@ def test_all_ten_districts_and_protected_attribute_present(city):
     assert persons.district.nunique() == 10
     assert persons.ethnicity.isna().mean() < 0.05
     assert set(np.unique(persons.ethnicity.dropna())) >= {"han", "miao", "buyi"}
+
+
+def test_drift_scenario_is_a_twin_of_the_same_seed(tmp_path):
+    """The drifted city loses the district's check-ins from the start date and doubles school
+    absence; the rest of its events before any uptake it changes are the clean city's, and
+    its duplicates are counted as the store collapses them."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from features.synth import Drift
+
+    drift = Drift(dt.date(2025, 1, 1), "huaxi")
+    clean, drifted = synthesize(3000, 5), synthesize(3000, 5, drift)
+    a, b = clean.events.to_pandas(), drifted.events.to_pandas()
+    district = clean.persons.to_pandas().set_index("person_id")["district"]
+    checkins = ("checkin_attended", "checkin_missed")
+
+    def lost(e: pd.DataFrame) -> pd.Series:
+        return (
+            e.event_type.isin(checkins)
+            & (e.person_id.map(district) == "huaxi")
+            & (e.event_time >= pd.Timestamp("2025-01-01"))
+        )
+
+    assert lost(a).sum() > 0 and lost(b).sum() == 0
+    before = pd.Timestamp("2025-01-01")
+    same = [e[(e.event_time < before) & (e.event_type != "school_absence")] for e in (a, b)]
+    pd.testing.assert_frame_equal(same[0].reset_index(drop=True), same[1].reset_index(drop=True))
+    absent = [e[(e.event_type == "school_absence") & (e.event_time >= before)] for e in (a, b)]
+    assert absent[1].value.mean() > 1.5 * absent[0].value.mean()
+    write_population(drifted, tmp_path / "d", 5, drift)
+    store = Store(tmp_path / "d")
+    assert store.report.duplicate_events_collapsed == drifted.n_duplicates
