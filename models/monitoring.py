@@ -31,7 +31,7 @@ from features.errors import ConfigError, RegistryError
 from features.indicators import month_start, months_between
 from features.io import atomic_path
 from features.labels import build_spine, cohort_spine
-from features.residence import districts_sql
+from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from features.tasks import get_task
@@ -292,11 +292,7 @@ def run_monitor(
     spine = cohort_spine(store, get_task(task), as_of)
     frame = FeatureBuilder(store).build(spine)
     raw = model.raw_scores(frame) if len(frame) else np.array([])
-    where = store.con.execute(
-        f"SELECT p.person_id, r.district FROM ({districts_sql('$t')}) r JOIN persons p USING (pk)",
-        {"t": dt.datetime.combine(as_of, dt.time())},
-    ).df()
-    districts = spine[["person_id"]].merge(where, on="person_id", how="left")["district"]
+    districts = districts_on(store.con, spine)
     drift = _drift(model, frame)
     gaps = _gaps(model, frame, districts.fillna("unknown"), config)
     score_psi = psi(

@@ -324,3 +324,27 @@ def test_indicators_command_user_errors(registry, tmp_path, args, message):
     assert r.returncode == 2
     assert message in " ".join(r.stderr.split())
     assert "Traceback" not in r.stderr
+
+
+def test_district_on_each_rows_date(registry):
+    """Where a person lived at the start of each row's as_of: Y4 moved on 2026-03-20 at noon."""
+    from features.residence import districts_on
+
+    store = Store(registry / "data")
+    rows = pd.DataFrame(
+        {
+            "person_id": ["Y4", "Y4", "U1", "Y1"],
+            "as_of": pd.to_datetime(["2026-03-20", "2026-03-21", "2026-03-21", "2026-03-21"]),
+        },
+        index=[10, 11, 12, 13],
+    )
+    got = districts_on(store.con, rows)
+    assert got.tolist() == ["nanming", "yunyan", None, "nanming"]
+    assert got.index.tolist() == [10, 11, 12, 13]
+    # the store's table of where everyone lives now agrees
+    now = dict(
+        store.con.execute(
+            "SELECT p.person_id, r.district FROM residence r JOIN persons p USING (pk)"
+        ).fetchall()
+    )
+    assert now["Y4"] == "yunyan" and now["U1"] is None

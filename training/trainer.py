@@ -30,6 +30,7 @@ from features.contract import contract_digest
 from features.errors import ConfigError
 from features.io import file_sha256
 from features.labels import build_spine, read_labels
+from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from features.tasks import get_task
@@ -117,9 +118,11 @@ def prepare_frame(
         else build_spine(store, get_task(config.task), config.as_of_dates())
     )
     frame = FeatureBuilder(store).build(spine)
-    attrs = store.con.execute("SELECT person_id, sex, ethnicity, district FROM persons").df()
-    attrs = attrs.rename(columns={c: AUDIT_PREFIX + c for c in ("sex", "ethnicity", "district")})
+    attrs = store.con.execute("SELECT person_id, sex, ethnicity FROM persons").df()
+    attrs = attrs.rename(columns={c: AUDIT_PREFIX + c for c in ("sex", "ethnicity")})
     frame = frame.merge(attrs, on="person_id", how="left")
+    # where each row's person lived on its as_of, as monitoring and the indicators count them
+    frame[AUDIT_PREFIX + "district"] = districts_on(store.con, frame).to_numpy()
     frame[AUDIT_PREFIX + "age_band"] = age_band(frame["age_years"])
     return frame
 
