@@ -711,10 +711,16 @@ def test_indicators_by_role(service):
     got = rows.set_index(["month", "district", "indicator"])["value"]
     expect = want.set_index(["month", "district", "indicator"])["value"]
     pd.testing.assert_series_equal(got.sort_index(), expect.sort_index(), check_names=False)
+    before = len(AuditLog(service["audit"]).query())
     mine = get(service, "/v1/indicators", "cw_huaxi").json()["rows"]
     assert {r["district"] for r in mine} == {"huaxi"} and len({r["month"] for r in mine}) == 12
     assert get(service, "/v1/indicators", "cw_huaxi", district="nanming").status_code == 403
     assert get(service, "/v1/indicators", "cw_huaxi", district="city").status_code == 403
+    # each call is in the audit trail, with who asked and how it ended
+    audited = AuditLog(service["audit"]).query().iloc[before:]
+    assert list(audited.route) == ["/v1/indicators"] * 3
+    assert list(audited.user) == ["wang"] * 3
+    assert list(audited.status.astype(int)) == [200, 403, 403]
     only = get(service, "/v1/indicators", "admin", district="city").json()["rows"]
     assert {r["district"] for r in only} == {"city"}
     bad = get(service, "/v1/indicators", "analyst", to="2026-07")
