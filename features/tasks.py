@@ -15,6 +15,7 @@ with `{days}` standing for the label window, which is (as_of, as_of + days].
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,11 @@ class SupportOption:
     match: tuple[str, ...]
     en: str
     zh: str
+
+    @property
+    def code(self) -> str:
+        """The option's stable name in follow-ups and their `support_offered` events."""
+        return re.sub(r"[^a-z0-9]+", "_", self.en.lower()).strip("_")
 
 
 @dataclass(frozen=True)

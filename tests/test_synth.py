@@ -36,8 +36,11 @@ def test_population_passes_the_contract_with_its_warts(city):
     assert pop.n_late > 0
     values = pop.events.filter(pc.equal(pop.events["event_type"], "methadone_dose"))["value"]
     assert values.null_count > 0  # missing doses, a wart on purpose
-    # every registry type, none of the clinical records of treatment trials
-    assert set(r.events_by_type) == {e.name for e in EVENT_TYPES if e.group != "clinical"}
+    # every registry type, none of the clinical records of treatment trials, and no
+    # support_offered: those come from the service's own follow-ups, exported later
+    assert set(r.events_by_type) == {
+        e.name for e in EVENT_TYPES if e.group != "clinical" and e.name != "support_offered"
+    }
 
 
 def test_drug_mix_moves_from_heroin_to_new_type_drugs(city):
