@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.errors import ConfigError
+from serving.sqlite_file import connect, open_private
 
 DEFAULT_AUDIT_DB = "audit.db"
 GENESIS = "0" * 64  # the "previous hash" of the first row
@@ -113,24 +113,14 @@ class AuditLog:
     def __init__(self, path: Path | str = DEFAULT_AUDIT_DB) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        if not self.path.exists():  # owner-only from the first byte
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        con = self._connect()
-        try:
-            con.execute("PRAGMA journal_mode=WAL")  # once: the mode is stored in the file
-            con.executescript(SCHEMA)
-            columns = {r[1] for r in con.execute("PRAGMA table_info(audit)")}
-        finally:
-            con.close()
-        if "hash" not in columns:
+        if "hash" not in open_private(self.path, SCHEMA):
             raise ConfigError(
                 f"{self.path}: an audit log from before the hash chain; keep it as it is "
                 "(archive it read-only) and start a new one with --audit-db"
             )
-        os.chmod(self.path, 0o600)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        return connect(self.path)
 
     def append(self, entries: list[Entry]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")

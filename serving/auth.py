@@ -135,10 +135,15 @@ class TokenStore:
         now = dt.datetime.now(dt.UTC)
         for e in self.entries:
             if hmac.compare_digest(e.sha256, h):
-                if not e.valid_at(now):
-                    return None
-                return User(e.user, e.role, tuple(e.districts), tuple(e.scopes), e.id)
+                return _user(e, now)
         return None
+
+    def by_id(self, token_id: str) -> User | None:
+        """The user of a still-valid token, by its public id: a web session names the token
+        it was opened with, so revoking the token ends the session too."""
+        self._follow()
+        now = dt.datetime.now(dt.UTC)
+        return next((_user(e, now) for e in self.entries if e.id == token_id), None)
 
     def create(
         self,
@@ -212,3 +217,9 @@ class TokenStore:
             }
             for e in self.entries
         ]
+
+
+def _user(e: TokenEntry, now: dt.datetime) -> User | None:
+    if not e.valid_at(now):
+        return None
+    return User(e.user, e.role, tuple(e.districts), tuple(e.scopes), e.id)

@@ -1,0 +1,29 @@
+"""The service's SQLite files (the audit trail, sessions and follow-ups): created readable by
+their owner only from the first byte, in WAL mode so readers never wait on a writer."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=30, isolation_level=None)
+
+
+def open_private(path: Path, schema: str) -> list[str]:
+    """Create the file owner-only if it is new and apply the schema; returns the columns of
+    the schema's first table, so a caller can recognise a file from an older version."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    con = connect(path)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")  # once: the mode is stored in the file
+        con.executescript(schema)
+        table = schema.split("CREATE TABLE IF NOT EXISTS ", 1)[1].split()[0]
+        columns = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
+    finally:
+        con.close()
+    os.chmod(path, 0o600)
+    return columns

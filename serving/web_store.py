@@ -1,0 +1,188 @@
+"""The web application's own records: sign-in sessions, each user's language, and the
+follow-ups caseworkers record.
+
+A session id is a secret like a token: only its SHA-256 is stored, and the browser holds the
+id itself in an HttpOnly cookie. A session names the token it was opened with, so revoking the
+token (or its expiry) ends the session at the next request. Follow-ups are kept with the user
+who recorded them and exported as `support_offered` events of the data contract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from serving.sqlite_file import connect, open_private
+
+DEFAULT_SERVICE_DB = "service.db"
+SESSION_HOURS = 12
+OUTCOMES = ("offered", "accepted", "declined")
+NOTE_CHARS = 500
+LANGS = ("zh", "en")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    sid_sha256 TEXT PRIMARY KEY,
+    token_id TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created TEXT NOT NULL,
+    expires TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS preferences (
+    user TEXT PRIMARY KEY,
+    lang TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS followups (
+    id INTEGER PRIMARY KEY,
+    recorded TEXT NOT NULL,
+    user TEXT NOT NULL,
+    person_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    option TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('offered', 'accepted', 'declined')),
+    day TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    model_version TEXT
+);
+CREATE INDEX IF NOT EXISTS followups_person ON followups (person_id);
+"""
+
+
+@dataclass(frozen=True)
+class Session:
+    token_id: str
+    csrf: str
+    expires: dt.datetime
+
+
+@dataclass(frozen=True)
+class Followup:
+    person_id: str
+    task: str
+    option: str  # the support option's code
+    outcome: str
+    day: dt.date
+    note: str
+    user: str
+    model_version: str | None = None
+    recorded: str = ""
+
+
+def _sha(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+class WebStore:
+    def __init__(self, path: Path | str = DEFAULT_SERVICE_DB) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        open_private(self.path, SCHEMA)
+
+    def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            con = connect(self.path)
+            try:
+                return con.execute(sql, args).fetchall()
+            finally:
+                con.close()
+
+    # -- sessions ------------------------------------------------------------------------------
+    def open_session(self, token_id: str, hours: int = SESSION_HOURS) -> tuple[str, Session]:
+        """A new session for a signed-in token: its id (for the cookie, never stored) and
+        its facts. Expired sessions are swept at the same time."""
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        now = dt.datetime.now(dt.UTC)
+        expires = now + dt.timedelta(hours=hours)
+        self._run("DELETE FROM sessions WHERE expires < ?", (now.isoformat(),))
+        self._run(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+            (_sha(sid), token_id, csrf, now.isoformat(), expires.isoformat()),
+        )
+        return sid, Session(token_id, csrf, expires)
+
+    def session(self, sid: str) -> Session | None:
+        rows = self._run(
+            "SELECT token_id, csrf, expires FROM sessions WHERE sid_sha256 = ?", (_sha(sid),)
+        )
+        if not rows:
+            return None
+        token_id, csrf, expires = rows[0]
+        until = dt.datetime.fromisoformat(expires)
+        return Session(token_id, csrf, until) if until > dt.datetime.now(dt.UTC) else None
+
+    def close_session(self, sid: str) -> None:
+        self._run("DELETE FROM sessions WHERE sid_sha256 = ?", (_sha(sid),))
+
+    # -- language ------------------------------------------------------------------------------
+    def lang(self, user: str) -> str | None:
+        rows = self._run("SELECT lang FROM preferences WHERE user = ?", (user,))
+        return rows[0][0] if rows else None
+
+    def set_lang(self, user: str, lang: str) -> None:
+        self._run(
+            "INSERT INTO preferences VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET lang = ?",
+            (user, lang, lang),
+        )
+
+    # -- follow-ups ----------------------------------------------------------------------------
+    def add_followup(self, f: Followup) -> None:
+        self._run(
+            "INSERT INTO followups (recorded, user, person_id, task, option, outcome, day, "
+            "note, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                f.user,
+                f.person_id,
+                f.task,
+                f.option,
+                f.outcome,
+                f.day.isoformat(),
+                f.note,
+                f.model_version,
+            ),
+        )
+
+    def followups(self, person_id: str) -> list[Followup]:
+        """A person's follow-ups, latest first."""
+        rows = self._run(
+            "SELECT person_id, task, option, outcome, day, note, user, model_version, recorded "
+            "FROM followups WHERE person_id = ? ORDER BY day DESC, id DESC",
+            (person_id,),
+        )
+        return [
+            Followup(p, t, o, out, dt.date.fromisoformat(d), n, u, v, r)
+            for p, t, o, out, d, n, u, v, r in rows
+        ]
+
+    def followup_events(self) -> pd.DataFrame:
+        """Every follow-up as a `support_offered` event of the data contract: the option's
+        code in `detail`, the answer in `value` (1 accepted, 0 declined, empty while only
+        offered), the day it happened as `event_time` and the day it was recorded as
+        `recorded_time`."""
+        with self._lock:
+            con = connect(self.path)
+            try:
+                frame = pd.read_sql_query(
+                    "SELECT person_id, day, option, outcome, recorded FROM followups ORDER BY id",
+                    con,
+                )
+            finally:
+                con.close()
+        return pd.DataFrame(
+            {
+                "person_id": frame["person_id"],
+                "event_time": pd.to_datetime(frame["day"]),
+                "event_type": "support_offered",
+                "value": frame["outcome"].map({"accepted": 1.0, "declined": 0.0}),
+                "detail": frame["option"],
+                "recorded_time": pd.to_datetime(frame["recorded"], utc=True)
+                .dt.tz_localize(None)
+                .dt.floor("s"),
+            }
+        )
