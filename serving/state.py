@@ -20,10 +20,11 @@ from features.indicator_inputs import IndicatorConfig, load_indicator_config, re
 from features.indicators import indicator_table
 from features.labels import cohort_mask
 from features.store import Store
-from features.tasks import Task, task_names
+from features.tasks import Task, get_task, task_names
 from models.deployable import RiskModel
 from models.monitoring import latest_status
 from models.registry import load_model
+from serving.caseload import DEFAULT_RISING, Caseload, build_caseload, month_before
 
 # a person has history at $d when an event both happened and was recorded before it
 HAS_HISTORY = (
@@ -84,7 +85,13 @@ class ServiceState:
     persons: pd.DataFrame  # person_id -> district, and whether they have any events
     today: pd.DataFrame  # features of every person as of the reference date, by person_id
     indicators: IndicatorSource | None = None
+    # features a month before the reference date of today's cohort members who were in a
+    # task's cohort then: what "the change since last month" is scored from
+    last_month: pd.DataFrame | None = None
+    rising: float = DEFAULT_RISING
     degraded: str | None = None
+    _caseloads: dict[str, Caseload] = field(default_factory=dict)
+    _caseload_lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
     _cohorts: OrderedDict = field(default_factory=OrderedDict)
     _cohort_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,9 +112,10 @@ class ServiceState:
         spine = pd.DataFrame({"person_id": [person_id], "as_of": [as_of]})
         return self.builder().build(spine).set_index("person_id")
 
-    def in_cohort(self, task: Task, person_id: str, as_of: dt.date) -> bool:
-        """Whether the person is in the task's cohort on as_of. Membership is computed for
-        the whole registry once per (task, date) and kept for the most recent dates asked."""
+    def cohort(self, task: Task, as_of: dt.date) -> np.ndarray:
+        """Who is in the task's cohort on as_of, as a mask over the persons in key order.
+        Computed for the whole registry once per (task, date) and kept for the most recent
+        dates asked."""
         key = (task.name, as_of)
         with self._cohort_lock:
             if key not in self._cohorts:
@@ -115,8 +123,47 @@ class ServiceState:
                 while len(self._cohorts) > COHORT_CACHE:
                     self._cohorts.popitem(last=False)
             self._cohorts.move_to_end(key)
-            mask: np.ndarray = self._cohorts[key]
-        return bool(mask[int(self.persons.at[person_id, "pk"]) - 1])
+            return self._cohorts[key]
+
+    def in_cohort(self, task: Task, person_id: str, as_of: dt.date) -> bool:
+        return bool(self.cohort(task, as_of)[int(self.persons.at[person_id, "pk"]) - 1])
+
+    def members(self, task: Task, as_of: dt.date) -> pd.Index:
+        """The person ids in the task's cohort on as_of."""
+        return self.persons.index[self.cohort(task, as_of)[self.persons["pk"].to_numpy() - 1]]
+
+    def caseload(self, task: Task) -> Caseload:
+        """The task's caseload under its current champion, built once per model version."""
+        model, facts = self.loaded.model(task.name)
+        version = str(facts["version"])
+        with self._caseload_lock:
+            known = self._caseloads.get(task.name)
+            if known is not None and known.version == version:
+                return known
+            now = self.members(task, self.as_of)
+            was = now[self.cohort(task, self.previous)[self.persons.loc[now, "pk"] - 1]]
+            built = build_caseload(
+                model,
+                version,
+                task.name,
+                self.persons.loc[now],
+                self.today.loc[now],
+                self.last_month.loc[was] if self.last_month is not None else None,
+                self.as_of,
+                self.rising,
+            )
+            self._caseloads[task.name] = built
+            return built
+
+    def refresh_caseloads(self) -> None:
+        """Build the caseload of every served task now, not at a caseworker's first request."""
+        for name in self.loaded.models:
+            self.caseload(get_task(name))
+
+    @property
+    def previous(self) -> dt.date:
+        """The date "since last month" compares with."""
+        return month_before(self.as_of)
 
     def history(self, person_id: str, as_of: dt.date) -> bool:
         """Whether anything was recorded for the person before as_of."""
@@ -147,16 +194,34 @@ def load_champions() -> Loaded:
 
 
 def build_state(
-    store: Store, loaded: Loaded, indicators: IndicatorSource | None = None
+    store: Store,
+    loaded: Loaded,
+    indicators: IndicatorSource | None = None,
+    rising: float = DEFAULT_RISING,
 ) -> ServiceState:
+    """Everything a request reads, built before the first one: today's features of every
+    person, each caseload and what it is compared with a month earlier."""
     persons = store.con.execute(
-        f"SELECT p.person_id, p.pk, h.district, {HAS_HISTORY} AS history_today "
-        "FROM persons p JOIN residence h USING (pk)",
+        f"SELECT p.person_id, p.pk, h.district, {HAS_HISTORY} AS history_today, "
+        "(SELECT max(e.event_time) FROM events e WHERE e.pk = p.pk "
+        "AND e.event_type = 'social_worker_contact' AND e.event_time < $d "
+        "AND e.available_time < $d) AS last_contact "
+        "FROM persons p JOIN residence h USING (pk) ORDER BY p.pk",
         {"d": store.reference_date},
     ).df()
     persons = persons.set_index("person_id")
     spine = pd.DataFrame({"person_id": persons.index, "as_of": store.reference_date})
-    today = FeatureBuilder(store).build(spine).set_index("person_id")
+    builder = FeatureBuilder(store)
+    today = builder.build(spine).set_index("person_id")
     if indicators is None:
         indicators = IndicatorSource(store, load_indicator_config(), read_population())
-    return ServiceState(store, loaded, persons, today, indicators)
+    state = ServiceState(store, loaded, persons, today, indicators, rising=rising)
+    pk = persons["pk"].to_numpy() - 1
+    was = np.zeros(len(persons), bool)
+    for name in task_names():
+        task = get_task(name)
+        was |= state.cohort(task, store.reference_date)[pk] & state.cohort(task, state.previous)[pk]
+    earlier = pd.DataFrame({"person_id": persons.index[was], "as_of": state.previous})
+    state.last_month = builder.build(earlier).set_index("person_id")
+    state.refresh_caseloads()
+    return state

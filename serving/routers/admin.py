@@ -77,6 +77,7 @@ def reload(
         return JSONResponse({"status": "degraded", "reason": state.degraded}, status_code=503)
     state.loaded = new
     state.degraded = None
+    state.refresh_caseloads()
     svc.metrics.observe_monitoring(new.monitoring)
     return {
         "status": "reloaded",
