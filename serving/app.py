@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from serving.audit import AuditLog, Entry
 from serving.auth import TokenStore, User
@@ -28,17 +29,28 @@ from serving.routers import admin, health, indicators, risk, score
 from serving.schemas import ScoreRequest
 from serving.scoring import Interventions
 from serving.state import ServiceState
+from serving.web import account, caseload_pages, person_pages, programme_pages
+from serving.web.render import HERE
+from serving.web_store import DEFAULT_SERVICE_DB, WebStore
 
 # counted on the bytes received (FastAPI's own limit, not the Content-Length header), before
 # any route, authentication or parsing reads them
 MAX_BODY_BYTES = 4 * 1024 * 1024
-AUDITED = "/v1/"  # every API call, refused ones and admin calls included
+# every API call and web page, refused ones and admin calls included (not the style sheet)
+AUDITED = ("/v1/", "/app")
+NOT_AUDITED = "/app/static/"
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def create_app(
-    state: ServiceState, tokens: TokenStore, audit: AuditLog, interventions: Interventions
+    state: ServiceState,
+    tokens: TokenStore,
+    audit: AuditLog,
+    interventions: Interventions,
+    web: WebStore | None = None,
 ) -> FastAPI:
+    """The API and the web pages over one state. `web` keeps sessions and follow-ups; by
+    default a `service.db` beside the audit trail."""
     app = FastAPI(
         title="Sunshine Risk",
         description=__doc__ + "\n\nScores support planning by trained staff with human review; "
@@ -49,11 +61,16 @@ def create_app(
         redoc_url=None,
     )
     add_docs(app, bodies=(ScoreRequest,))
-    svc = Services(state, tokens, audit, interventions, Metrics())
+    web = web or WebStore(audit.path.with_name(DEFAULT_SERVICE_DB))
+    svc = Services(state, tokens, audit, interventions, Metrics(), web)
     svc.metrics.observe_monitoring(state.loaded.monitoring)
     app.state.services = svc
     for module in (risk, score, admin, health, indicators):
         app.include_router(module.router)
+    for page in (account, caseload_pages, person_pages, programme_pages):
+        app.include_router(page.router)
+    account.install(app)
+    app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -75,7 +92,7 @@ def create_app(
         svc.metrics.requests.labels(path, str(response.status_code)).inc()
         svc.metrics.latency.labels(path).observe(time.perf_counter() - start)
         response.headers["x-request-id"] = request.state.request_id
-        if request.url.path.startswith(AUDITED):
+        if request.url.path.startswith(AUDITED) and not request.url.path.startswith(NOT_AUDITED):
             # SQLite may wait on a lock: keep that off the event loop
             await run_in_threadpool(_audit, svc.audit, request, response.status_code, path)
         return response

@@ -17,6 +17,7 @@ import typer
 from experiments import cli as experiments_cli
 from features import cli as features_cli
 from features.errors import InputError
+from features.io import atomic_path
 from features.store import Store
 from features.synth import synthesize, write_population
 from features.tasks import task_names
@@ -24,6 +25,16 @@ from models import cli as models_cli
 from serving import indicators_cli
 from serving.audit import DEFAULT_AUDIT_DB, AuditLog
 from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore, tokens_path
+from serving.caseload import DEFAULT_RISING
+from serving.web_store import DEFAULT_SERVICE_DB, WebStore
+
+DEMO_DISTRICTS = ("huaxi", "nanming")
+ServiceDbOpt = Annotated[
+    Path,
+    typer.Option(
+        "--service-db", help="the web pages' sessions, language choices and follow-ups (SQLite)"
+    ),
+]
 
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 app = typer.Typer(
@@ -36,6 +47,8 @@ models_cli.register(app)
 experiments_cli.register(app)
 indicators_cli.register(app)
 app.add_typer(tokens_app, name="tokens")
+followups_app = typer.Typer(help="Follow-ups recorded in the web pages.", no_args_is_help=True)
+app.add_typer(followups_app, name="followups")
 
 
 @app.command()
@@ -51,6 +64,16 @@ def serve(
         Path | None, typer.Option(help="YAML: each task's support options")
     ] = None,
     lenient: features_cli.LenientOpt = False,
+    service_db: ServiceDbOpt = Path(DEFAULT_SERVICE_DB),
+    rising: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="caseload: a rise in probability since last month that counts as rising "
+            "(a move up a tier always does)",
+        ),
+    ] = DEFAULT_RISING,
     trusted_proxy: Annotated[
         list[str] | None,
         typer.Option(
@@ -73,7 +96,7 @@ def serve(
     configure()
     loaded = load_champions()
     store = Store(data, lenient=lenient)
-    state = build_state(store, loaded)
+    state = build_state(store, loaded, rising=rising)
     tokens = TokenStore.load()
     if not tokens.entries:
         features_cli.err_console.print(
@@ -85,7 +108,7 @@ def serve(
             "and an admin calls POST /v1/admin/reload",
             style="yellow",
         )
-    api = create_app(state, tokens, AuditLog(audit_db), options)
+    api = create_app(state, tokens, AuditLog(audit_db), options, WebStore(service_db))
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
 
     class Announcing(uvicorn.Server):
@@ -93,7 +116,8 @@ def serve(
             await super().startup(sockets=sockets)
             if self.started:  # only now does a connection get an answer
                 features_cli.console.print(
-                    f"serving {versions} on http://{host}:{port} (docs at /docs)"
+                    f"serving {versions} on http://{host}:{port} "
+                    f"(web pages at http://{host}:{port}/app/, API docs at /docs)"
                 )
 
     proxies = ",".join(trusted_proxy or [])
@@ -233,6 +257,27 @@ def audit_verify(audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB)) -> None:
     raise typer.Exit(1)
 
 
+@followups_app.command("export")
+@features_cli.user_errors
+def followups_export(
+    out: Annotated[Path, typer.Option(help="events file to write (.csv or .parquet)")],
+    service_db: ServiceDbOpt = Path(DEFAULT_SERVICE_DB),
+) -> None:
+    """Every follow-up as a `support_offered` event of the data contract, for the next
+    registry extract."""
+    if not service_db.exists():
+        raise InputError(f"{service_db}: no such service database (see --service-db)")
+    if out.suffix not in (".csv", ".parquet"):
+        raise InputError(f"{out}: write .csv or .parquet")
+    events = WebStore(service_db).followup_events()
+    with atomic_path(out) as tmp:
+        if out.suffix == ".csv":
+            events.to_csv(tmp, index=False, date_format="%Y-%m-%d %H:%M:%S")
+        else:
+            events.to_parquet(tmp, index=False)
+    features_cli.console.print(f"{len(events):,} support_offered events -> {out}")
+
+
 @app.command()
 @features_cli.user_errors
 def demo(
@@ -269,6 +314,15 @@ def demo(
         )
     features_cli.console.print(
         "MLflow runs and models: ./mlflow.db and ./mlartifacts (browse with `make mlflow-ui`)."
+    )
+    tokens = TokenStore.load()
+    secret = tokens.create("demo-caseworker", "caseworker", list(DEMO_DISTRICTS), ["youth"], 7)
+    tokens.save()
+    features_cli.console.print(
+        f"\nThe web pages: run `sunshine serve --data {data}` (`make serve`), open "
+        "http://127.0.0.1:8000/app/ and sign in as a caseworker of "
+        f"{' and '.join(DEMO_DISTRICTS)} (both tasks; valid 7 days) with this token:\n{secret}",
+        soft_wrap=True,
     )
 
 

@@ -15,6 +15,7 @@ from serving.auth import TokenStore, User
 from serving.metrics import Metrics
 from serving.scoring import Interventions
 from serving.state import ServiceState
+from serving.web_store import WebStore
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Services:
     audit: AuditLog
     interventions: Interventions
     metrics: Metrics
+    web: WebStore
 
 
 def error(status: int, detail: Any) -> HTTPException:

@@ -1,0 +1,76 @@
+"""Charts drawn on the server as inline SVG: nothing to download, nothing to run in the
+browser, and every figure is also on the page as text for a screen reader."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from training.report_html import esc
+
+RAISES = "#b42318"  # red: raises the risk
+LOWERS = "#067647"  # green: lowers it
+
+
+def bar(contribution: float, largest: float, width: int = 120, height: int = 12) -> str:
+    """One reason's contribution as a bar, its length relative to the largest shown; red to
+    the right when it raises the risk, green to the left when it lowers it."""
+    half = width / 2
+    length = 0.0 if largest <= 0 else half * min(abs(contribution) / largest, 1.0)
+    x = half if contribution > 0 else half - length
+    colour = RAISES if contribution > 0 else LOWERS
+    return (
+        f'<svg class="bar" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'aria-hidden="true"><line x1="{half}" y1="0" x2="{half}" y2="{height}" stroke="#667085"/>'
+        f'<rect x="{x:.1f}" y="2" width="{max(length, 1):.1f}" height="{height - 4}" '
+        f'fill="{colour}"/></svg>'
+    )
+
+
+def history(
+    months: Sequence[str],
+    probability: Sequence[float],
+    in_cohort: Sequence[bool],
+    label: str,
+    width: int = 340,
+    height: int = 150,
+) -> str:
+    """The monthly risk as a line with a point per month, on a 0-based percent axis; a month
+    outside the task's cohort is a hollow point."""
+    left, right, top, bottom = 34, 18, 8, 22
+    peak = max([p for p in probability if not math.isnan(p)] or [0.0])
+    ceiling = max(0.1, math.ceil(peak * 10 + 0.5) / 10)
+    n = max(len(months) - 1, 1)
+
+    def xy(i: int, p: float) -> tuple[float, float]:
+        x = left + (width - left - right) * i / n
+        y = top + (height - top - bottom) * (1 - p / ceiling)
+        return x, y
+
+    grid = []
+    for k in range(3):
+        v = ceiling * k / 2
+        _, y = xy(0, v)
+        grid.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#d0d5dd"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{v * 100:.0f}%</text>"
+        )
+    points = [xy(i, p) for i, p in enumerate(probability)]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    dots = "".join(
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" stroke="#175cd3" stroke-width="1.5" '
+        f'fill="{"#175cd3" if inside else "#fff"}"><title>{esc(m)}: {p * 100:.1f}%</title></circle>'
+        for (x, y), m, p, inside in zip(points, months, probability, in_cohort, strict=True)
+    )
+    ticks = "".join(
+        f'<text x="{xy(i, 0)[0]:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
+        f"{esc(m[2:])}</text>"
+        for i, m in enumerate(months)
+        if i % 3 == (len(months) - 1) % 3
+    )
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">'
+        f'{"".join(grid)}<polyline fill="none" stroke="#175cd3" stroke-width="2" '
+        f'points="{line}"/>{dots}{ticks}</svg>'
+    )

@@ -1,0 +1,126 @@
+"""The web pages' words: Chinese first, English one click away.
+
+Every text a page shows comes through `Texts`. Interface words, tiers, statuses, outcomes and
+errors are messages of one gettext catalogue (`locale/zh_CN/LC_MESSAGES/messages.po`, read
+with Babel; English is the message id itself, so English needs no catalogue). The names of the
+programme's own things are declared bilingually where they are defined, once for the API, the
+rosters and the pages alike, and `Texts` reads them there: district names (vocabulary), event
+types (vocabulary), factor labels (feature spec), support options and task titles (task
+registry), indicator titles (indicators). A test extracts every message from the templates
+and this package and fails on one the catalogue does not translate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel.messages.pofile import read_po
+
+from features.indicator_inputs import CITY
+from features.tasks import SupportOption, Task
+from features.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME
+
+CATALOGUE = Path(__file__).parent / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
+LANGS = ("zh", "en")
+DEFAULT_LANG = "zh"
+HTML_LANG = {"zh": "zh-CN", "en": "en"}
+
+
+def N_(message: str) -> str:
+    """Marks a message whose use is chosen at run time, so extraction still finds it."""
+    return message
+
+
+TIERS = {"high": N_("High risk"), "medium": N_("Medium risk"), "low": N_("Low risk")}
+OUTCOMES = {"offered": N_("Offered"), "accepted": N_("Accepted"), "declined": N_("Declined")}
+STATUSES = {
+    "ok": N_("OK"),
+    "warning": N_("Warning"),
+    "alert": N_("Alert"),
+    None: N_("Not checked yet"),
+}
+ROLES = {"caseworker": N_("Caseworker"), "analyst": N_("Analyst"), "admin": N_("Administrator")}
+
+
+@cache
+def catalogue() -> dict[str, str]:
+    """The Chinese of every translated message (fuzzy entries are not translations yet)."""
+    with CATALOGUE.open("rb") as f:
+        po = read_po(f, locale="zh_CN")
+    return {
+        m.id: m.string
+        for m in po
+        if isinstance(m.id, str) and m.id and isinstance(m.string, str) and m.string and not m.fuzzy
+    }
+
+
+@dataclass(frozen=True)
+class Texts:
+    lang: str
+
+    def __call__(self, message: str, **values: Any) -> str:
+        text = catalogue().get(message, message) if self.lang == "zh" else message
+        return text % values if values else text
+
+    @property
+    def html_lang(self) -> str:
+        return HTML_LANG[self.lang]
+
+    def both(self, en: str, zh: str) -> str:
+        return zh if self.lang == "zh" else en
+
+    def district(self, code: str | None) -> str:
+        if not isinstance(code, str):  # registered without one (about 1% of a registry)
+            return self(N_("District unknown"))
+        if code == CITY:
+            return self(N_("Whole city"))
+        return self.both(code.capitalize(), DISTRICT_LABELS_ZH.get(code, code))
+
+    def tier(self, tier: str) -> str:
+        return self(TIERS[tier])
+
+    def outcome(self, outcome: str) -> str:
+        return self(OUTCOMES[outcome])
+
+    def status(self, status: str | None) -> str:
+        return self(STATUSES.get(status, STATUSES[None]))
+
+    def role(self, role: str) -> str:
+        return self(ROLES[role])
+
+    def event(self, name: str) -> str:
+        e = EVENT_TYPES_BY_NAME.get(name)
+        return self.both(e.label_en, e.label_zh) if e else name
+
+    def option(self, option: SupportOption | dict) -> str:
+        if isinstance(option, dict):
+            return self.both(option["en"], option["zh"])
+        return self.both(option.en, option.zh)
+
+    def factor(self, factor: dict) -> str:
+        return self.both(factor["label_en"], factor["label_zh"])
+
+    def task(self, task: Task) -> str:
+        return self.both(task.title_en, task.title_zh)
+
+    def risk_sentence(self, tier: str, percentile: float | None) -> str:
+        """The score as a caseworker reads it aloud: the tier, then where the person stands
+        among comparable persons (the model's reference cohort)."""
+        if percentile is None or math.isnan(percentile):
+            return self.tier(tier)
+        if percentile >= 50:
+            top = max(1, math.ceil(100 - percentile))
+            return self(
+                N_("%(tier)s: in the top %(share)s%% of comparable persons"),
+                tier=self.tier(tier),
+                share=top,
+            )
+        return self(
+            N_("%(tier)s: higher than %(share)s%% of comparable persons"),
+            tier=self.tier(tier),
+            share=int(percentile),
+        )

@@ -1,0 +1,78 @@
+"""Pages rendered from the package's Jinja2 templates, with the headers every page carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from serving.web.i18n import Texts
+from serving.web.session import WebUser, browser_lang
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.trim_blocks = True
+templates.env.lstrip_blocks = True
+
+
+def present(value: Any) -> bool:
+    """Whether a value is there: pandas gives a missing one as None, NaN or NaT."""
+    return value is not None and not pd.isna(value)
+
+
+def number(value: Any) -> str:
+    """A figure as a caseworker reads it: at most 4 significant digits, no trailing '.0'."""
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return f"{value:.4g}"
+    return str(value)
+
+
+templates.env.globals.update(present=present, number=number)
+
+# no script at all, styles and images from the service itself, never framed by another site
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    # pages name persons: no copy stays in a shared browser's cache
+    "Cache-Control": "no-store",
+}
+
+
+def secure(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    return response
+
+
+def render(
+    request: Request,
+    name: str,
+    web: WebUser | None,
+    status: int = 200,
+    texts: Texts | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    texts = texts or (web.texts if web else Texts(browser_lang(request)))
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {"_": texts, "web": web, "csrf": web.session.csrf if web else "", **context},
+        status_code=status,
+    )
+    secure(response)
+    return response
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def home(web: WebUser) -> str:
+    """Where a user lands: caseworkers on their caseload, programme staff on the programme."""
+    return "/app/caseload" if web.user.role in ("caseworker", "analyst") else "/app/programme"
