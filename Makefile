@@ -3,7 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-train bench-ctn bench-ctn-docs mlflow-ui clean
+.PHONY: demo serve test lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser clean
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,8 +15,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sunshine demo --out demo-data
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# what the browser tests drive: Debian's Chromium with a Chinese font (Playwright's own browser
+# download cannot work without internet), and axe-core from the npm registry
+browser: $(AXE)
+	@command -v chromium >/dev/null && fc-list :lang=zh | grep -q . || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-zenhei >/dev/null; \
+	  else \
+	    echo "browser tests need Debian's Chromium and a Chinese font:" \
+	         "sudo apt-get install chromium fonts-wqy-zenhei"; \
+	  fi
+
+$(AXE): tests/browser/package.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/browser --no-audit --no-fund --silent; \
+	  else echo "browser tests need npm (Node.js) for axe-core: sudo apt-get install npm"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -24,6 +40,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/features_bench.py
+
+bench-web: $(STAMP)
+	$(BIN)/python benchmarks/web_bench.py
+
+# the web pages' catalogue: extract their messages and merge them into the Chinese one
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F serving/web/babel.cfg -k N_ -k PageError:2 --no-location \
+	  --sort-output -o serving/web/messages.pot .
+	$(BIN)/pybabel update -i serving/web/messages.pot -l zh_CN -d serving/web/locale \
+	  --no-fuzzy-matching --ignore-obsolete --width 100
+	rm serving/web/messages.pot
 
 bench-train: $(STAMP)
 	$(BIN)/python benchmarks/train_bench.py
@@ -35,6 +62,10 @@ bench-ctn: $(STAMP)
 
 bench-ctn-docs: $(STAMP)
 	$(BIN)/sunshine experiment ctn0094 --write-docs $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+# the demo city's API and web pages (after `make demo`) on http://127.0.0.1:8000/app/
+serve: $(STAMP)
+	$(BIN)/sunshine serve --data demo-data/registry
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -122,6 +122,42 @@ def served(tmp_path_factory):
         yield root
 
 
+@pytest.fixture(scope="session")
+def service(served, tmp_path_factory):
+    """The API and the web pages over the `served` models, on a real uvicorn server, with a
+    token per kind of user."""
+    from servers import ServerThread
+
+    from features.store import Store
+    from serving.app import create_app
+    from serving.audit import AuditLog
+    from serving.auth import TokenStore
+    from serving.scoring import load_interventions
+    from serving.state import build_state, load_champions
+
+    use_mlflow(served)
+    tokens = TokenStore([])
+    toks = {
+        "cw_huaxi": tokens.create("wang", "caseworker", ["huaxi"]),
+        "cw_youth": tokens.create("zhao", "caseworker", ["huaxi", "nanming"], ["youth"]),
+        "analyst": tokens.create("li", "analyst"),
+        "admin": tokens.create("root", "admin"),
+    }
+    audit_path = tmp_path_factory.mktemp("audit") / "audit.db"
+    state = build_state(Store(served / "city"), load_champions())
+    app = create_app(state, tokens, AuditLog(audit_path), load_interventions())
+    with ServerThread(app) as server:
+        yield {
+            "url": server.url,
+            "tokens": toks,
+            "token_store": tokens,
+            "state": state,
+            "audit": audit_path,
+            "service_db": audit_path.with_name("service.db"),
+            "root": served,
+        }
+
+
 def use_mlflow(root: Path) -> None:
     """Point MLflow at the store of a session fixture (several may be alive at once)."""
     import mlflow

@@ -19,38 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import use_mlflow
-from servers import ServerThread, create_token, free_port, server_process
+from servers import create_token, free_port, server_process
 
-from features.store import Store
 from features.tasks import get_task
-from serving.app import create_app
 from serving.audit import AuditLog
-from serving.auth import TokenStore
-from serving.scoring import load_interventions
-from serving.state import build_state, load_champions
-
-
-@pytest.fixture(scope="session")
-def service(served, tmp_path_factory):
-    use_mlflow(served)
-    tokens = TokenStore([])
-    toks = {
-        "cw_huaxi": tokens.create("wang", "caseworker", ["huaxi"]),
-        "cw_youth": tokens.create("zhao", "caseworker", ["huaxi", "nanming"], ["youth"]),
-        "analyst": tokens.create("li", "analyst"),
-        "admin": tokens.create("root", "admin"),
-    }
-    audit_path = tmp_path_factory.mktemp("audit") / "audit.db"
-    state = build_state(Store(served / "city"), load_champions())
-    app = create_app(state, tokens, AuditLog(audit_path), load_interventions())
-    with ServerThread(app) as server:
-        yield {
-            "url": server.url,
-            "tokens": toks,
-            "state": state,
-            "audit": audit_path,
-            "root": served,
-        }
 
 
 def get(svc, path, who=None, **params):
