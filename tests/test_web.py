@@ -124,6 +124,14 @@ def test_caseload_is_ranked_and_its_change_is_the_api_score_a_month_earlier(serv
     assert ids == list(huaxi.index[: len(ids)])  # rank order, this district only, page 1
     assert huaxi["probability"].is_monotonic_decreasing
     assert f"{len(huaxi)} 人" in page.text
+    # each person the page shows is in the audit trail, with the figures shown
+    audit = sqlite3.connect(service["audit"]).execute(
+        "SELECT person_id, probability FROM audit WHERE request_id = ?",
+        (page.headers["x-request-id"],),
+    )
+    assert [(p, pytest.approx(q)) for p, q in audit] == list(
+        zip(ids, huaxi["probability"].iloc[: len(ids)], strict=True)
+    )
     previous = month_before(state.as_of)
     headers = {"Authorization": f"Bearer {service['tokens']['analyst']}"}
     checked = 0
@@ -192,9 +200,12 @@ def test_export_is_the_filtered_list_in_the_users_language_and_audited(service):
     assert set(book["区县"]) == {"花溪区"}
     audit = sqlite3.connect(service["audit"])
     rows = audit.execute(
-        "SELECT user, route, status FROM audit WHERE route = '/app/caseload.xlsx'"
+        "SELECT person_id, tier, request_id FROM audit WHERE route = '/app/caseload.xlsx' "
+        "AND user = 'wang' AND status = 200 ORDER BY id"
     ).fetchall()
-    assert ("wang", "/app/caseload.xlsx", 200) in rows
+    last = rows[-1][2]
+    exported = [(p, t) for p, t, rid in rows if rid == last]
+    assert exported == list(zip(expected.index, expected["tier"], strict=True))
 
 
 def test_person_page_and_not_found_are_as_the_api_decides(service):

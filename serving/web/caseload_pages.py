@@ -108,7 +108,7 @@ def caseload_page(request: Request, svc: Svc, query: FilterQuery) -> Response:
     web = signed_in(request, svc, "caseworker", "analyst")
     task, caseload, rows = visible(svc, web, query)
     shown, pages = page_of(rows, query.page)
-    request.state.audit = [Entry("", request.state.request_id, 200, task=task.name)]
+    request.state.audit = shown_entries(request, caseload, shown)
     f = query.filters
     asked = {"task": task.name, "tier": f.tier, "district": f.district, "q": f.search}
     params = {k: v for k, v in asked.items() if v} | ({"rising": "true"} if f.rising else {})
@@ -137,6 +137,28 @@ def caseload_page(request: Request, svc: Svc, query: FilterQuery) -> Response:
     )
 
 
+def shown_entries(request: Request, caseload: Caseload, rows: pd.DataFrame) -> list[Entry]:
+    """One audit entry for each person a page or an export shows, with the figures shown
+    (one for the view itself when it shows nobody)."""
+    rid = request.state.request_id
+    if rows.empty:
+        return [Entry("", rid, 200, task=caseload.task)]
+    return [
+        Entry(
+            "",
+            rid,
+            200,
+            person_id=str(pid),
+            task=caseload.task,
+            as_of=str(caseload.as_of),
+            model_version=caseload.version,
+            probability=float(p),
+            tier=str(t),
+        )
+        for pid, p, t in zip(rows.index, rows["probability"], rows["tier"], strict=True)
+    ]
+
+
 def _page_url(params: dict, page: int) -> str:
     return "/app/caseload?" + urlencode({**params, "page": page})
 
@@ -159,7 +181,7 @@ def caseload_export(request: Request, svc: Svc, query: FilterQuery) -> Response:
     """Every row that passes the filters (all pages), as a workbook in the user's language."""
     web = signed_in(request, svc, "caseworker", "analyst")
     task, caseload, rows = visible(svc, web, query)
-    request.state.audit = [Entry("", request.state.request_id, 200, task=task.name)]
+    request.state.audit = shown_entries(request, caseload, rows)
     body = io.BytesIO()
     workbook(rows, web.texts).to_excel(body, index=False, sheet_name=task.name[:31])
     name = f"caseload-{task.name}-{caseload.as_of}.xlsx"
