@@ -426,3 +426,20 @@ def test_the_catalogue_translates_every_message_of_the_pages():
         "Low risk: higher than 20% of comparable persons"
     )
     assert texts.district("huaxi") == "花溪区" and Texts("en").district("huaxi") == "Huaxi"
+
+
+def test_the_session_cookie_is_secure_when_the_page_came_over_https():
+    from fastapi import Request
+    from fastapi.responses import Response
+
+    from serving.web.session import set_cookie
+
+    for scheme, secure in (("https", True), ("http", False)):
+        request = Request(
+            {"type": "http", "scheme": scheme, "method": "GET", "path": "/app/", "headers": []}
+        )
+        response = Response()
+        set_cookie(request, response, "sunshine_session", "x", 60)
+        header = response.headers["set-cookie"].lower()
+        assert ("; secure" in header) is secure
+        assert "httponly" in header and "samesite=strict" in header and "max-age=60" in header

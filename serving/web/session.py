@@ -91,7 +91,7 @@ def set_cookie(request: Request, response: Response, name: str, value: str, seco
         path=PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.scope.get("scheme") == "https",  # as a trusted proxy says, too
     )
 
 
