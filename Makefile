@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser clean
+.PHONY: demo serve test lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser screenshots clean
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 $(STAMP): pyproject.toml
@@ -43,6 +43,11 @@ bench: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python benchmarks/web_bench.py
+
+# the README's screenshots, from a fresh run of the browser tests
+screenshots: $(STAMP) browser
+	$(BIN)/pytest -q tests/test_browser.py
+	$(BIN)/python docs/refresh_screenshots.py
 
 # the web pages' catalogue: extract their messages and merge them into the Chinese one
 messages: $(STAMP)

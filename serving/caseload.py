@@ -68,6 +68,7 @@ def build_caseload(
         {
             "district": persons["district"].to_numpy(),
             "probability": scored.probability,
+            "raw_score": scored.raw_score,
             "tier": scored.tier,
             "percentile": scored.percentile,
             "reason_en": _where(shown, labels(top, 0, "en")),
@@ -90,7 +91,9 @@ def build_caseload(
     rank = {t: i for i, t in enumerate(TIERS)}
     up = frame["tier"].map(rank) > frame["previous_tier"].map(rank).fillna(np.inf)
     frame["rising"] = up | (frame["change"] > rising)
-    frame = frame.sort_values("probability", ascending=False, kind="stable")
+    # by raw score: the probability follows it (the calibrator is monotone) and is often
+    # tied (a calibration step), the raw score, like the percentile, rarely
+    frame = frame.sort_values("raw_score", ascending=False, kind="stable")
     return Caseload(task, version, as_of, month_before(as_of), frame)
 
 

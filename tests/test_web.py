@@ -123,6 +123,7 @@ def test_caseload_is_ranked_and_its_change_is_the_api_score_a_month_earlier(serv
     huaxi = frame[frame["district"] == "huaxi"]
     assert ids == list(huaxi.index[: len(ids)])  # rank order, this district only, page 1
     assert huaxi["probability"].is_monotonic_decreasing
+    assert huaxi["percentile"].is_monotonic_decreasing  # ties in probability broken alike
     assert f"{len(huaxi)} 人" in page.text
     # each person the page shows is in the audit trail, with the figures shown
     audit = sqlite3.connect(service["audit"]).execute(
