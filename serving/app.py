@@ -99,6 +99,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
+        if request.url.path.startswith("/app"):  # a page, in the user's language
+            return await run_in_threadpool(account.refusal_page, request, 422, account.INVALID)
         fields = [
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "reason": e["msg"]}
             for e in exc.errors()

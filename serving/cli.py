@@ -321,7 +321,8 @@ def demo(
     features_cli.console.print(
         f"\nThe web pages: run `sunshine serve --data {data}` (`make serve`), open "
         "http://127.0.0.1:8000/app/ and sign in as a caseworker of "
-        f"{' and '.join(DEMO_DISTRICTS)} (both tasks; valid 7 days) with this token:\n{secret}",
+        f"{' and '.join(DEMO_DISTRICTS)} (with the youth scope; valid 7 days) with this "
+        f"token:\n{secret}",
         soft_wrap=True,
     )
 

@@ -29,6 +29,7 @@ from serving.web_store import SESSION_HOURS
 router = APIRouter(prefix="/app", include_in_schema=False)
 Svc = Annotated[Services, Depends(services)]
 TOKEN_CHARS = 200
+INVALID = N_("Some of what was sent is not valid. Go back and try again.")
 BAD_TOKEN = N_("That token is not valid, or has expired or been revoked.")
 YEAR_S = 365 * 86400
 
@@ -117,5 +118,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PageError)
     def refused(request: Request, exc: PageError) -> Response:
-        web = optional_user(request, request.app.state.services)
-        return render(request, "error.html", web, exc.status, message=exc.message)
+        return refusal_page(request, exc.status, exc.message)
+
+
+def refusal_page(request: Request, status: int, message: str) -> Response:
+    web = optional_user(request, request.app.state.services)
+    return render(request, "error.html", web, status, message=message)
