@@ -59,6 +59,13 @@ def train_cmd(
     register: Annotated[
         bool, typer.Option("--register/--no-register", help="register as challenger")
     ] = True,
+    split: Annotated[
+        Path | None,
+        typer.Option(
+            help="a split fixed outside the project: person_id, part (train or test); "
+            "replaces the config's split"
+        ),
+    ] = None,
 ) -> None:
     """Train a task's model, log the run to MLflow and register it as challenger."""
     from models.training_run import train_task
@@ -67,7 +74,17 @@ def train_cmd(
     get_task(task)
     configure()
     train_task(
-        data, task, config, labels, tune, lenient, rejects, reference_date, experiment, register
+        data,
+        task,
+        config,
+        labels,
+        tune,
+        lenient,
+        rejects,
+        reference_date,
+        experiment,
+        register,
+        split,
     )
 
 

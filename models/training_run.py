@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -19,7 +20,7 @@ from features.store import Store
 from features.tasks import get_task
 from models.deployable import RiskModel
 from models.registry import log_and_register
-from training.config import TrainConfig, load_config
+from training.config import FIXED, TrainConfig, load_config
 from training.model_card import model_card
 from training.tracking import experiment_id, log_training
 from training.trainer import (
@@ -44,12 +45,13 @@ def train_task(
     reference_date: str | None = None,
     experiment: str | None = None,
     register_model: bool = True,
+    split: Path | None = None,
 ) -> int | None:
     """Train, log and (unless told not to) register one task; returns the registered version."""
     get_task(task)
     config = load_config(task, config_path)
     store = open_store(data, lenient, rejects, reference_date)
-    return run_training(store, config, labels, tune, experiment, register_model)[1]
+    return run_training(store, config, labels, tune, experiment, register_model, split)[1]
 
 
 def model_factory(config: TrainConfig) -> ModelFactory:
@@ -78,6 +80,7 @@ def run_training(
     tune: int = 0,
     experiment: str | None = None,
     register_model: bool = True,
+    split: Path | None = None,
 ) -> tuple[TrainResult, int | None, str]:
     """The one training path of the CLI and of experiments: (result, version, run id).
 
@@ -85,9 +88,13 @@ def run_training(
     research data that must never reach the registry's champions.
     """
     task = config.task
-    frame = prepare_frame(store, config, labels)
+    if split is not None:  # a split fixed outside the project replaces the config's
+        config = replace(config, split_mode=FIXED)
+    frame = prepare_frame(store, config, labels, split)
     fingerprint = data_fingerprint(store)
     fingerprint["label_definition"] = label_definition(config, labels)
+    if split is not None:
+        fingerprint["split_file"] = hashlib.sha256(Path(split).read_bytes()).hexdigest()[:16]
     exp = experiment_id(experiment or f"sunshine-{task}")
     version = None
     now = dt.datetime.now(dt.UTC)

@@ -14,14 +14,22 @@ from features.labels import cadence_dates
 from features.spec import FEATURE_NAMES, PROTECTED_FEATURES
 from features.tasks import get_task
 
-SPLIT_MODES = ("temporal", "cv")
+SPLIT_MODES = ("temporal", "cv", "group")
+# `fixed` is not written in a config: `sunshine train --split FILE` sets it
+FIXED = "fixed"
+# person attributes a group split may hold out whole (district: where the person lived on as_of)
+GROUP_COLUMNS = ("district", "sex", "ethnicity", "primary_substance")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """`split.mode: temporal` (the default) splits by as-of date. `cv` is for data without a
     shared calendar, such as trials whose participants each start on their own day 0: it holds
-    out a stratified share of persons for the test, and cross-validates over the rest."""
+    out a stratified share of persons for the test, and cross-validates over the rest.
+    `group` holds out whole groups of a person attribute (`by`): the test is one group
+    (`test_group`, by default the largest) and every group is also held out in turn, each by a
+    model trained on the others (leave-one-group-out), which is what a model used in a new
+    district or site faces. `fixed` takes the test persons from a file."""
 
     task: str
     as_of_first: dt.date | None
@@ -43,16 +51,22 @@ class TrainConfig:
     fairness_min_group: int = 30
     cadence_months: int = 3
     label_days: int = 365
+    group_by: str = ""
+    test_group: str | None = None
 
     @property
     def evaluation_title(self) -> str:
-        if self.split_mode == "cv":
+        if self.split_mode == "group":
+            return f"leave-one-group-out evaluation (by {self.group_by})"
+        if self.split_mode in ("cv", FIXED):
             return f"{self.cv_folds}-fold cross-validation (development set)"
         return "rolling-origin evaluation"
 
     @property
     def test_title(self) -> str:
-        return "held-out test set" if self.split_mode == "cv" else "test period"
+        if self.split_mode == "group":
+            return f"held-out {self.group_by} {self.test_group or '(the largest)'}"
+        return "test period" if self.split_mode == "temporal" else "held-out test set"
 
     def as_of_dates(self) -> list[dt.date]:
         """The task's cadence from first to last, inclusive."""
@@ -114,10 +128,10 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
                 f"{source}: split.mode {mode!r} is not one of {', '.join(SPLIT_MODES)}"
             )
         temporal = mode == "temporal"
-        dates = raw["as_of"] if temporal else {}
+        dates = raw["as_of"] if temporal or (mode == "group" and "as_of" in raw) else {}
 
         def date(where: dict, key: str, label: str) -> dt.date | None:
-            return _date(where[key], f"{source}: {label}") if temporal else None
+            return _date(where[key], f"{source}: {label}") if key in where or temporal else None
 
         cfg = TrainConfig(
             task=raw.get("task", task),
@@ -146,6 +160,8 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
             fairness_min_group=int(raw.get("fairness_min_group", 30)),
             cadence_months=declared.cadence_months,
             label_days=declared.label_days,
+            group_by=str(split.get("by", "")),
+            test_group=None if split.get("test_group") is None else str(split["test_group"]),
         )
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({exc})") from None
@@ -160,6 +176,11 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
             raise ConfigError(
                 f"{source}: need as_of.first <= split.valid_start < split.test_start <= as_of.last"
             )
+    if mode == "group" and cfg.group_by not in GROUP_COLUMNS:
+        raise ConfigError(
+            f"{source}: split.by must be one of {', '.join(GROUP_COLUMNS)} "
+            f"(got {cfg.group_by or 'nothing'})"
+        )
     if not temporal and not (cfg.cv_folds >= 2 and 0 < cfg.test_share < 0.5):
         raise ConfigError(f"{source}: split.folds must be at least 2 and test_share in (0, 0.5)")
     unknown = sorted(set(cfg.allowed_features) - set(cfg.protected_attributes))

@@ -21,6 +21,42 @@ def table_md(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
+TRANSPORT_AUROC = 0.65  # below this, a held-out group is not served well by the model
+TRANSPORT_ECE = 0.10  # above this, its probabilities need local recalibration
+
+
+def transport(result: Any) -> str:
+    """For a group split: where the model does not carry over to a group it never saw."""
+    if result.config.split_mode != "group":
+        return ""
+    table = result.evaluation.dropna(subset=["auroc"])
+    poor = table[table["auroc"] < TRANSPORT_AUROC]
+    off = table[table["ece"] > TRANSPORT_ECE]
+    lines = [
+        f"\nHeld out one {result.config.group_by} at a time, each by a model trained on the "
+        "others. "
+    ]
+    if poor.empty and off.empty:
+        lines.append(
+            f"Every {result.config.group_by} with both outcomes ranks at AUROC "
+            f"{TRANSPORT_AUROC} or better with ECE {TRANSPORT_ECE} or less."
+        )
+    if not poor.empty:
+        lines.append(
+            f"**Does not transport** (AUROC under {TRANSPORT_AUROC}): "
+            + ", ".join(f"{r.group} ({r.auroc:.2f})" for r in poor.itertuples())
+            + ". Do not use it there without local validation. "
+        )
+    if not off.empty:
+        lines.append(
+            f"**Miscalibrated** where held out (ECE over {TRANSPORT_ECE}): "
+            + ", ".join(f"{r.group} ({r.ece:.2f})" for r in off.itertuples())
+            + "; recalibrate on local outcomes (`sunshine recalibrate`) before reading its "
+            "probabilities there."
+        )
+    return "".join(lines) + "\n"
+
+
 def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime) -> str:
     m = result.metrics
     review = (trained_at + dt.timedelta(days=REVIEW_AFTER_DAYS)).date()
@@ -91,7 +127,7 @@ Against baselines on the same rows: {result.verdict}
 {result.config.evaluation_title.capitalize()}:
 
 {table_md(result.evaluation)}
-
+{transport(result)}
 ## Fairness audit ({result.config.test_title}, top {result.config.capacity:.0%} flagged)
 Ratios are against the largest group of each attribute; flags mark ratios outside 0.8-1.25.
 Small groups give unstable ratios: read them with their `n`.

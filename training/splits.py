@@ -3,7 +3,9 @@
 Train on as-of dates before the validation period, validate on the next period, test on the
 latest. A row whose label window would reach past the start of the test period is kept
 out of training and validation (purged), so no training label ever sees the test period.
-Data without a shared calendar is split by person instead (`cv_split`).
+Data without a shared calendar is split by person instead (`cv_split`). A model meant for a
+new place is tested on a place it never saw (`held_out_split`: a whole group, such as a
+district or a trial, or a split fixed outside the project).
 """
 
 from __future__ import annotations
@@ -63,12 +65,22 @@ def cv_split(
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    n = len(y)
-    zeros = np.zeros(n, bool)
+    zeros = np.zeros(len(y), bool)
     outer = StratifiedGroupKFold(n_splits=round(1 / test_share), shuffle=True, random_state=seed)
     _, test_idx = next(outer.split(zeros, y, persons))
     test = zeros.copy()
     test[test_idx] = True
+    return held_out_split(test, persons, y, folds, seed)
+
+
+def held_out_split(
+    test: np.ndarray, persons: pd.Series, y: np.ndarray, folds: int, seed: int
+) -> tuple[Split, list[Split]]:
+    """A given test mask, and stratified folds over the rest, grouped by person: for a held-out
+    group or a split fixed outside the project."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    zeros = np.zeros(len(y), bool)
     dev = np.flatnonzero(~test)
     inner = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     parts = []

@@ -85,7 +85,9 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
     for r in result.baselines.itertuples():
         metrics[f"baseline_{r.model}_auroc"] = r.auroc
         metrics[f"baseline_{r.model}_precision_top10"] = r.precision_top10
-    prefix = "rolling_auroc" if result.config.split_mode == "temporal" else "cv_auroc_fold"
+    prefix = {"temporal": "rolling_auroc", "group": "held_out_auroc"}.get(
+        result.config.split_mode, "cv_auroc_fold"
+    )
     for r in result.evaluation.itertuples(index=False):
         metrics[f"{prefix}_{r[0]}"] = r.auroc
     for method, score in result.calibration_scores.items():
@@ -102,6 +104,10 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
         ):
             frame.to_csv(d / name, index=False)
         (d / "behaviour_checks.json").write_text(json.dumps(result.behaviour, indent=2))
+        if result.group_calibration:
+            (d / "group_calibration.json").write_text(
+                json.dumps(result.group_calibration, indent=1)
+            )
         (d / "feature_spec.json").write_text(
             json.dumps(feature_spec(), indent=1, ensure_ascii=False, default=list)
         )

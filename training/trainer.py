@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,11 +38,12 @@ from training import drift, plots
 from training.baselines import as_logit_input, logistic_regression
 from training.behaviour import run_checks
 from training.calibration import Calibrator, choose_calibrator
-from training.config import TrainConfig
+from training.config import FIXED, TrainConfig
 from training.explain import global_importance
 from training.fairness import age_band, fairness_table, worst_disparity
+from training.holdout import GROUP, fixed_parts, leave_one_group_out, read_split, test_group
 from training.metrics import auroc, evaluate, top_k
-from training.splits import Split, cv_split, rolling_splits, temporal_split
+from training.splits import Split, cv_split, held_out_split, rolling_splits, temporal_split
 
 AUDIT_PREFIX = "audit_"
 # the logistic map, before a calibrator is chosen: what raw scores are fitted from
@@ -102,15 +103,22 @@ class TrainResult:
     figures: dict[str, Figure] = field(default_factory=dict)
     example: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # a group split's calibration curve of each group, by a model that never saw it
+    group_calibration: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def prepare_frame(
-    store: Store, config: TrainConfig, labels_path: Path | None = None
+    store: Store,
+    config: TrainConfig,
+    labels_path: Path | None = None,
+    split_path: Path | None = None,
 ) -> pd.DataFrame:
-    """Spine (task cohort or the user's labels) + features + audit-only protected attributes."""
-    if labels_path is None and config.split_mode == "cv":
+    """Spine (task cohort or the user's labels) + features + audit-only protected attributes,
+    and each row's group or fixed part where the split needs one."""
+    if labels_path is None and config.split_mode in ("cv", FIXED) and config.as_of_first is None:
         raise ConfigError(
-            f"{config.source}: split.mode cv has no as-of dates of its own; give --labels"
+            f"{config.source}: split.mode {config.split_mode} has no as-of dates of its own; "
+            "give --labels"
         )
     spine = (
         read_labels(labels_path, store)
@@ -124,7 +132,20 @@ def prepare_frame(
     # where each row's person lived on its as_of, as monitoring and the indicators count them
     frame[AUDIT_PREFIX + "district"] = districts_on(store.con, frame).to_numpy()
     frame[AUDIT_PREFIX + "age_band"] = age_band(frame["age_years"])
+    if config.split_mode == "group":
+        frame[GROUP] = _groups(store, frame, config.group_by)
+    elif config.split_mode == FIXED and split_path is not None:
+        frame[GROUP] = fixed_parts(frame, read_split(split_path, store), str(split_path))
     return frame
+
+
+def _groups(store: Store, frame: pd.DataFrame, by: str) -> np.ndarray:
+    """Each row's group: where the person lived on as_of for district, else the persons
+    table's column."""
+    if by == "district":
+        return frame[AUDIT_PREFIX + "district"].to_numpy()
+    values = store.con.execute(f"SELECT person_id, {by} FROM persons").df()
+    return frame["person_id"].map(values.set_index("person_id")[by]).to_numpy()
 
 
 def _params(
@@ -195,15 +216,23 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     X = frame[features]
     y = frame["label"].to_numpy().astype(int)
     raw = raw_scorer(make_model, frame, features)
-
-    if config.split_mode == "cv":
-        split, folds = cv_split(
-            frame["person_id"], y, config.cv_folds, config.test_share, config.split_seed
-        )
+    group_calibration: dict[str, list[dict]] = {}
+    if config.split_mode != "temporal":
+        split, folds, config = held_out(frame, y, config)
         _check_parts(split, y, config)
         split_table = split.describe(frame["as_of"], frame["label"])
         booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds, raw)
         free = _fit(config, X, y, split, constrained=False, rounds=booster.num_trees())
+        if config.split_mode == "group":
+            evaluation, group_calibration = leave_one_group_out(
+                frame[GROUP],
+                frame["person_id"],
+                y,
+                config.cv_folds,
+                config.split_seed,
+                lambda s: _fit(config, X, y, s, constrained=True),
+                raw,
+            )
     else:
         split = temporal_split(frame["as_of"], *config.split_dates(), config.label_days)
         _check_parts(split, y, config)
@@ -286,6 +315,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
         figures=figures,
         example=test[features].head(5),
         timings=timings,
+        group_calibration=group_calibration,
     )
 
 
@@ -345,6 +375,27 @@ def _baselines(
             "LightGBM does NOT beat every baseline: matched or beaten by " + ", ".join(worse) + "."
         )
     return table, verdict
+
+
+def held_out(
+    frame: pd.DataFrame, y: np.ndarray, config: TrainConfig
+) -> tuple[Split, list[Split], TrainConfig]:
+    """The test rows of a non-temporal split and the folds over the rest; a group split
+    names the group it tests on (the largest unless asked) in the config it returns."""
+    persons = frame["person_id"]
+    if config.split_mode == "cv":
+        split, folds = cv_split(persons, y, config.cv_folds, config.test_share, config.split_seed)
+        return split, folds, config
+    if GROUP not in frame.columns:
+        raise ConfigError(f"{config.source}: a fixed split needs --split FILE")
+    if config.split_mode == "group":
+        chosen = test_group(frame[GROUP], config.test_group, config.source)
+        config = replace(config, test_group=chosen)
+        test = (frame[GROUP] == chosen).to_numpy()
+    else:
+        test = (frame[GROUP] == "test").to_numpy()
+    split, folds = held_out_split(test, persons, y, config.cv_folds, config.split_seed)
+    return split, folds, config
 
 
 def _fit_cv(

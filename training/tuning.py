@@ -12,17 +12,15 @@ import pandas as pd
 
 from training.config import TrainConfig
 from training.metrics import auroc
-from training.splits import Split, cv_split, temporal_split
+from training.splits import Split, temporal_split
+from training.trainer import held_out
 
 
 def _search_splits(frame: pd.DataFrame, y: np.ndarray, config: TrainConfig) -> list[Split]:
     """What a trial is scored on, by the configured split mode: the validation period, or
     the cross-validation folds of the development set (the test set is never seen)."""
-    if config.split_mode == "cv":
-        _, folds = cv_split(
-            frame["person_id"], y, config.cv_folds, config.test_share, config.split_seed
-        )
-        return folds
+    if config.split_mode != "temporal":
+        return held_out(frame, y, config)[1]
     return [temporal_split(frame["as_of"], *config.split_dates(), config.label_days)]
 
 

@@ -1,0 +1,142 @@
+"""Validation in a place the model never saw: a held-out group, leave-one-group-out, and a
+split fixed outside the project, on the `served` city with labels made to shift by district."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import use_mlflow
+
+from features.errors import ConfigError, ContractError, InputError
+from features.store import Store
+from models.training_run import run_training
+from training.config import load_config
+from training.model_card import transport
+from training.splits import held_out_split
+
+AS_OF = "2025-01-01"
+FAST = (
+    "lightgbm: {num_leaves: 7, n_estimators: 60, early_stopping_rounds: 15, learning_rate: 0.1}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def shifted(served, tmp_path_factory):
+    """Labels that follow age everywhere but in huaxi, where they follow it the other way
+    round: a rule no model trained elsewhere can learn."""
+    use_mlflow(served)
+    root = tmp_path_factory.mktemp("holdout")
+    persons = pd.read_parquet(served / "city" / "persons.parquet")
+    age = (pd.Timestamp(AS_OF) - pd.to_datetime(persons["birth_date"])).dt.days / 365.25
+    older = (age > age.median()).to_numpy()
+    label = np.where(persons["district"].to_numpy() == "huaxi", ~older, older).astype(int)
+    labels = root / "labels.csv"
+    pd.DataFrame({"person_id": persons["person_id"], "as_of": AS_OF, "label": label}).to_csv(
+        labels, index=False
+    )
+    return root, labels, Store(served / "city")
+
+
+def config(root, text: str, name: str = "c.yaml"):
+    path = root / name
+    path.write_text("task: relapse\n" + text + FAST)
+    return load_config("relapse", path)
+
+
+def test_leave_one_group_out_shows_where_the_model_does_not_transport(shifted):
+    root, labels, store = shifted
+    cfg = config(root, "split: {mode: group, by: district, test_group: huaxi, folds: 3}\n")
+    result, version, _ = run_training(
+        store, cfg, labels, experiment="holdout-test", register_model=False
+    )
+    assert version is None and result.config.test_group == "huaxi"
+    # the test rows are exactly huaxi's persons
+    persons = pd.read_parquet(store.data_dir / "persons.parquet")
+    movers = set(
+        store.con.execute(
+            "SELECT DISTINCT p.person_id FROM events e JOIN persons p USING (pk) "
+            "WHERE e.event_type = 'district_move'"
+        )
+        .df()
+        .person_id
+    )
+    huaxi = set(persons.person_id[persons.district == "huaxi"]) - movers
+    tested = set(result.test_persons)
+    assert huaxi <= tested and len(tested - huaxi) <= len(movers)
+    table = result.evaluation.set_index("group")
+    assert table["rows"].sum() == len(persons)  # every row in exactly one group
+    assert set(table.index) == {*persons.district.dropna(), "(none recorded)"}
+    assert np.isnan(table.at["(none recorded)", "auroc"])  # listed, never held out
+    # huaxi, never seen, is ranked the wrong way round; the others transport
+    assert table.at["huaxi", "auroc"] < 0.3
+    others = table.drop(index=["huaxi", "(none recorded)"])
+    assert (others["auroc"] > 0.7).all()
+    evaluated = table[table["auroc"].notna()]
+    assert (evaluated["auroc_ci_low"] <= evaluated["auroc"]).all()
+    assert (evaluated["auroc"] <= evaluated["auroc_ci_high"]).all()
+    assert ((evaluated["ece"] >= 0) & (evaluated["ece"] <= 1)).all()
+    assert set(result.group_calibration) == set(evaluated.index)
+    for group, bins in result.group_calibration.items():
+        assert sum(b["n"] for b in bins) == table.at[group, "rows"]
+    assert result.metrics["auroc"] < 0.3  # the registered test is the held-out group
+    said = transport(result)  # the model card says it plainly
+    assert "**Does not transport**" in said and "huaxi (0." in said
+    assert not any(f"{g} (" in said.split("Miscalibrated")[0] for g in others.index)
+
+
+def test_a_split_fixed_outside_the_project(shifted):
+    root, labels, store = shifted
+    persons = pd.read_parquet(store.data_dir / "persons.parquet")
+    test = persons.person_id.sample(frac=0.25, random_state=3)
+    split = root / "split.csv"
+    pd.DataFrame(
+        {
+            "person_id": persons.person_id,
+            "part": np.where(persons.person_id.isin(test), "test", "train"),
+        }
+    ).to_csv(split, index=False)
+    cfg = config(root, "split: {mode: cv, folds: 3, test_share: 0.2}\n", "cv.yaml")
+    result, _, _ = run_training(
+        store, cfg, labels, experiment="holdout-test", register_model=False, split=split
+    )
+    assert result.config.split_mode == "fixed"
+    assert set(result.test_persons) == set(test)
+
+    bad = root / "bad.csv"
+    bad.write_text("person_id,part\nP0000001,test\nNOBODY,train\nP0000002,validation\n")
+    with pytest.raises(ContractError) as info:
+        run_training(store, cfg, labels, register_model=False, split=bad)
+    problems = [(p.row, p.column) for p in info.value.problems]
+    assert problems == [(2, "person_id"), (3, "part")]
+    partial = root / "partial.csv"
+    partial.write_text("person_id,part\nP0000001,test\n")
+    with pytest.raises(InputError, match="have no part"):
+        run_training(store, cfg, labels, register_model=False, split=partial)
+
+
+def test_group_split_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="split.by must be one of district"):
+        config(tmp_path, "split: {mode: group}\n")
+    with pytest.raises(ConfigError, match="split.by must be one of"):
+        config(tmp_path, "split: {mode: group, by: shoe_size}\n")
+
+
+def test_an_unknown_test_group_lists_the_groups(shifted):
+    root, labels, store = shifted
+    cfg = config(root, "split: {mode: group, by: district, test_group: atlantis}\n", "a.yaml")
+    with pytest.raises(ConfigError, match=r"test_group 'atlantis' has no rows.*huaxi \("):
+        run_training(store, cfg, labels, register_model=False)
+
+
+def test_held_out_split_never_trains_on_the_test_rows_nor_splits_a_person():
+    rng = np.random.default_rng(0)
+    persons = pd.Series(rng.integers(0, 60, 400).astype(str))
+    y = rng.integers(0, 2, 400)
+    test = (persons.astype(int) < 15).to_numpy()
+    split, folds = held_out_split(test, persons, y, 4, 7)
+    assert (split.test == test).all() and (split.train == ~test).all()
+    for fold in folds:
+        assert not (fold.train & test).any() and not (fold.valid & test).any()
+        assert (fold.train | fold.valid | test).all()
+        assert not set(persons[fold.train]) & set(persons[fold.valid])
