@@ -104,6 +104,8 @@ def promote_cmd(
     get_task(task)
     configure()
     decision = promote(task, version, force, reason)
+    for shown in decision.warnings:
+        console.print(shown, style="yellow")
     if decision.promoted:
         console.print(
             f"sunshine-{task} version {decision.version} is now champion"

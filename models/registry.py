@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,8 @@ from models.pyfunc import ARTIFACT_KEY
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_since."
-# promotion tolerances: calibration may worsen by this much ECE, the worst fairness ratio by this
+# promotion tolerance: calibration may worsen by this much ECE
 ECE_TOLERANCE = 0.01
-FAIRNESS_TOLERANCE = 0.10
 PIP_REQUIREMENTS = [
     "lightgbm>=4.3",
     "pandas>=2.2",
@@ -130,6 +129,7 @@ class Decision:
     version: str
     previous: str | None
     reasons: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def gate(challenger: VersionFacts, champion: VersionFacts | None) -> list[str]:
@@ -143,8 +143,13 @@ def gate(challenger: VersionFacts, champion: VersionFacts | None) -> list[str]:
     failed = challenger.metrics.get("test_behaviour_checks_failed", 0.0)
     if failed:
         reasons.append(f"{int(failed)} behavioural check(s) failed (see behaviour_checks.json)")
-    if champion is None:
+    if champion is None:  # the first model: flags are shown (`warnings`), not a refusal
         return reasons
+    new = _flags(challenger) - _flags(champion)
+    if new:
+        reasons.append(
+            f"fairness: {', '.join(sorted(new))} flagged, the champion is not ({FLAGGED})"
+        )
     incomparable = [
         f"trained with another {what} than champion version {champion.version} "
         f"({challenger.tags.get(tag)} vs {champion.tags.get(tag)}): their test metrics are "
@@ -165,13 +170,20 @@ def gate(challenger: VersionFacts, champion: VersionFacts | None) -> list[str]:
             f"calibration error {ch['test_ece']:.3f} exceeds the champion's "
             f"{cp['test_ece']:.3f} by more than {ECE_TOLERANCE}"
         )
-    worst, ref = ch["test_fairness_worst_disparity"], cp["test_fairness_worst_disparity"]
-    if worst > ref + FAIRNESS_TOLERANCE:
-        reasons.append(
-            f"worst fairness disparity ratio {worst:.2f} exceeds the champion's {ref:.2f} "
-            f"by more than {FAIRNESS_TOLERANCE}"
-        )
     return reasons
+
+
+FLAGGED = "the 95% interval lies wholly outside parity; see fairness.csv and the model card"
+
+
+def warnings(challenger: VersionFacts) -> list[str]:
+    """What the gate shows without refusing: the challenger's fairness flags."""
+    flags = sorted(_flags(challenger))
+    return [f"fairness: {', '.join(flags)} flagged ({FLAGGED})"] if flags else []
+
+
+def _flags(facts: VersionFacts) -> set[str]:
+    return {f for f in facts.tags.get("fairness_flags", "").split(";") if f}
 
 
 def _registered(client: MlflowClient, task: str) -> str:
@@ -239,14 +251,18 @@ def promote(
             False, str(version), current, [f"version {version} is already the champion"]
         )
     champion = _facts(client, name, current) if current is not None else None
-    reasons = gate(_facts(client, name, version), champion)
+    challenger = _facts(client, name, version)
+    reasons = gate(challenger, champion)
+    shown = warnings(challenger)
     if force and not (reason or "").strip():
         raise InputError("--force needs --reason TEXT, recorded in the registry")
     if reasons and not force:
-        return Decision(False, str(version), current, reasons)
+        return Decision(False, str(version), current, reasons, shown)
     tags = {"forced_reason": reason or "", "gate_overridden": "; ".join(reasons)} if reasons else {}
+    if shown:
+        tags["fairness_flags_at_promotion"] = "; ".join(shown)
     _crown(client, name, str(version), tags)
-    return Decision(True, str(version), current, reasons)
+    return Decision(True, str(version), current, reasons, shown)
 
 
 def rollback(task: str, reason: str, to: str | None = None) -> Decision:

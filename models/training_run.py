@@ -21,6 +21,7 @@ from features.tasks import get_task
 from models.deployable import RiskModel
 from models.registry import log_and_register
 from training.config import FIXED, TrainConfig, load_config
+from training.fairness import flag_list
 from training.model_card import model_card
 from training.tracking import experiment_id, log_training
 from training.trainer import (
@@ -161,8 +162,9 @@ def _report(result: TrainResult, version: int | None, run_id: str) -> None:
     console.print(frame_table(config.evaluation_title, result.evaluation))
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
     console.print(
-        f"fairness: {int(m['fairness_flags'])} group ratios outside 0.8-1.25 (worst "
-        f"{m['fairness_worst_disparity']:.2f}); behavioural checks failed: {len(failed)}"
+        f"fairness: {int(m['fairness_flags'])} flag(s) whose interval lies outside parity"
+        + (f" ({', '.join(flag_list(result.fairness))})" if m["fairness_flags"] else "")
+        + f"; behavioural checks failed: {len(failed)}"
         + (f" ({'; '.join(failed)})" if failed else "")
     )
     if version is None:

@@ -304,6 +304,8 @@ def demo(
     for task in task_names():
         train_task(data, task)
         decision = promote(task)
+        for shown in decision.warnings:
+            features_cli.console.print(shown, style="yellow")
         features_cli.console.print(
             f"sunshine-{task}: version {decision.version} "
             + (

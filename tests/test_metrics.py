@@ -113,9 +113,62 @@ def test_fairness_table_on_constructed_disparity():
     assert t.loc["B", "fpr"] == pytest.approx(10 / 40)
     assert t.loc["A", "fpr"] == pytest.approx(10 / 80)
     assert t.loc["B", "precision"] == pytest.approx(0.5)
-    assert set(t.loc["B", "flags"].split(",")) == {"flag_rate", "tpr", "fpr"}
-    assert t.loc["A", "flags"] == ""
     assert worst_disparity(t.reset_index()) == pytest.approx(2.0)
+    # the same groups ten times over: the intervals narrow around the same ratios
+    big = fairness_table(
+        pd.concat([groups] * 10), np.tile(y, 10), np.tile(p, 10), np.tile(p, 10), share
+    ).set_index("group")
+    beyond = set(big.loc["B", "rates_beyond_four_fifths"].split(","))
+    assert beyond == {"flag_rate", "tpr", "fpr"}  # precision: ratio 1.0
+    assert big.loc["B", "flag_rate_ratio_ci_low"] > 1.25
+    assert big.loc["B", "precision_ratio_ci_low"] < 1 < big.loc["B", "precision_ratio_ci_high"]
+    assert big.loc["A", "rates_beyond_four_fifths"] == ""
+
+
+def test_a_disparity_is_marked_only_where_its_interval_excludes_parity():
+    """The same flag-rate ratio of 1.5 in a small group is noise, in a large one a finding."""
+    rng = np.random.default_rng(5)
+
+    def table(n_b: int) -> pd.DataFrame:
+        n_a = 2000
+        # A: 10% flagged; B: 15% flagged (ratio 1.5), outcomes unrelated to the flags
+        raw = np.r_[(rng.random(n_a) < 0.10) * 1.0, (rng.random(n_b) < 0.15) * 1.0]
+        raw = raw + rng.random(len(raw)) * 0.01  # ties broken, flags kept
+        y = (rng.random(len(raw)) < 0.2).astype(int)
+        share = float((raw >= 1).mean())
+        groups = pd.DataFrame({"district": ["A"] * n_a + ["B"] * n_b})
+        return fairness_table(groups, y, np.full(len(y), 0.2), raw, share).set_index("group")
+
+    small, large = table(40), table(1500)
+    assert small.loc["B", "flag_rate_ratio"] > 1.25
+    assert "flag_rate" not in small.loc["B", "rates_beyond_four_fifths"]
+    assert large.loc["B", "flag_rate_ratio"] == pytest.approx(1.5, abs=0.2)
+    assert "flag_rate" in large.loc["B", "rates_beyond_four_fifths"]
+    assert large.loc["B", "flags"] == ""  # error rates are reported, never flags
+
+
+def test_calibration_and_ranking_are_audited_per_group_with_intervals():
+    rng = np.random.default_rng(6)
+    n = 3000
+    score = rng.random(2 * n)
+    p = 0.1 + 0.2 * score
+    # A: outcomes follow the score and its probabilities; B: twice as many outcomes as
+    # predicted, and in an order the score does not know
+    y_a = rng.random(n) < p[:n]
+    y_b = rng.random(n) < 2 * p[n:]
+    rank = np.r_[score[:n], rng.random(n)]
+    groups = pd.DataFrame({"sex": ["F"] * n + ["M"] * n})
+    y = np.r_[y_a, y_b].astype(int)
+    # F is the reference (ties on n go to the first), with the ranking the score has
+    t = fairness_table(groups, y, p, np.r_[rank[:n] * 0 + score[:n], rank[n:]], 0.1)
+    t = t.set_index("group")
+    assert t.loc["M", "oe_ratio"] == pytest.approx(2.0, abs=0.15)
+    assert t.loc["M", "oe_ci_low"] > 1.25 and "calibration" in t.loc["M", "flags"]
+    assert t.loc["F", "oe_ci_low"] < 1 < t.loc["F", "oe_ci_high"]
+    assert "calibration" not in t.loc["F", "flags"]
+    assert t.loc["M", "auroc_ci_high"] < t.loc["F", "auroc"] - 0.05
+    assert "auroc" in t.loc["M", "flags"]
+    assert t.loc["M", "auroc_ci_low"] < 0.5 < t.loc["M", "auroc_ci_high"]
 
 
 def test_ranking_uses_the_raw_score_where_the_calibrator_ties():
@@ -142,7 +195,7 @@ def test_a_ratio_of_zero_is_the_worst_disparity_not_a_missing_one():
     groups = pd.DataFrame({"district": ["A"] * 100 + ["B"] * 40})
     t = fairness_table(groups, y, raw, raw, 0.2).set_index("group")
     assert t.loc["B", "fpr"] == 0.0 and t.loc["A", "fpr"] > 0
-    assert t.loc["B", "fpr_ratio"] == 0.0 and "fpr" in t.loc["B", "flags"]
+    assert t.loc["B", "fpr_ratio"] == 0.0 and "fpr" in t.loc["B", "rates_beyond_four_fifths"]
     assert worst_disparity(t.reset_index()) == float("inf")
     assert ratio(0.0, 0.0) == 1.0 and ratio(0.2, 0.0) == float("inf")
     assert np.isnan(ratio(float("nan"), 0.1))
@@ -156,10 +209,11 @@ def test_small_groups_are_reported_with_cis_but_never_flagged_or_gated():
     t = fairness_table(groups, y, raw, raw, 0.1, min_group=30).set_index("group")
     assert t.loc["M", "flag_rate"] == 1.0 and t.loc["M", "flag_rate_ratio"] > 1.25
     assert t.loc["M", "flags"] == "" and not t.loc["M", "gated"]
+    assert "flag_rate" in t.loc["M", "rates_beyond_four_fifths"]  # reported, not flagged
     assert t.loc["M", "flag_rate_ci_low"] < 1.0 == t.loc["M", "flag_rate_ci_high"]
     assert worst_disparity(t.reset_index()) == 1.0  # only F is gated, against itself
     flagged = fairness_table(groups, y, raw, raw, 0.1, min_group=5).set_index("group")
-    assert "flag_rate" in flagged.loc["M", "flags"]
+    assert "calibration" in flagged.loc["M", "flags"]  # 10 outcomes where raw 2.0 expects 20
 
 
 def test_wilson_interval_by_hand():

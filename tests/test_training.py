@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from features.errors import ConfigError, InputError, RegistryError, SunshineError
 from features.store import Store
 from features.tasks import get_task
-from models.registry import VersionFacts, gate, list_versions, load_model, promote
+from models.registry import VersionFacts, gate, list_versions, load_model, promote, warnings
 from models.training_run import train_task
 from training.behaviour import run_checks
 from training.config import load_config
@@ -147,8 +147,9 @@ SAME = {"contract": "contract:a", "label_definition": "task:b"}
         ({"test_auroc": 0.721}, {}, None),  # inside the champion's CI
         ({"test_auroc": 0.70}, {}, "below the champion's 95% CI"),
         ({"test_ece": 0.035}, {}, "calibration error"),
-        ({"test_fairness_worst_disparity": 1.5}, {}, "worst fairness disparity"),
-        ({"test_fairness_worst_disparity": float("inf")}, {}, "worst fairness disparity"),
+        # point ratios far off parity but no interval wholly outside it: no flag, no refusal
+        ({"test_fairness_worst_disparity": float("inf")}, {}, None),
+        ({}, {"fairness_flags": "sex=M:tpr"}, "fairness: sex=M:tpr flagged, the champion is"),
         ({"test_behaviour_checks_failed": 1.0}, {}, "1 behavioural check(s) failed"),
         ({}, {"label_definition": "labels:c"}, "another label definition"),
         ({}, {"contract": "contract:z"}, "another data contract"),
@@ -168,6 +169,21 @@ def test_gate_blocks_failed_behaviour_checks_without_a_champion():
     failing = VersionFacts("1", {**CHAMP, "test_behaviour_checks_failed": 2.0}, SAME)
     assert gate(failing, None) == ["2 behavioural check(s) failed (see behaviour_checks.json)"]
     assert gate(VersionFacts("1", CHAMP, SAME), None) == []
+
+
+def test_gate_refuses_new_fairness_flags_and_names_them():
+    flagged = {**SAME, "fairness_flags": "district=huaxi:calibration;sex=M:tpr"}
+    # the first model is not refused for its flags, which the gate shows
+    assert gate(VersionFacts("1", CHAMP, flagged), None) == []
+    assert warnings(VersionFacts("1", CHAMP, flagged)) == [
+        "fairness: district=huaxi:calibration, sex=M:tpr flagged (the 95% interval lies wholly "
+        "outside parity; see fairness.csv and the model card)"
+    ]
+    # a flag the champion has too is no reason to keep the champion; a new one is
+    champion = VersionFacts("1", CHAMP, {**SAME, "fairness_flags": "sex=M:tpr"})
+    again = gate(VersionFacts("2", CHAMP, flagged), champion)
+    assert len(again) == 1 and "district=huaxi:calibration flagged, the champion is not" in again[0]
+    assert gate(VersionFacts("2", CHAMP, champion.tags), champion) == []
 
 
 def test_promote_errors_name_the_fix(workspace, relapse_v1):

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from features.tasks import get_task
+from training.fairness import RATIO_METRICS, flag_list
 
 REVIEW_AFTER_DAYS = 180
 
@@ -23,6 +24,29 @@ def table_md(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
 TRANSPORT_AUROC = 0.65  # below this, a held-out group is not served well by the model
 TRANSPORT_ECE = 0.10  # above this, its probabilities need local recalibration
+
+
+def _interval(value: float, low: float, high: float) -> str:
+    return f"{value:.2f} ({low:.2f}-{high:.2f})"
+
+
+def fairness_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The audit as the card shows it: each figure beside its interval."""
+    out = table[["attribute", "group", "n", "prevalence"]].copy()
+    out["auroc"] = [_interval(r.auroc, r.auroc_ci_low, r.auroc_ci_high) for r in table.itertuples()]
+    out["O/E"] = [_interval(r.oe_ratio, r.oe_ci_low, r.oe_ci_high) for r in table.itertuples()]
+    for metric in RATIO_METRICS:
+        out[f"{metric} ratio"] = [
+            _interval(
+                getattr(r, f"{metric}_ratio"),
+                getattr(r, f"{metric}_ratio_ci_low"),
+                getattr(r, f"{metric}_ratio_ci_high"),
+            )
+            for r in table.itertuples()
+        ]
+    out["rates beyond 4/5"] = table["rates_beyond_four_fifths"]
+    out["flags"] = table["flags"]
+    return out
 
 
 def transport(result: Any) -> str:
@@ -60,23 +84,7 @@ def transport(result: Any) -> str:
 def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime) -> str:
     m = result.metrics
     review = (trained_at + dt.timedelta(days=REVIEW_AFTER_DAYS)).date()
-    fair = result.fairness[
-        [
-            "attribute",
-            "group",
-            "n",
-            "prevalence",
-            "auroc",
-            "flag_rate",
-            "tpr",
-            "fpr",
-            "precision",
-            "flag_rate_ratio",
-            "tpr_ratio",
-            "fpr_ratio",
-            "flags",
-        ]
-    ]
+    fair = fairness_summary(result.fairness)
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
     top = result.importance.head(10)[["label_en", "label_zh", "mean_abs_contribution"]]
     task = get_task(result.task)
@@ -129,8 +137,15 @@ Against baselines on the same rows: {result.verdict}
 {table_md(result.evaluation)}
 {transport(result)}
 ## Fairness audit ({result.config.test_title}, top {result.config.capacity:.0%} flagged)
-Ratios are against the largest group of each attribute; flags mark ratios outside 0.8-1.25.
-Small groups give unstable ratios: read them with their `n`.
+Each figure with its bootstrap 95% interval. Ratios are against the largest group of each
+attribute; O/E is the group's observed over expected (predicted) outcomes. A group is flagged
+where it matters for a ranking score, and only where the interval lies wholly outside parity:
+an AUROC more than 0.05 below the reference's, or an O/E outside 0.8-1.25; a group under
+{result.config.fairness_min_group} persons never is. Error-rate ratios whose interval lies
+outside 0.8-1.25 are listed as "rates beyond 4/5": read them with the prevalence (a group with
+more outcomes is flagged more often by any calibrated score).
+Flags: {", ".join(flag_list(result.fairness)) or "none"}; the promotion gate
+refuses a challenger with a flag the champion does not have.
 
 {table_md(fair)}
 

@@ -14,6 +14,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from features.spec import FEATURES
+from training.fairness import flag_list
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -72,7 +73,15 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
     """Log a TrainResult into the active run."""
     cfg = result.config
-    mlflow.set_tags({"git_commit": git_commit(), "task": result.task, "config": cfg.source})
+    mlflow.set_tags(
+        {
+            "git_commit": git_commit(),
+            "task": result.task,
+            "config": cfg.source,
+            # what the promotion gate compares with the champion's
+            "fairness_flags": ";".join(flag_list(result.fairness)),
+        }
+    )
     params = _flatten({k: v for k, v in cfg.raw.items()})
     params.update(
         calibration=result.calibrator.method,

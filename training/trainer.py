@@ -40,7 +40,7 @@ from training.behaviour import run_checks
 from training.calibration import Calibrator, choose_calibrator
 from training.config import FIXED, TrainConfig
 from training.explain import global_importance
-from training.fairness import age_band, fairness_table, worst_disparity
+from training.fairness import age_band, fairness_table, flag_list, worst_disparity
 from training.holdout import GROUP, fixed_parts, leave_one_group_out, read_split, test_group
 from training.metrics import auroc, evaluate, top_k
 from training.splits import Split, cv_split, held_out_split, rolling_splits, temporal_split
@@ -271,7 +271,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     audit.columns = list(config.protected_attributes)
     fairness = fairness_table(audit, yt, p_test, r_test, config.capacity, config.fairness_min_group)
     metrics["fairness_worst_disparity"] = worst_disparity(fairness)
-    metrics["fairness_flags"] = float((fairness["flags"] != "").sum())
+    metrics["fairness_flags"] = float(len(flag_list(fairness)))
 
     sample = test[features].sample(min(len(test), 300), random_state=0)
 
