@@ -18,6 +18,7 @@ from features.cli import (
     RefOpt,
     RejectsOpt,
     console,
+    open_store,
     show_frame,
     user_errors,
 )
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("promote")(promote_cmd)
     app.command("rollback")(rollback_cmd)
     app.command("monitor")(monitor_cmd)
+    app.command("recalibrate")(recalibrate_cmd)
     app.add_typer(models_app, name="models")
 
 
@@ -141,6 +143,42 @@ def rollback_cmd(
     )
 
 
+@user_errors
+def recalibrate_cmd(
+    task: TaskOpt,
+    data: DataOpt,
+    labels: Annotated[
+        Path, typer.Option(help="the site's matured outcomes: person_id, as_of, label")
+    ],
+    from_version: Annotated[
+        str | None, typer.Option(help="the version to recalibrate (default: the champion)")
+    ] = None,
+    lenient: LenientOpt = False,
+    reference_date: RefOpt = None,
+) -> None:
+    """Refit a model's calibrator on a site's own outcomes and register it as challenger."""
+    from models.recalibration import recalibrate
+    from training.tracking import configure
+
+    get_task(task)
+    configure()
+    store = open_store(data, lenient, None, reference_date)
+    r = recalibrate(store, task, labels, from_version)
+    console.print(
+        f"{r.rows:,} local rows ({r.positives:,} events): the new calibrator ({r.method}) "
+        f"fitted on {r.fit_rows:,}, checked on the other {r.check_rows:,} (persons it never saw)"
+    )
+    console.print(
+        f"ECE on the held-out half: {r.before['ece']:.4f} with version {r.source_version}'s "
+        f"calibrator, {r.after['ece']:.4f} with the new one (Brier {r.before['brier']:.4f} -> "
+        f"{r.after['brier']:.4f})"
+    )
+    console.print(
+        f"registered sunshine-{task} version {r.version} as challenger (run {r.run_id}); "
+        f"`sunshine promote --task {task}` makes it the champion"
+    )
+
+
 @models_app.command("list")
 @user_errors
 def list_cmd(
@@ -179,7 +217,7 @@ def monitor_cmd(
     """Drift since training and realized performance of the champion: ok, warning or alert
     with reasons, logged to MLflow (sunshine-monitor-<task>) with an HTML report. Exit code
     0 whatever the status; read it from the output or status.json."""
-    from features.cli import open_store, parse_date
+    from features.cli import parse_date
     from models.monitoring import load_monitor_config, log_monitor_run, run_monitor, write_outputs
     from training.tracking import configure
 

@@ -20,10 +20,15 @@ from training.metrics import calibration_bins  # noqa: E402
 
 
 def calibration_curve(y: np.ndarray, p: np.ndarray, title: str) -> Figure:
-    bins = calibration_bins(y, p)
+    return curves({"model": calibration_bins(y, p)}, title)
+
+
+def curves(named: dict[str, list[dict]], title: str) -> Figure:
+    """Several calibration curves, each from its `calibration_bins`, on one figure."""
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-    ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "o-", label="model")
+    for name, bins in named.items():
+        ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], "o-", label=name)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed rate")
     ax.set_title(title)

@@ -1,0 +1,200 @@
+"""Local recalibration: a site's own matured outcomes refit a model's calibrator.
+
+A model carried to a new district or site often still ranks well but its probabilities no
+longer mean what they say (the CTN-0094 trials held out one at a time show it). Recalibration
+keeps the booster, so the ranking, the reasons, the tiers and percentiles (which follow the raw
+score) stay exactly as they were, and fits a new map from raw score to probability on the
+site's outcomes. Half of the local persons fit it and the other half judge it: ECE and the
+calibration curve before and after are measured on persons the new calibrator never saw. The
+result is registered as a new version (challenger) that names the version it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from features.builder import FeatureBuilder
+from features.errors import InputError
+from features.labels import read_labels
+from features.store import Store
+from models.deployable import RiskModel
+from models.registry import load_model, log_and_register
+from training.calibration import choose_calibrator
+from training.metrics import brier, calibration_bins, ece
+from training.tracking import experiment_id
+
+MIN_EACH = 100  # outcomes of each kind (events, non-events) a recalibration needs in all
+SEED = 7
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    task: str
+    source_version: str
+    version: int
+    run_id: str
+    method: str
+    rows: int
+    positives: int
+    fit_rows: int
+    check_rows: int
+    before: dict[str, float]  # on the held-out half, with the source calibrator
+    after: dict[str, float]  # the same rows, with the new one
+    curves: dict[str, list[dict]]
+
+
+def halves(persons: pd.Series, y: np.ndarray, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of the local rows, stratified by outcome, a person's rows on one side."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    fold = StratifiedGroupKFold(n_splits=2, shuffle=True, random_state=seed)
+    fit_idx, check_idx = next(fold.split(np.zeros(len(y)), y, persons))
+    fit = np.zeros(len(y), bool)
+    fit[fit_idx] = True
+    return fit, ~fit
+
+
+def _check_size(y: np.ndarray, path: Path) -> None:
+    events, others = int(y.sum()), int(len(y) - y.sum())
+    if min(events, others) < MIN_EACH:
+        raise InputError(
+            f"{path}: too few outcomes to recalibrate: {events} event(s) and {others} "
+            f"non-event(s); it needs at least {MIN_EACH} of each ({MIN_EACH // 2} to fit the "
+            f"new calibrator and {MIN_EACH // 2} to check it on persons it never saw). "
+            "Wait for more outcomes to mature, or pool neighbouring sites."
+        )
+
+
+def recalibrate(
+    store: Store, task: str, labels: Path, from_version: str | None = None
+) -> Recalibration:
+    """Fit, check, log and register; raises InputError when the local data is too small."""
+    model, facts = load_model(task, version=from_version)
+    spine = read_labels(labels, store)
+    y = spine["label"].to_numpy().astype(int)
+    _check_size(y, labels)
+    frame = FeatureBuilder(store).build(spine)
+    raw = model.raw_scores(frame)
+    fit, check = halves(spine["person_id"], y)
+    calibrator, _ = choose_calibrator(raw[fit], y[fit])
+    p_before = model.calibrator.transform(raw[check])
+    p_after = calibrator.transform(raw[check])
+    before = {"ece": ece(y[check], p_before), "brier": brier(y[check], p_before)}
+    after = {"ece": ece(y[check], p_after), "brier": brier(y[check], p_after)}
+    curves = {
+        "before": calibration_bins(y[check], p_before),
+        "after": calibration_bins(y[check], p_after),
+    }
+    local = dataclasses.replace(
+        model,
+        calibrator=calibrator,
+        metadata={**model.metadata, "recalibrated_from": facts["version"]},
+    )
+    version, run_id = _register(local, facts, labels, frame, y, fit, before, after, curves)
+    return Recalibration(
+        task,
+        facts["version"],
+        version,
+        run_id,
+        calibrator.method,
+        len(y),
+        int(y.sum()),
+        int(fit.sum()),
+        int(check.sum()),
+        before,
+        after,
+        curves,
+    )
+
+
+def _register(
+    model: RiskModel,
+    facts: dict,
+    labels: Path,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    fit: np.ndarray,
+    before: dict[str, float],
+    after: dict[str, float],
+    curves: dict[str, list[dict]],
+) -> tuple[int, str]:
+    """A run that carries the source run's test metrics and tags (the booster, and so the
+    ranking, is the same) and the local before/after figures; the model registered from it."""
+    client = MlflowClient()
+    source = client.get_run(facts["run_id"])
+    digest = hashlib.sha256(Path(labels).read_bytes()).hexdigest()[:16]
+    now = dt.datetime.now(dt.UTC)
+    with mlflow.start_run(
+        experiment_id=experiment_id(f"sunshine-{model.task}"),
+        run_name=f"{model.task}-{now:%Y%m%d-%H%M%S}-recalibrated-from-v{facts['version']}",
+    ):
+        mlflow.set_tags(
+            {
+                **{k: v for k, v in source.data.tags.items() if not k.startswith("mlflow.")},
+                "recalibrated_from": facts["version"],
+                "local_labels": f"labels:{digest}",
+            }
+        )
+        mlflow.log_params(
+            {"recalibrated_from": facts["version"], "calibration": model.calibrator.method}
+        )
+        mlflow.log_metrics(
+            {
+                **{k: v for k, v in source.data.metrics.items() if k.startswith("test_")},
+                "local_rows": float(len(y)),
+                "local_positives": float(y.sum()),
+                "local_fit_rows": float(fit.sum()),
+                "local_ece_before": before["ece"],
+                "local_ece_after": after["ece"],
+                "local_brier_before": before["brier"],
+                "local_brier_after": after["brier"],
+            }
+        )
+        mlflow.log_dict(curves, "local_calibration.json")
+        from training import plots  # matplotlib: a training-only dependency
+
+        figure = plots.curves(curves, f"held-out local half, from version {facts['version']}")
+        mlflow.log_figure(figure, "local_calibration.png")
+        plots.close(figure)
+        card = recalibration_card(model, facts, digest, y, fit, before, after)
+        mlflow.log_text(card, "model_card.md")
+        example = frame[model.features].head(5)
+        version = log_and_register(model, example, card)
+        run_id = mlflow.active_run().info.run_id
+    return version, run_id
+
+
+def recalibration_card(
+    model: RiskModel,
+    facts: dict,
+    digest: str,
+    y: np.ndarray,
+    fit: np.ndarray,
+    before: dict[str, float],
+    after: dict[str, float],
+) -> str:
+    return f"""# Model card: sunshine-{model.task}, recalibrated
+
+Version {facts["version"]}'s booster with a calibrator refitted on local outcomes
+(labels {digest}: {len(y):,} rows, {int(y.sum()):,} events). The ranking, the reasons, the
+tiers and the percentiles are those of version {facts["version"]}, whose card and test metrics
+apply to them; only what a probability means has changed.
+
+| on the held-out half ({int((~fit).sum()):,} rows) | ECE | Brier |
+|---|---|---|
+| version {facts["version"]}'s calibrator | {before["ece"]:.4f} | {before["brier"]:.4f} |
+| the new calibrator ({model.calibrator.method}) | {after["ece"]:.4f} | {after["brier"]:.4f} |
+
+The local outcomes must be the task's outcome as the source model defines it; the registry
+records where they came from (`local_labels`). For supportive planning only, never for
+sanctions.
+"""
