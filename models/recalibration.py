@@ -136,7 +136,7 @@ def _register(
     with mlflow.start_run(
         experiment_id=experiment_id(f"sunshine-{model.task}"),
         run_name=f"{model.task}-{now:%Y%m%d-%H%M%S}-recalibrated-from-v{facts['version']}",
-    ):
+    ) as run:
         mlflow.set_tags(
             {
                 **{k: v for k, v in source.data.tags.items() if not k.startswith("mlflow.")},
@@ -169,8 +169,7 @@ def _register(
         mlflow.log_text(card, "model_card.md")
         example = frame[model.features].head(5)
         version = log_and_register(model, example, card)
-        run_id = mlflow.active_run().info.run_id
-    return version, run_id
+    return version, run.info.run_id
 
 
 def recalibration_card(

@@ -45,7 +45,8 @@ def read_split(path: Path, store: Store) -> pd.Series:
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     known = set(store.con.execute("SELECT person_id FROM persons").df().person_id)
-    problems, seen = [], {}
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
     for row, (pid, part) in enumerate(
         zip(raw["person_id"].astype(str), raw["part"].astype(str), strict=True), 1
     ):
