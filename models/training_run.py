@@ -22,6 +22,7 @@ from models.deployable import RiskModel
 from models.registry import log_and_register
 from training.config import FIXED, TrainConfig, load_config
 from training.fairness import flag_list
+from training.holdout import read_split
 from training.model_card import model_card
 from training.tracking import experiment_id, log_training
 from training.trainer import (
@@ -89,9 +90,16 @@ def run_training(
     research data that must never reach the registry's champions.
     """
     task = config.task
+    fixed = None
     if split is not None:  # a split fixed outside the project replaces the config's
-        config = replace(config, split_mode=FIXED)
-    frame = prepare_frame(store, config, labels, split)
+        kind, assignment = read_split(split, store)
+        fixed = (kind, assignment, str(split))
+        config = replace(
+            config,
+            split_mode=FIXED if kind == "part" else "group",
+            group_by=f"group of {Path(split).name}" if kind == "group" else config.group_by,
+        )
+    frame = prepare_frame(store, config, labels, fixed)
     fingerprint = data_fingerprint(store)
     fingerprint["label_definition"] = label_definition(config, labels)
     if split is not None:

@@ -72,6 +72,10 @@ def test_leave_one_group_out_shows_where_the_model_does_not_transport(shifted):
     assert table.at["huaxi", "auroc"] < 0.3
     others = table.drop(index=["huaxi", "(none recorded)"])
     assert (others["auroc"] > 0.7).all()
+    # a logistic regression on the same features, trained on the same others, fares alike
+    assert table.at["huaxi", "logistic_auroc"] < 0.3 and (others["logistic_auroc"] > 0.7).all()
+    for group, got in result.group_scores.items():
+        assert len(got["y"]) == table.at[group, "rows"] == len(got["p"]) == len(got["raw"])
     evaluated = table[table["auroc"].notna()]
     assert (evaluated["auroc_ci_low"] <= evaluated["auroc"]).all()
     assert (evaluated["auroc"] <= evaluated["auroc_ci_high"]).all()
@@ -113,6 +117,30 @@ def test_a_split_fixed_outside_the_project(shifted):
     partial.write_text("person_id,part\nP0000001,test\n")
     with pytest.raises(InputError, match="have no part"):
         run_training(store, cfg, labels, register_model=False, split=partial)
+
+
+def test_groups_fixed_outside_the_project(shifted):
+    """`--split FILE` with a group column: trials, sites or schools the registry has no column
+    for, held out one at a time."""
+    root, labels, store = shifted
+    persons = pd.read_parquet(store.data_dir / "persons.parquet")
+    trial = np.where(
+        persons.district == "huaxi", "CTN-A", np.where(persons.index % 2 == 0, "CTN-B", "CTN-C")
+    )
+    groups = root / "groups.csv"
+    pd.DataFrame({"person_id": persons.person_id, "group": trial}).iloc[:-10].to_csv(
+        groups, index=False
+    )
+    cfg = config(root, "split: {mode: cv, folds: 3, test_share: 0.2}\n", "g.yaml")
+    result, _, _ = run_training(
+        store, cfg, labels, experiment="holdout-test", register_model=False, split=groups
+    )
+    assert result.config.split_mode == "group" and result.config.group_by == "group of groups.csv"
+    table = result.evaluation.set_index("group")
+    assert list(table.index) == ["CTN-A", "CTN-B", "CTN-C", "(none recorded)"]
+    assert table.at["(none recorded)", "rows"] == 10  # no group: never held out
+    assert table.at["CTN-A", "auroc"] < 0.3 < 0.7 < table.at["CTN-B", "auroc"]
+    assert result.config.test_group == "CTN-B" or result.config.test_group == "CTN-C"
 
 
 def test_group_split_config_errors(tmp_path):

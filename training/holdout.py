@@ -29,9 +29,11 @@ MIN_GROUP_ROWS = 30  # smaller held-out groups are listed, not evaluated
 MISSING = "(none recorded)"  # rows whose person has no value of the group's attribute
 
 
-def read_split(path: Path, store: Store) -> pd.Series:
-    """A split fixed outside the project: person_id -> part (train or test), from CSV or
-    Parquet, every bad row named."""
+def read_split(path: Path, store: Store) -> tuple[str, pd.Series]:
+    """A split fixed outside the project, from CSV or Parquet, every bad row named: either
+    `part` (train or test) for each person, or `group` (any name: a trial, a site, a school)
+    whose groups are held out as a group split holds out districts. Returns ("part" or
+    "group", person_id -> value)."""
     path = Path(path)
     try:
         raw = (
@@ -41,19 +43,21 @@ def read_split(path: Path, store: Store) -> pd.Series:
         )
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read the split ({exc})") from None
-    missing = [c for c in ("person_id", "part") if c not in raw.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    kind = next((c for c in ("part", "group") if c in raw.columns), None)
+    if "person_id" not in raw.columns or kind is None:
+        raise InputError(f"{path}: needs the columns person_id and part (train or test) or group")
     known = set(store.con.execute("SELECT person_id FROM persons").df().person_id)
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for row, (pid, part) in enumerate(
-        zip(raw["person_id"].astype(str), raw["part"].astype(str), strict=True), 1
+    for row, (pid, value) in enumerate(
+        zip(raw["person_id"].astype(str), raw[kind].astype(str), strict=True), 1
     ):
         if pid not in known:
             problems.append(Problem(path.name, row, "person_id", f"unknown person {pid!r}"))
-        if part not in PARTS:
-            problems.append(Problem(path.name, row, "part", f"{part!r} is not train or test"))
+        if kind == "part" and value not in PARTS:
+            problems.append(Problem(path.name, row, "part", f"{value!r} is not train or test"))
+        if kind == "group" and value.strip() in ("", "nan"):
+            problems.append(Problem(path.name, row, "group", "missing"))
         if pid in seen:
             problems.append(Problem(path.name, row, "person_id", f"duplicate of row {seen[pid]}"))
         seen.setdefault(pid, row)
@@ -63,14 +67,15 @@ def read_split(path: Path, store: Store) -> pd.Series:
             problems[:20],
             len(problems),
         )
-    return pd.Series(raw["part"].astype(str).to_numpy(), index=raw["person_id"].astype(str))
+    return kind, pd.Series(raw[kind].astype(str).to_numpy(), index=raw["person_id"].astype(str))
 
 
-def fixed_parts(frame: pd.DataFrame, split: pd.Series, source: str) -> np.ndarray:
-    """Each row's part; every person of the training rows must have one."""
+def assigned(frame: pd.DataFrame, kind: str, split: pd.Series, source: str) -> np.ndarray:
+    """Each row's part or group. Every person of the training rows needs a part; a person
+    without a group is never held out (listed as MISSING)."""
     parts = frame["person_id"].map(split)
     lost = frame.loc[parts.isna(), "person_id"].unique()
-    if len(lost):
+    if kind == "part" and len(lost):
         raise InputError(
             f"{source}: {len(lost)} person(s) of the training rows have no part, for example "
             f"{', '.join(map(str, lost[:3]))}; give every person train or test"
@@ -99,11 +104,14 @@ def leave_one_group_out(
     seed: int,
     fit: Callable[[Split], Any],
     raw: Callable[[Any, np.ndarray], np.ndarray],
-) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
+    baseline: Callable[[np.ndarray, np.ndarray], float] | None = None,
+) -> tuple[pd.DataFrame, dict[str, list[dict]], dict[str, dict[str, np.ndarray]]]:
     """One row per group: its rows and positives, and (where it has both classes and at least
-    MIN_GROUP_ROWS rows) the metrics of a model that never saw it; and each group's
-    calibration curve."""
-    rows, curves = [], {}
+    MIN_GROUP_ROWS rows) the metrics of a model that never saw it, beside the AUROC of
+    `baseline(train rows, test rows)` (a logistic regression on the same features) trained
+    on the same others; each group's calibration curve; and each group's labels, raw scores
+    and probabilities (what a local recalibration starts from)."""
+    rows, curves, scores = [], {}, {}
     for group in sorted(groups.dropna().unique(), key=str):
         test = (groups == group).to_numpy()
         yt = y[test]
@@ -129,7 +137,10 @@ def leave_one_group_out(
                 mean_predicted=float(np.mean(p)),
                 observed=float(np.mean(yt)),
             )
+            if baseline is not None:
+                row["logistic_auroc"] = baseline(~test, test)
             curves[str(group)] = calibration_bins(yt, p)
+            scores[str(group)] = {"y": yt, "raw": r, "p": p}
         rows.append(row)
     unknown = groups.isna().to_numpy()
     if unknown.any():  # never held out: they stay in every training part
@@ -147,8 +158,11 @@ def leave_one_group_out(
         "ece",
         "mean_predicted",
         "observed",
+        "logistic_auroc",
     ]
-    return pd.DataFrame(rows).reindex(columns=columns), curves
+    if baseline is None:
+        columns.remove("logistic_auroc")
+    return pd.DataFrame(rows).reindex(columns=columns), curves, scores
 
 
 def _auprc(y: np.ndarray, score: np.ndarray) -> float:

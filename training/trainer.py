@@ -41,7 +41,7 @@ from training.calibration import Calibrator, choose_calibrator
 from training.config import FIXED, TrainConfig
 from training.explain import global_importance
 from training.fairness import age_band, fairness_table, flag_list, worst_disparity
-from training.holdout import GROUP, fixed_parts, leave_one_group_out, read_split, test_group
+from training.holdout import GROUP, assigned, leave_one_group_out, test_group
 from training.metrics import auroc, evaluate, top_k
 from training.splits import Split, cv_split, held_out_split, rolling_splits, temporal_split
 
@@ -105,13 +105,15 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     # a group split's calibration curve of each group, by a model that never saw it
     group_calibration: dict[str, list[dict]] = field(default_factory=dict)
+    # and its labels, raw scores and probabilities there (y, raw, p)
+    group_scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def prepare_frame(
     store: Store,
     config: TrainConfig,
     labels_path: Path | None = None,
-    split_path: Path | None = None,
+    split: tuple[str, pd.Series, str] | None = None,
 ) -> pd.DataFrame:
     """Spine (task cohort or the user's labels) + features + audit-only protected attributes,
     and each row's group or fixed part where the split needs one."""
@@ -132,10 +134,10 @@ def prepare_frame(
     # where each row's person lived on its as_of, as monitoring and the indicators count them
     frame[AUDIT_PREFIX + "district"] = districts_on(store.con, frame).to_numpy()
     frame[AUDIT_PREFIX + "age_band"] = age_band(frame["age_years"])
-    if config.split_mode == "group":
+    if split is not None:  # (kind, person_id -> part or group, source), from --split FILE
+        frame[GROUP] = assigned(frame, split[0], split[1], split[2])
+    elif config.split_mode == "group":
         frame[GROUP] = _groups(store, frame, config.group_by)
-    elif config.split_mode == FIXED and split_path is not None:
-        frame[GROUP] = fixed_parts(frame, read_split(split_path, store), str(split_path))
     return frame
 
 
@@ -217,6 +219,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     y = frame["label"].to_numpy().astype(int)
     raw = raw_scorer(make_model, frame, features)
     group_calibration: dict[str, list[dict]] = {}
+    group_scores: dict[str, dict[str, np.ndarray]] = {}
     if config.split_mode != "temporal":
         split, folds, config = held_out(frame, y, config)
         _check_parts(split, y, config)
@@ -224,7 +227,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
         booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds, raw)
         free = _fit(config, X, y, split, constrained=False, rounds=booster.num_trees())
         if config.split_mode == "group":
-            evaluation, group_calibration = leave_one_group_out(
+            evaluation, group_calibration, group_scores = leave_one_group_out(
                 frame[GROUP],
                 frame["person_id"],
                 y,
@@ -232,6 +235,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
                 config.split_seed,
                 lambda s: _fit(config, X, y, s, constrained=True),
                 raw,
+                _logistic_auroc(frame, features, y),
             )
     else:
         split = temporal_split(frame["as_of"], *config.split_dates(), config.label_days)
@@ -316,6 +320,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
         example=test[features].head(5),
         timings=timings,
         group_calibration=group_calibration,
+        group_scores=group_scores,
     )
 
 
@@ -396,6 +401,20 @@ def held_out(
         test = (frame[GROUP] == "test").to_numpy()
     split, folds = held_out_split(test, persons, y, config.cv_folds, config.split_seed)
     return split, folds, config
+
+
+def _logistic_auroc(
+    frame: pd.DataFrame, features: list[str], y: np.ndarray
+) -> Callable[[np.ndarray, np.ndarray], float]:
+    """The AUROC on `test` rows of a logistic regression on the same features fitted on
+    `train` rows: the plain model a held-out group's figure is read against."""
+    inputs = as_logit_input(frame, features)
+
+    def score(train: np.ndarray, test: np.ndarray) -> float:
+        model = logistic_regression(features).fit(inputs[train], y[train])
+        return auroc(y[test], model.predict_proba(inputs[test])[:, 1])
+
+    return score
 
 
 def _fit_cv(
