@@ -206,11 +206,18 @@ def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
     assert "**N = 600**" in text
     for heading in ("### At treatment entry", "### After 3 weeks of treatment", "hispanic"):
         assert heading in text
+    # leave-one-trial-out at both points, beside the random split, with the plain model
+    held = text.split("## Held out by trial", 1)[1].split("## Population", 1)[0]
+    for trial in ("CTN-27", "CTN-30", "CTN-51"):
+        assert held.count(f"| {trial} |") >= 2  # both prediction points
+    assert "logistic regression AUROC" in held and "### Local recalibration" in held
+    assert "ECE by chance, 95th pct" in held
     client = MlflowClient()
     exp = client.get_experiment_by_name("ctn0094")
     runs = client.search_runs([exp.experiment_id])
     names = sorted(r.info.run_name for r in runs)
-    assert names[0] == "ctn0094-report" and len(names) == 3
+    # each point trained twice: the random split and leave-one-trial-out
+    assert names[0] == "ctn0094-report" and len(names) == 5
     # training runs say what they are: task, time, config and the label file
     assert all(n.startswith("relapse-") and "ctn0094-labels:labels-" in n for n in names[1:])
     assert {n.rsplit("labels-", 1)[1] for n in names[1:]} == {"entry", "week3"}
