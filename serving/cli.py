@@ -74,6 +74,9 @@ def serve(
             "(a move up a tier always does)",
         ),
     ] = DEFAULT_RISING,
+    population: indicators_cli.PopulationOpt = None,
+    external: indicators_cli.ExternalOpt = None,
+    indicators_config: indicators_cli.IndicatorConfigOpt = None,
     trusted_proxy: Annotated[
         list[str] | None,
         typer.Option(
@@ -86,17 +89,27 @@ def serve(
     """Serve the registry's champion models over HTTP (uvicorn)."""
     import uvicorn
 
+    from features.indicator_inputs import load_indicator_config, read_external, read_population
+    from features.indicators import last_complete_month
     from serving.app import create_app
     from serving.scoring import load_interventions
-    from serving.state import build_state, load_champions
+    from serving.state import IndicatorSource, build_state, load_champions
     from training.tracking import configure
 
     options = load_interventions(interventions)
+    settings = load_indicator_config(indicators_config)
+    people = read_population(population)
     sock = listen(host, port)  # before the slow start, so a taken port fails at once
     configure()
     loaded = load_champions()
     store = Store(data, lenient=lenient)
-    state = build_state(store, loaded, rising=rising)
+    outside = (
+        read_external(external, settings, last_complete_month(store.reference_date))
+        if external
+        else None
+    )
+    source = IndicatorSource(store, settings, people, outside)
+    state = build_state(store, loaded, source, rising=rising)
     tokens = TokenStore.load()
     if not tokens.entries:
         features_cli.err_console.print(

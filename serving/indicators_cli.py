@@ -12,6 +12,21 @@ import typer
 from features import cli as features_cli
 from features.errors import InputError
 
+ExternalOpt = Annotated[
+    Path | None,
+    typer.Option(help="CSV or .xlsx: district, month, indicator, value (drug price, ...)"),
+]
+PopulationOpt = Annotated[
+    Path | None,
+    typer.Option(help="CSV or .xlsx: district, age_band, count (default: Guiyang 2020)"),
+]
+IndicatorConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "--indicators-config", help="YAML: the indicators' settings and weights"
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     app.command()(indicators)
@@ -27,17 +42,9 @@ def indicators(
     to_month: Annotated[
         str | None, typer.Option("--to", help="last month, YYYY-MM (default: the latest complete)")
     ] = None,
-    external: Annotated[
-        Path | None,
-        typer.Option(help="CSV or .xlsx: district, month, indicator, value (drug price, ...)"),
-    ] = None,
-    population: Annotated[
-        Path | None,
-        typer.Option(help="CSV or .xlsx: district, age_band, count (default: Guiyang 2020)"),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option(help="YAML: definitions' settings and ranking weights")
-    ] = None,
+    external: ExternalOpt = None,
+    population: PopulationOpt = None,
+    config: IndicatorConfigOpt = None,
     lenient: features_cli.LenientOpt = False,
     rejects: features_cli.RejectsOpt = None,
     reference_date: features_cli.RefOpt = None,

@@ -446,3 +446,24 @@ def test_the_session_cookie_is_secure_when_the_page_came_over_https():
         header = response.headers["set-cookie"].lower()
         assert ("; secure" in header) is secure
         assert "httponly" in header and "samesite=strict" in header and "max-age=60" in header
+
+
+def test_serve_reads_the_programme_inputs_and_names_a_bad_one(tmp_path):
+    bad = tmp_path / "population.csv"
+    bad.write_text("district,age_band,count\nhuaxi,10-14,not-a-number\n")
+    r = sunshine(
+        tmp_path, "serve", "--data", tmp_path, "--population", bad, "--port", "1", check=False
+    )
+    assert r.returncode == 2 and "population.csv" in r.stderr and "count" in r.stderr
+    r = sunshine(
+        tmp_path,
+        "serve",
+        "--data",
+        tmp_path,
+        "--indicators-config",
+        tmp_path / "none.yaml",
+        "--port",
+        "1",
+        check=False,
+    )
+    assert r.returncode == 2 and "none.yaml" in r.stderr
