@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -47,8 +50,9 @@ class ServerThread:
         self.thread.join(timeout=10)
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    """Wait until a server process answers 200 at url; fail if it exits first."""
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300, log=None) -> None:
+    """Wait until a server process answers 200 at url; fail, with what it wrote (its stderr
+    pipe, or the `log` file it writes to), if it exits first."""
     deadline = time.time() + timeout
     while True:
         try:
@@ -57,7 +61,10 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+            if log is not None:
+                log.seek(0)
+            said = log.read() if log is not None else proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"server exited: {said}")
         if time.time() > deadline:
             raise RuntimeError(f"{url} not ready after {timeout} s")
         time.sleep(0.3)
@@ -67,22 +74,27 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
 def server_process(
     cmd: list, port: int, ready: str, cwd=None, env=None, timeout: float = 120
 ) -> Iterator[str]:
-    """Start a server command, wait until GET `ready` answers 200, yield its base URL, stop it."""
-    proc = subprocess.Popen(
-        [str(c) for c in cmd],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url + ready, proc, timeout)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    """Start a server command, wait until GET `ready` answers 200, yield its base URL, stop it
+    and every process it started (it runs in a process group of its own)."""
+    # a file, not a pipe: a server that logs every request would fill a pipe and stall
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(url + ready, proc, timeout, log)
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def create_token(env: dict, *args: str, cwd: object = None) -> str:
