@@ -74,6 +74,14 @@ def serve(
             "(a move up a tier always does)",
         ),
     ] = DEFAULT_RISING,
+    refresh_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="look for new registry files this often and swap in a state built from them "
+            "without a restart (0: never)",
+        ),
+    ] = 60,
     population: indicators_cli.PopulationOpt = None,
     external: indicators_cli.ExternalOpt = None,
     indicators_config: indicators_cli.IndicatorConfigOpt = None,
@@ -92,6 +100,7 @@ def serve(
     from features.indicator_inputs import load_indicator_config, read_external, read_population
     from features.indicators import last_complete_month
     from serving.app import create_app
+    from serving.refresh import DataWatcher
     from serving.scoring import load_interventions
     from serving.state import IndicatorSource, build_state, load_champions
     from training.tracking import configure
@@ -122,6 +131,10 @@ def serve(
             style="yellow",
         )
     api = create_app(state, tokens, AuditLog(audit_db), options, WebStore(service_db))
+    if refresh_seconds:
+        DataWatcher(
+            api.state.services, refresh_seconds, lenient, features_cli.console.print
+        ).start()
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
 
     class Announcing(uvicorn.Server):

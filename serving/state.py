@@ -90,6 +90,10 @@ class ServiceState:
     last_month: pd.DataFrame | None = None
     rising: float = DEFAULT_RISING
     degraded: str | None = None
+    # when this state was built from the registry (a data refresh builds a new one)
+    built_at: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
     _caseloads: dict[str, Caseload] = field(default_factory=dict)
     _caseload_lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)

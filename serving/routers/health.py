@@ -43,6 +43,7 @@ def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
         {"status": "degraded", "reason": state.degraded} if state.degraded else {"status": "ready"}
     )
     body["models"] = {t: str(f["version"]) for t, (_, f) in state.loaded.models.items()}
+    body["data"] = {"reference_date": str(state.as_of), "loaded_at": state.built_at}
     if state.loaded.missing:
         body["without_champion"] = state.loaded.missing
     return JSONResponse(body)

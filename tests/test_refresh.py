@@ -1,0 +1,104 @@
+"""New registry files reach a running service without a restart and without a gap: a real
+uvicorn server answers throughout while the watcher rebuilds and swaps its state."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import use_mlflow
+from servers import ServerThread
+
+from features.store import Store
+from features.tasks import get_task
+from serving.app import create_app
+from serving.audit import AuditLog
+from serving.auth import TokenStore
+from serving.refresh import DataWatcher
+from serving.scoring import load_interventions
+from serving.state import build_state, load_champions
+
+
+def replace_events(city, events: pd.DataFrame) -> None:
+    """As an extract job would: write aside, then rename over the old file."""
+    tmp = city / "events.parquet.new"
+    events.to_parquet(tmp, index=False)
+    os.replace(tmp, city / "events.parquet")
+
+
+def wait_for(check, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise AssertionError("not within the time allowed")
+        time.sleep(0.2)
+
+
+def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
+    use_mlflow(served)
+    city = tmp_path / "city"
+    shutil.copytree(served / "city", city)
+    state = build_state(Store(city), load_champions())
+    tokens = TokenStore([])
+    analyst = tokens.create("li", "analyst")
+    app = create_app(state, tokens, AuditLog(tmp_path / "audit.db"), load_interventions())
+    svc = app.state.services
+    task = get_task("relapse")
+    pid = state.caseload(task).frame.index[-1]  # the lowest risk: room to rise
+    watcher = DataWatcher(svc, 0.2, say=lambda _: None).start()
+    try:
+        with ServerThread(app) as server:
+            headers = {"Authorization": f"Bearer {analyst}"}
+
+            def risk() -> httpx.Response:
+                return httpx.get(f"{server.url}/v1/persons/{pid}/risk", headers=headers, timeout=60)
+
+            def ready() -> dict:
+                return httpx.get(f"{server.url}/readyz", timeout=30).json()
+
+            before, first = risk().json()["probability"], ready()["data"]["loaded_at"]
+            codes, stop = [], threading.Event()
+
+            def hammer() -> None:
+                while not stop.is_set():
+                    codes.append(risk().status_code)
+
+            worker = threading.Thread(target=hammer)
+            worker.start()
+            events = pd.read_parquet(city / "events.parquet")
+            ref = pd.Timestamp(state.as_of)
+            positives = pd.DataFrame(
+                {
+                    "person_id": pid,
+                    "event_time": [ref - pd.Timedelta(days=d) for d in (3, 10, 17, 24)],
+                    "event_type": "urine_test",
+                    "value": 1.0,
+                    "detail": "heroin",
+                }
+            )
+            time.sleep(1)  # so the stamp's modification time moves
+            replace_events(city, pd.concat([events, positives], ignore_index=True))
+            wait_for(lambda: ready()["data"]["loaded_at"] != first)
+            time.sleep(0.5)
+            stop.set()
+            worker.join()
+            after = risk().json()["probability"]
+            assert after > before  # four recent positive tests raise the risk
+            assert codes and set(codes) == {200}  # answered throughout, never a gap
+            assert svc.state.caseload(task).frame.at[pid, "probability"] == pytest.approx(after)
+            assert ready()["status"] == "ready"
+
+            # a broken extract keeps the last good state serving, and says why
+            broken = events.assign(event_type=events["event_type"].astype(str))
+            broken.loc[0, "event_type"] = "teleportation"
+            replace_events(city, broken)
+            wait_for(lambda: ready()["status"] == "degraded")
+            assert "data refresh failed" in ready()["reason"]
+            assert risk().json()["probability"] == pytest.approx(after)
+    finally:
+        watcher.stop()
