@@ -160,6 +160,7 @@ def event_checks() -> list[str]:
         "CASE WHEN r.event_type IN (" + _quoted(unvalued) + ") AND r.value IS NOT NULL "
         "THEN 'value: event type ' || r.event_type || ' takes no value' END",
     ]
+    checks += assessment_checks()
     for e in EVENT_TYPES:
         if e.value_required:
             checks.append(
@@ -181,6 +182,26 @@ def event_checks() -> list[str]:
                 f"|| ' is not a kind of {e.name} (allowed: {', '.join(e.detail_choices)})' END"
             )
     return checks
+
+
+def assessment_checks() -> list[str]:
+    """An assessment answer against its item in the codebook, joined onto `r` as cb_code,
+    cb_kind, cb_low, cb_high, cb_answers and cb_allows (all NULL for an unknown item)."""
+    answer = "TRY_CAST(r.value AS DOUBLE)"
+    return [
+        "CASE WHEN r.event_type = 'assessment' AND r.detail IS NULL "
+        "THEN 'detail: missing, the item code of an assessment' END",
+        "CASE WHEN r.event_type = 'assessment' AND r.detail IS NOT NULL AND r.cb_code IS NULL "
+        "THEN 'detail: unknown item ' || r.detail || ' (not in the codebook)' END",
+        f"CASE WHEN r.cb_kind IN ('numeric', 'ordinal') AND NOT ({answer} BETWEEN r.cb_low "
+        "AND r.cb_high) THEN 'value: ' || CAST(r.value AS VARCHAR) || ' outside ' || "
+        "r.cb_allows || ' for item ' || r.detail END",
+        f"CASE WHEN r.cb_kind = 'ordinal' AND {answer} <> round({answer}) THEN 'value: ' || "
+        "CAST(r.value AS VARCHAR) || ' is not a level of the ordinal item ' || r.detail END",
+        f"CASE WHEN r.cb_kind = 'categorical' AND NOT list_contains(r.cb_answers, {answer}) "
+        "THEN 'value: ' || CAST(r.value AS VARCHAR) || ' is not an answer to item ' || "
+        "r.detail || ' (allowed: ' || r.cb_allows || ')' END",
+    ]
 
 
 def contract_digest() -> str:

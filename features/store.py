@@ -20,6 +20,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from features.codebook import Codebook, find_codebook, read_codebook
 from features.contract import (
     EVENT_COLUMNS,
     OPTIONAL_COLUMNS,
@@ -231,6 +232,7 @@ class Store:
             """
         )
 
+        self._register_codebook()
         event_enum = ", ".join(f"'{e.name}'" for e in EVENT_TYPES)
         con.execute(f"CREATE TYPE IF NOT EXISTS event_type_t AS ENUM ({event_enum})")
         if events_path is not None:
@@ -242,10 +244,14 @@ class Store:
                     SELECT DISTINCT person_id FROM persons_checked WHERE len(problems) > 0
                     AND person_id NOT IN (SELECT person_id FROM persons)
                 ), r AS (
-                    SELECT e.*, p.pk, (x.person_id IS NOT NULL) AS rejected_person
+                    SELECT e.*, p.pk, (x.person_id IS NOT NULL) AS rejected_person,
+                        c.code AS cb_code, c.kind AS cb_kind, c.low AS cb_low,
+                        c.high AS cb_high, c.answers AS cb_answers, c.allows AS cb_allows
                     FROM raw_events_full e
                     LEFT JOIN persons p ON p.person_id = e.person_id
                     LEFT JOIN rejected x ON x.person_id = e.person_id
+                    LEFT JOIN codebook_items c
+                        ON e.event_type = 'assessment' AND c.code = e.detail
                 )
                 SELECT r.*, {_problem_list(event_checks())} AS problems FROM r
                 """,
@@ -253,6 +259,19 @@ class Store:
             )
         self._account(lenient, rejects_path, persons_path, events_path)
         self._build_events(events_path is not None)
+
+    def _register_codebook(self) -> None:
+        """The dataset's codebook (none: every assessment answer is an unknown item)."""
+        path = find_codebook(self.data_dir)
+        self.codebook = read_codebook(path) if path else Codebook(())
+        self.con.register("codebook_frame", self.codebook.frame())
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE codebook_items AS SELECT CAST(code AS VARCHAR) AS code, "
+            "CAST(kind AS VARCHAR) AS kind, CAST(low AS DOUBLE) AS low, "
+            "CAST(high AS DOUBLE) AS high, CAST(answers AS DOUBLE[]) AS answers, "
+            "CAST(allows AS VARCHAR) AS allows FROM codebook_frame"
+        )
+        self.con.unregister("codebook_frame")
 
     def _account(
         self, lenient: bool, rejects_path: Path, persons_path: Path, events_path: Path | None
