@@ -85,7 +85,9 @@ def read_codebook(path: Path) -> Codebook:
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    items, problems, seen = [], [], {}
+    items: list[Item] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
     for row, rec in enumerate(raw.to_dict("records"), 1):
         item, found = _item(rec)
         problems += [Problem(Path(path).name, row, column, why) for column, why in found]
