@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from features.errors import InputError
 from features.io import atomic_path
-from features.spec import FEATURES, Feature
+from features.spec import Feature
 from features.store import Store
 from features.vocabulary import EVENT_TYPES
 
@@ -41,14 +41,15 @@ class FeatureBuilder:
     def __init__(
         self,
         store: Store,
-        features: tuple[Feature, ...] = FEATURES,
+        features: tuple[Feature, ...] | None = None,
         con: duckdb.DuckDBPyConnection | None = None,
     ) -> None:
         self.store = store
         self.con = con or store.con  # pass a cursor to build from another thread
-        self.features = features
-        self.names = [f.name for f in features]
-        self.col = {f.name: i for i, f in enumerate(features)}
+        # by default the spec's features and those of the store's codebook
+        self.features = store.features if features is None else features
+        self.names = [f.name for f in self.features]
+        self.col = {f.name: i for i, f in enumerate(self.features)}
         self._plan()
 
     # -- SQL generated from the spec -----------------------------------------------------------
@@ -60,9 +61,10 @@ class FeatureBuilder:
         values: dict[str, str] = {}
         self.scatter: dict[str, np.ndarray] = {}
         valued_types: set[str] = set()
+        self._plan_items()
         for f in self.features:
-            if f.event_type is None:
-                continue  # static, domain and ratio features are built apart
+            if f.event_type is None or f.item is not None:
+                continue  # static, domain, ratio and codebook features are built apart
             if f.kind == "window":
                 agg = str(f.agg)
                 col = f"{agg}_{_suffix(f.window)}"
@@ -93,6 +95,42 @@ class FeatureBuilder:
             [np.nan if f.fill is None else f.fill for f in self.features], np.float32
         )
         self.fill_cols = np.flatnonzero(self.fill != 0)  # NaN != 0 too
+
+    def _plan_items(self) -> None:
+        """Codebook features: one pass over the assessment answers, one row per (spine row,
+        item); `item_scatter` maps (column, item) -> feature, as `scatter` does for types."""
+        items = sorted({f.item for f in self.features if f.item is not None})
+        self.item_index = {code: k for k, code in enumerate(items)}
+        self.item_cols: dict[str, str] = {}
+        self.item_scatter: dict[str, np.ndarray] = {}
+        for f in self.features:
+            if f.item is None:
+                continue
+            if f.kind == "item_last":
+                col = "last"
+                expr = "arg_max(value, (event_time, value))"
+            else:
+                col = f"{f.agg}_{_suffix(f.window)}"
+                cond = "" if f.window is None else f" FILTER (WHERE d <= {f.window})"
+                expr = ("avg(value)" if f.agg == "mean" else "max(value)") + cond
+            self.item_cols[col] = expr
+            targets = self.item_scatter.setdefault(col, np.full(len(items), -1, np.int64))
+            targets[self.item_index[f.item]] = self.col[f.name]
+
+    def _build_items(self, wide: np.ndarray, local: np.ndarray) -> None:
+        if not self.item_cols:
+            return
+        select = ", ".join(f"{expr} AS {col}" for col, expr in self.item_cols.items())
+        long = self.con.sql(
+            f"SELECT row_id, detail, {select} FROM j WHERE event_type = 'assessment' GROUP BY ALL"
+        ).to_arrow_table()
+        r = local[_column(long, "row_id")]
+        codes = long.column("detail").to_pylist()
+        known = np.array([c in self.item_index for c in codes], bool)
+        k = np.array([self.item_index.get(c, 0) for c in codes], np.int64)
+        for col in self.item_cols:
+            dest = np.where(known, self.item_scatter[col][k], -1)
+            self._scatter(wide, r, dest, _column(long, col))
 
     # -- public API --------------------------------------------------------------------------
     def build(self, spine: pd.DataFrame, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> pd.DataFrame:
@@ -207,6 +245,7 @@ class FeatureBuilder:
             t = _column(long, "t").astype(np.int64)
             for col in cols:
                 self._scatter(wide, r, self.scatter[col][t], _column(long, col))
+        self._build_items(wide, local)
         if self.domain:
             select = ", ".join(f"{f.sql} AS {f.name}" for f in self.domain)
             res = con.sql(f"SELECT row_id, {select} FROM j GROUP BY row_id").to_arrow_table()
@@ -243,6 +282,8 @@ class FeatureBuilder:
         for i, f in enumerate(self.features):
             if f.kind == "static":
                 columns.append(_static_array(f, statics.column(f.name)))
+            elif f.categorical:  # a categorical item's last answer, as its label
+                columns.append(_answer_array(f, wide[:, i]))
             else:
                 columns.append(pa.array(wide[:, i]))
             names.append(f.name)
@@ -283,6 +324,16 @@ def _column(table: pa.Table, key: str | int) -> np.ndarray:
     if col.null_count:
         col = col.cast(pa.float64()).fill_null(np.nan)
     return col.to_numpy()
+
+
+def _answer_array(f: Feature, answers: np.ndarray) -> pa.Array:
+    """Answers (NaN where none) as the dictionary of the item's labels."""
+    known = np.asarray(f.answers or (), np.float32)
+    index = np.searchsorted(known, answers)
+    found = ~np.isnan(answers) & (index < len(known))
+    found[found] &= known[index[found]] == answers[found]
+    indices = pa.array(np.where(found, index, 0).astype(np.int8), mask=~found)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(f.categories or ()), pa.string()))
 
 
 def _static_array(f: Feature, values: pa.ChunkedArray) -> pa.Array:

@@ -8,8 +8,11 @@ the persons table for fairness audits only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from features.errors import ContractError
 from features.vocabulary import (
     DISTRICTS,
     EVENT_TYPES,
@@ -19,6 +22,9 @@ from features.vocabulary import (
     SEXES,
     SUBSTANCES,
 )
+
+if TYPE_CHECKING:
+    from features.codebook import Codebook
 
 WINDOWS: tuple[int | None, ...] = (30, 90, 180, 365, None)  # days; None = all history
 
@@ -85,6 +91,9 @@ class Feature:
     categories: tuple[str, ...] | None = None  # set for categorical features
     monotone: int = 0
     fill: float | None = None  # value when nothing was observed; None = missing
+    item: str | None = None  # an assessment item's code, for features from a codebook
+    # a categorical item's answers, in the order of `categories`
+    answers: tuple[float, ...] | None = None
 
     @property
     def categorical(self) -> bool:
@@ -310,13 +319,92 @@ PROTECTED_FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 
+# features of the codebooks seen by this process (datasets' and models'), beside the spec's
+_REGISTERED: list[Feature] = []
+ITEM_WINDOWS: tuple[int | None, ...] = (90, 365, None)
+
+
+def codebook_features(codebook: Codebook) -> tuple[Feature, ...]:
+    """The features a dataset's codebook adds, derived the same way for every item: its last
+    answer (a category for a categorical item), and for a numeric or ordinal item the mean and
+    the maximum answer over 90 days, 365 days and all history. Labels come from the codebook,
+    so explanations and rosters read them in both languages."""
+    out: list[Feature] = []
+    for i in codebook.items:
+        base = f"item__{i.code}"
+        if i.kind == "categorical":
+            answers = tuple(sorted(i.answers))
+            out.append(
+                Feature(
+                    f"{base}__last",
+                    f"{i.label_en}, last answer",
+                    f"{i.label_zh}(最近一次回答)",
+                    "item_last",
+                    event_type="assessment",
+                    categories=tuple(i.answers[a] for a in answers),
+                    item=i.code,
+                    answers=answers,
+                )
+            )
+            continue
+        out.append(
+            Feature(
+                f"{base}__last",
+                f"{i.label_en}, last answer",
+                f"{i.label_zh}(最近一次回答)",
+                "item_last",
+                event_type="assessment",
+                monotone=i.direction,
+                item=i.code,
+            )
+        )
+        for agg in ("mean", "max"):
+            for w in ITEM_WINDOWS:
+                wen, wzh = _window_text(w)
+                out.append(
+                    Feature(
+                        f"{base}__{agg}_{_window_suffix(w)}",
+                        f"{i.label_en}, {agg} ({wen})",
+                        f"{i.label_zh}{'平均值' if agg == 'mean' else '最大值'}({wzh})",
+                        "item_window",
+                        event_type="assessment",
+                        agg=agg,
+                        window=w,
+                        monotone=i.direction,
+                        item=i.code,
+                    )
+                )
+    return tuple(out)
+
+
+def register(features: tuple[Feature, ...]) -> None:
+    """Make codebook features known to every layer of this process (labels, monotone
+    directions, categories). The same definition twice is a no-op; another definition under
+    a name already taken is refused, so two codebooks never disagree silently."""
+    for f in features:
+        known = FEATURES_BY_NAME.get(f.name)
+        if known is None:
+            FEATURES_BY_NAME[f.name] = f
+            _REGISTERED.append(f)
+        elif known != f:
+            raise ContractError(
+                f"feature {f.name} is already defined differently (another codebook declares "
+                f"item {f.item} otherwise); give the item another code"
+            )
+
+
+def feature_columns(columns: Sequence[str]) -> list[str]:
+    """The columns of a built frame that are features (the spec's and its codebook's)."""
+    return [c for c in columns if c in FEATURES_BY_NAME]
+
+
 def with_inputs(names: list[str]) -> tuple[Feature, ...]:
     """These features and what they are computed from (a ratio's two counts), in spec order:
     what a builder must compute for a model that uses only some of the spec."""
     wanted = set(names)
     for n in names:
         wanted.update(FEATURES_BY_NAME[n].ratio or ())
-    return tuple(f for f in FEATURES if f.name in wanted)
+    return tuple(f for f in (*FEATURES, *_REGISTERED) if f.name in wanted)
 
 
 assert len(FEATURES_BY_NAME) == len(FEATURES), "feature names must be unique"

@@ -32,6 +32,7 @@ from features.contract import (
 from features.errors import ContractError, InputError, Problem
 from features.io import atomic_path
 from features.residence import districts_sql
+from features.spec import FEATURES, Feature, codebook_features, register
 from features.vocabulary import EVENT_TYPES
 
 MAX_LISTED_PROBLEMS = 20
@@ -264,6 +265,10 @@ class Store:
         """The dataset's codebook (none: every assessment answer is an unknown item)."""
         path = find_codebook(self.data_dir)
         self.codebook = read_codebook(path) if path else Codebook(())
+        # the spec's features and those the codebook adds, known to every layer from now on
+        extra = codebook_features(self.codebook)
+        register(extra)
+        self.features: tuple[Feature, ...] = (*FEATURES, *extra)
         self.con.register("codebook_frame", self.codebook.frame())
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE codebook_items AS SELECT CAST(code AS VARCHAR) AS code, "

@@ -6,6 +6,7 @@ person gets the same probability and the same reasons whichever way they are sco
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.spec import FEATURES_BY_NAME, Feature, with_inputs
+from features.spec import FEATURES_BY_NAME, Feature, register, with_inputs
 from training.calibration import Calibrator
 from training.explain import TopK, contributions, threads_for, top_k
 
@@ -54,6 +55,12 @@ class Scored:
         """The reasons as arrays, picked when first read (batch scoring reads them in its
         writer thread, off the thread that runs TreeSHAP)."""
         return None if self.reasons_from is None else top_k(*self.reasons_from)
+
+
+def _feature(d: dict[str, Any]) -> Feature:
+    """A Feature from its JSON form (lists back to tuples)."""
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return Feature(**fields)
 
 
 @dataclass
@@ -190,6 +197,13 @@ class RiskModel:
             "tier_shares": list(self.tier_shares),
             "metadata": self.metadata,
             "monitoring": self.monitoring,
+            # the codebook features it uses travel with it: a process that loads the model
+            # knows their labels, directions and categories without the dataset
+            "codebook_features": [
+                dataclasses.asdict(FEATURES_BY_NAME[n])
+                for n in self.features
+                if FEATURES_BY_NAME[n].item is not None
+            ],
         }
         (directory / META_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=1))
         return directory
@@ -198,6 +212,7 @@ class RiskModel:
     def load(cls, directory: Path) -> RiskModel:
         directory = Path(directory)
         meta = json.loads((directory / META_FILE).read_text())
+        register(tuple(_feature(d) for d in meta.get("codebook_features", [])))
         return cls(
             task=meta["task"],
             booster=lgb.Booster(model_file=str(directory / BOOSTER_FILE)),

@@ -16,6 +16,7 @@ import mlflow
 import pandas as pd
 
 from features.cli import console, frame_table, open_store
+from features.spec import feature_columns
 from features.store import Store
 from features.tasks import get_task
 from models.deployable import RiskModel
@@ -138,7 +139,7 @@ def _tune(
     frame: pd.DataFrame, config: TrainConfig, trials: int, exp: str, make_model: ModelFactory
 ) -> TrainConfig:
     """The search, each trial a nested run and a printed line; then the chosen parameters."""
-    raw = raw_scorer(make_model, frame, config.model_features())
+    raw = raw_scorer(make_model, frame, config.model_features(feature_columns(frame.columns)))
 
     def log_trial(number: int, params: dict, score: float) -> None:
         shown = ", ".join(

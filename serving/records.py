@@ -8,6 +8,7 @@ training feature code, so they score exactly as the registry's persons do.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.builder import FeatureBuilder
+from features.codebook import find_codebook
 from features.contract import as_of_problem
 from features.errors import ContractError
 from features.labels import cohort_members
@@ -33,9 +35,14 @@ class Built:
 
 
 def records_frame(
-    records: list[RecordIn], features: list[str], task: Task, reference: dt.date
+    records: list[RecordIn],
+    features: list[str],
+    task: Task,
+    reference: dt.date,
+    registry: Path | None = None,
 ) -> Built:
-    """The feature rows for a score call; each bad record and field gives a 422."""
+    """The feature rows for a score call; each bad record and field gives a 422. Events are
+    checked against the codebook of the served `registry`, as its own events were."""
     problems: list[dict] = []
     rows: list[dict | None] = []
     event_records = []
@@ -74,7 +81,7 @@ def records_frame(
     member: list[bool | None] = [None] * len(records)
     if event_records:
         built, inside = _from_events(
-            [records[i] for i in event_records], event_records, task, reference
+            [records[i] for i in event_records], event_records, task, reference, registry
         )
         for j, i in enumerate(event_records):
             rows[i] = built.iloc[j][features].to_dict()
@@ -84,7 +91,11 @@ def records_frame(
 
 
 def _from_events(
-    records: list[RecordIn], index: list[int], task: Task, reference: dt.date
+    records: list[RecordIn],
+    index: list[int],
+    task: Task,
+    reference: dt.date,
+    registry: Path | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Validate and build features for records carrying a person and events, via a small
     store; also whether each is in the task's cohort on its as_of."""
@@ -103,6 +114,9 @@ def _from_events(
         if events_frame["recorded_time"].isna().all():
             events_frame = events_frame.drop(columns="recorded_time")
         events_frame.to_csv(d / "events.csv", index=False)
+        codebook = find_codebook(registry) if registry is not None else None
+        if codebook is not None:
+            shutil.copy(codebook, d / codebook.name)
         try:
             store = Store(d, reference_date=reference)
         except ContractError as exc:

@@ -3,6 +3,9 @@ answer is checked against it like the rest of the contract, each bad row named."
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from conftest import ev, write_dataset
 
@@ -93,3 +96,164 @@ def test_codebook_rows_are_checked_and_named(tmp_path):
     smokes = book.items[2]
     assert smokes.answers == {1.0: "yes", 2.0: "no"} and smokes.direction == 0
     assert book.items[0].direction == 1 and book.items[0].label_zh == "凯斯勒心理困扰量表总分"
+
+
+def test_codebook_features_by_hand(tmp_path):
+    import datetime as dt
+
+    import pandas as pd
+
+    from features.builder import FeatureBuilder
+
+    root = dataset(
+        tmp_path,
+        [
+            ev("P1", "2025-01-01", "assessment", 10, "k6_total"),
+            ev("P1", "2026-05-01", "assessment", 3, "k6_total"),
+            ev("P1", "2026-06-01", "assessment", 5, "k6_total"),
+            ev("P1", "2026-07-02", "assessment", 24, "k6_total"),  # after both as_of dates
+            ev("P1", "2026-01-04", "assessment", 1, "smokes"),
+            ev("P1", "2026-03-05", "assessment", 2, "smokes"),
+        ],
+    )
+    store = Store(root, reference_date=dt.date(2026, 7, 31))
+    spine = pd.DataFrame(
+        {"person_id": ["P1", "P1"], "as_of": [dt.date(2026, 6, 30), dt.date(2026, 3, 1)]}
+    )
+    f = FeatureBuilder(store).build(spine)
+    # as of 2026-06-30: 10 (545 days before), 3 (60), 5 (29); the 24 comes later
+    assert f.loc[0, "item__k6_total__last"] == 5
+    assert f.loc[0, "item__k6_total__mean_90d"] == 4 and f.loc[0, "item__k6_total__max_90d"] == 5
+    assert f.loc[0, "item__k6_total__mean_all"] == 6 and f.loc[0, "item__k6_total__max_all"] == 10
+    # as of 2026-03-01: only the 10, 424 days before
+    assert f.loc[1, "item__k6_total__last"] == 10 and pd.isna(f.loc[1, "item__k6_total__mean_365d"])
+    assert list(f["item__smokes__last"]) == ["no", "yes"]  # a category, by its label
+    assert "item__smokes__mean_90d" not in f.columns  # no mean of a categorical answer
+
+
+def test_a_model_learns_from_a_codebook_item_and_carries_it(served, tmp_path):
+    """Outcomes driven by a distress score the fixed vocabulary has no name for: the model
+    finds it, explains with the codebook's labels, and a new process that loads the model
+    alone knows the feature."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+    from conftest import use_mlflow
+
+    from features.builder import FeatureBuilder
+    from models.training_run import run_training
+    from training.config import load_config
+
+    use_mlflow(served)
+    city = tmp_path / "city"
+    shutil.copytree(served / "city", city)
+    persons = pd.read_parquet(city / "persons.parquet").person_id
+    rng = np.random.default_rng(3)
+    score = rng.integers(0, 25, len(persons))
+    events = pd.read_parquet(city / "events.parquet")
+    answers = pd.DataFrame(
+        {
+            "person_id": persons,
+            "event_time": pd.Timestamp("2025-03-01"),
+            "event_type": "assessment",
+            "value": score.astype(float),
+            "detail": "k6_total",
+        }
+    )
+    pd.concat([events, answers], ignore_index=True).to_parquet(city / "events.parquet")
+    (city / "codebook.csv").write_text(CODEBOOK, encoding="utf-8")
+    labels = tmp_path / "labels.csv"
+    noisy = (score > 12) ^ (rng.random(len(score)) < 0.1)
+    pd.DataFrame({"person_id": persons, "as_of": "2025-06-30", "label": noisy.astype(int)}).to_csv(
+        labels, index=False
+    )
+    config = tmp_path / "cv.yaml"
+    config.write_text(
+        "task: relapse\nsplit: {mode: cv, folds: 3, test_share: 0.2}\n"
+        "lightgbm: {num_leaves: 7, n_estimators: 60, early_stopping_rounds: 15}\n"
+    )
+    store = Store(city)
+    result, _, _ = run_training(
+        store,
+        load_config("relapse", config),
+        labels,
+        experiment="codebook-test",
+        register_model=False,
+    )
+    assert "item__k6_total__last" in result.features
+    top = result.importance.iloc[0]
+    assert top["feature"].startswith("item__k6_total") and result.metrics["auroc"] > 0.8
+    assert top["label_zh"].startswith("凯斯勒心理困扰量表总分")
+    model_dir = result.model.save(tmp_path / "model")
+    assert json.loads((model_dir / "risk_model.json").read_text())["codebook_features"]
+    frame = FeatureBuilder(store).build(
+        pd.DataFrame({"person_id": persons[:50], "as_of": pd.Timestamp("2025-06-30").date()})
+    )
+    frame.to_parquet(tmp_path / "rows.parquet")
+    expected = result.model.score(frame).probability
+    script = (
+        "import sys, json, pandas as pd\n"
+        "from models.deployable import RiskModel\n"
+        f"m = RiskModel.load({str(model_dir)!r})\n"
+        f"s = m.score(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}), explain=1)\n"
+        "from features.spec import FEATURES_BY_NAME\n"
+        "print(json.dumps({'p': list(map(float, s.probability)),"
+        " 'label': FEATURES_BY_NAME['item__k6_total__last'].label_zh}))\n"
+    )
+    project = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": project}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert np.allclose(got["p"], expected, atol=1e-9)
+    assert got["label"] == "凯斯勒心理困扰量表总分(最近一次回答)"
+
+
+def test_score_records_answer_the_served_registrys_codebook(tmp_path):
+    """A score call's events are checked against, and built from, the codebook of the registry
+    the service serves, as the registry's own events are."""
+    import datetime as dt
+
+    from fastapi import HTTPException
+
+    from features.tasks import get_task
+    from serving.records import records_frame
+    from serving.schemas import RecordIn
+
+    registry = dataset(tmp_path, [])
+    record = RecordIn.model_validate(
+        {
+            "person": {
+                "person_id": "X1",
+                "birth_date": "1990-01-01",
+                "sex": "M",
+                "district": "huaxi",
+            },
+            "events": [
+                {
+                    "event_time": "2026-06-01",
+                    "event_type": "assessment",
+                    "value": 20,
+                    "detail": "k6_total",
+                }
+            ],
+        }
+    )
+    names = ["item__k6_total__last", "item__k6_total__max_90d"]
+    built = records_frame([record], names, get_task("relapse"), dt.date(2026, 6, 30), registry)
+    assert built.frame.loc[0, names].tolist() == [20.0, 20.0]
+    wrong = record.model_copy(
+        update={"events": [record.events[0].model_copy(update={"value": 99})]}
+    )
+    with pytest.raises(HTTPException) as info:
+        records_frame([wrong], names, get_task("relapse"), dt.date(2026, 6, 30), registry)
+    assert info.value.status_code == 422
+    assert info.value.detail == [
+        {"record": 0, "field": "events[0].value", "reason": "99 outside 0..24 for item k6_total"}
+    ]

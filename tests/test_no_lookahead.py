@@ -20,21 +20,31 @@ START = dt.datetime(2019, 1, 1)
 AS_OF = dt.date(2023, 1, 1)
 AS_OF_TS = dt.datetime(2023, 1, 1)
 REF = "2026-06-30"
-# an assessment answer needs the dataset's codebook, and no feature is built from one yet
-DRAWN = [e for e in EVENT_TYPES if e.name != "assessment"]
+# every dataset here declares these items, so assessment answers (and their features) count too
+CODEBOOK = """code,label_en,label_zh,kind,min,max,values,direction
+distress,distress score,心理困扰,numeric,0,24,,+1
+conflict,family conflict,家庭冲突,ordinal,0,3,,+1
+smoker,smokes,吸烟,categorical,,,1=yes;2=no,
+"""
+ITEMS = {"distress": (0, 24), "conflict": (0, 3), "smoker": (1, 2)}
 
 
 @st.composite
 def an_event(draw, lo: dt.datetime, hi: dt.datetime, late_ok: bool):
-    e = draw(st.sampled_from(DRAWN))
+    e = draw(st.sampled_from(EVENT_TYPES))
     t = draw(st.datetimes(min_value=lo, max_value=hi))
     value = None
-    if e.value_range:
+    if e.name == "assessment":
+        item = draw(st.sampled_from(sorted(ITEMS)))
+        value = float(draw(st.integers(*ITEMS[item])))
+    elif e.value_range:
         lo_v, hi_v = e.value_range
         value = float(draw(st.integers(int(lo_v), int(hi_v))))
     elif e.valued:
         value = draw(st.none() | st.floats(0, 300, allow_nan=False))
     detail = draw(st.sampled_from(e.detail_choices)) if e.detail_choices else None
+    if e.name == "assessment":
+        detail = item
     rec = None
     if late_ok and draw(st.booleans()):
         rec = t + dt.timedelta(seconds=draw(st.integers(0, 200 * 86400)))
@@ -62,6 +72,7 @@ def _features(history: list[dict], tmp: Path) -> pd.Series:
         fmt="parquet",
         reference_date=REF,
     )
+    (tmp / "codebook.csv").write_text(CODEBOOK, encoding="utf-8")
     store = Store(tmp, lenient=True, rejects_path=tmp / "rejects.csv")
     assert store.report.rejected_events == 0
     spine = pd.DataFrame({"person_id": ["P"], "as_of": [AS_OF]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,18 @@ class TrainConfig:
             raise ConfigError(f"{self.source}: {name_a} and {name_b} are needed here")
         return a, b
 
-    def model_features(self) -> list[str]:
-        """The spec's features less every protected attribute's, unless allowed with a reason:
-        a protected attribute reaches a model only by a decision the model card states."""
+    def model_features(self, available: Sequence[str] = FEATURE_NAMES) -> list[str]:
+        """The features built (by default the spec's) less every protected attribute's, unless
+        allowed with a reason: a protected attribute reaches a model only by a decision the
+        model card states. A frame's features are `feature_columns(frame.columns)`, with its
+        codebook's."""
         blocked = {
             name
             for attr in self.protected_attributes
             if attr not in self.allowed_features
             for name in PROTECTED_FEATURES.get(attr, ())
         }
-        return [f for f in FEATURE_NAMES if f not in blocked]
+        return [f for f in available if f not in blocked]
 
 
 def _date(raw: Any, where: str) -> dt.date:

@@ -31,7 +31,7 @@ from features.errors import ConfigError
 from features.io import file_sha256
 from features.labels import build_spine, read_labels
 from features.residence import districts_on
-from features.spec import FEATURES_BY_NAME
+from features.spec import FEATURES_BY_NAME, feature_columns
 from features.store import Store
 from features.tasks import get_task
 from training import drift, plots
@@ -214,7 +214,7 @@ def _check_parts(split: Split, y: np.ndarray, config: TrainConfig) -> None:
 def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) -> TrainResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    features = config.model_features()
+    features = config.model_features(feature_columns(frame.columns))
     X = frame[features]
     y = frame["label"].to_numpy().astype(int)
     raw = raw_scorer(make_model, frame, features)

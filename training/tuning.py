@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from features.spec import feature_columns
 from training.config import TrainConfig
 from training.metrics import auroc
 from training.splits import Split, temporal_split
@@ -36,7 +37,7 @@ def tune(
     config. `raw(booster, rows)` scores rows through the deployed model's path."""
     from training.trainer import _fit  # the same fit as the final model
 
-    X = frame[config.model_features()]
+    X = frame[config.model_features(feature_columns(frame.columns))]
     y = frame["label"].to_numpy().astype(int)
     splits = _search_splits(frame, y, config)
 
