@@ -57,6 +57,9 @@ class Codebook:
     def __len__(self) -> int:
         return len(self.items)
 
+    def item(self, code: str) -> Item:
+        return next(i for i in self.items if i.code == code)
+
     def frame(self) -> pd.DataFrame:
         """One row per item for the contract's SQL: code, kind, bounds, allowed answers."""
         return pd.DataFrame(

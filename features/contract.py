@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
+from features.codebook import Item
 from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
 
 # One date policy for every path (the registry, the API, rosters): no date before this, none
@@ -202,6 +203,40 @@ def assessment_checks() -> list[str]:
         "THEN 'value: ' || CAST(r.value AS VARCHAR) || ' is not an answer to item ' || "
         "r.detail || ' (allowed: ' || r.cb_allows || ')' END",
     ]
+
+
+def registration_answer_checks(items: list[Item]) -> list[str]:
+    """SQL over `r` (raw persons): a persons column a codebook declares holds that item's
+    answer at registration; it must be one the item allows, and registration_date must date it."""
+    checks = []
+    for i in items:
+        col, answer = f"r.{i.code}", f"TRY_CAST(r.{i.code} AS DOUBLE)"
+        said = f"'{i.code}: ' || {col}"
+        checks.append(
+            f"CASE WHEN {col} IS NOT NULL AND TRY_CAST(r.registration_date AS DATE) IS NULL "
+            f"THEN '{i.code}: an answer at registration needs the registration_date' END"
+        )
+        if i.kind == "categorical":
+            allowed = ", ".join(f"{a!r}" for a in sorted(i.answers))
+            checks.append(
+                f"CASE WHEN {col} IS NOT NULL AND NOT coalesce(list_contains([{allowed}], "
+                f"{answer}), false) THEN {said} || ' is not an answer to item {i.code} "
+                f"(allowed: {i.allows()})' END"
+            )
+            continue
+        checks.append(
+            f"CASE WHEN {col} IS NOT NULL AND {answer} IS NULL THEN {said} || ' is not a number' "
+            f"WHEN {answer} NOT BETWEEN {i.low} AND {i.high} THEN {said} || ' outside "
+            f"{i.allows()} for item {i.code}' "
+            + (
+                f"WHEN {answer} <> round({answer}) THEN {said} || ' is not a level of the "
+                f"ordinal item {i.code}' "
+                if i.kind == "ordinal"
+                else ""
+            )
+            + "END"
+        )
+    return checks
 
 
 def contract_digest() -> str:

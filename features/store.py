@@ -28,6 +28,7 @@ from features.contract import (
     Column,
     event_checks,
     person_checks,
+    registration_answer_checks,
 )
 from features.errors import ContractError, InputError, Problem
 from features.io import atomic_path
@@ -87,8 +88,9 @@ def read_reference_date(data_dir: Path) -> dt.date | None:
 
 def _register_raw(
     con: duckdb.DuckDBPyConnection, path: Path, view: str, columns: tuple[Column, ...]
-) -> None:
-    """Expose a file as `view` with a 1-based `_row`, checking its header first."""
+) -> list[str]:
+    """Expose a file as `view` with a 1-based `_row`, checking its header first; returns the
+    file's columns."""
     if path.suffix == ".parquet":
         try:
             con.execute(
@@ -130,6 +132,7 @@ def _register_raw(
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view}_full AS SELECT *, {nulls} FROM {view}")
     else:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view}_full AS SELECT * FROM {view}")
+    return [c for c in have if c != "_row"]
 
 
 def _sql_str(path: Path) -> str:
@@ -208,7 +211,12 @@ class Store:
         con = self.con
         ref = {"ref": self.reference_date}
 
-        _register_raw(con, persons_path, "raw_persons", PERSON_COLUMNS)
+        self._register_codebook()
+        have = _register_raw(con, persons_path, "raw_persons", PERSON_COLUMNS)
+        self.answered_at_registration = self._declared_columns(persons_path, have)
+        checks = person_checks() + registration_answer_checks(
+            [self.codebook.item(c) for c in self.answered_at_registration]
+        )
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE persons_checked AS
@@ -216,7 +224,7 @@ class Store:
                 SELECT person_id, min(_row) AS first_row FROM raw_persons_full
                 WHERE person_id IS NOT NULL GROUP BY person_id
             )
-            SELECT r.*, {_problem_list(person_checks())} AS problems
+            SELECT r.*, {_problem_list(checks)} AS problems
             FROM raw_persons_full r LEFT JOIN firsts f USING (person_id)
             """,
             ref,
@@ -233,7 +241,6 @@ class Store:
             """
         )
 
-        self._register_codebook()
         event_enum = ", ".join(f"'{e.name}'" for e in EVENT_TYPES)
         con.execute(f"CREATE TYPE IF NOT EXISTS event_type_t AS ENUM ({event_enum})")
         if events_path is not None:
@@ -260,6 +267,42 @@ class Store:
             )
         self._account(lenient, rejects_path, persons_path, events_path)
         self._build_events(events_path is not None)
+
+    def _add_registration_answers(self) -> None:
+        """Each declared persons column's answers as assessment events, dated (and recorded)
+        at the person's registration, kept in the events' person and time order."""
+        if not self.answered_at_registration:
+            return
+        parts = [
+            f"SELECT p.pk, CAST(c.registration_date AS TIMESTAMP) AS t, "
+            f"CAST(TRY_CAST(c.{code} AS DOUBLE) AS DOUBLE) AS value, '{code}' AS detail "
+            f"FROM persons_checked c JOIN persons p USING (person_id) "
+            f"WHERE len(c.problems) = 0 AND c.{code} IS NOT NULL"
+            for code in self.answered_at_registration
+        ]
+        self.con.execute(
+            "CREATE OR REPLACE TABLE events AS SELECT * FROM ("
+            "SELECT * FROM events UNION ALL BY NAME "
+            "SELECT pk, t AS event_time, t AS available_time, "
+            "CAST('assessment' AS event_type_t) AS event_type, value, detail FROM ("
+            + " UNION ALL ".join(parts)
+            + ")) ORDER BY pk, event_time"
+        )
+
+    def _declared_columns(self, path: Path, have: list[str]) -> list[str]:
+        """A persons file's columns beyond the contract: each must be a codebook item, whose
+        answers are assessments at registration; any other is refused, never ignored."""
+        contract = {c.name for c in PERSON_COLUMNS}
+        extra = [c for c in have if c not in contract]
+        codes = {i.code for i in self.codebook.items}
+        undeclared = [c for c in extra if c not in codes]
+        if undeclared:
+            raise ContractError(
+                f"{path}: column(s) {', '.join(undeclared)} are not part of the data contract. "
+                "Declare each in codebook.csv as an item (its answers then become assessment "
+                "events dated the person's registration_date), or drop it from the file."
+            )
+        return extra
 
     def _register_codebook(self) -> None:
         """The dataset's codebook (none: every assessment answer is an unknown item)."""
@@ -355,6 +398,7 @@ class Store:
                 "available_time TIMESTAMP, event_type event_type_t, value DOUBLE, detail VARCHAR)"
             )
             accepted = 0
+        self._add_registration_answers()
         con.execute("DROP TABLE persons_checked")
         # where each person lives on the reference date (what a caseworker's districts match)
         con.execute(

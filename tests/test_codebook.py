@@ -257,3 +257,44 @@ def test_score_records_answer_the_served_registrys_codebook(tmp_path):
     assert info.value.detail == [
         {"record": 0, "field": "events[0].value", "reason": "99 outside 0..24 for item k6_total"}
     ]
+
+
+def test_extra_persons_columns_are_declared_answers_or_refused(tmp_path):
+    declared = dataset(tmp_path, [])
+    persons = (declared / "persons.csv").read_text().splitlines()
+    header, row = persons[0], persons[1]
+    assert "registration_date" in header
+    (declared / "persons.csv").write_text(
+        f"{header},k6_total,smokes\n" + row.replace(",,", ",2024-02-02,", 1) + ",12,1\n",
+        encoding="utf-8",
+    )
+    store = Store(declared)
+    answers = store.con.execute(
+        "SELECT CAST(event_time AS DATE), detail, value FROM events "
+        "WHERE event_type = 'assessment' ORDER BY detail"
+    ).fetchall()
+    import datetime as dt
+
+    assert answers == [
+        (dt.date(2024, 2, 2), "k6_total", 12.0),
+        (dt.date(2024, 2, 2), "smokes", 1.0),
+    ]
+
+    (declared / "persons.csv").write_text(
+        f"{header},k6_total,shoe_size\n" + row + ",12,42\n", encoding="utf-8"
+    )
+    with pytest.raises(
+        ContractError, match="column.s. shoe_size are not part of the data contract"
+    ):
+        Store(declared)
+    (declared / "persons.csv").write_text(
+        f"{header},k6_total,smokes\n" + row + ",40,3\n", encoding="utf-8"
+    )
+    with pytest.raises(ContractError) as info:
+        Store(declared)
+    assert [(p.column, p.reason) for p in info.value.problems] == [
+        ("k6_total", "an answer at registration needs the registration_date"),
+        ("k6_total", "40 outside 0..24 for item k6_total"),
+        ("smokes", "an answer at registration needs the registration_date"),
+        ("smokes", "3 is not an answer to item smokes (allowed: 1, 2)"),
+    ]
