@@ -230,3 +230,32 @@ def test_a_missing_data_dir_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["experiment", "ctn0094", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2  # a user error, as everywhere in the CLI
     assert "no CTN-0094 data at" in result.output and "Traceback" not in result.output
+
+
+def test_yes_no_intake_questions_are_codebook_items_keeping_no_apart_from_unasked(
+    tables, trial, tmp_path
+):
+    from features.adapters.ctn0094.adapter import person_id
+
+    psych = tables["psychiatric"].set_index("who")["has_major_dep"]
+    psych.index = person_id(psych.index.to_series())
+    known = set(trial.persons.person_id)
+    said_no = next(p for p in psych[psych == "No"].index if p in known)
+    unasked = next(p for p in psych[psych.isna()].index if p in known)
+    write_dataset(trial, tmp_path / "r")
+    store = Store(tmp_path / "r")
+    assert "dx_major_depression" in {i.code for i in store.codebook.items}
+    answers = (
+        store.con.execute(
+            "SELECT p.person_id, e.value FROM events e JOIN persons p USING (pk) "
+            "WHERE e.event_type = 'assessment' AND e.detail = 'dx_major_depression'"
+        )
+        .df()
+        .set_index("person_id")["value"]
+    )
+    assert answers[said_no] == 2.0  # "no" is an answer
+    assert unasked not in answers.index  # never asked: no answer at all
+    spine = pd.DataFrame({"person_id": [said_no, unasked], "as_of": [day(1).date()] * 2})
+    built = FeatureBuilder(store).build(spine)
+    assert built.loc[0, "item__dx_major_depression__last"] == "no"
+    assert pd.isna(built.loc[1, "item__dx_major_depression__last"])

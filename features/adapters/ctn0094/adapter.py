@@ -17,9 +17,13 @@ What becomes what:
 - `treatment`: a methadone or buprenorphine dose (mg), or a naltrexone injection, by arm.
 - `withdrawal`: a withdrawal assessment (grade 0-3). `detox`: admission and discharge of a
   medically supervised withdrawal.
-- Baseline surveys, dated at consent: injection drug use (`asi`, `rbs_iv`), psychiatric
-  diagnoses, pain (dated as recorded), nicotine dependence (`fagerstrom`), unstable housing
-  (`demographics`, `qol`), and a job (`demographics`) as an employment start.
+- Baseline surveys, dated at consent: injection drug use (`asi`, `rbs_iv`), pain (dated as
+  recorded), nicotine dependence (`fagerstrom`), and a job (`demographics`) as an employment
+  start. The yes/no intake questions (psychiatric and substance use disorder diagnoses in
+  `psychiatric`, stable living in `demographics`, homelessness in `qol`) are coded items of the
+  dataset's codebook (`codebook.csv`), answered as `assessment` events: a "no" stays apart
+  from a question never asked, which the presence-only types `psychiatric_diagnosis` and
+  `unstable_housing` could not keep apart.
 - `demographics`: birth date (from age at consent), sex; race as the protected attribute, kept
   for audits only. Hispanic ethnicity and the trial stay in the participants table, for audits.
 
@@ -75,14 +79,48 @@ TLFB_SUBSTANCE = {
     "Methylphenidate": "amphetamine",
     "Cathinones": "amphetamine",
 }
-PSYCHIATRIC = {
-    "has_schizophrenia": "schizophrenia",
-    "has_major_dep": "major_depression",
-    "has_bipolar": "bipolar",
-    "has_anx_pan": "anxiety_panic",
-    "has_brain_damage": "brain_damage",
-    "has_epilepsy": "epilepsy",
+# intake questions answered yes or no, as coded items of the dataset's codebook: a "no" is kept
+# apart from a question never asked (a missing answer), which a presence-only event type could
+# not do. column -> (item code, English, Chinese)
+YES_NO_ITEMS = {
+    "has_schizophrenia": (
+        "dx_schizophrenia",
+        "ever diagnosed with schizophrenia",
+        "曾诊断精神分裂症",
+    ),
+    "has_major_dep": (
+        "dx_major_depression",
+        "ever diagnosed with major depression",
+        "曾诊断重度抑郁",
+    ),
+    "has_bipolar": ("dx_bipolar", "ever diagnosed with bipolar disorder", "曾诊断双相障碍"),
+    "has_anx_pan": (
+        "dx_anxiety_panic",
+        "ever diagnosed with anxiety or panic disorder",
+        "曾诊断焦虑或惊恐障碍",
+    ),
+    "has_brain_damage": ("dx_brain_damage", "ever had a brain injury", "曾有脑损伤"),
+    "has_epilepsy": ("dx_epilepsy", "ever diagnosed with epilepsy", "曾诊断癫痫"),
+    "has_alcol_dx": ("dx_alcohol_use", "alcohol use disorder diagnosed", "诊断酒精使用障碍"),
+    "has_amphetamines_dx": (
+        "dx_amphetamine_use",
+        "amphetamine use disorder diagnosed",
+        "诊断苯丙胺类使用障碍",
+    ),
+    "has_cannabis_dx": ("dx_cannabis_use", "cannabis use disorder diagnosed", "诊断大麻使用障碍"),
+    "has_cocaine_dx": ("dx_cocaine_use", "cocaine use disorder diagnosed", "诊断可卡因使用障碍"),
+    "has_sedatives_dx": (
+        "dx_sedative_use",
+        "sedative use disorder diagnosed",
+        "诊断镇静剂使用障碍",
+    ),
+    "is_living_stable": ("living_stable", "living situation stable", "居住情况稳定"),
+    "is_homeless": ("homeless", "homeless", "无家可归"),
 }
+YES_NO = {"Yes": 1.0, "No": 2.0}
+CODEBOOK = "code,label_en,label_zh,kind,min,max,values,direction\n" + "".join(
+    f"{code},{en},{zh},categorical,,,1=yes;2=no,\n" for code, en, zh in YES_NO_ITEMS.values()
+)
 PAIN = {"No Pain": 0.0, "Very mild to Moderate Pain": 1.0, "Severe Pain": 2.0}
 SCHEDULED_WEEK = re.compile(r"^(?:P(?P<phase>[12]))?WK(?P<week>\d+)", re.IGNORECASE)
 
@@ -272,15 +310,15 @@ def _baseline(t: dict[str, pd.DataFrame], left_out: dict) -> pd.DataFrame:
 
     job = demo[demo["job"].isin(["Full Time", "Part Time"])]
     at_consent(job.who, "employment_start", None, job.job.str.lower())
-    homeless = set(t["qol"].loc[t["qol"]["is_homeless"] == "Yes", "who"])
-    unstable = demo[(demo["is_living_stable"] == "No") | demo["who"].isin(homeless)]
-    at_consent(unstable.who, "unstable_housing")
     iv = t["asi"].merge(t["rbs_iv"][["who", "days"]], on="who", how="outer")
     iv = iv[(iv["used_iv"] == "Yes") | (iv["days"] > 0)]
     at_consent(iv.who, "injection_drug_use", iv["days"].clip(0, 30))
-    psych = t["psychiatric"].melt("who", list(PSYCHIATRIC), "column", "answer")
-    psych = psych[psych["answer"] == "Yes"]
-    at_consent(psych.who, "psychiatric_diagnosis", None, psych.column.map(PSYCHIATRIC))
+    for table in (demo, t["psychiatric"], t["qol"]):
+        columns = [c for c in YES_NO_ITEMS if c in table.columns]
+        answers = table.melt("who", columns, "column", "answer")
+        answers = answers[answers["answer"].isin(list(YES_NO))]  # unasked or unanswered: none
+        codes = answers["column"].map(lambda c: YES_NO_ITEMS[c][0])
+        at_consent(answers.who, "assessment", answers.answer.map(YES_NO), codes)
     ftnd = t["fagerstrom"].assign(score=lambda f: pd.to_numeric(f["ftnd"], errors="coerce"))
     ftnd = _usable(ftnd, "fagerstrom", left_out, "score")
     at_consent(ftnd.who, "nicotine_dependence", ftnd.score)
@@ -343,6 +381,8 @@ def write_dataset(trial: Trial, out: Path) -> None:
     out = Path(out)
     write_table(trial.persons, out / "persons.parquet")
     write_table(trial.events, out / "events.parquet")
+    with atomic_path(out / "codebook.csv") as tmp:
+        tmp.write_text(CODEBOOK, encoding="utf-8")
     meta = {
         "reference_date": trial.reference_date.isoformat(),
         "source": "CTN-0094 (public.ctn0094data, public.ctn0094extra; MIT licence)",
