@@ -177,7 +177,7 @@ def test_a_model_learns_from_a_codebook_item_and_carries_it(served, tmp_path):
         "lightgbm: {num_leaves: 7, n_estimators: 60, early_stopping_rounds: 15}\n"
     )
     store = Store(city)
-    result, _, _ = run_training(
+    result, _, run_id = run_training(
         store,
         load_config("relapse", config),
         labels,
@@ -188,6 +188,15 @@ def test_a_model_learns_from_a_codebook_item_and_carries_it(served, tmp_path):
     top = result.importance.iloc[0]
     assert top["feature"].startswith("item__k6_total") and result.metrics["auroc"] > 0.8
     assert top["label_zh"].startswith("凯斯勒心理困扰量表总分")
+    from mlflow.tracking import MlflowClient
+
+    logged = json.loads(
+        Path(MlflowClient().download_artifacts(run_id, "feature_spec.json")).read_text(
+            encoding="utf-8"
+        )
+    )
+    items = {f["name"]: f for f in logged if f["item"]}
+    assert items["item__k6_total__last"]["label_zh"] == "凯斯勒心理困扰量表总分(最近一次回答)"
     model_dir = result.model.save(tmp_path / "model")
     assert json.loads((model_dir / "risk_model.json").read_text())["codebook_features"]
     frame = FeatureBuilder(store).build(

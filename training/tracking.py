@@ -13,7 +13,7 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from features.spec import FEATURES
+from features.spec import FEATURES, FEATURES_BY_NAME
 from training.fairness import flag_list
 
 DEFAULT_DB = "mlflow.db"
@@ -55,8 +55,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def feature_spec() -> list[dict[str, Any]]:
-    return [dataclasses.asdict(f) for f in FEATURES]
+def feature_spec(codebook: list[str] | None = None) -> list[dict[str, Any]]:
+    """The spec's features and the run's codebook features, as declared."""
+    extra = [FEATURES_BY_NAME[n] for n in codebook or [] if FEATURES_BY_NAME[n].item]
+    return [dataclasses.asdict(f) for f in (*FEATURES, *extra)]
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -118,7 +120,7 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
                 json.dumps(result.group_calibration, indent=1)
             )
         (d / "feature_spec.json").write_text(
-            json.dumps(feature_spec(), indent=1, ensure_ascii=False, default=list)
+            json.dumps(feature_spec(result.features), indent=1, ensure_ascii=False, default=list)
         )
         (d / "data_fingerprint.json").write_text(json.dumps(fingerprint, indent=2))
         (d / "model_card.md").write_text(card, encoding="utf-8")
