@@ -173,7 +173,7 @@ def served_registry(served) -> Path:
     return served
 
 
-def sunshine(root: Path, *args: object, check: bool = True):
+def sunshine(root: Path, *args: object, check: bool = True, env: dict | None = None):
     """`sunshine ARGS` in this process, in `root` as a user would run it there: the command
     and its store are the real ones, without a new interpreter's start-up each time. An
     exception that is not the command's own exit is raised, as a traceback would show it."""
@@ -187,7 +187,7 @@ def sunshine(root: Path, *args: object, check: bool = True):
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.chdir(root)
     try:
-        r = CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
+        r = CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200", **(env or {})})
     finally:
         os.chdir(old)
         if saved is not None:

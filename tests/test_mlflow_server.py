@@ -5,13 +5,12 @@ promote, serve and score a roster through it, every process on loopback."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pandas as pd
-from conftest import SMALL_CONFIG
+from conftest import SMALL_CONFIG, sunshine
 from pg import fresh_database
 from servers import create_token, free_port, server_process
 
@@ -45,24 +44,22 @@ def test_train_promote_serve_and_score_through_an_mlflow_server_on_postgresql(se
                 "MLFLOW_TRACKING_URI": mlflow_url,
                 "SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json"),
             }
-            run = {"cwd": tmp_path, "env": env, "capture_output": True, "text": True}
+            # the commands in this process (no interpreter start-up each), talking HTTP
+            served_by = {"MLFLOW_TRACKING_URI": mlflow_url}
             (tmp_path / "relapse.yaml").write_text(SMALL_CONFIG.format(task="relapse"))
-            trained = subprocess.run(
-                [
-                    BIN / "sunshine",
-                    "train",
-                    "--task",
-                    "relapse",
-                    "--data",
-                    city,
-                    "--config",
-                    "relapse.yaml",
-                ],
-                **run,
+            sunshine(
+                tmp_path,
+                "train",
+                "--task",
+                "relapse",
+                "--data",
+                city,
+                "--config",
+                "relapse.yaml",
+                env=served_by,
             )
-            assert trained.returncode == 0, trained.stderr
-            promoted = subprocess.run([BIN / "sunshine", "promote", "--task", "relapse"], **run)
-            assert "is now champion" in promoted.stdout, promoted.stdout + promoted.stderr
+            promoted = sunshine(tmp_path, "promote", "--task", "relapse", env=served_by)
+            assert "is now champion" in promoted.stdout
             # nothing was written beside the commands: the server holds runs and models
             assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()
             # the model's files are in the server's artifact store, uploaded through it
@@ -71,21 +68,18 @@ def test_train_promote_serve_and_score_through_an_mlflow_server_on_postgresql(se
             pid = pd.read_parquet(city / "persons.parquet").person_id.iloc[0]
             roster = tmp_path / "roster.csv"
             roster.write_text(f"person_id\n{pid}\n")
-            scored = subprocess.run(
-                [
-                    BIN / "sunshine",
-                    "score-roster",
-                    roster,
-                    "--task",
-                    "relapse",
-                    "--out",
-                    tmp_path / "out.csv",
-                    "--data",
-                    city,
-                ],
-                **run,
+            sunshine(
+                tmp_path,
+                "score-roster",
+                roster,
+                "--task",
+                "relapse",
+                "--out",
+                tmp_path / "out.csv",
+                "--data",
+                city,
+                env=served_by,
             )
-            assert scored.returncode == 0, scored.stderr
             out = pd.read_csv(tmp_path / "out.csv")
             assert list(out["person_id"]) == [pid] and out["model_version"].iloc[0] == 1
 
