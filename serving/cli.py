@@ -6,6 +6,7 @@ LightGBM, MLflow and the training stack are imported inside the commands that us
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -49,6 +50,23 @@ indicators_cli.register(app)
 app.add_typer(tokens_app, name="tokens")
 followups_app = typer.Typer(help="Follow-ups recorded in the web pages.", no_args_is_help=True)
 app.add_typer(followups_app, name="followups")
+db_app = typer.Typer(help="The service's own database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+@features_cli.user_errors
+def db_upgrade(
+    service_db: ServiceDbOpt = Path(DEFAULT_SERVICE_DB),
+) -> None:
+    """Migrate the service's database to the newest schema: the database SUNSHINE_DATABASE_URL
+    names (run once, before the services start), else the SQLite file."""
+    from serving.service_db import database_url, head, upgrade
+
+    url = database_url(service_db)
+    upgrade(url)
+    where = url.split("@")[-1] if "@" in url else url
+    features_cli.console.print(f"{where}: schema at {head()}")
 
 
 @app.command()
@@ -291,7 +309,9 @@ def followups_export(
 ) -> None:
     """Every follow-up as a `support_offered` event of the data contract, for the next
     registry extract."""
-    if not service_db.exists():
+    from serving.service_db import DATABASE_URL_ENV
+
+    if not os.environ.get(DATABASE_URL_ENV) and not service_db.exists():
         raise InputError(f"{service_db}: no such service database (see --service-db)")
     if out.suffix not in (".csv", ".parquet"):
         raise InputError(f"{out}: write .csv or .parquet")

@@ -12,11 +12,17 @@ def connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, timeout=30, isolation_level=None)
 
 
+def create_private(path: Path) -> None:
+    """The file, readable by its owner only from its first byte, if it is not there yet."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+
+
 def open_private(path: Path, schema: str) -> list[str]:
     """Create the file owner-only if it is new and apply the schema; returns the columns of
     the schema's first table, so a caller can recognise a file from an older version."""
-    if not path.exists():
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    create_private(path)
     con = connect(path)
     try:
         con.execute("PRAGMA journal_mode=WAL")  # once: the mode is stored in the file

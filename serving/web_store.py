@@ -12,46 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy import text
 
-from serving.sqlite_file import connect, open_private
+from serving.service_db import database_url, open_database
 
 DEFAULT_SERVICE_DB = "service.db"
 SESSION_HOURS = 12
 OUTCOMES = ("offered", "accepted", "declined")
 NOTE_CHARS = 500
 LANGS = ("zh", "en")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    sid_sha256 TEXT PRIMARY KEY,
-    token_id TEXT NOT NULL,
-    csrf TEXT NOT NULL,
-    created TEXT NOT NULL,
-    expires TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS preferences (
-    user TEXT PRIMARY KEY,
-    lang TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS followups (
-    id INTEGER PRIMARY KEY,
-    recorded TEXT NOT NULL,
-    user TEXT NOT NULL,
-    person_id TEXT NOT NULL,
-    task TEXT NOT NULL,
-    option TEXT NOT NULL,
-    outcome TEXT NOT NULL CHECK (outcome IN ('offered', 'accepted', 'declined')),
-    day TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT '',
-    model_version TEXT
-);
-CREATE INDEX IF NOT EXISTS followups_person ON followups (person_id);
-"""
 
 
 @dataclass(frozen=True)
@@ -79,18 +52,18 @@ def _sha(sid: str) -> str:
 
 
 class WebStore:
-    def __init__(self, path: Path | str = DEFAULT_SERVICE_DB) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        open_private(self.path, SCHEMA)
+    """The records in the service's database (see serving.service_db): a SQLite file by
+    default, the production database when SUNSHINE_DATABASE_URL names one."""
 
-    def _run(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self._lock:
-            con = connect(self.path)
-            try:
-                return con.execute(sql, args).fetchall()
-            finally:
-                con.close()
+    def __init__(self, path: Path | str = DEFAULT_SERVICE_DB, url: str | None = None) -> None:
+        self.path = Path(path)
+        self.url = url or database_url(self.path)
+        self.engine = open_database(self.url)
+
+    def _run(self, sql: str, **params: object) -> list[tuple]:
+        with self.engine.begin() as con:
+            result = con.execute(text(sql), params)
+            return [tuple(r) for r in result] if result.returns_rows else []
 
     # -- sessions ------------------------------------------------------------------------------
     def open_session(self, token_id: str, hours: int = SESSION_HOURS) -> tuple[str, Session]:
@@ -99,16 +72,20 @@ class WebStore:
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         now = dt.datetime.now(dt.UTC)
         expires = now + dt.timedelta(hours=hours)
-        self._run("DELETE FROM sessions WHERE expires < ?", (now.isoformat(),))
+        self._run("DELETE FROM sessions WHERE expires < :now", now=now.isoformat())
         self._run(
-            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
-            (_sha(sid), token_id, csrf, now.isoformat(), expires.isoformat()),
+            "INSERT INTO sessions VALUES (:sid, :token, :csrf, :created, :expires)",
+            sid=_sha(sid),
+            token=token_id,
+            csrf=csrf,
+            created=now.isoformat(),
+            expires=expires.isoformat(),
         )
         return sid, Session(token_id, csrf, expires)
 
     def session(self, sid: str) -> Session | None:
         rows = self._run(
-            "SELECT token_id, csrf, expires FROM sessions WHERE sid_sha256 = ?", (_sha(sid),)
+            "SELECT token_id, csrf, expires FROM sessions WHERE sid_sha256 = :sid", sid=_sha(sid)
         )
         if not rows:
             return None
@@ -117,43 +94,44 @@ class WebStore:
         return Session(token_id, csrf, until) if until > dt.datetime.now(dt.UTC) else None
 
     def close_session(self, sid: str) -> None:
-        self._run("DELETE FROM sessions WHERE sid_sha256 = ?", (_sha(sid),))
+        self._run("DELETE FROM sessions WHERE sid_sha256 = :sid", sid=_sha(sid))
 
     # -- language ------------------------------------------------------------------------------
     def lang(self, user: str) -> str | None:
-        rows = self._run("SELECT lang FROM preferences WHERE user = ?", (user,))
+        rows = self._run("SELECT lang FROM preferences WHERE user_name = :user", user=user)
         return rows[0][0] if rows else None
 
     def set_lang(self, user: str, lang: str) -> None:
         self._run(
-            "INSERT INTO preferences VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET lang = ?",
-            (user, lang, lang),
+            "INSERT INTO preferences VALUES (:user, :lang) "
+            "ON CONFLICT (user_name) DO UPDATE SET lang = :lang",
+            user=user,
+            lang=lang,
         )
 
     # -- follow-ups ----------------------------------------------------------------------------
     def add_followup(self, f: Followup) -> None:
         self._run(
-            "INSERT INTO followups (recorded, user, person_id, task, option, outcome, day, "
-            "note, model_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                f.user,
-                f.person_id,
-                f.task,
-                f.option,
-                f.outcome,
-                f.day.isoformat(),
-                f.note,
-                f.model_version,
-            ),
+            "INSERT INTO followups (recorded, user_name, person_id, task, option, outcome, day, "
+            "note, model_version) VALUES (:recorded, :user, :person, :task, :option, :outcome, "
+            ":day, :note, :version)",
+            recorded=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            user=f.user,
+            person=f.person_id,
+            task=f.task,
+            option=f.option,
+            outcome=f.outcome,
+            day=f.day.isoformat(),
+            note=f.note,
+            version=f.model_version,
         )
 
     def followups(self, person_id: str) -> list[Followup]:
         """A person's follow-ups, latest first."""
         rows = self._run(
-            "SELECT person_id, task, option, outcome, day, note, user, model_version, recorded "
-            "FROM followups WHERE person_id = ? ORDER BY day DESC, id DESC",
-            (person_id,),
+            "SELECT person_id, task, option, outcome, day, note, user_name, model_version, "
+            "recorded FROM followups WHERE person_id = :person ORDER BY day DESC, id DESC",
+            person=person_id,
         )
         return [
             Followup(p, t, o, out, dt.date.fromisoformat(d), n, u, v, r)
@@ -165,15 +143,10 @@ class WebStore:
         code in `detail`, the answer in `value` (1 accepted, 0 declined, empty while only
         offered), the day it happened as `event_time` and the day it was recorded as
         `recorded_time`."""
-        with self._lock:
-            con = connect(self.path)
-            try:
-                frame = pd.read_sql_query(
-                    "SELECT person_id, day, option, outcome, recorded FROM followups ORDER BY id",
-                    con,
-                )
-            finally:
-                con.close()
+        rows = self._run(
+            "SELECT person_id, day, option, outcome, recorded FROM followups ORDER BY id"
+        )
+        frame = pd.DataFrame(rows, columns=["person_id", "day", "option", "outcome", "recorded"])
         return pd.DataFrame(
             {
                 "person_id": frame["person_id"],

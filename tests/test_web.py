@@ -316,7 +316,8 @@ def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(se
     stored = (
         sqlite3.connect(service["service_db"])
         .execute(
-            "SELECT person_id, option, outcome, user FROM followups WHERE person_id = ?", (pid,)
+            "SELECT person_id, option, outcome, user_name FROM followups WHERE person_id = ?",
+            (pid,),
         )
         .fetchall()
     )

@@ -1,0 +1,84 @@
+"""The service's own records in the production database: PostgreSQL migrated by `sunshine db
+upgrade`, used by the web pages for sessions, languages and follow-ups, and exported from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import httpx
+import pandas as pd
+import psycopg
+import pytest
+from conftest import sunshine, use_mlflow
+from pg import fresh_database
+from servers import ServerThread
+
+from features.errors import ConfigError
+from features.store import Store
+from features.tasks import get_task
+from serving.app import create_app
+from serving.audit import AuditLog
+from serving.auth import TokenStore
+from serving.scoring import load_interventions
+from serving.state import build_state, load_champions
+from serving.web_store import Followup, WebStore
+
+
+def test_the_web_pages_keep_their_records_in_postgresql(served, tmp_path):
+    with fresh_database() as url:
+        with pytest.raises(ConfigError, match="run `sunshine db upgrade` first"):
+            WebStore(url=url)
+        done = sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
+        assert "schema at 0001" in done.stdout
+        store = WebStore(url=url)
+        store.set_lang("wang", "en")
+        store.set_lang("wang", "zh")  # an upsert, not a second row
+        assert store.lang("wang") == "zh"
+
+        use_mlflow(served)
+        tokens = TokenStore([])
+        token = tokens.create("wang", "caseworker", ["huaxi"])
+        state = build_state(Store(served / "city"), load_champions())
+        app = create_app(
+            state, tokens, AuditLog(tmp_path / "audit.db"), load_interventions(), store
+        )
+        frame = state.caseload(get_task("relapse")).frame
+        pid = frame[frame["district"] == "huaxi"].index[0]
+        with ServerThread(app) as server:
+            client = httpx.Client(base_url=server.url, timeout=60)
+            nonce = re.search(
+                r'name="nonce" value="([^"]+)"', client.get("/app/signin").text
+            ).group(1)
+            assert (
+                client.post("/app/signin", data={"token": token, "nonce": nonce}).status_code == 303
+            )
+            page = client.get(f"/app/persons/{pid}", params={"task": "relapse"})
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+            form = {
+                "task": "relapse",
+                "option": "social_worker_home_visit",
+                "outcome": "declined",
+                "day": dt.date.today().isoformat(),
+                "note": "in PostgreSQL",
+                "csrf": csrf,
+            }
+            assert client.post(f"/app/persons/{pid}/followups", data=form).status_code == 303
+            assert "in PostgreSQL" in client.get(f"/app/persons/{pid}").text
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as con:
+            rows = con.execute(
+                "SELECT person_id, outcome, user_name, note FROM followups"
+            ).fetchall()
+            sessions = con.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        assert rows == [(pid, "declined", "wang", "in PostgreSQL")] and sessions == 1
+
+        store.add_followup(
+            Followup(
+                pid, "relapse", "mental_health_referral", "accepted", dt.date.today(), "", "wang"
+            )
+        )
+        out = tmp_path / "followups.parquet"
+        sunshine(tmp_path, "followups", "export", "--out", out, env={"SUNSHINE_DATABASE_URL": url})
+        events = pd.read_parquet(out)
+        assert events["value"].tolist()[:1] == [0.0] and events["value"].iloc[1] == 1.0
+        assert list(events["detail"]) == ["social_worker_home_visit", "mental_health_referral"]
