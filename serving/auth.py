@@ -1,7 +1,13 @@
-"""Bearer tokens, stored only as SHA-256 hashes, each mapped to a user, a role and a scope."""
+"""Bearer tokens, stored only as SHA-256 hashes, each mapped to a user, a role and a scope.
+
+They live in a file (`tokens.json`, owner-only) by default, or in the service's database when
+SUNSHINE_DATABASE_URL names one, so every worker and host sees one list: a token created or
+revoked by `sunshine tokens` reaches every running service within RECHECK_S seconds.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -13,9 +19,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sqlalchemy import Engine, text
+
 from features.errors import ConfigError, InputError
 from features.io import atomic_path
 from features.vocabulary import DISTRICTS
+from serving.service_db import DATABASE_URL_ENV, open_database
 
 ROLES = ("caseworker", "analyst", "admin")
 DEFAULT_EXPIRY_DAYS = 90
@@ -94,9 +103,16 @@ class TokenStore:
         self._seen: tuple[float, int] | None = self._stamp()
         self._checked = time.monotonic()
         self._lock = threading.Lock()
+        self.engine: Engine | None = None  # the service's database, when tokens live there
 
     @classmethod
     def load(cls, path: Path | None = None) -> TokenStore:
+        url = os.environ.get(DATABASE_URL_ENV)
+        if url and path is None:
+            engine = open_database(url)
+            store = cls(_read_table(engine), None)
+            store.engine = engine
+            return store
         path = path or tokens_path()
         return cls(_read(path), path)
 
@@ -111,7 +127,15 @@ class TokenStore:
         """Re-read the file when it changed, at most once every RECHECK_S seconds. A file
         that cannot be read keeps the tokens already loaded: a half-edited file never opens
         or closes the door."""
-        if self.path is None or time.monotonic() - self._checked < self.RECHECK_S:
+        if time.monotonic() - self._checked < self.RECHECK_S:
+            return
+        if self.engine is not None:
+            with self._lock:
+                self._checked = time.monotonic()
+                with contextlib.suppress(Exception):  # unreachable: keep the tokens we have
+                    self.entries = _read_table(self.engine)
+            return
+        if self.path is None:
             return
         with self._lock:
             self._checked = time.monotonic()
@@ -124,7 +148,15 @@ class TokenStore:
                 return
             self._seen = stamp
 
+    @property
+    def where(self) -> str:
+        """Where the tokens are kept, as messages name it."""
+        return "the service's database" if self.engine is not None else str(self.path)
+
     def save(self, path: Path | None = None) -> None:
+        if self.engine is not None:
+            _write_table(self.engine, self.entries)
+            return
         path = path or self.path or tokens_path()
         with atomic_path(path, private=True) as tmp:
             tmp.write_text(json.dumps({"tokens": [asdict(e) for e in self.entries]}, indent=1))
@@ -223,3 +255,41 @@ def _user(e: TokenEntry, now: dt.datetime) -> User | None:
     if not e.valid_at(now):
         return None
     return User(e.user, e.role, tuple(e.districts), tuple(e.scopes), e.id)
+
+
+def _read_table(engine: Engine) -> list[TokenEntry]:
+    with engine.connect() as con:
+        rows = con.execute(
+            text(
+                "SELECT sha256, user_name, role, districts, scopes, created, expires, revoked "
+                "FROM tokens"
+            )
+        ).all()
+    return [
+        TokenEntry(
+            h, u, r, [d for d in ds.split(",") if d], [s for s in ss.split(",") if s], c, e, rv
+        )
+        for h, u, r, ds, ss, c, e, rv in rows
+    ]
+
+
+def _write_table(engine: Engine, entries: list[TokenEntry]) -> None:
+    """Every token, new ones added and revocations recorded; a hash once stored stays."""
+    with engine.begin() as con:
+        for e in entries:
+            con.execute(
+                text(
+                    "INSERT INTO tokens VALUES (:h, :u, :r, :d, :s, :c, :e, :rv) "
+                    "ON CONFLICT (sha256) DO UPDATE SET revoked = :rv, expires = :e"
+                ),
+                {
+                    "h": e.sha256,
+                    "u": e.user,
+                    "r": e.role,
+                    "d": ",".join(e.districts),
+                    "s": ",".join(e.scopes),
+                    "c": e.created,
+                    "e": e.expires,
+                    "rv": e.revoked,
+                },
+            )

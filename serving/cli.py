@@ -25,7 +25,7 @@ from features.tasks import task_names
 from models import cli as models_cli
 from serving import indicators_cli
 from serving.audit import DEFAULT_AUDIT_DB, AuditLog
-from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore, tokens_path
+from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore
 from serving.caseload import DEFAULT_RISING
 from serving.web_store import DEFAULT_SERVICE_DB, WebStore
 
@@ -214,7 +214,7 @@ def tokens_create(
     entry = tokens.entries[-1]
     features_cli.err_console.print(
         f"token {entry.id} for {user} ({role}), valid until {entry.expires}, saved as a hash in "
-        f"{tokens_path()}"
+        f"{tokens.where}"
     )
     print(token)
 
@@ -230,8 +230,8 @@ def tokens_list(
     """Every token: id, user, role, districts, scope, created, expires, status, last used.
     Never the secret."""
     used = AuditLog(audit_db).last_used() if audit_db.exists() else {}
-    rows = pd.DataFrame(TokenStore.load().listing(used))
-    features_cli.show_frame(rows, fmt, f"tokens in {tokens_path()}")
+    tokens = TokenStore.load()
+    features_cli.show_frame(pd.DataFrame(tokens.listing(used)), fmt, f"tokens in {tokens.where}")
 
 
 @tokens_app.command("revoke")

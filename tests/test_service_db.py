@@ -21,6 +21,7 @@ from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
 from serving.scoring import load_interventions
+from serving.service_db import head
 from serving.state import build_state, load_champions
 from serving.web_store import Followup, WebStore
 
@@ -30,7 +31,7 @@ def test_the_web_pages_keep_their_records_in_postgresql(served, tmp_path):
         with pytest.raises(ConfigError, match="run `sunshine db upgrade` first"):
             WebStore(url=url)
         done = sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
-        assert "schema at 0001" in done.stdout
+        assert f"schema at {head()}" in done.stdout and head() == "0002"
         store = WebStore(url=url)
         store.set_lang("wang", "en")
         store.set_lang("wang", "zh")  # an upsert, not a second row
@@ -82,3 +83,41 @@ def test_the_web_pages_keep_their_records_in_postgresql(served, tmp_path):
         events = pd.read_parquet(out)
         assert events["value"].tolist()[:1] == [0.0] and events["value"].iloc[1] == 1.0
         assert list(events["detail"]) == ["social_worker_home_visit", "mental_health_referral"]
+
+
+def test_tokens_in_postgresql_reach_every_worker_and_their_revocation_too(tmp_path, monkeypatch):
+    import time
+
+    from serving.auth import TokenStore
+
+    with fresh_database() as url:
+        env = {"SUNSHINE_DATABASE_URL": url}
+        sunshine(tmp_path, "db", "upgrade", env=env)
+        made = sunshine(
+            tmp_path,
+            "tokens",
+            "create",
+            "--user",
+            "wang",
+            "--role",
+            "caseworker",
+            "--districts",
+            "huaxi",
+            env=env,
+        )
+        secret = made.stdout.strip().splitlines()[-1]
+        assert "saved as a hash in the service's database" in made.stderr
+        with monkeypatch.context() as m:
+            m.setenv("SUNSHINE_DATABASE_URL", url)  # what each worker's environment says
+            workers = [TokenStore.load(), TokenStore.load()]
+        assert all(w.authenticate(secret).user == "wang" for w in workers)
+        with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as con:
+            stored = con.execute("SELECT sha256, user_name FROM tokens").fetchall()
+        assert len(stored) == 1 and secret not in stored[0][0]  # only the hash
+        listed = sunshine(tmp_path, "tokens", "list", env=env)
+        assert "wang" in listed.stdout and secret not in listed.stdout
+        sunshine(tmp_path, "tokens", "revoke", "--user", "wang", env=env)
+        deadline = time.time() + 10
+        while any(w.authenticate(secret) for w in workers):
+            assert time.time() < deadline, "a worker still accepts a revoked token"
+            time.sleep(0.2)
