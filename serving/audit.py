@@ -13,18 +13,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import sqlite3
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from features.errors import ConfigError
+from serving.service_db import DATABASE_URL_ENV, open_database
 from serving.sqlite_file import connect, open_private
 
 DEFAULT_AUDIT_DB = "audit.db"
 GENESIS = "0" * 64  # the "previous hash" of the first row
+CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -74,6 +77,17 @@ COLUMNS = (
 )
 
 
+# the columns as SQL names them ("user" is a reserved word in PostgreSQL)
+NAMES = ", ".join(f'"{c}"' if c == "user" else c for c in COLUMNS)
+
+
+def open_audit(path: Path | str = DEFAULT_AUDIT_DB) -> AuditLog:
+    """The trail: in the service's database when SUNSHINE_DATABASE_URL names one (PostgreSQL),
+    else in its SQLite file."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    return AuditLog(path, url) if url and not url.startswith("sqlite") else AuditLog(path)
+
+
 @dataclass
 class Entry:
     route: str
@@ -110,31 +124,57 @@ class Verdict:
 
 
 class AuditLog:
-    def __init__(self, path: Path | str = DEFAULT_AUDIT_DB) -> None:
+    """The trail in its SQLite file, or in the PostgreSQL database `url` names (migrated by
+    `sunshine db upgrade`), where every worker and host appends to one chain."""
+
+    def __init__(self, path: Path | str = DEFAULT_AUDIT_DB, url: str | None = None) -> None:
         self.path = Path(path)
+        self.url = url
         self._lock = threading.Lock()
+        if url is not None:
+            open_database(url).dispose()  # reachable, and at the service's schema
+            return
         if "hash" not in open_private(self.path, SCHEMA):
             raise ConfigError(
                 f"{self.path}: an audit log from before the hash chain; keep it as it is "
                 "(archive it read-only) and start a new one with --audit-db"
             )
 
-    def _connect(self) -> sqlite3.Connection:
-        return connect(self.path)
+    def _connect(self) -> Any:
+        """A DB-API connection in autocommit mode: transactions are begun explicitly."""
+        if self.url is None:
+            return connect(self.path)
+        import psycopg
+
+        return psycopg.connect(
+            self.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.url is None else sql.replace("?", "%s")
+
+    def _begin(self, cur: Any) -> None:
+        """Hold the trail's write lock for the transaction, so two writers (threads,
+        processes or hosts) can never fork the chain."""
+        if self.url is None:
+            cur.execute("BEGIN IMMEDIATE")
+        else:
+            cur.execute("BEGIN")
+            # an advisory lock, not LOCK TABLE: the service's role may only insert and read
+            cur.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})")
 
     def append(self, entries: list[Entry]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         marks = ", ".join("?" * (len(COLUMNS) + 3))
         with self._lock:
             con = self._connect()
+            cur = con.cursor()
             try:
-                # one transaction that holds the write lock while it reads the chain's end,
-                # so two writers (threads or processes) can never fork the chain
-                con.execute("BEGIN IMMEDIATE")
+                # one transaction that holds the write lock while it reads the chain's end
+                self._begin(cur)
                 try:
-                    last = con.execute(
-                        "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
-                    ).fetchone()
+                    cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+                    last = cur.fetchone()
                     row_id, prev = last if last else (0, GENESIS)
                     rows = []
                     for e in entries:
@@ -143,14 +183,15 @@ class AuditLog:
                         sealed = row_hash(prev, row_id, values)
                         rows.append((row_id, *values, prev, sealed))
                         prev = sealed
-                    con.executemany(
-                        f"INSERT INTO audit (id, {', '.join(COLUMNS)}, prev_hash, hash) "
-                        f"VALUES ({marks})",
+                    cur.executemany(
+                        self._sql(
+                            f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"
+                        ),
                         rows,
                     )
-                    con.execute("COMMIT")
+                    cur.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    cur.execute("ROLLBACK")
                     raise
             finally:
                 con.close()
@@ -163,17 +204,19 @@ class AuditLog:
             where.append("person_id = ?")
             args.append(person)
         if user:
-            where.append("user = ?")
+            where.append('"user" = ?')
             args.append(user)
         if since:
             where.append("time >= ?")
             args.append(since.isoformat())
-        sql = "SELECT id, " + ", ".join(COLUMNS) + " FROM audit"
+        sql = f"SELECT id, {NAMES} FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
         con = self._connect()
         try:
-            return pd.read_sql_query(sql + " ORDER BY id", con, params=args)
+            cur = con.cursor()
+            cur.execute(self._sql(sql + " ORDER BY id"), args)
+            return pd.DataFrame(cur.fetchall(), columns=["id", *COLUMNS])
         finally:
             con.close()
 
@@ -181,12 +224,13 @@ class AuditLog:
         """When each token was last used: the time of its latest entry."""
         con = self._connect()
         try:
-            rows = con.execute(
+            cur = con.cursor()
+            cur.execute(
                 "SELECT token_id, max(time) FROM audit WHERE token_id IS NOT NULL GROUP BY 1"
-            ).fetchall()
+            )
+            return dict(cur.fetchall())
         finally:
             con.close()
-        return dict(rows)
 
     def verify(self) -> Verdict:
         """Walk the chain from the first row: ids must run 1, 2, 3, ... (a gap is a deleted
@@ -194,9 +238,8 @@ class AuditLog:
         hash must match its fields (an alteration breaks that)."""
         con = self._connect()
         try:
-            cursor = con.execute(
-                f"SELECT id, {', '.join(COLUMNS)}, prev_hash, hash FROM audit ORDER BY id"
-            )
+            cursor = con.cursor()
+            cursor.execute(f"SELECT id, {NAMES}, prev_hash, hash FROM audit ORDER BY id")
             expected_id, prev, rows = 1, GENESIS, 0
             for row in cursor:
                 row_id, values, link, sealed = row[0], row[1:-2], row[-2], row[-1]

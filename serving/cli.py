@@ -24,7 +24,7 @@ from features.synth import synthesize, write_population
 from features.tasks import task_names
 from models import cli as models_cli
 from serving import indicators_cli
-from serving.audit import DEFAULT_AUDIT_DB, AuditLog
+from serving.audit import DEFAULT_AUDIT_DB, AuditLog, open_audit
 from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore
 from serving.caseload import DEFAULT_RISING
 from serving.web_store import DEFAULT_SERVICE_DB, WebStore
@@ -148,7 +148,7 @@ def serve(
             "and an admin calls POST /v1/admin/reload",
             style="yellow",
         )
-    api = create_app(state, tokens, AuditLog(audit_db), options, WebStore(service_db))
+    api = create_app(state, tokens, open_audit(audit_db), options, WebStore(service_db))
     if refresh_seconds:
         DataWatcher(
             api.state.services, refresh_seconds, lenient, features_cli.console.print
@@ -229,7 +229,10 @@ def tokens_list(
 ) -> None:
     """Every token: id, user, role, districts, scope, created, expires, status, last used.
     Never the secret."""
-    used = AuditLog(audit_db).last_used() if audit_db.exists() else {}
+    from serving.service_db import DATABASE_URL_ENV
+
+    shared = bool(os.environ.get(DATABASE_URL_ENV))
+    used = open_audit(audit_db).last_used() if shared or audit_db.exists() else {}
     tokens = TokenStore.load()
     features_cli.show_frame(pd.DataFrame(tokens.listing(used)), fmt, f"tokens in {tokens.where}")
 
@@ -259,9 +262,11 @@ app.add_typer(audit_app, name="audit")
 
 
 def _existing_log(audit_db: Path) -> AuditLog:
-    if not audit_db.exists():
+    from serving.service_db import DATABASE_URL_ENV
+
+    if not os.environ.get(DATABASE_URL_ENV) and not audit_db.exists():
         raise InputError(f"{audit_db}: no audit log yet")
-    return AuditLog(audit_db)
+    return open_audit(audit_db)
 
 
 @audit_app.callback()

@@ -31,7 +31,7 @@ def test_the_web_pages_keep_their_records_in_postgresql(served, tmp_path):
         with pytest.raises(ConfigError, match="run `sunshine db upgrade` first"):
             WebStore(url=url)
         done = sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
-        assert f"schema at {head()}" in done.stdout and head() == "0002"
+        assert f"schema at {head()}" in done.stdout and head() == "0003"
         store = WebStore(url=url)
         store.set_lang("wang", "en")
         store.set_lang("wang", "zh")  # an upsert, not a second row
@@ -121,3 +121,65 @@ def test_tokens_in_postgresql_reach_every_worker_and_their_revocation_too(tmp_pa
         while any(w.authenticate(secret) for w in workers):
             assert time.time() < deadline, "a worker still accepts a revoked token"
             time.sleep(0.2)
+
+
+def test_the_audit_trail_in_postgresql_is_one_append_only_chain(tmp_path):
+    import concurrent.futures as cf
+    import uuid
+
+    from pg import admin_connection
+
+    from serving.audit import AuditLog, Entry
+
+    with fresh_database() as url:
+        sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
+        workers = [AuditLog(url=url), AuditLog(url=url)]  # two processes' worth of writers
+
+        def write(k: int) -> None:
+            log = workers[k % 2]
+            log.append(
+                [
+                    Entry("/v1/x", f"r{k}-{i}", 200, user=f"u{k % 3}", probability=0.25)
+                    for i in range(3)
+                ]
+            )
+
+        with cf.ThreadPoolExecutor(6) as pool:
+            list(pool.map(write, range(30)))
+        verdict = workers[0].verify()
+        assert verdict.intact and verdict.rows == 90  # one chain, never forked
+        assert len(workers[1].query(user="u1")) == 30
+        dsn = url.replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(dsn, autocommit=True) as con:
+            for sql in ("UPDATE audit SET status = 500", "DELETE FROM audit"):
+                with pytest.raises(psycopg.Error, match="append-only"):
+                    con.execute(sql)
+            # the service's role may only append and read
+            role = f"sunshine_service_{uuid.uuid4().hex[:8]}"
+            con.execute(f"CREATE ROLE {role} LOGIN")
+            con.execute(f"GRANT SELECT, INSERT ON audit TO {role}")
+            con.execute(f"GRANT SELECT ON alembic_version TO {role}")
+        try:
+            as_service = dsn.replace("postgres@", f"{role}@")
+            AuditLog(url=url.replace("postgres@", f"{role}@")).append(
+                [Entry("/v1/y", "as-the-service", 200)]
+            )
+            with psycopg.connect(as_service, autocommit=True) as con:
+                for sql in ("UPDATE audit SET status = 500", "DELETE FROM audit"):
+                    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                        con.execute(sql)
+            # a superuser who switches the guard off is still caught by the chain
+            with psycopg.connect(dsn, autocommit=True) as con:
+                con.execute("ALTER TABLE audit DISABLE TRIGGER audit_no_change")
+                con.execute("UPDATE audit SET status = 404 WHERE id = 42")
+            broken = workers[0].verify()
+            assert broken.broken_at == 42 and "altered" in broken.reason
+            assert broken.rows == 41
+        finally:
+            with admin_connection() as con:
+                name = url.rsplit("/", 1)[1]
+                con.execute(f'REVOKE ALL ON DATABASE "{name}" FROM {role}')
+            with psycopg.connect(dsn, autocommit=True) as con:
+                con.execute(f"DROP OWNED BY {role}")
+            with admin_connection() as con:
+                con.execute(f"DROP ROLE {role}")
