@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.errors import ContractError, InputError, Problem
+from features.errors import ContractError, Problem
+from features.io import read_text_table
 
 FILE = "codebook.csv"
 KINDS = ("numeric", "ordinal", "categorical")
@@ -81,13 +82,7 @@ def find_codebook(data_dir: Path) -> Path | None:
 
 def read_codebook(path: Path) -> Codebook:
     """The codebook, or a ContractError naming every bad row and column."""
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the codebook ({exc})") from None
-    missing = [c for c in COLUMNS if c not in raw.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    raw = read_text_table(path, "the codebook", COLUMNS)
     items: list[Item] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}

@@ -65,6 +65,25 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_text_table(path: Path, what: str, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A small user file (labels, a split, a codebook) from CSV or Parquet, CSV cells as text
+    with only an empty cell missing; an unreadable file or a missing required column is a
+    one-line error naming the file."""
+    path = Path(path)
+    try:
+        raw = (
+            pd.read_parquet(path)
+            if path.suffix == ".parquet"
+            else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        )
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc})") from None
+    missing = [c for c in required if c not in raw.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    return raw
+
+
 def table_columns(path: Path, what: str) -> list[str]:
     """The header of a CSV, Parquet or Excel file (its first sheet); [] for an empty file."""
     suffix = path.suffix.lower()

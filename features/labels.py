@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ContractError, InputError, Problem
+from features.io import read_text_table
 from features.store import Store
 from features.tasks import Task, get_task
 
@@ -145,17 +146,7 @@ def read_labels(path: Path, store: Store) -> pd.DataFrame:
     Every bad row is reported with its row number and field, as for the data contract.
     """
     path = Path(path)
-    try:
-        raw = (
-            pd.read_parquet(path)
-            if path.suffix == ".parquet"
-            else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        )
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read labels ({exc})") from None
-    missing = [c for c in ("person_id", "as_of", "label") if c not in raw.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    raw = read_text_table(path, "labels", ("person_id", "as_of", "label"))
     known = set(store.con.execute("SELECT person_id FROM persons").df().person_id)
     as_of = pd.to_datetime(raw["as_of"].astype(str), errors="coerce", format="ISO8601")
     label = pd.to_numeric(raw["label"].astype(str), errors="coerce")

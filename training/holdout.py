@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ConfigError, ContractError, InputError, Problem
+from features.io import read_text_table
 from features.store import Store
 from training.calibration import choose_calibrator
 from training.metrics import auroc, auroc_ci, calibration_bins, ece
@@ -35,14 +36,7 @@ def read_split(path: Path, store: Store) -> tuple[str, pd.Series]:
     whose groups are held out as a group split holds out districts. Returns ("part" or
     "group", person_id -> value)."""
     path = Path(path)
-    try:
-        raw = (
-            pd.read_parquet(path)
-            if path.suffix == ".parquet"
-            else pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-        )
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the split ({exc})") from None
+    raw = read_text_table(path, "the split")
     kind = next((c for c in ("part", "group") if c in raw.columns), None)
     if "person_id" not in raw.columns or kind is None:
         raise InputError(f"{path}: needs the columns person_id and part (train or test) or group")
