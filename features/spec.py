@@ -332,21 +332,8 @@ def codebook_features(codebook: Codebook) -> tuple[Feature, ...]:
     out: list[Feature] = []
     for i in codebook.items:
         base = f"item__{i.code}"
-        if i.kind == "categorical":
-            answers = tuple(sorted(i.answers))
-            out.append(
-                Feature(
-                    f"{base}__last",
-                    f"{i.label_en}, last answer",
-                    f"{i.label_zh}(最近一次回答)",
-                    "item_last",
-                    event_type="assessment",
-                    categories=tuple(i.answers[a] for a in answers),
-                    item=i.code,
-                    answers=answers,
-                )
-            )
-            continue
+        categorical = i.kind == "categorical"
+        answers = tuple(sorted(i.answers)) if categorical else None
         out.append(
             Feature(
                 f"{base}__last",
@@ -354,10 +341,14 @@ def codebook_features(codebook: Codebook) -> tuple[Feature, ...]:
                 f"{i.label_zh}(最近一次回答)",
                 "item_last",
                 event_type="assessment",
-                monotone=i.direction,
+                categories=tuple(i.answers[a] for a in answers) if answers else None,
+                monotone=0 if categorical else i.direction,  # no order among categories
                 item=i.code,
+                answers=answers,
             )
         )
+        if categorical:
+            continue
         for agg in ("mean", "max"):
             for w in ITEM_WINDOWS:
                 wen, wzh = _window_text(w)

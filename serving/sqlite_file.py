@@ -31,5 +31,4 @@ def open_private(path: Path, schema: str) -> list[str]:
         columns = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
     finally:
         con.close()
-    os.chmod(path, 0o600)
     return columns
