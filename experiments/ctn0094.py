@@ -27,9 +27,8 @@ from features.adapters.ctn0094.adapter import Trial, convert, subset, write_data
 from features.adapters.ctn0094.tables import read_tables
 from features.io import atomic_path
 from features.store import Store
-from models.recalibration import halves
+from models.recalibration import refit
 from models.training_run import run_training
-from training.calibration import choose_calibrator
 from training.config import TrainConfig, load_config
 from training.fairness import age_band, fairness_table
 from training.metrics import calibration_bins, ece
@@ -144,18 +143,16 @@ def recalibrate_halves(by_trial: TrainResult) -> pd.DataFrame:
         y, raw, p = s["y"], s["raw"], s["p"]
         if min(y.sum(), len(y) - y.sum()) < 2 * RECALIBRATION_MIN:
             continue
-        fit, check = halves(pd.Series(np.arange(len(y))), y)
-        calibrator, _ = choose_calibrator(raw[fit], y[fit])
-        after = calibrator.transform(raw[check])
-        median, high = ece_noise(after)
+        r = refit(pd.Series(np.arange(len(y))), y, raw, p)  # one row a participant
+        median, high = ece_noise(r.after)
         rows.append(
             {
                 "trial": group,
-                "fit on": int(fit.sum()),
-                "checked on": int(check.sum()),
-                "ECE before": ece(y[check], p[check]),
-                "ECE after": ece(y[check], after),
-                "calibration": calibrator.method,
+                "fit on": int(r.fit.sum()),
+                "checked on": int(r.check.sum()),
+                "ECE before": ece(y[r.check], r.before),
+                "ECE after": ece(y[r.check], r.after),
+                "calibration": r.calibrator.method,
                 # what a perfectly calibrated model shows on this many rows, by chance
                 "ECE by chance, median": median,
                 "ECE by chance, 95th pct": high,

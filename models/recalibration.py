@@ -28,7 +28,7 @@ from features.labels import read_labels
 from features.store import Store
 from models.deployable import RiskModel
 from models.registry import load_model, log_and_register
-from training.calibration import choose_calibrator
+from training.calibration import Calibrator, choose_calibrator
 from training.metrics import brier, calibration_bins, ece
 from training.tracking import experiment_id
 
@@ -63,6 +63,27 @@ def halves(persons: pd.Series, y: np.ndarray, seed: int = SEED) -> tuple[np.ndar
     return fit, ~fit
 
 
+@dataclass(frozen=True)
+class Refit:
+    """A calibrator fitted on half of local rows, and the other half's probabilities before
+    (the source calibrator's) and after (the new one's)."""
+
+    calibrator: Calibrator
+    fit: np.ndarray
+    check: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+
+
+def refit(persons: pd.Series, y: np.ndarray, raw: np.ndarray, old: np.ndarray) -> Refit:
+    """The recalibration itself, for `sunshine recalibrate` and the CTN-0094 report alike:
+    fit on one half of the persons, judge on the other. `old` holds every row's probability
+    under the source calibrator."""
+    fit, check = halves(persons, y)
+    calibrator, _ = choose_calibrator(raw[fit], y[fit])
+    return Refit(calibrator, fit, check, old[check], calibrator.transform(raw[check]))
+
+
 def _check_size(y: np.ndarray, path: Path) -> None:
     events, others = int(y.sum()), int(len(y) - y.sum())
     if min(events, others) < MIN_EACH:
@@ -84,10 +105,8 @@ def recalibrate(
     _check_size(y, labels)
     frame = FeatureBuilder(store).build(spine)
     raw = model.raw_scores(frame)
-    fit, check = halves(spine["person_id"], y)
-    calibrator, _ = choose_calibrator(raw[fit], y[fit])
-    p_before = model.calibrator.transform(raw[check])
-    p_after = calibrator.transform(raw[check])
+    r = refit(spine["person_id"], y, raw, model.calibrator.transform(raw))
+    calibrator, fit, check, p_before, p_after = r.calibrator, r.fit, r.check, r.before, r.after
     before = {"ece": ece(y[check], p_before), "brier": brier(y[check], p_before)}
     after = {"ece": ece(y[check], p_after), "brier": brier(y[check], p_after)}
     curves = {
