@@ -92,28 +92,8 @@ def test_too_few_outcomes_is_refused_saying_how_many_are_needed(site, tmp_path):
 def test_the_command(site):
     root, store, labels, facts = site
     served = store.data_dir.parent  # where the served models' MLflow store is
-    r = sunshine(
-        served,
-        "recalibrate",
-        "--task",
-        "relapse",
-        "--data",
-        store.data_dir,
-        "--labels",
-        labels,
-        "--from-version",
-        facts["version"],
-    )
+    command = ["recalibrate", "--task", "relapse", "--data", store.data_dir]
+    r = sunshine(served, *command, "--labels", labels, "--from-version", facts["version"])
     assert "ECE on the held-out half" in r.stdout and "as challenger" in r.stdout
-    bad = sunshine(
-        served,
-        "recalibrate",
-        "--task",
-        "relapse",
-        "--data",
-        store.data_dir,
-        "--labels",
-        root / "missing.csv",
-        check=False,
-    )
+    bad = sunshine(served, *command, "--labels", root / "missing.csv", check=False)
     assert bad.returncode == 2 and "missing.csv" in bad.stderr

@@ -352,28 +352,15 @@ def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(se
 
 
 def test_followups_export_refuses_a_missing_database_and_a_bad_suffix(tmp_path):
-    r = sunshine(
-        tmp_path,
-        "followups",
-        "export",
-        "--out",
-        tmp_path / "x.csv",
-        "--service-db",
-        tmp_path / "none.db",
-        check=False,
-    )
+    def export(out, db):
+        return sunshine(
+            tmp_path, "followups", "export", "--out", out, "--service-db", db, check=False
+        )
+
+    r = export(tmp_path / "x.csv", tmp_path / "none.db")
     assert r.returncode == 2 and "no such service database" in r.stderr
     (tmp_path / "s.db").touch()
-    r = sunshine(
-        tmp_path,
-        "followups",
-        "export",
-        "--out",
-        tmp_path / "x.txt",
-        "--service-db",
-        tmp_path / "s.db",
-        check=False,
-    )
+    r = export(tmp_path / "x.txt", tmp_path / "s.db")
     assert r.returncode == 2 and ".csv or .parquet" in r.stderr
     assert not (tmp_path / "x.txt").exists()
 
