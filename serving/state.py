@@ -33,6 +33,7 @@ HAS_HISTORY = (
 )
 
 
+LAST_CONTACT = "social_worker_contact__days_since"
 COHORT_CACHE = 32  # (task, as_of) cohorts kept in memory: a bit per person each
 
 
@@ -206,10 +207,7 @@ def build_state(
     """Everything a request reads, built before the first one: today's features of every
     person, each caseload and what it is compared with a month earlier."""
     persons = store.con.execute(
-        f"SELECT p.person_id, p.pk, h.district, {HAS_HISTORY} AS history_today, "
-        "(SELECT max(e.event_time) FROM events e WHERE e.pk = p.pk "
-        "AND e.event_type = 'social_worker_contact' AND e.event_time < $d "
-        "AND e.available_time < $d) AS last_contact "
+        f"SELECT p.person_id, p.pk, h.district, {HAS_HISTORY} AS history_today "
         "FROM persons p JOIN residence h USING (pk) ORDER BY p.pk",
         {"d": store.reference_date},
     ).df()
@@ -217,6 +215,9 @@ def build_state(
     spine = pd.DataFrame({"person_id": persons.index, "as_of": store.reference_date})
     builder = FeatureBuilder(store)
     today = builder.build(spine).set_index("person_id")
+    # the day of the last social-worker contact, from the feature that counts days since it
+    since = today[LAST_CONTACT].reindex(persons.index)
+    persons["last_contact"] = pd.Timestamp(store.reference_date) - pd.to_timedelta(since, "D")
     if indicators is None:
         indicators = IndicatorSource(store, load_indicator_config(), read_population())
     state = ServiceState(store, loaded, persons, today, indicators, rising=rising)
