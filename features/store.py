@@ -86,6 +86,16 @@ def read_reference_date(data_dir: Path) -> dt.date | None:
         raise ContractError(f"{meta}: reference_date must be an ISO date ({exc})") from None
 
 
+def registry_files(data_dir: Path) -> list[Path]:
+    """The files a registry folder is made of (persons, events, its metadata and codebook),
+    in name order: what identifies its data, and what a change to means new data."""
+    return sorted(
+        p
+        for p in Path(data_dir).iterdir()
+        if p.is_file() and p.name.split(".")[0] in ("persons", "events", "dataset", "codebook")
+    )
+
+
 def _register_raw(
     con: duckdb.DuckDBPyConnection, path: Path, view: str, columns: tuple[Column, ...]
 ) -> list[str]:
@@ -178,9 +188,7 @@ class Store:
         """What identifies the data cheaply: each file's name, size and modification time,
         and the reference date. A resumed run refuses parts written from other data."""
         files = {
-            p.name: [p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(self.data_dir.iterdir())
-            if p.is_file() and p.name.split(".")[0] in ("persons", "events", "dataset")
+            p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in registry_files(self.data_dir)
         }
         return {"files": files, "reference_date": str(self.reference_date)}
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from features.store import Store
+from features.store import Store, registry_files
 from serving.deps import Services
 from serving.state import IndicatorSource, ServiceState, build_state
 
@@ -24,12 +24,7 @@ Stamp = tuple[tuple[str, int, int], ...]
 
 def stamp(data_dir: Path) -> Stamp:
     """What changes when a registry file is replaced or rewritten."""
-    files = sorted(
-        p
-        for p in Path(data_dir).iterdir()
-        if p.is_file() and p.name.split(".")[0] in ("persons", "events", "dataset")
-    )
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in registry_files(data_dir))
 
 
 def rebuilt(old: ServiceState, lenient: bool) -> ServiceState:
