@@ -28,7 +28,14 @@ from features.tasks import get_task, task_names
 console = Console()
 err_console = Console(stderr=True)
 
-DataOpt = Annotated[Path, typer.Option("--data", help="data directory (persons, events)")]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="data directory (persons, events), or a PostgreSQL registry: "
+        "postgresql://user@host/db?schema=NAME",
+    ),
+]
 LenientOpt = Annotated[
     bool, typer.Option("--lenient", help="set bad rows aside in a rejects file instead of failing")
 ]
@@ -67,7 +74,7 @@ def parse_date(text: str, what: str) -> dt.date:
 
 
 def open_store(
-    data: Path, lenient: bool, rejects: Path | None, reference_date: str | None
+    data: str | Path, lenient: bool, rejects: Path | None, reference_date: str | None
 ) -> Store:
     ref = parse_date(reference_date, "--reference-date") if reference_date else None
     store = Store(data, reference_date=ref, lenient=lenient, rejects_path=rejects)
@@ -139,6 +146,7 @@ def register(app: typer.Typer) -> None:
     app.command()(synth)
     app.command()(validate)
     app.command()(features)
+    app.command("load-registry")(load_registry)
 
 
 @user_errors
@@ -212,6 +220,36 @@ def features(
     dates = [parse_date(d, "--as-of") for d in as_of] if as_of else None
     store = open_store(data, lenient, rejects, reference_date)
     build_and_write(store, task, out, dates)
+
+
+@user_errors
+def load_registry(
+    data: DataOpt,
+    to: Annotated[
+        str, typer.Option("--to", help="the PostgreSQL registry: postgresql://...?schema=NAME")
+    ],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="replace the rows the registry holds")
+    ] = False,
+    lenient: LenientOpt = False,
+    rejects: RejectsOpt = None,
+    reference_date: RefOpt = None,
+) -> None:
+    """Validate a registry and load it into PostgreSQL (tables created by migrations), in
+    one transaction."""
+    from features.registry_db import DatabaseRegistry, is_database
+    from features.registry_load import load_registry as load
+
+    if not is_database(to):
+        raise InputError(f"--to {to}: not a PostgreSQL URL (postgresql://user@host/db)")
+    target = DatabaseRegistry.parse(to)
+    store = open_store(data, lenient, rejects, reference_date)
+    started = time.perf_counter()
+    rows = load(store, target, replace)
+    console.print(
+        f"loaded {rows['persons']:,} persons and {rows['events']:,} events into {target.name} "
+        f"({time.perf_counter() - started:.1f}s)"
+    )
 
 
 def build_and_write(store: Store, task: str, out: Path, dates: list[dt.date] | None) -> None:

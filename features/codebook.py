@@ -61,6 +61,29 @@ class Codebook:
     def item(self, code: str) -> Item:
         return next(i for i in self.items if i.code == code)
 
+    def rows(self) -> pd.DataFrame:
+        """The codebook as its file's rows (all text): what `parse_codebook` reads back."""
+
+        def num(x: float | None) -> str:
+            return "" if x is None else f"{x:g}"
+
+        return pd.DataFrame(
+            [
+                {
+                    "code": i.code,
+                    "label_en": i.label_en,
+                    "label_zh": i.label_zh,
+                    "kind": i.kind,
+                    "min": num(i.low),
+                    "max": num(i.high),
+                    "values": ";".join(f"{a:g}={label}" for a, label in i.answers.items()),
+                    "direction": {1: "+1", -1: "-1"}.get(i.direction, ""),
+                }
+                for i in self.items
+            ],
+            columns=list(COLUMNS),
+        )
+
     def frame(self) -> pd.DataFrame:
         """One row per item for the contract's SQL: code, kind, bounds, allowed answers."""
         return pd.DataFrame(
@@ -82,26 +105,30 @@ def find_codebook(data_dir: Path) -> Path | None:
 
 def read_codebook(path: Path) -> Codebook:
     """The codebook, or a ContractError naming every bad row and column."""
-    raw = read_text_table(path, "the codebook", COLUMNS)
+    return parse_codebook(read_text_table(path, "the codebook", COLUMNS), str(path))
+
+
+def parse_codebook(raw: pd.DataFrame, source: str) -> Codebook:
+    """A codebook from its rows as text (a file's or a database table's); `source` names
+    where they came from in every message."""
+    name = Path(source).name if "://" not in source else source
     items: list[Item] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for row, rec in enumerate(raw.to_dict("records"), 1):
         item, found = _item(rec)
-        problems += [Problem(Path(path).name, row, column, why) for column, why in found]
+        problems += [Problem(name, row, column, why) for column, why in found]
         if item.code in seen:
-            problems.append(
-                Problem(Path(path).name, row, "code", f"duplicate of row {seen[item.code]}")
-            )
+            problems.append(Problem(name, row, "code", f"duplicate of row {seen[item.code]}"))
         seen.setdefault(item.code, row)
         items.append(item)
     if problems:
         raise ContractError(
-            f"{path}: {len({p.row for p in problems})} codebook row(s) are not usable:",
+            f"{source}: {len({p.row for p in problems})} codebook row(s) are not usable:",
             problems[:20],
             len(problems),
         )
-    return Codebook(tuple(items), str(path))
+    return Codebook(tuple(items), source)
 
 
 def _number(text: str) -> float | None:

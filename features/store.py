@@ -31,7 +31,8 @@ from features.contract import (
     registration_answer_checks,
 )
 from features.errors import ContractError, InputError, Problem
-from features.io import atomic_path
+from features.io import atomic_path, file_sha256
+from features.registry_db import DatabaseRegistry, is_database
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
 from features.vocabulary import EVENT_TYPES
@@ -96,11 +97,19 @@ def registry_files(data_dir: Path) -> list[Path]:
     )
 
 
-def _register_raw(
-    con: duckdb.DuckDBPyConnection, path: Path, view: str, columns: tuple[Column, ...]
-) -> list[str]:
-    """Expose a file as `view` with a 1-based `_row`, checking its header first; returns the
-    file's columns."""
+def open_registry(data: Path | str | DatabaseRegistry) -> Path | DatabaseRegistry:
+    """Where a registry lives: a data folder, or a PostgreSQL database named by its URL."""
+    if isinstance(data, DatabaseRegistry):
+        return data
+    if is_database(data):
+        return DatabaseRegistry.parse(str(data))
+    if not Path(data).is_dir():
+        raise InputError(f"{data}: no such data directory")
+    return Path(data)
+
+
+def _raw_file(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> list[str]:
+    """Expose a file as `view` with a 1-based `_row`; returns the view's columns."""
     if path.suffix == ".parquet":
         try:
             con.execute(
@@ -108,32 +117,46 @@ def _register_raw(
                 f"file_row_number + 1 AS _row FROM read_parquet({_sql_str(path)}, "
                 "file_row_number = true)"
             )
-            have = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+            return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
         except duckdb.Error as exc:
             raise ContractError(f"{path}: not a readable Parquet file ({exc})") from None
-    else:
-        try:
-            header = _csv_header(path)
-            table = pacsv.read_csv(
-                path,
-                # only an empty field is missing: "NaN", "NA" or "null" are text like any
-                # other, checked (and named) by the contract, never read as empty
-                convert_options=pacsv.ConvertOptions(
-                    column_types={c: pa.string() for c in header},
-                    strings_can_be_null=True,
-                    null_values=[""],
-                ),
-            )
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ContractError(f"{path}: not a readable CSV file ({exc})") from None
-        table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
-        con.register(f"{view}_arrow", table)
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
-        have = table.column_names
+    try:
+        header = _csv_header(path)
+        table = pacsv.read_csv(
+            path,
+            # only an empty field is missing: "NaN", "NA" or "null" are text like any
+            # other, checked (and named) by the contract, never read as empty
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in header},
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ContractError(f"{path}: not a readable CSV file ({exc})") from None
+    table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
+    return _raw_arrow(con, table, view)
+
+
+def _raw_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, view: str) -> list[str]:
+    con.register(f"{view}_arrow", table)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
+    return table.column_names
+
+
+def _complete(
+    con: duckdb.DuckDBPyConnection,
+    where: str,
+    view: str,
+    columns: tuple[Column, ...],
+    have: list[str],
+) -> list[str]:
+    """Check a raw view's header against the contract and expose it as `{view}_full` with every
+    contract column (an absent optional one as NULLs); returns its columns but `_row`."""
     missing = [c.name for c in columns if c.name not in have and c.name not in OPTIONAL_COLUMNS]
     if missing:
         raise ContractError(
-            f"{path}: missing column(s) {', '.join(missing)} "
+            f"{where}: missing column(s) {', '.join(missing)} "
             f"(expected {', '.join(c.name for c in columns)})"
         )
     absent = [c for c in columns if c.name not in have]
@@ -159,38 +182,69 @@ def _problem_list(checks: list[str]) -> str:
 
 
 class Store:
-    """Validated persons and events, with the dataset's reference date ("today" of the data)."""
+    """Validated persons and events, with the dataset's reference date ("today" of the data).
+
+    `data` is a data folder (persons and events as CSV or Parquet) or a PostgreSQL registry's
+    URL (`features.registry_db`); both pass the same contract."""
 
     def __init__(
         self,
-        data_dir: Path,
+        data: Path | str | DatabaseRegistry,
         *,
         reference_date: dt.date | None = None,
         lenient: bool = False,
         rejects_path: Path | None = None,
         con: duckdb.DuckDBPyConnection | None = None,
+        codebook: Codebook | None = None,
     ) -> None:
-        self.data_dir = Path(data_dir)
-        if not self.data_dir.is_dir():
-            raise InputError(f"{self.data_dir}: no such data directory")
-        ref = reference_date or read_reference_date(self.data_dir)
+        self.source = open_registry(data)
+        ref = reference_date or (
+            self.source.reference_date()
+            if isinstance(self.source, DatabaseRegistry)
+            else read_reference_date(self.source)
+        )
         if ref is None:
-            raise ContractError(
-                f"{self.data_dir}: no reference date; write {METADATA_FILE} with "
-                '{"reference_date": "YYYY-MM-DD"} or pass --reference-date'
+            where = (
+                "write one row into its dataset table"
+                if isinstance(self.source, DatabaseRegistry)
+                else f'write {METADATA_FILE} with {{"reference_date": "YYYY-MM-DD"}}'
             )
+            raise ContractError(f"{self.name}: no reference date; {where} or pass --reference-date")
         self.reference_date = ref
         self.con = con or connect()
         self.report = LoadReport()
-        self._load(lenient, rejects_path or self.data_dir / "rejects.csv")
+        folder = self.source if isinstance(self.source, Path) else Path.cwd()
+        self._load(lenient, rejects_path or folder / "rejects.csv", codebook)
+
+    @property
+    def name(self) -> str:
+        """The registry as messages name it (a database never with its password)."""
+        return self.source.name if isinstance(self.source, DatabaseRegistry) else str(self.source)
+
+    def stamp(self) -> tuple:
+        """What changes when new data arrives: each file's name, size and modification time,
+        or a database's row counts and latest recorded_time. Cheap enough to poll."""
+        if isinstance(self.source, DatabaseRegistry):
+            return self.source.stamp()
+        return tuple(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in registry_files(self.source)
+        )
 
     def identity(self) -> dict[str, object]:
-        """What identifies the data cheaply: each file's name, size and modification time,
-        and the reference date. A resumed run refuses parts written from other data."""
-        files = {
-            p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in registry_files(self.data_dir)
+        """What identifies the data cheaply, and the reference date. A resumed run refuses
+        parts written from other data."""
+        return {
+            "source": self.name,
+            "stamp": [list(x) for x in self.stamp()],
+            "reference_date": str(self.reference_date),
         }
-        return {"files": files, "reference_date": str(self.reference_date)}
+
+    def digests(self) -> dict[str, str]:
+        """Each registry file's SHA-256, or, for a database, its stamp: enough for a model's
+        card to tell whether two runs saw the same data, without copying any of it."""
+        if isinstance(self.source, DatabaseRegistry):
+            return {self.source.name: repr(self.source.stamp())}
+        return {p.name: file_sha256(p) for p in registry_files(self.source)}
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for another thread; it sees the same persons and events."""
@@ -211,17 +265,20 @@ class Store:
         return con
 
     # -- loading -----------------------------------------------------------------------------
-    def _load(self, lenient: bool, rejects_path: Path) -> None:
-        persons_path = find_table(self.data_dir, "persons")
-        if persons_path is None:
-            raise InputError(f"{self.data_dir}: no persons.parquet or persons.csv")
-        events_path = find_table(self.data_dir, "events")
+    def _load(self, lenient: bool, rejects_path: Path, codebook: Codebook | None) -> None:
+        self._register_codebook(codebook)
+        persons_where, have = self._raw("persons", "raw_persons", PERSON_COLUMNS)
+        if persons_where is None:
+            raise InputError(
+                f"{self.name}: no table persons"
+                if isinstance(self.source, DatabaseRegistry)
+                else f"{self.name}: no persons.parquet or persons.csv"
+            )
+        events_where, _ = self._raw("events", "raw_events", EVENT_COLUMNS)
         con = self.con
         ref = {"ref": self.reference_date}
 
-        self._register_codebook()
-        have = _register_raw(con, persons_path, "raw_persons", PERSON_COLUMNS)
-        self.answered_at_registration = self._declared_columns(persons_path, have)
+        self.answered_at_registration = self._declared_columns(persons_where, have)
         checks = person_checks() + registration_answer_checks(
             [self.codebook.item(c) for c in self.answered_at_registration]
         )
@@ -251,8 +308,7 @@ class Store:
 
         event_enum = ", ".join(f"'{e.name}'" for e in EVENT_TYPES)
         con.execute(f"CREATE TYPE IF NOT EXISTS event_type_t AS ENUM ({event_enum})")
-        if events_path is not None:
-            _register_raw(con, events_path, "raw_events", EVENT_COLUMNS)
+        if events_where is not None:
             con.execute(
                 f"""
                 CREATE OR REPLACE TEMP TABLE events_checked AS
@@ -273,8 +329,26 @@ class Store:
                 """,
                 ref,
             )
-        self._account(lenient, rejects_path, persons_path, events_path)
-        self._build_events(events_path is not None)
+        self._account(lenient, rejects_path, persons_where, events_where)
+        self._build_events(events_where is not None)
+
+    def _raw(
+        self, table: str, view: str, columns: tuple[Column, ...]
+    ) -> tuple[str | None, list[str]]:
+        """Expose a registry table as `view` (and `{view}_full`); returns what problems name
+        it by (a file's name, a database's schema.table) and its columns, or (None, [])."""
+        if isinstance(self.source, DatabaseRegistry):
+            have_db = self.source.columns(table)
+            if have_db is None:
+                return None, []
+            where = f"{self.source.schema}.{table}"
+            raw = _raw_arrow(self.con, self.source.read(table, columns, have_db), view)
+            return where, _complete(self.con, f"{self.name}: {where}", view, columns, raw)
+        path = find_table(self.source, table)
+        if path is None:
+            return None, []
+        raw = _raw_file(self.con, path, view)
+        return path.name, _complete(self.con, str(path), view, columns, raw)
 
     def _add_registration_answers(self) -> None:
         """Each declared persons column's answers as assessment events, dated (and recorded)
@@ -297,7 +371,7 @@ class Store:
             + ")) ORDER BY pk, event_time"
         )
 
-    def _declared_columns(self, path: Path, have: list[str]) -> list[str]:
+    def _declared_columns(self, where: str, have: list[str]) -> list[str]:
         """A persons file's columns beyond the contract: each must be a codebook item, whose
         answers are assessments at registration; any other is refused, never ignored."""
         contract = {c.name for c in PERSON_COLUMNS}
@@ -306,16 +380,23 @@ class Store:
         undeclared = [c for c in extra if c not in codes]
         if undeclared:
             raise ContractError(
-                f"{path}: column(s) {', '.join(undeclared)} are not part of the data contract. "
+                f"{self.name}: {where}: column(s) {', '.join(undeclared)} are not part of the "
+                "data contract. "
                 "Declare each in codebook.csv as an item (its answers then become assessment "
                 "events dated the person's registration_date), or drop it from the file."
             )
         return extra
 
-    def _register_codebook(self) -> None:
-        """The dataset's codebook (none: every assessment answer is an unknown item)."""
-        path = find_codebook(self.data_dir)
-        self.codebook = read_codebook(path) if path else Codebook(())
+    def _register_codebook(self, given: Codebook | None) -> None:
+        """The dataset's codebook, or the one given (a registry's, for records scored against
+        it); none: every assessment answer is an unknown item."""
+        if given is not None:
+            self.codebook = given
+        elif isinstance(self.source, DatabaseRegistry):
+            self.codebook = self.source.codebook()
+        else:
+            path = find_codebook(self.source)
+            self.codebook = read_codebook(path) if path else Codebook(())
         # the spec's features and those the codebook adds, known to every layer from now on
         extra = codebook_features(self.codebook)
         register(extra)
@@ -330,15 +411,15 @@ class Store:
         self.con.unregister("codebook_frame")
 
     def _account(
-        self, lenient: bool, rejects_path: Path, persons_path: Path, events_path: Path | None
+        self, lenient: bool, rejects_path: Path, persons_where: str, events_where: str | None
     ) -> None:
         con = self.con
-        sources = [("persons_checked", persons_path, PERSON_COLUMNS)]
-        if events_path is not None:
-            sources.append(("events_checked", events_path, EVENT_COLUMNS))
+        sources = [("persons_checked", persons_where, PERSON_COLUMNS)]
+        if events_where is not None:
+            sources.append(("events_checked", events_where, EVENT_COLUMNS))
         problems: list[Problem] = []
         totals = {}
-        for table, path, _ in sources:
+        for table, where, _ in sources:
             totals[table] = con.execute(
                 f"SELECT count(*) FROM {table} WHERE len(problems) > 0"
             ).fetchall()[0][0]
@@ -347,7 +428,7 @@ class Store:
                 f"ORDER BY _row LIMIT {MAX_LISTED_PROBLEMS}"
             ).fetchall():
                 column, _, why = reason.partition(": ")
-                problems.append(Problem(path.name, row, column, why))
+                problems.append(Problem(where, row, column, why))
         self.report.rejected_persons = totals["persons_checked"]
         self.report.rejected_events = totals.get("events_checked", 0)
         bad = self.report.rejected_persons + self.report.rejected_events
@@ -357,7 +438,7 @@ class Store:
                 for t, _, _ in sources
             )
             raise ContractError(
-                f"{self.data_dir}: {bad} row(s) fail the data contract "
+                f"{self.name}: {bad} row(s) fail the data contract "
                 f"(use --lenient to set them aside in a rejects file):",
                 problems[:MAX_LISTED_PROBLEMS],
                 total_problems,
@@ -367,10 +448,10 @@ class Store:
 
     def _write_rejects(self, sources: list, rejects_path: Path) -> None:
         parts = []
-        for table, path, columns in sources:
+        for table, where, columns in sources:
             cols = ", ".join(f"CAST({c.name} AS VARCHAR) AS {c.name}" for c in columns)
             parts.append(
-                f"SELECT '{path.name}' AS file, _row AS row, array_to_string(problems, '; ') "
+                f"SELECT '{where}' AS file, _row AS row, array_to_string(problems, '; ') "
                 f"AS reasons, {cols} FROM {table} WHERE len(problems) > 0"
             )
         query = " UNION ALL BY NAME ".join(parts) + " ORDER BY file, row"

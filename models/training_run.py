@@ -38,7 +38,7 @@ from training.tuning import tune as run_tuning
 
 
 def train_task(
-    data: Path,
+    data: str | Path,
     task: str,
     config_path: Path | None = None,
     labels: Path | None = None,

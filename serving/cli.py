@@ -96,7 +96,8 @@ def serve(
         float,
         typer.Option(
             min=0,
-            help="look for new registry files this often and swap in a state built from them "
+            help="look for new registry data (changed files, new database rows) this often and "
+            "swap in a state built from it "
             "without a restart (0: never)",
         ),
     ] = 60,

@@ -70,7 +70,7 @@ def indicators(
     started = time.perf_counter()
     table = indicator_table(store, months, settings, people, outside)
     note = (
-        f"{months[0]} to {months[-1]}; registry {store.data_dir.name} as each month ended "
+        f"{months[0]} to {months[-1]}; registry {store.name} as each month ended "
         f"(reference date {store.reference_date}); written "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. A district's score on an indicator is "
         "100 for the best and 0 for the worst district that month; the composite weighs them "

@@ -8,7 +8,6 @@ training feature code, so they score exactly as the registry's persons do.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.builder import FeatureBuilder
-from features.codebook import find_codebook
+from features.codebook import Codebook
 from features.contract import as_of_problem
 from features.errors import ContractError
 from features.labels import cohort_members
@@ -39,10 +38,10 @@ def records_frame(
     features: list[str],
     task: Task,
     reference: dt.date,
-    registry: Path | None = None,
+    codebook: Codebook | None = None,
 ) -> Built:
     """The feature rows for a score call; each bad record and field gives a 422. Events are
-    checked against the codebook of the served `registry`, as its own events were."""
+    checked against the served registry's `codebook`, as its own events were."""
     problems: list[dict] = []
     rows: list[dict | None] = []
     event_records = []
@@ -81,7 +80,7 @@ def records_frame(
     member: list[bool | None] = [None] * len(records)
     if event_records:
         built, inside = _from_events(
-            [records[i] for i in event_records], event_records, task, reference, registry
+            [records[i] for i in event_records], event_records, task, reference, codebook
         )
         for j, i in enumerate(event_records):
             rows[i] = built.iloc[j][features].to_dict()
@@ -95,7 +94,7 @@ def _from_events(
     index: list[int],
     task: Task,
     reference: dt.date,
-    registry: Path | None = None,
+    codebook: Codebook | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Validate and build features for records carrying a person and events, via a small
     store; also whether each is in the task's cohort on its as_of."""
@@ -114,11 +113,8 @@ def _from_events(
         if events_frame["recorded_time"].isna().all():
             events_frame = events_frame.drop(columns="recorded_time")
         events_frame.to_csv(d / "events.csv", index=False)
-        codebook = find_codebook(registry) if registry is not None else None
-        if codebook is not None:
-            shutil.copy(codebook, d / codebook.name)
         try:
-            store = Store(d, reference_date=reference)
+            store = Store(d, reference_date=reference, codebook=codebook)
         except ContractError as exc:
             raise error(422, _located(exc, index, owner)) from None
         spine = pd.DataFrame(

@@ -1,11 +1,12 @@
 """New registry data reaches a running service without a restart and without a gap.
 
-A watcher thread looks at the registry's files (name, size, modification time) every few
-seconds. When they change, and then hold still for one more look (a copy in progress is not
-read half-written), it validates the new data and builds a complete new service state beside
-the old one: today's features, the caseloads and last month's scores. Then one assignment swaps
-it in; a request that started on the old state finishes on it. Data that fails validation
-leaves the old state serving and says why in /readyz.
+A watcher thread looks at the registry every few seconds: a folder's files (name, size,
+modification time), or a database's row counts and latest `recorded_time`. When they change,
+and then hold still for one more look (a copy in progress is not read half-written), it
+validates the new data and builds a complete new service state beside the old one: today's
+features, the caseloads and last month's scores. Then one assignment swaps it in; a request
+that started on the old state finishes on it. Data that fails validation leaves the old state
+serving and says why in /readyz.
 """
 
 from __future__ import annotations
@@ -13,24 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
-from features.store import Store, registry_files
+from features.store import Store
 from serving.deps import Services
 from serving.state import IndicatorSource, ServiceState, build_state
-
-Stamp = tuple[tuple[str, int, int], ...]
-
-
-def stamp(data_dir: Path) -> Stamp:
-    """What changes when a registry file is replaced or rewritten."""
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in registry_files(data_dir))
 
 
 def rebuilt(old: ServiceState, lenient: bool) -> ServiceState:
     """A new state over the registry as it is now, with the models and programme inputs the
     old one serves."""
-    store = Store(old.store.data_dir, lenient=lenient)
+    store = Store(old.store.source, lenient=lenient)
     source = old.indicators
     indicators = (
         IndicatorSource(store, source.config, source.population, source.external)
@@ -53,7 +46,7 @@ class DataWatcher:
         self.lenient = lenient
         self.say = say
         self._stop = threading.Event()
-        self._seen = stamp(svc.state.store.data_dir)
+        self._seen = svc.state.store.stamp()
         self._thread = threading.Thread(target=self._run, name="data-watcher", daemon=True)
 
     def start(self) -> DataWatcher:
@@ -64,11 +57,19 @@ class DataWatcher:
         self._stop.set()
         self._thread.join(timeout=30)
 
+    def _look(self) -> tuple | None:
+        """The registry's stamp now; None while it cannot be read (a database restarting),
+        which is no change: the old state goes on serving until the registry answers."""
+        try:
+            return self.svc.state.store.stamp()
+        except Exception:  # noqa: BLE001 - an unreachable registry must not end the watcher
+            return None
+
     def _run(self) -> None:
-        pending: Stamp | None = None
+        pending: tuple | None = None
         while not self._stop.wait(self.interval_s):
-            now = stamp(self.svc.state.store.data_dir)
-            if now == self._seen:
+            now = self._look()
+            if now is None or now == self._seen:
                 pending = None
             elif now != pending:
                 pending = now  # changed: wait one more look for it to hold still
@@ -76,7 +77,7 @@ class DataWatcher:
                 self._refresh(now)
                 pending = None
 
-    def _refresh(self, now: Stamp) -> None:
+    def _refresh(self, now: tuple) -> None:
         old = self.svc.state
         when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         try:

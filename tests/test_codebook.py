@@ -235,7 +235,7 @@ def test_score_records_answer_the_served_registrys_codebook(tmp_path):
     from serving.records import records_frame
     from serving.schemas import RecordIn
 
-    registry = dataset(tmp_path, [])
+    registry = Store(dataset(tmp_path, [])).codebook
     record = RecordIn.model_validate(
         {
             "person": {

@@ -28,11 +28,10 @@ from matplotlib.figure import Figure
 from features.builder import FeatureBuilder
 from features.contract import contract_digest
 from features.errors import ConfigError
-from features.io import file_sha256
 from features.labels import build_spine, read_labels
 from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME, feature_columns
-from features.store import Store, registry_files
+from features.store import Store
 from features.tasks import get_task
 from training import drift, plots
 from training.baselines import as_logit_input, logistic_regression
@@ -495,11 +494,10 @@ def _rolling(
 
 def data_fingerprint(store: Store) -> dict[str, Any]:
     """Enough to tell whether two runs saw the same data, without copying any of it."""
-    files = {p.name: file_sha256(p) for p in registry_files(store.data_dir)}
     lo, hi = store.con.execute("SELECT min(event_time), max(event_time) FROM events").fetchall()[0]
     return {
         "contract": contract_digest(),
-        "files_sha256": files,
+        "files_sha256": store.digests(),
         "persons": store.report.persons,
         "events": store.report.events,
         "events_from": str(lo),

@@ -107,7 +107,7 @@ def _score(
     task = declared.name
     model, facts = champion(svc, declared)
     reference = svc.state.as_of
-    built = records_frame(records, model.features, declared, reference, svc.state.store.data_dir)
+    built = records_frame(records, model.features, declared, reference, svc.state.store.codebook)
     scored_rows = [
         i for i, m in enumerate(built.in_cohort) if m is not False or allow_out_of_cohort
     ]
