@@ -152,7 +152,11 @@ class RiskModel:
 
     def score(self, frame: pd.DataFrame, explain: int = 0) -> Scored:
         """Probability, percentile and tier; with explain=k also the top k factors."""
-        X = self.prepare(frame)
+        return self.score_encoded(self.prepare(frame), explain)
+
+    def score_encoded(self, X: np.ndarray, explain: int = 0) -> Scored:
+        """`score` of a matrix already in the model's encoding (`prepare`'s output, or rows
+        of the service's feature matrix)."""
         if explain:
             contrib = contributions(self.booster, X)
             raw = contrib.sum(axis=1)
@@ -176,6 +180,11 @@ class RiskModel:
         return np.select([raw >= high, raw >= med], [TIERS[2], TIERS[1]], TIERS[0]).astype(object)
 
     def thresholds(self) -> tuple[float, float]:
+        """The raw scores where the high and medium tiers start."""
+        return self._tier_starts
+
+    @functools.cached_property
+    def _tier_starts(self) -> tuple[float, float]:  # asked on every request: computed once
         q = np.asarray(self.reference_quantiles)
         if not len(q):
             return (np.inf, np.inf)

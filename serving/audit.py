@@ -112,6 +112,15 @@ def row_hash(prev: str, row_id: int, values: tuple) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+@dataclass
+class _Pending:
+    """Entries waiting for a commit, and how it went."""
+
+    entries: list[Entry]
+    done: bool = False
+    error: BaseException | None = None
+
+
 @dataclass(frozen=True)
 class Verdict:
     rows: int
@@ -131,6 +140,9 @@ class AuditLog:
         self.path = Path(path)
         self.url = url
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._writer: Any = None
         if url is not None:
             open_database(url).dispose()  # reachable, and at the service's schema
             return
@@ -140,10 +152,11 @@ class AuditLog:
                 "(archive it read-only) and start a new one with --audit-db"
             )
 
-    def _connect(self) -> Any:
-        """A DB-API connection in autocommit mode: transactions are begun explicitly."""
+    def _connect(self, shared: bool = False) -> Any:
+        """A DB-API connection in autocommit mode: transactions are begun explicitly.
+        `shared`: the writer's, kept open and used by one thread at a time, under the lock."""
         if self.url is None:
-            return connect(self.path)
+            return connect(self.path, shared)
         import psycopg
 
         return psycopg.connect(
@@ -164,37 +177,63 @@ class AuditLog:
             cur.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})")
 
     def append(self, entries: list[Entry]) -> None:
+        """Add entries to the chain; returns once they are committed.
+
+        Group commit: whoever holds the write lock writes every entry queued by then, in one
+        transaction, so eight concurrent requests cost one commit rather than eight, and no
+        request returns before its own entries are on disk."""
+        mine = _Pending(entries)
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._lock:
+            if not mine.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    self._write([e for p in batch for e in p.entries])
+                except BaseException as exc:
+                    for p in batch:
+                        p.error = exc
+                    raise
+                finally:
+                    for p in batch:
+                        p.done = True
+        if mine.error is not None:
+            raise mine.error
+
+    def _write(self, entries: list[Entry]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         marks = ", ".join("?" * (len(COLUMNS) + 3))
-        with self._lock:
-            con = self._connect()
-            cur = con.cursor()
+        if self._writer is None:
+            self._writer = self._connect(shared=True)
+        cur = self._writer.cursor()
+        try:
+            # one transaction that holds the write lock while it reads the chain's end
+            self._begin(cur)
             try:
-                # one transaction that holds the write lock while it reads the chain's end
-                self._begin(cur)
-                try:
-                    cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-                    last = cur.fetchone()
-                    row_id, prev = last if last else (0, GENESIS)
-                    rows = []
-                    for e in entries:
-                        row_id += 1
-                        values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
-                        sealed = row_hash(prev, row_id, values)
-                        rows.append((row_id, *values, prev, sealed))
-                        prev = sealed
-                    cur.executemany(
-                        self._sql(
-                            f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"
-                        ),
-                        rows,
-                    )
-                    cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-            finally:
-                con.close()
+                cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+                last = cur.fetchone()
+                row_id, prev = last if last else (0, GENESIS)
+                rows = []
+                for e in entries:
+                    row_id += 1
+                    values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
+                    sealed = row_hash(prev, row_id, values)
+                    rows.append((row_id, *values, prev, sealed))
+                    prev = sealed
+                cur.executemany(
+                    self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"),
+                    rows,
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        except BaseException:
+            # a broken connection (a database restarted) is opened afresh next time
+            self._writer.close()
+            self._writer = None
+            raise
 
     def query(
         self, person: str | None = None, user: str | None = None, since: dt.date | None = None

@@ -8,6 +8,7 @@ whether it raises or lowers the risk. Rendering works on whole columns of a `Top
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,9 +27,14 @@ EFFECT = {
 
 def labels(top: TopK, k: int, lang: str) -> np.ndarray:
     """The k-th reason's feature label of every row, in `lang`."""
-    specs = [FEATURES_BY_NAME[n] for n in top.names]
-    table = np.array([f.label_zh if lang == "zh" else f.label_en for f in specs], object)
-    return table[top.position[:, k]]
+    return _label_table(tuple(top.names), lang)[top.position[:, k]]
+
+
+@functools.lru_cache(maxsize=16)
+def _label_table(names: tuple[str, ...], lang: str) -> np.ndarray:
+    """A model's feature labels in `lang`, by position: the same few lists on every request."""
+    specs = [FEATURES_BY_NAME[n] for n in names]
+    return np.array([f.label_zh if lang == "zh" else f.label_en for f in specs], object)
 
 
 def directions(top: TopK, k: int, lang: str = "en") -> np.ndarray:

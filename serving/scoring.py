@@ -111,12 +111,22 @@ def score_frame(
 ) -> list[dict[str, Any]]:
     """One result per row: probability, tier, percentile and, with explain > 0, the reasons
     and the support options they call for."""
-    scored: Scored = model.score(frame, explain=explain)
+    return score_encoded(model, model.prepare(frame), options, explain)
+
+
+def score_encoded(
+    model: RiskModel,
+    X: np.ndarray,
+    options: tuple[SupportOption, ...],
+    explain: int = DEFAULT_TOP,
+) -> list[dict[str, Any]]:
+    """`score_frame` of rows already in the model's encoding (the service's feature matrix)."""
+    scored: Scored = model.score_encoded(X, explain=explain)
     top = scored.top
     reasons = factors(top) if top is not None else None
     support = Support(top, options).per_row() if top is not None else None
     results = []
-    for i in range(len(frame)):
+    for i in range(len(X)):
         r: dict[str, Any] = {
             "probability": float(scored.probability[i]),
             "tier": scored.tier[i],

@@ -19,6 +19,7 @@ from features.errors import RegistryError
 from features.indicator_inputs import IndicatorConfig, load_indicator_config, read_population
 from features.indicators import indicator_table
 from features.labels import cohort_mask
+from features.matrix import FeatureMatrix, build_matrix
 from features.store import Store
 from features.tasks import Task, get_task, task_names
 from models.deployable import RiskModel
@@ -84,7 +85,7 @@ class ServiceState:
     store: Store
     loaded: Loaded
     persons: pd.DataFrame  # person_id -> district, and whether they have any events
-    today: pd.DataFrame  # features of every person as of the reference date, by person_id
+    today: FeatureMatrix  # features of every person as of the reference date, in pk order
     indicators: IndicatorSource | None = None
     # features a month before the reference date of today's cohort members who were in a
     # task's cohort then: what "the change since last month" is scored from
@@ -111,11 +112,18 @@ class ServiceState:
             self._local.builder = FeatureBuilder(self.store, con=self.store.cursor())
         return self._local.builder
 
-    def features(self, person_id: str, as_of: dt.date) -> pd.DataFrame:
+    def rows(self, person_ids: pd.Index | list[str]) -> np.ndarray:
+        """The persons' rows in today's matrix (persons are in pk order: row = pk - 1)."""
+        return self.persons.index.get_indexer(person_ids)
+
+    def encoded(self, person_id: str, as_of: dt.date, model: RiskModel) -> np.ndarray:
+        """The person's features on as_of as the model's input: today's from the matrix,
+        another day's built from the store."""
         if as_of == self.as_of:
-            return self.today.loc[[person_id]]
+            row = self.persons.index.get_loc(person_id)
+            return self.today.encoded(np.array([row]), model.features)
         spine = pd.DataFrame({"person_id": [person_id], "as_of": [as_of]})
-        return self.builder().build(spine).set_index("person_id")
+        return model.prepare(self.builder().build(spine))
 
     def cohort(self, task: Task, as_of: dt.date) -> np.ndarray:
         """Who is in the task's cohort on as_of, as a mask over the persons in key order.
@@ -152,7 +160,7 @@ class ServiceState:
                 version,
                 task.name,
                 self.persons.loc[now],
-                self.today.loc[now],
+                self.today.frame(self.rows(now), now),
                 self.last_month.loc[was] if self.last_month is not None else None,
                 self.as_of,
                 self.rising,
@@ -214,9 +222,9 @@ def build_state(
     persons = persons.set_index("person_id")
     spine = pd.DataFrame({"person_id": persons.index, "as_of": store.reference_date})
     builder = FeatureBuilder(store)
-    today = builder.build(spine).set_index("person_id")
+    today = build_matrix(builder, spine)
     # the day of the last social-worker contact, from the feature that counts days since it
-    since = today[LAST_CONTACT].reindex(persons.index)
+    since = today.column(LAST_CONTACT)
     persons["last_contact"] = pd.Timestamp(store.reference_date) - pd.to_timedelta(since, "D")
     if indicators is None:
         indicators = IndicatorSource(store, load_indicator_config(), read_population())

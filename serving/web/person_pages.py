@@ -19,7 +19,7 @@ from serving.audit import Entry
 from serving.deps import Services, scored_entry, services
 from serving.profile import risk_history, timeline
 from serving.routers.risk import PERSON_ID
-from serving.scoring import score_frame
+from serving.scoring import score_encoded
 from serving.web.caseload_pages import allowed_tasks, arrow, chosen_task, percent
 from serving.web.charts import bar, history
 from serving.web.i18n import N_
@@ -100,7 +100,7 @@ def person_context(
         ]
         return context
     options = svc.interventions[task.name]
-    result = score_frame(model, state.today.loc[[person_id]], options, REASONS)[0]
+    result = score_encoded(model, state.encoded(person_id, state.as_of, model), options, REASONS)[0]
     request.state.audit = [scored_entry(request, person_id, task.name, facts, result, as_of)]
     past = risk_history(state, model, task, person_id, as_of)
     months = [d.strftime("%Y-%m") for d in past["as_of"]]
