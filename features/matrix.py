@@ -21,16 +21,20 @@ from features.spec import FEATURES_BY_NAME
 
 
 class FeatureMatrix:
-    """One row per person, in the order of the spine it was built from; columns `names`."""
+    """One row per person of `index` (person ids), in its order; columns `names`."""
 
-    def __init__(self, values: np.ndarray, names: Sequence[str]) -> None:
+    def __init__(self, values: np.ndarray, names: Sequence[str], index: pd.Index) -> None:
         self.values = values
         self.names = list(names)
+        self.index = index
         self._col = {n: i for i, n in enumerate(self.names)}
         self._selections: dict[tuple[str, ...], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def rows(self, person_ids: Sequence[str] | pd.Index) -> np.ndarray:
+        return self.index.get_indexer(person_ids)
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
         """Positions of `names`, remembered: a model asks for the same list every request."""
@@ -46,10 +50,10 @@ class FeatureMatrix:
     def column(self, name: str) -> np.ndarray:
         return np.asarray(self.values[:, self._col[name]])
 
-    def frame(self, rows: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        """The rows as the feature builder gives them (categories as labels), for what works
-        on frames: caseloads, pages, reports."""
-        block = self.values[np.asarray(rows)]
+    def frame(self, person_ids: Sequence[str] | pd.Index) -> pd.DataFrame:
+        """The persons' rows as the feature builder gives them (categories as labels), for
+        what works on frames: caseloads, pages, reports."""
+        block = self.values[self.rows(person_ids)]
         columns: dict[str, object] = {}
         for i, name in enumerate(self.names):
             spec = FEATURES_BY_NAME[name]
@@ -58,7 +62,7 @@ class FeatureMatrix:
             else:
                 codes = np.where(np.isnan(block[:, i]), -1, block[:, i]).astype(np.int64)
                 columns[name] = pd.Categorical.from_codes(codes, categories=spec.categories)
-        return pd.DataFrame(columns, index=index)
+        return pd.DataFrame(columns, index=pd.Index(person_ids, name="person_id"))
 
 
 def encode(table: pa.Table, names: Sequence[str]) -> np.ndarray:
@@ -76,19 +80,24 @@ def encode(table: pa.Table, names: Sequence[str]) -> np.ndarray:
 def build_matrix(
     builder: FeatureBuilder, spine: pd.DataFrame, out: Path | None = None
 ) -> FeatureMatrix:
-    """Every spine row's features, chunk by chunk into one matrix: in memory, or written to
-    `out` as a .npy file (then mapped, not held) so memory stays bounded by one chunk."""
+    """Every spine row's features (one row per person), chunk by chunk into one matrix: in
+    memory, or written to `out` as a .npy file and mapped, so memory stays bounded by a chunk."""
     names = [f.name for f in builder.features]
     shape = (len(spine), len(names))
-    values = (
-        np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
-        if out is not None
-        else np.empty(shape, np.float32)
-    )
+    if out is None:
+        values = np.empty(shape, np.float32)
+    else:
+        values = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
     for table, rows in builder.iter_chunks(spine, DEFAULT_CHUNK_ROWS):
         values[rows] = encode(table, names)
-    if out is not None:
-        values.flush()
-        del values
-        values = np.load(out, mmap_mode="r")
-    return FeatureMatrix(values, names)
+    index = pd.Index(spine["person_id"], name="person_id")
+    if out is None:
+        return FeatureMatrix(values, names, index)
+    del values  # flushed to the file, which is then mapped read-only
+    return open_matrix(out, names, index)
+
+
+def open_matrix(path: Path, names: Sequence[str], index: pd.Index) -> FeatureMatrix:
+    """A matrix `build_matrix` wrote, mapped read-only: every process that opens it shares
+    the operating system's one copy of its pages."""
+    return FeatureMatrix(np.load(path, mmap_mode="r"), names, index)

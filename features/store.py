@@ -108,6 +108,14 @@ def open_registry(data: Path | str | DatabaseRegistry) -> Path | DatabaseRegistr
     return Path(data)
 
 
+def stamp_of(source: Path | DatabaseRegistry) -> tuple:
+    """What changes when new data arrives: each file's name, size and modification time,
+    or a database's row counts and latest recorded_time. Cheap enough to poll."""
+    if isinstance(source, DatabaseRegistry):
+        return source.stamp()
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in registry_files(source))
+
+
 def _raw_file(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> list[str]:
     """Expose a file as `view` with a 1-based `_row`; returns the view's columns."""
     if path.suffix == ".parquet":
@@ -212,6 +220,7 @@ class Store:
             raise ContractError(f"{self.name}: no reference date; {where} or pass --reference-date")
         self.reference_date = ref
         self.con = con or connect()
+        self.catalog = "memory"  # where persons and events live (`saved` when opened from a file)
         self.report = LoadReport()
         folder = self.source if isinstance(self.source, Path) else Path.cwd()
         self._load(lenient, rejects_path or folder / "rejects.csv", codebook)
@@ -222,13 +231,7 @@ class Store:
         return self.source.name if isinstance(self.source, DatabaseRegistry) else str(self.source)
 
     def stamp(self) -> tuple:
-        """What changes when new data arrives: each file's name, size and modification time,
-        or a database's row counts and latest recorded_time. Cheap enough to poll."""
-        if isinstance(self.source, DatabaseRegistry):
-            return self.source.stamp()
-        return tuple(
-            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in registry_files(self.source)
-        )
+        return stamp_of(self.source)
 
     def identity(self) -> dict[str, object]:
         """What identifies the data cheaply, and the reference date. A resumed run refuses
@@ -248,7 +251,53 @@ class Store:
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for another thread; it sees the same persons and events."""
-        return self.con.cursor()
+        con = self.con.cursor()
+        con.execute(f"USE {self.catalog}")
+        return con
+
+    # -- a validated store as a file, for processes that share it -------------------------------
+    SAVED_TABLES = ("persons", "events", "residence")
+
+    def save(self, path: Path) -> None:
+        """The validated tables as one DuckDB file, which `open_saved` maps read-only in any
+        number of processes: they share the validation done once, and the operating system's
+        cache of the file, instead of each holding the registry in its own memory."""
+        with atomic_path(Path(path)) as tmp:
+            tmp.unlink(missing_ok=True)  # DuckDB creates the file itself
+            self.con.execute(f"ATTACH {_sql_str(tmp)} AS out")
+            try:
+                for table in self.SAVED_TABLES:
+                    order = " ORDER BY pk, event_time" if table == "events" else " ORDER BY pk"
+                    self.con.execute(f"CREATE TABLE out.{table} AS SELECT * FROM {table}{order}")
+            finally:
+                self.con.execute("DETACH out")
+
+    @classmethod
+    def open_saved(
+        cls,
+        path: Path,
+        source: Path | str | DatabaseRegistry,
+        reference_date: dt.date,
+        report: LoadReport,
+        codebook: Codebook,
+    ) -> Store:
+        """A store over a file `save` wrote, read-only, as the registry `source` stood when it
+        was validated (`report`); its memory is DuckDB's cache of the file, bounded by
+        SUNSHINE_DUCKDB_MEMORY."""
+        store = cls.__new__(cls)
+        store.source = open_registry(source)
+        store.reference_date = reference_date
+        store.report = report
+        store.con = connect()
+        store.con.execute(f"ATTACH {_sql_str(Path(path))} AS saved (READ_ONLY)")
+        store.catalog = "saved"
+        store.con.execute("USE saved")
+        store.answered_at_registration = []
+        store.codebook = codebook
+        extra = codebook_features(codebook)
+        register(extra)
+        store.features = (*FEATURES, *extra)
+        return store
 
     def known_at(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own on which `events` holds only what the registry had recorded
@@ -256,12 +305,13 @@ class Store:
         after it. A figure computed there for a past month cannot change when a late record
         arrives: what was not recorded by then did not exist for it."""
         con = self.con.cursor()
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {KNOWN_AT_SCHEMA}")
+        # in the in-memory catalog, which is writable even beside a read-only saved store
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS memory.{KNOWN_AT_SCHEMA}")
         con.execute(
-            f"CREATE OR REPLACE VIEW {KNOWN_AT_SCHEMA}.events AS SELECT * FROM main.events "
-            "WHERE available_time < getvariable('known_before')"
+            f"CREATE OR REPLACE VIEW memory.{KNOWN_AT_SCHEMA}.events AS SELECT * FROM "
+            f"{self.catalog}.main.events WHERE available_time < getvariable('known_before')"
         )
-        con.execute(f"SET search_path = '{KNOWN_AT_SCHEMA},main'")
+        con.execute(f"SET search_path = 'memory.{KNOWN_AT_SCHEMA},{self.catalog}.main'")
         return con
 
     # -- loading -----------------------------------------------------------------------------

@@ -353,6 +353,14 @@ def load_model(
             f"{name} has no {what}: train with `sunshine train --task {task}` and promote with "
             f"`sunshine promote --task {task}`"
         ) from None
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+    # MLflow puts the model's copy of this project's code (its code_paths, for `mlflow models
+    # serve`) at the front of sys.path. Here the installed code is already loaded and is what
+    # runs; left on the path, the copy would shadow it in every process started from this one
+    # (a `serve --workers` worker imports the project afresh).
+    path = list(sys.path)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+    finally:
+        sys.path[:] = path
     model = pyfunc.unwrap_python_model().model
     return model, {"name": name, "version": str(mv.version), "run_id": mv.run_id}

@@ -62,7 +62,7 @@ def create_app(
     )
     add_docs(app, bodies=(ScoreRequest,))
     web = web or WebStore(audit.path.with_name(DEFAULT_SERVICE_DB))
-    svc = Services(state, tokens, audit, interventions, Metrics(), web)
+    svc = Services(state, tokens, audit, interventions, Metrics(), web, web.reload_generation())
     svc.metrics.observe_monitoring(state.loaded.monitoring)
     app.state.services = svc
     for module in (risk, score, admin, health, indicators):

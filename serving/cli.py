@@ -36,6 +36,14 @@ ServiceDbOpt = Annotated[
         "--service-db", help="the web pages' sessions, language choices and follow-ups (SQLite)"
     ),
 ]
+DEFAULT_STATE_DIR = "service-state"
+StateDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        help="where the materialized service state lives (generations, CURRENT names one)",
+    ),
+]
 
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 app = typer.Typer(
@@ -112,6 +120,16 @@ def serve(
             "without one, the client address is the connection's",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="worker processes; with more than one, the state is materialized once "
+            "into --state-dir and every worker maps it read-only",
+        ),
+    ] = 1,
+    state_dir: StateDirOpt = Path(DEFAULT_STATE_DIR),
 ) -> None:
     """Serve the registry's champion models over HTTP (uvicorn)."""
     import uvicorn
@@ -119,9 +137,10 @@ def serve(
     from features.indicator_inputs import load_indicator_config, read_external, read_population
     from features.indicators import last_complete_month
     from serving.app import create_app
-    from serving.refresh import DataWatcher
+    from serving.refresh import Follower, watch_in_place
     from serving.scoring import load_interventions
     from serving.state import IndicatorSource, build_state, load_champions
+    from serving.workers import FOLLOW_S
     from training.tracking import configure
 
     options = load_interventions(interventions)
@@ -129,6 +148,31 @@ def serve(
     people = read_population(population)
     sock = listen(host, port)  # before the slow start, so a taken port fails at once
     configure()
+    proxies = ",".join(trusted_proxy or [])
+    if workers > 1:
+        from serving import workers as several
+
+        def as_text(path: Path | None) -> str | None:
+            return str(path.resolve()) if path else None
+
+        cfg = several.WorkerConfig(
+            data=data,
+            state_dir=str(state_dir.resolve()),
+            audit_db=str(audit_db.resolve()),
+            service_db=str(service_db.resolve()),
+            rising=rising,
+            interventions=as_text(interventions),
+            indicators_config=as_text(indicators_config),
+            population=as_text(population),
+            external=as_text(external),
+        )
+        say = features_cli.console.print
+        several.prepare(cfg, lenient, say)
+        if refresh_seconds:
+            several.watch_registry(cfg, refresh_seconds, lenient, say).start()
+        say(f"serving with {workers} workers on http://{host}:{port} (web pages at /app/)")
+        several.run(cfg, workers, sock, proxies)
+        return
     loaded = load_champions()
     store = Store(data, lenient=lenient)
     outside = (
@@ -151,9 +195,10 @@ def serve(
         )
     api = create_app(state, tokens, open_audit(audit_db), options, WebStore(service_db))
     if refresh_seconds:
-        DataWatcher(
+        watch_in_place(
             api.state.services, refresh_seconds, lenient, features_cli.console.print
         ).start()
+    Follower(api.state.services, FOLLOW_S, say=features_cli.console.print).start()
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
 
     class Announcing(uvicorn.Server):
@@ -165,7 +210,6 @@ def serve(
                     f"(web pages at http://{host}:{port}/app/, API docs at /docs)"
                 )
 
-    proxies = ",".join(trusted_proxy or [])
     config = uvicorn.Config(
         api,
         log_level="warning",
@@ -174,6 +218,33 @@ def serve(
         forwarded_allow_ips=proxies or None,
     )
     Announcing(config).run(sockets=[sock])
+
+
+@app.command()
+@features_cli.user_errors
+def materialize(
+    data: features_cli.DataOpt,
+    out: Annotated[
+        Path, typer.Option("--out", help="the state folder `serve --state-dir` reads")
+    ] = Path(DEFAULT_STATE_DIR),
+    lenient: features_cli.LenientOpt = False,
+    rising: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="as `sunshine serve --rising`")
+    ] = DEFAULT_RISING,
+) -> None:
+    """Validate the registry and write the service's state once (features, caseloads) for
+    `sunshine serve --workers N` to map read-only."""
+    from serving.materialize import materialize as build
+    from serving.state import load_champions
+    from training.tracking import configure
+
+    configure()
+    loaded = load_champions()
+    started = time.perf_counter()
+    gen = build(Store(data, lenient=lenient), loaded, out, rising)
+    features_cli.console.print(
+        f"materialized the service state in {gen} ({time.perf_counter() - started:.1f}s)"
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:

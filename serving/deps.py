@@ -3,18 +3,20 @@ task asked for, and the audit entries a route leaves for the middleware to write
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from features.errors import RegistryError
 from features.tasks import Task, get_task, task_names
 from serving.audit import AuditLog, Entry
 from serving.auth import TokenStore, User
 from serving.metrics import Metrics
 from serving.scoring import Interventions
-from serving.state import ServiceState
+from serving.state import ServiceState, load_champions
 from serving.web_store import WebStore
 
 
@@ -26,6 +28,27 @@ class Services:
     interventions: Interventions
     metrics: Metrics
     web: WebStore
+    # the last reload counter this service acted on (see WebStore.request_reload)
+    reload_seen: int = 0
+
+    def reload(self) -> str | None:
+        """Swap in the registry's current champions (in-flight requests finish on the old
+        ones); when that fails, the reason, and the old models go on serving."""
+        state = self.state
+        try:
+            new = load_champions()
+            lost = [t for t in state.loaded.models if t not in new.models]
+            if lost:  # a served task never silently loses its model
+                raise RegistryError(f"no champion for {', '.join(lost)} any more")
+        except Exception as exc:  # registry down or no champion: keep serving what we have
+            when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            state.degraded = f"reload failed at {when}: {exc}"
+            return state.degraded
+        state.loaded = new
+        state.degraded = None
+        state.refresh_caseloads()
+        self.metrics.observe_monitoring(new.monitoring)
+        return None
 
 
 def error(status: int, detail: Any) -> HTTPException:

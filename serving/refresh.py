@@ -14,10 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from features.store import Store
+from features.registry_db import DatabaseRegistry
+from features.store import Store, stamp_of
 from serving.deps import Services
-from serving.state import IndicatorSource, ServiceState, build_state
+from serving.materialize import FAILED, current
+from serving.state import IndicatorSource, Loaded, ServiceState, build_state
 
 
 def rebuilt(old: ServiceState, lenient: bool) -> ServiceState:
@@ -34,19 +37,24 @@ def rebuilt(old: ServiceState, lenient: bool) -> ServiceState:
 
 
 class DataWatcher:
+    """Looks at the registry every `interval_s`; when it has changed and held still for one
+    more look, calls `renew` (which says what it did); when that fails, `fail` with why."""
+
     def __init__(
         self,
-        svc: Services,
+        source: Path | DatabaseRegistry,
         interval_s: float,
-        lenient: bool = False,
+        renew: Callable[[], str],
+        fail: Callable[[str], None],
         say: Callable[[str], None] = print,
     ) -> None:
-        self.svc = svc
+        self.source = source
         self.interval_s = interval_s
-        self.lenient = lenient
+        self.renew = renew
+        self.fail = fail
         self.say = say
         self._stop = threading.Event()
-        self._seen = svc.state.store.stamp()
+        self._seen = stamp_of(source)
         self._thread = threading.Thread(target=self._run, name="data-watcher", daemon=True)
 
     def start(self) -> DataWatcher:
@@ -61,7 +69,7 @@ class DataWatcher:
         """The registry's stamp now; None while it cannot be read (a database restarting),
         which is no change: the old state goes on serving until the registry answers."""
         try:
-            return self.svc.state.store.stamp()
+            return stamp_of(self.source)
         except Exception:  # noqa: BLE001 - an unreachable registry must not end the watcher
             return None
 
@@ -74,24 +82,89 @@ class DataWatcher:
             elif now != pending:
                 pending = now  # changed: wait one more look for it to hold still
             else:
-                self._refresh(now)
+                self._seen = now  # the same data is not retried on failure; the next change is
                 pending = None
+                when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+                try:
+                    self.say(f"registry refreshed at {when}: {self.renew()}")
+                except Exception as exc:  # bad data or a failed read: keep serving what we have
+                    reason = f"data refresh failed at {when}: {exc}"
+                    self.fail(reason)
+                    self.say(reason)
 
-    def _refresh(self, now: tuple) -> None:
-        old = self.svc.state
-        when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        try:
-            new = rebuilt(old, self.lenient)
-        except Exception as exc:  # bad data or a failed read: keep serving what we have
-            old.degraded = (
-                f"data refresh failed at {when}: {exc}; still serving the registry as of "
-                f"{old.as_of}"
-            )
-            self.say(old.degraded)
-            self._seen = now  # the same files are not retried; the next change is
-            return
-        new.loaded = self.svc.state.loaded  # a reload during the build is not undone
+
+def watch_in_place(
+    svc: Services, interval_s: float, lenient: bool, say: Callable[[str], None] = print
+) -> DataWatcher:
+    """One process's watcher: it builds a complete new state beside the old one, then swaps
+    it in with one assignment."""
+
+    def renew() -> str:
+        new = rebuilt(svc.state, lenient)
+        new.loaded = svc.state.loaded  # a reload during the build is not undone
         new.refresh_caseloads()
-        self.svc.state = new
-        self._seen = now
-        self.say(f"registry refreshed at {when}: reference date {new.as_of}")
+        svc.state = new
+        return f"reference date {new.as_of}"
+
+    def fail(reason: str) -> None:
+        svc.state.degraded = f"{reason}; still serving the registry as of {svc.state.as_of}"
+
+    return DataWatcher(svc.state.store.source, interval_s, renew, fail, say)
+
+
+class Follower:
+    """Keeps one of several workers in step with the rest: it swaps in a new materialized
+    generation when `CURRENT` moves (see serving.materialize), and reloads the champions when
+    any worker or host was asked to (the service database's reload counter)."""
+
+    def __init__(
+        self,
+        svc: Services,
+        interval_s: float,
+        open_generation: Callable[[Path, Loaded], ServiceState] | None = None,
+        root: Path | None = None,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.svc = svc
+        self.interval_s = interval_s
+        self.open_generation = open_generation
+        self.root = root
+        self.say = say
+        self._generation = current(root) if root is not None else None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="follower", daemon=True)
+
+    def start(self) -> Follower:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - a failed look is retried, never fatal
+                self.svc.state.degraded = f"could not follow the other workers: {exc}"
+                self.say(self.svc.state.degraded)
+
+    def step(self) -> None:
+        svc = self.svc
+        asked = svc.web.reload_generation()
+        if asked > svc.reload_seen:
+            svc.reload_seen = asked
+            reason = svc.reload()
+            self.say(reason or f"reloaded the champions (reload {asked})")
+        if self.root is None or self.open_generation is None:
+            return
+        gen = current(self.root)
+        if gen is not None and gen != self._generation:
+            new = self.open_generation(gen, svc.state.loaded)
+            svc.state = new
+            self._generation = gen
+            self.say(f"serving the state of {gen.name}: reference date {new.as_of}")
+        failed = self.root / FAILED
+        if failed.exists() and svc.state.degraded is None:
+            svc.state.degraded = f"{failed.read_text()}; still serving {gen.name if gen else ''}"

@@ -10,6 +10,7 @@ import datetime as dt
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ class ServiceState:
     indicators: IndicatorSource | None = None
     # features a month before the reference date of today's cohort members who were in a
     # task's cohort then: what "the change since last month" is scored from
-    last_month: pd.DataFrame | None = None
+    last_month: FeatureMatrix | None = None
     rising: float = DEFAULT_RISING
     degraded: str | None = None
     # when this state was built from the registry (a data refresh builds a new one)
@@ -111,10 +112,6 @@ class ServiceState:
         if not hasattr(self._local, "builder"):
             self._local.builder = FeatureBuilder(self.store, con=self.store.cursor())
         return self._local.builder
-
-    def rows(self, person_ids: pd.Index | list[str]) -> np.ndarray:
-        """The persons' rows in today's matrix (persons are in pk order: row = pk - 1)."""
-        return self.persons.index.get_indexer(person_ids)
 
     def encoded(self, person_id: str, as_of: dt.date, model: RiskModel) -> np.ndarray:
         """The person's features on as_of as the model's input: today's from the matrix,
@@ -160,13 +157,23 @@ class ServiceState:
                 version,
                 task.name,
                 self.persons.loc[now],
-                self.today.frame(self.rows(now), now),
-                self.last_month.loc[was] if self.last_month is not None else None,
+                self.today.frame(now),
+                self.last_month.frame(was) if self.last_month is not None else None,
                 self.as_of,
                 self.rising,
             )
             self._caseloads[task.name] = built
             return built
+
+    def built_caseloads(self) -> dict[str, Caseload]:
+        """The caseloads built so far, by task."""
+        with self._caseload_lock:
+            return dict(self._caseloads)
+
+    def adopt(self, caseload: Caseload) -> None:
+        """A caseload built elsewhere (a materialized state's) for this state's data."""
+        with self._caseload_lock:
+            self._caseloads[caseload.task] = caseload
 
     def refresh_caseloads(self) -> None:
         """Build the caseload of every served task now, not at a caseworker's first request."""
@@ -211,9 +218,11 @@ def build_state(
     loaded: Loaded,
     indicators: IndicatorSource | None = None,
     rising: float = DEFAULT_RISING,
+    out: Path | None = None,
 ) -> ServiceState:
     """Everything a request reads, built before the first one: today's features of every
-    person, each caseload and what it is compared with a month earlier."""
+    person, each caseload and what it is compared with a month earlier. With `out`, the
+    feature matrices are written there (today.npy, last_month.npy) and mapped, not held."""
     persons = store.con.execute(
         f"SELECT p.person_id, p.pk, h.district, {HAS_HISTORY} AS history_today "
         "FROM persons p JOIN residence h USING (pk) ORDER BY p.pk",
@@ -222,7 +231,7 @@ def build_state(
     persons = persons.set_index("person_id")
     spine = pd.DataFrame({"person_id": persons.index, "as_of": store.reference_date})
     builder = FeatureBuilder(store)
-    today = build_matrix(builder, spine)
+    today = build_matrix(builder, spine, out / "today.npy" if out else None)
     # the day of the last social-worker contact, from the feature that counts days since it
     since = today.column(LAST_CONTACT)
     persons["last_contact"] = pd.Timestamp(store.reference_date) - pd.to_timedelta(since, "D")
@@ -235,6 +244,6 @@ def build_state(
         task = get_task(name)
         was |= state.cohort(task, store.reference_date)[pk] & state.cohort(task, state.previous)[pk]
     earlier = pd.DataFrame({"person_id": persons.index[was], "as_of": state.previous})
-    state.last_month = builder.build(earlier).set_index("person_id")
+    state.last_month = build_matrix(builder, earlier, out / "last_month.npy" if out else None)
     state.refresh_caseloads()
     return state

@@ -65,6 +65,19 @@ class WebStore:
             result = con.execute(text(sql), params)
             return [tuple(r) for r in result] if result.returns_rows else []
 
+    # -- reloads: an admin's reload reaches every worker and host -----------------------------
+    def reload_generation(self) -> int:
+        return int(self._run("SELECT generation FROM reloads WHERE id = 1")[0][0])
+
+    def request_reload(self) -> int:
+        """Move the counter every service polls; returns its new value."""
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self._run(
+            "UPDATE reloads SET generation = generation + 1, requested = :now WHERE id = 1",
+            now=now,
+        )
+        return self.reload_generation()
+
     # -- sessions ------------------------------------------------------------------------------
     def open_session(self, token_id: str, hours: int = SESSION_HOURS) -> tuple[str, Session]:
         """A new session for a signed-in token: its id (for the cookie, never stored) and

@@ -19,7 +19,7 @@ from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
-from serving.refresh import DataWatcher
+from serving.refresh import watch_in_place
 from serving.scoring import load_interventions
 from serving.state import build_state, load_champions
 
@@ -50,7 +50,7 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
     svc = app.state.services
     task = get_task("relapse")
     pid = state.caseload(task).frame.index[-1]  # the lowest risk: room to rise
-    watcher = DataWatcher(svc, 0.2, say=lambda _: None).start()
+    watcher = watch_in_place(svc, 0.2, lenient=False, say=lambda _: None).start()
     try:
         with ServerThread(app) as server:
             headers = {"Authorization": f"Bearer {analyst}"}

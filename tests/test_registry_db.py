@@ -19,7 +19,7 @@ from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
-from serving.refresh import DataWatcher
+from serving.refresh import watch_in_place
 from serving.scoring import load_interventions
 from serving.state import build_state, load_champions
 
@@ -146,7 +146,7 @@ def test_the_service_polls_the_registry_and_serves_new_rows_without_a_restart(se
         task = get_task("relapse")
         pid = state.caseload(task).frame.index[-1]  # the lowest risk: room to rise
         before = state.caseload(task).frame.at[pid, "probability"]
-        watcher = DataWatcher(svc, 0.2, say=lambda _: None).start()
+        watcher = watch_in_place(svc, 0.2, lenient=False, say=lambda _: None).start()
         try:
             ref = dt.datetime.combine(state.as_of, dt.time())
             execute(

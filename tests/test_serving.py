@@ -193,7 +193,7 @@ def test_bad_input_never_500(service):
 
 def features_of(service, pid):
     state = service["state"]
-    row = state.today.frame(state.rows([pid]), pd.Index([pid])).loc[pid]
+    row = state.today.frame([pid]).loc[pid]
     model = service["state"].loaded.models["relapse"][0]
     return {
         f: (

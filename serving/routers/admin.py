@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from features.errors import RegistryError
 from serving.auth import User
 from serving.deps import Services, require, services
 from serving.schemas import ModelInfo, refusals
-from serving.state import load_champions
 
 router = APIRouter(tags=["admin"])
 
@@ -63,23 +60,14 @@ def list_models(
 def reload(
     svc: Annotated[Services, Depends(services)], user: Annotated[User, Depends(require("admin"))]
 ) -> dict:
-    """Swap in the registry's current champions; in-flight requests finish on the old ones."""
-    state = svc.state
-    try:
-        new = load_champions()
-        lost = [t for t in state.loaded.models if t not in new.models]
-        if lost:  # a served task never silently loses its model
-            raise RegistryError(f"no champion for {', '.join(lost)} any more")
-    except Exception as exc:  # registry down or no champion: keep serving what we have
-        state.degraded = (
-            f"reload failed at {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}: {exc}"
-        )
-        return JSONResponse({"status": "degraded", "reason": state.degraded}, status_code=503)
-    state.loaded = new
-    state.degraded = None
-    state.refresh_caseloads()
-    svc.metrics.observe_monitoring(new.monitoring)
+    """Swap in the registry's current champions, here and, within seconds, in every other
+    worker and host that shares the service's database; in-flight requests finish on the old
+    ones."""
+    reason = svc.reload()
+    if reason is not None:
+        return JSONResponse({"status": "degraded", "reason": reason}, status_code=503)
+    svc.reload_seen = svc.web.request_reload()
     return {
         "status": "reloaded",
-        "models": {t: str(f["version"]) for t, (_, f) in new.models.items()},
+        "models": {t: str(f["version"]) for t, (_, f) in svc.state.loaded.models.items()},
     }

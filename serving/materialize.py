@@ -1,0 +1,149 @@
+"""The service's state written once, for any number of workers to map read-only.
+
+`sunshine materialize` (and `sunshine serve --workers N` at start, or when the registry
+changes) validates the registry and builds what every request reads, once: the validated
+tables (a DuckDB file), today's feature matrix and last month's (.npy, memory-mapped), the
+persons' districts and each served task's caseload with its figures (Parquet). Each build is
+a generation folder, complete before `CURRENT` names it, so a worker never opens half of one;
+a worker that sees `CURRENT` move opens the new generation and swaps it in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from features.codebook import COLUMNS as CODEBOOK_COLUMNS
+from features.codebook import parse_codebook
+from features.errors import InputError
+from features.indicator_inputs import load_indicator_config, read_population
+from features.io import atomic_path
+from features.matrix import open_matrix
+from features.store import LoadReport, Store
+from serving.caseload import Caseload, month_before
+from serving.state import IndicatorSource, Loaded, ServiceState, build_state
+
+CURRENT = "CURRENT"
+FAILED = "REFRESH_FAILED"  # why the last build from a changed registry failed, for /readyz
+MANIFEST = "manifest.json"
+KEEP = 2  # generations kept: the current one, and the one workers may still be leaving
+
+
+def current(root: Path) -> Path | None:
+    """The generation `CURRENT` names, or None before the first."""
+    pointer = Path(root) / CURRENT
+    if not pointer.exists():
+        return None
+    return Path(root) / pointer.read_text().strip()
+
+
+def manifest(generation: Path) -> dict:
+    return json.loads((generation / MANIFEST).read_text())
+
+
+def up_to_date(root: Path, store_identity: dict, loaded: Loaded) -> bool:
+    """Whether the current generation was built from this registry, as it stands, for these
+    champions: then a restart reuses it instead of building again."""
+    gen = current(root)
+    if gen is None:
+        return False
+    m = manifest(gen)
+    versions = {t: str(f["version"]) for t, (_, f) in loaded.models.items()}
+    return m["identity"] == store_identity and m["caseloads"] == versions
+
+
+def materialize(store: Store, loaded: Loaded, root: Path, rising: float) -> Path:
+    """Build a new generation under `root` and make it current; returns its folder."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)  # persons' data: the owner's only
+    name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    gen = root / f".{name}.partial"
+    gen.mkdir(mode=0o700)
+    state = build_state(store, loaded, rising=rising, out=gen)
+    store.save(gen / "registry.duckdb")
+    state.persons.to_parquet(gen / "persons.parquet")
+    assert state.last_month is not None
+    pd.DataFrame({"person_id": state.last_month.index}).to_parquet(gen / "last_month.parquet")
+    caseloads = {}
+    for task, caseload in state.built_caseloads().items():
+        caseload.frame.to_parquet(gen / f"caseload-{task}.parquet")
+        caseloads[task] = caseload.version
+    facts = {
+        "generation": name,
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "identity": store.identity(),
+        "reference_date": str(store.reference_date),
+        "report": {k: v for k, v in asdict(store.report).items() if k != "rejects_path"},
+        "codebook": store.codebook.rows().to_dict("records"),
+        "features": state.today.names,
+        "caseloads": caseloads,
+        "rising": rising,
+    }
+    (gen / MANIFEST).write_text(json.dumps(facts, indent=1, ensure_ascii=False))
+    gen.rename(root / name)
+    with atomic_path(root / CURRENT) as tmp:
+        tmp.write_text(name + "\n")
+    _sweep(root, name)
+    return root / name
+
+
+def _sweep(root: Path, keep: str) -> None:
+    """Old generations beyond KEEP, and partial ones an interrupted build left. A worker still
+    reading a removed one keeps its open files (the system frees them when it lets go)."""
+    done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for old in [p for p in done if p.name != keep][: max(0, len(done) - KEEP)]:
+        shutil.rmtree(old, ignore_errors=True)
+    for partial in root.glob(".*.partial"):
+        if partial.name != f".{keep}.partial":
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def open_state(
+    gen: Path,
+    source: str,
+    loaded: Loaded,
+    indicators: IndicatorSource | None = None,
+) -> ServiceState:
+    """A worker's state over a generation: the store and matrices mapped read-only, the
+    caseloads read as built (those of a champion promoted since are built here)."""
+    if not (gen / MANIFEST).exists():
+        raise InputError(f"{gen}: not a materialized service state (no {MANIFEST})")
+    m = manifest(gen)
+    ref = dt.date.fromisoformat(m["reference_date"])
+    codebook = parse_codebook(
+        pd.DataFrame(m["codebook"], columns=list(CODEBOOK_COLUMNS)).fillna(""), f"{gen} codebook"
+    )
+    store = Store.open_saved(
+        gen / "registry.duckdb", source, ref, LoadReport(**m["report"]), codebook
+    )
+    persons = pd.read_parquet(gen / "persons.parquet")
+    names = m["features"]
+    today = open_matrix(gen / "today.npy", names, persons.index)
+    earlier = pd.Index(pd.read_parquet(gen / "last_month.parquet")["person_id"], name="person_id")
+    indicators = (
+        IndicatorSource(store, indicators.config, indicators.population, indicators.external)
+        if indicators is not None
+        else IndicatorSource(store, load_indicator_config(), read_population())
+    )
+    state = ServiceState(
+        store,
+        loaded,
+        persons,
+        today,
+        indicators,
+        last_month=open_matrix(gen / "last_month.npy", names, earlier),
+        rising=m["rising"],
+        built_at=m["built_at"],
+    )
+    for task, (_, facts) in loaded.models.items():
+        if m["caseloads"].get(task) == str(facts["version"]):
+            frame = pd.read_parquet(gen / f"caseload-{task}.parquet")
+            state.adopt(Caseload(task, str(facts["version"]), ref, month_before(ref), frame))
+    state.refresh_caseloads()
+    return state

@@ -1,0 +1,142 @@
+"""Several worker processes behind one listening socket: `sunshine serve --workers N`.
+
+The parent validates the registry and materializes the service's state once (or reuses the
+generation already built for this data and these champions), then starts N uvicorn workers.
+Each worker maps that state read-only: none of them rebuilds anyone's features, and the
+operating system keeps one copy of the matrices for all. The parent watches the registry and
+materializes a new generation when it changes; each worker follows `CURRENT`, and the service
+database's reload counter, every few seconds (serving.refresh.Follower).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from features.indicator_inputs import load_indicator_config, read_external, read_population
+from features.indicators import last_complete_month
+from features.store import Store, open_registry
+from serving.materialize import FAILED, current, materialize, open_state, up_to_date
+from serving.refresh import DataWatcher, Follower
+from serving.state import IndicatorSource, Loaded, ServiceState, load_champions
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+CONFIG_ENV = "SUNSHINE_WORKER_CONFIG"
+FOLLOW_S = 2.0
+# each worker's DuckDB cache of the shared registry file: it reads, never holds, the registry
+WORKER_DUCKDB_MEMORY = "512MB"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    data: str
+    state_dir: str
+    audit_db: str
+    service_db: str
+    rising: float
+    interventions: str | None = None
+    indicators_config: str | None = None
+    population: str | None = None
+    external: str | None = None
+
+
+def _optional(path: str | None) -> Path | None:
+    return Path(path) if path else None
+
+
+def prepare(cfg: WorkerConfig, lenient: bool, say) -> Path:
+    """The generation the workers will serve: reused when it was built from this registry,
+    as it stands, for the current champions; else built now."""
+    root = Path(cfg.state_dir)
+    loaded = load_champions()
+    store = Store(cfg.data, lenient=lenient)
+    if up_to_date(root, store.identity(), loaded):
+        say(f"reusing the materialized state {current(root)}")
+    else:
+        gen = materialize(store, loaded, root, cfg.rising)
+        say(f"materialized the service state in {gen}")
+    del store
+    gc.collect()  # the workers map the state: the parent need not hold it
+    gen = current(root)
+    assert gen is not None
+    return gen
+
+
+def watch_registry(cfg: WorkerConfig, interval_s: float, lenient: bool, say) -> DataWatcher:
+    """The parent's watcher: a changed registry becomes a new generation for the workers."""
+    root = Path(cfg.state_dir)
+
+    def renew() -> str:
+        gen = materialize(Store(cfg.data, lenient=lenient), load_champions(), root, cfg.rising)
+        (root / FAILED).unlink(missing_ok=True)
+        return f"materialized {gen.name}"
+
+    def fail(reason: str) -> None:
+        (root / FAILED).write_text(reason)
+
+    return DataWatcher(open_registry(cfg.data), interval_s, renew, fail, say)
+
+
+def run(cfg: WorkerConfig, workers: int, sock: socket.socket, proxies: str) -> None:
+    """Start the workers on `sock` and supervise them (uvicorn restarts one that dies)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[CONFIG_ENV] = json.dumps(asdict(cfg))
+    os.environ.setdefault("SUNSHINE_DUCKDB_MEMORY", WORKER_DUCKDB_MEMORY)
+    config = uvicorn.Config(
+        "serving.workers:app",
+        factory=True,
+        workers=workers,
+        log_level="warning",
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def app() -> FastAPI:
+    """The factory each worker's uvicorn calls: the API and pages over the current generation."""
+    from serving.app import create_app
+    from serving.audit import open_audit
+    from serving.auth import TokenStore
+    from serving.scoring import load_interventions
+    from serving.web_store import WebStore
+    from training.tracking import configure
+
+    cfg = WorkerConfig(**json.loads(os.environ[CONFIG_ENV]))
+    configure()
+    root = Path(cfg.state_dir)
+    settings = load_indicator_config(_optional(cfg.indicators_config))
+    people = read_population(_optional(cfg.population))
+
+    def opened(gen: Path, loaded: Loaded) -> ServiceState:
+        state = open_state(gen, cfg.data, loaded)
+        assert state.indicators is not None
+        outside = (
+            read_external(Path(cfg.external), settings, last_complete_month(state.as_of))
+            if cfg.external
+            else None
+        )
+        state.indicators = IndicatorSource(state.store, settings, people, outside)
+        return state
+
+    gen = current(root)
+    if gen is None:
+        raise SystemExit(f"{root}: no materialized state; run `sunshine materialize` first")
+    api = create_app(
+        opened(gen, load_champions()),
+        TokenStore.load(),
+        open_audit(cfg.audit_db),
+        load_interventions(_optional(cfg.interventions)),
+        WebStore(cfg.service_db),
+    )
+    Follower(api.state.services, FOLLOW_S, opened, root).start()
+    return api
