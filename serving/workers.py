@@ -60,13 +60,12 @@ def prepare(cfg: WorkerConfig, lenient: bool, say) -> Path:
     if up_to_date(root, store.identity(), loaded):
         say(f"reusing the materialized state {current(root)}")
     else:
-        gen = materialize(store, loaded, root, cfg.rising)
-        say(f"materialized the service state in {gen}")
+        say(f"materialized the service state in {materialize(store, loaded, root, cfg.rising)}")
     del store
     gc.collect()  # the workers map the state: the parent need not hold it
-    gen = current(root)
-    assert gen is not None
-    return gen
+    chosen = current(root)
+    assert chosen is not None
+    return chosen
 
 
 def watch_registry(cfg: WorkerConfig, interval_s: float, lenient: bool, say) -> DataWatcher:

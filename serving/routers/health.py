@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -44,6 +45,8 @@ def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     )
     body["models"] = {t: str(f["version"]) for t, (_, f) in state.loaded.models.items()}
     body["data"] = {"reference_date": str(state.as_of), "loaded_at": state.built_at}
+    # which process answered, and since when its models: what tells workers apart
+    body["worker"] = {"pid": os.getpid(), "models_loaded_at": state.loaded.loaded_at}
     if state.loaded.missing:
         body["without_champion"] = state.loaded.missing
     return JSONResponse(body)

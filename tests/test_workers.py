@@ -1,0 +1,161 @@
+"""`sunshine serve --workers 2`: real worker processes behind one socket, over one state
+materialized once; an admin reload, a token revocation and new registry data reach both."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from conftest import sunshine, use_mlflow
+from servers import create_token, free_port, server_process
+
+from serving.materialize import CURRENT, current, manifest
+
+BIN = Path(sys.executable).parent
+
+
+def until(check, what: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        assert time.time() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.3)
+
+
+def every_worker(url: str, looks: int = 40) -> dict[int, dict]:
+    """/readyz over fresh connections, which the kernel spreads over the workers: each
+    worker's latest answer, by process id."""
+    seen = {}
+    for _ in range(looks):
+        body = httpx.get(f"{url}/readyz", timeout=30, headers={"Connection": "close"}).json()
+        seen[body["worker"]["pid"]] = body
+    return seen
+
+
+def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
+    served, service, tmp_path
+):
+    city = tmp_path / "city"
+    shutil.copytree(served / "city", city)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{served / 'mlflow.db'}",
+        "SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json"),
+    }
+    analyst = create_token(env, "--user", "li", "--role", "analyst", cwd=tmp_path)
+    admin = create_token(env, "--user", "root", "--role", "admin", cwd=tmp_path)
+
+    # materialized once by the command, then reused by the server: same generation
+    r = sunshine(tmp_path, "materialize", "--data", city, "--out", tmp_path / "state", env=env)
+    use_mlflow(served)
+    first = current(tmp_path / "state")
+    assert first is not None and "materialized the service state" in r.stdout
+    assert oct((tmp_path / "state").stat().st_mode & 0o777) == "0o700"
+
+    port = free_port()
+    cmd = [
+        BIN / "sunshine", "serve", "--data", city, "--port", port, "--workers", 2,
+        "--state-dir", tmp_path / "state", "--refresh-seconds", 1,
+        "--audit-db", tmp_path / "audit.db", "--service-db", tmp_path / "service.db",
+    ]  # fmt: skip
+    with server_process(cmd, port, "/readyz", cwd=tmp_path, env=env, timeout=180) as url:
+        assert current(tmp_path / "state") == first  # not rebuilt: same data, same champions
+        workers = every_worker(url)
+        assert len(workers) == 2, "both workers answer"
+
+        # each answers as the one-process service does, from the shared matrices
+        sample = list(service["state"].persons.index[:: len(service["state"].persons) // 12])
+        for pid in sample:
+            params = {"task": "relapse", "allow_out_of_cohort": "true"}
+            ours = httpx.get(
+                f"{url}/v1/persons/{pid}/risk",
+                params=params,
+                headers={"Authorization": f"Bearer {analyst}", "Connection": "close"},
+                timeout=30,
+            ).json()
+            theirs = httpx.get(
+                f"{service['url']}/v1/persons/{pid}/risk",
+                params=params,
+                headers={"Authorization": f"Bearer {service['tokens']['analyst']}"},
+                timeout=30,
+            ).json()
+            assert ours["probability"] == theirs["probability"]
+            assert ours["factors"] == theirs["factors"]
+
+        # an admin's reload, asked of one worker, reaches the other too
+        before = {pid: w["worker"]["models_loaded_at"] for pid, w in workers.items()}
+        time.sleep(1.1)  # loaded_at has one-second resolution
+        reload = httpx.post(
+            f"{url}/v1/admin/reload", headers={"Authorization": f"Bearer {admin}"}, timeout=60
+        )
+        assert reload.status_code == 200, reload.text
+
+        def all_reloaded() -> bool:
+            now = every_worker(url, 20)
+            return len(now) == 2 and all(
+                w["worker"]["models_loaded_at"] > before[pid] for pid, w in now.items()
+            )
+
+        until(all_reloaded, "every worker reloads")
+
+        # a revoked token is refused by every worker within seconds
+        subprocess.run(
+            [BIN / "sunshine", "tokens", "revoke", "--user", "li"], env=env, check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+        def refused() -> bool:
+            codes = {
+                httpx.get(
+                    f"{url}/v1/persons/{sample[0]}/risk",
+                    params={"allow_out_of_cohort": "true"},
+                    headers={"Authorization": f"Bearer {analyst}", "Connection": "close"},
+                    timeout=30,
+                ).status_code
+                for _ in range(12)
+            }
+            return codes == {401}
+
+        until(refused, "every worker refuses the revoked token")
+
+        # new registry data: the parent materializes it, both workers swap it in
+        events = pd.read_parquet(city / "events.parquet")
+        ref = pd.Timestamp(service["state"].as_of)
+        pid = sample[-1]
+        positives = pd.DataFrame(
+            {
+                "person_id": pid,
+                "event_time": [ref - pd.Timedelta(days=d) for d in (3, 10, 17, 24)],
+                "event_type": "urine_test",
+                "value": 1.0,
+                "detail": "heroin",
+            }
+        )
+        tmp = city / "events.parquet.new"
+        pd.concat([events, positives], ignore_index=True).to_parquet(tmp, index=False)
+        os.replace(tmp, city / "events.parquet")
+
+        def all_moved() -> bool:
+            gen = current(tmp_path / "state")
+            now = every_worker(url, 20)
+            return (
+                gen != first
+                and len(now) == 2
+                and all(w["data"]["loaded_at"] == manifest(gen)["built_at"] for w in now.values())
+            )
+
+        until(all_moved, "both workers serve the new generation", timeout=120)
+        assert (tmp_path / "state" / CURRENT).read_text().strip() != first.name
+        survivors = [p for p in (tmp_path / "state").iterdir() if p.is_dir()]
+        assert len(survivors) <= 2  # old generations are swept
+
+    # the matrices are the one-process service's features, to the bit
+    today = np.load(first / "today.npy", mmap_mode="r")
+    state = service["state"]
+    assert np.array_equal(np.asarray(today), state.today.values, equal_nan=True)
