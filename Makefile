@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser screenshots clean
+.PHONY: deploy-check demo serve test lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser screenshots clean
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 $(STAMP): pyproject.toml
@@ -32,6 +32,14 @@ browser: $(AXE)
 $(AXE): tests/browser/package.json
 	@if command -v npm >/dev/null; then npm ci --prefix tests/browser --no-audit --no-fund --silent; \
 	  else echo "browser tests need npm (Node.js) for axe-core: sudo apt-get install npm"; fi
+
+# every command of docs/deploy.md, run against this machine's PostgreSQL (nginx for its TLS step)
+deploy-check: $(STAMP)
+	@command -v nginx >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light >/dev/null; \
+	  else echo "deploy-check needs nginx: sudo apt-get install nginx-light"; exit 1; fi
+	$(BIN)/python docs/deploy_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

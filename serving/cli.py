@@ -37,13 +37,6 @@ ServiceDbOpt = Annotated[
     ),
 ]
 DEFAULT_STATE_DIR = "service-state"
-StateDirOpt = Annotated[
-    Path,
-    typer.Option(
-        "--state-dir",
-        help="where the materialized service state lives (generations, CURRENT names one)",
-    ),
-]
 
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 app = typer.Typer(
@@ -125,11 +118,17 @@ def serve(
         typer.Option(
             min=1,
             max=64,
-            help="worker processes; with more than one, the state is materialized once "
-            "into --state-dir and every worker maps it read-only",
+            help="worker processes; with more than one (or with --state-dir), the state is "
+            f"materialized once into --state-dir (default {DEFAULT_STATE_DIR}) and every "
+            "worker maps it read-only",
         ),
     ] = 1,
-    state_dir: StateDirOpt = Path(DEFAULT_STATE_DIR),
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir", help="the materialized service state (generations; CURRENT names one)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the registry's champion models over HTTP (uvicorn)."""
     import uvicorn
@@ -149,7 +148,7 @@ def serve(
     sock = listen(host, port)  # before the slow start, so a taken port fails at once
     configure()
     proxies = ",".join(trusted_proxy or [])
-    if workers > 1:
+    if workers > 1 or state_dir is not None:
         from serving import workers as several
 
         def as_text(path: Path | None) -> str | None:
@@ -157,7 +156,7 @@ def serve(
 
         cfg = several.WorkerConfig(
             data=data,
-            state_dir=str(state_dir.resolve()),
+            state_dir=str((state_dir or Path(DEFAULT_STATE_DIR)).resolve()),
             audit_db=str(audit_db.resolve()),
             service_db=str(service_db.resolve()),
             rising=rising,

@@ -22,3 +22,26 @@ def test_every_feature_has_distinct_readable_labels_in_both_languages():
     assert all(re.search(r"[\u4e00-\u9fff]", f.label_zh) for f in FEATURES)
     assert not {f.name for f in FEATURES} & set(PROTECTED_ATTRIBUTES)
     assert all(f.monotone == 0 for f in FEATURES if f.categorical)
+
+
+def test_every_sunshine_command_in_the_deployment_guide_exists_with_its_options():
+    """`make deploy-check` runs docs/deploy.md against a real PostgreSQL; this keeps the
+    guide's commands and options true to the CLI between those runs."""
+    import itertools
+    import re
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "docs"))
+    from conftest import sunshine
+    from deploy_check import DOC, blocks
+
+    lines = "\n".join(blocks(DOC.read_text())).replace("\\\n", " ").splitlines()
+    script = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    calls = re.findall(r"\bsunshine ([^|>)\n]*)", script)
+    assert len(calls) >= 12
+    for call in calls:
+        words = call.split()
+        command = list(itertools.takewhile(lambda w: not w.startswith("-"), words))
+        helped = sunshine(Path.cwd(), *command, "--help").stdout
+        for option in [w for w in words if w.startswith("--")]:
+            assert option in helped, f"sunshine {' '.join(command)} has no {option}"

@@ -1,0 +1,171 @@
+"""Throughput of `sunshine serve --workers N` on a large city, 1 worker against 2, and the
+memory each worker holds.
+
+    python benchmarks/workers_bench.py --persons 1000000 --repeats 3 --seconds 15
+
+Load: `GET /v1/persons/{id}/risk` with the top 5 explanations, as an analyst (any registry
+person, `allow_out_of_cohort=true`), from 8 keep-alive connections of wrk (Debian's `wrk`, a
+C load generator: a Python client would take a core of this 2-core machine for itself), over
+random persons. The state is materialized once into WORK/workers-state (the first run pays
+for it; it is reported apart) and reused by every server started after. Servers with 1 and 2
+workers are started and measured alternately, run by run; medians are reported.
+
+Memory, per worker, after its load: the high-water RSS (VmHWM), and the proportional set size
+(PSS: pages shared with the other worker, the mapped matrices and registry, count half).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from servers import create_token, free_port, server_process  # noqa: E402
+
+from benchmarks.common import arguments  # noqa: E402
+from benchmarks.programme_bench import city  # noqa: E402
+from benchmarks.web_bench import champions  # noqa: E402
+
+BIN = Path(sys.executable).parent
+LUA = """
+local ids = {%s}
+local n = 0
+wrk.headers["Authorization"] = "Bearer %s"
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/v1/persons/" .. ids[(n %% #ids) + 1] ..
+    "/risk?task=relapse&allow_out_of_cohort=true")
+end
+"""
+
+
+def workers_of(url: str) -> list[psutil.Process]:
+    """The server's worker processes: the children of the process that answers on the port."""
+    port = int(url.rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            parent = psutil.Process(conn.pid)
+            while parent.parent() and "sunshine" in " ".join(parent.parent().cmdline()):
+                parent = parent.parent()
+            return [p for p in parent.children(recursive=True) if "spawn" in " ".join(p.cmdline())]
+    raise SystemExit(f"nothing listens on {url}")
+
+
+def high_water_mib(proc: psutil.Process) -> float:
+    text = Path(f"/proc/{proc.pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
+
+
+def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"errors under load:\n{out}")
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+    }
+
+
+def main() -> None:
+    ap = arguments(persons=1_000_000, work="bench-out")
+    ap.add_argument("--seconds", type=int, default=15, help="load per run")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("this benchmark needs wrk: sudo apt-get install wrk")
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    data = city(work, args.persons)
+    champions(work)
+    env = {
+        **os.environ,
+        "SUNSHINE_TOKENS_FILE": str(work / "workers-tokens.json"),
+        "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"],
+    }
+    token = create_token(env, "--user", "bench", "--role", "analyst", cwd=work)
+    import pandas as pd
+
+    ids = pd.read_parquet(data / "persons.parquet", columns=["person_id"]).person_id
+    sample = ids.sample(5000, random_state=0).tolist()
+    script = Path(tempfile.mkdtemp()) / "risk.lua"
+    script.write_text(LUA % (",".join(f'"{i}"' for i in sample), token))
+
+    state = work / "workers-state"
+    started = time.perf_counter()
+    subprocess.run(
+        [BIN / "sunshine", "materialize", "--data", data, "--out", state], env=env, check=True
+    )
+    materialize_s = time.perf_counter() - started
+
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for _ in range(args.repeats):
+        for n in (1, 2):
+            port = free_port()
+            cmd = [
+                BIN / "sunshine", "serve", "--data", data, "--port", port, "--workers", n,
+                "--state-dir", state, "--refresh-seconds", 0,
+                "--audit-db", work / f"workers-audit-{n}.db",
+                "--service-db", work / f"workers-service-{n}.db",
+            ]  # fmt: skip
+            t0 = time.perf_counter()
+            with server_process(cmd, port, "/readyz", cwd=work, env=env, timeout=900) as url:
+                ready_s = time.perf_counter() - t0
+                wrk(url, script, 3)  # warm: the pages of the persons asked for
+                result = wrk(url, script, args.seconds)
+                procs = workers_of(url)
+                result["ready_s"] = ready_s
+                result["hwm_mib"] = [round(high_water_mib(p), 1) for p in procs]
+                result["pss_mib"] = [round(p.memory_full_info().pss / 2**20, 1) for p in procs]
+            runs[n].append(result)
+            print(n, json.dumps(result), flush=True)
+
+    print(
+        f"\npersons {args.persons:,}; materialize {materialize_s:.1f} s (once); "
+        f"{args.repeats} runs of {args.seconds} s per server; medians"
+    )
+    print(
+        "| workers | requests/s | p50 ms | p99 ms | ready s | peak RSS per worker MiB | PSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    med = {}
+    for n, rs in runs.items():
+        med[n] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+        hwm = max(max(r["hwm_mib"]) for r in rs)
+        pss = max(max(r["pss_mib"]) for r in rs)
+        ready = statistics.median(r["ready_s"] for r in rs)
+        print(
+            f"| {n} | {med[n]['rps']:.0f} | {med[n]['p50_ms']:.1f} | {med[n]['p99_ms']:.1f} | "
+            f"{ready:.1f} | {hwm:.0f} | {pss:.0f} |"
+        )
+    ratios = [b["rps"] / a["rps"] for a, b in zip(runs[1], runs[2], strict=True)]
+    print(
+        f"2 workers / 1: {med[2]['rps'] / med[1]['rps']:.2f}x (runs "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + "; target >= 1.7); 1 worker "
+        f"{med[1]['rps']:.0f} requests/s (target >= 400)"
+    )
+
+
+if __name__ == "__main__":
+    main()
