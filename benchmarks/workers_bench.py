@@ -58,7 +58,7 @@ def workers_of(url: str) -> list[psutil.Process]:
             parent = psutil.Process(conn.pid)
             while parent.parent() and "sunshine" in " ".join(parent.parent().cmdline()):
                 parent = parent.parent()
-            return [p for p in parent.children(recursive=True) if "spawn" in " ".join(p.cmdline())]
+            return [p for p in parent.children() if "spawn" in " ".join(p.cmdline())]
     raise SystemExit(f"nothing listens on {url}")
 
 

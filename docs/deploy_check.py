@@ -8,6 +8,7 @@ end whatever happened. A failing command fails the check and names the block it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -66,10 +67,8 @@ def main() -> int:
             nginx = Path(work) / "nginx.pid"
             if nginx.exists():
                 subprocess.run(["nginx", "-c", f"{work}/nginx.conf", "-p", work, "-s", "stop"])
-            try:
+            with contextlib.suppress(ProcessLookupError):  # nothing of it left running
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             for name in (db, f"{db}_mlflow", f"{db}_restored"):
                 subprocess.run(
                     ["dropdb", "--if-exists", "--force", "-h", "127.0.0.1", "-U", "postgres", name],

@@ -8,6 +8,7 @@ worker maps read-only: the operating system keeps one copy in memory for all of 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class FeatureMatrix:
         self._selections: dict[tuple[str, ...], np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.index)
 
     def rows(self, person_ids: Sequence[str] | pd.Index) -> np.ndarray:
         return self.index.get_indexer(person_ids)
@@ -43,9 +44,13 @@ class FeatureMatrix:
             self._selections[key] = np.array([self._col[n] for n in names], np.int64)
         return self._selections[key]
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Whole rows, every column."""
+        return self.values[np.asarray(rows)]
+
     def encoded(self, rows: np.ndarray, names: Sequence[str]) -> np.ndarray:
         """A model's input for `rows`: float32, its columns in its order."""
-        return self.values[np.asarray(rows)][:, self.columns(names)]
+        return self.take(rows)[:, self.columns(names)]
 
     def column(self, name: str) -> np.ndarray:
         return np.asarray(self.values[:, self._col[name]])
@@ -53,7 +58,7 @@ class FeatureMatrix:
     def frame(self, person_ids: Sequence[str] | pd.Index) -> pd.DataFrame:
         """The persons' rows as the feature builder gives them (categories as labels), for
         what works on frames: caseloads, pages, reports."""
-        block = self.values[self.rows(person_ids)]
+        block = self.take(self.rows(person_ids))
         columns: dict[str, object] = {}
         for i, name in enumerate(self.names):
             spec = FEATURES_BY_NAME[name]
@@ -63,6 +68,57 @@ class FeatureMatrix:
                 codes = np.where(np.isnan(block[:, i]), -1, block[:, i]).astype(np.int64)
                 columns[name] = pd.Categorical.from_codes(codes, categories=spec.categories)
         return pd.DataFrame(columns, index=pd.Index(person_ids, name="person_id"))
+
+
+class FileMatrix(FeatureMatrix):
+    """A matrix `build_matrix` wrote to a .npy file, read from the file, never held.
+
+    Every worker reads the same file, so the system's page cache keeps one copy for all. A
+    request reads its row with one `pread`: mapping the file instead would put every page
+    the kernel maps around each row (tens of KiB per read) into the worker's resident set,
+    until a worker appears to hold the whole matrix. Bulk reads (a caseload's cohort) map
+    the file for that read only."""
+
+    FEW = 64  # rows read one by one; more, through a temporary mapping
+
+    def __init__(self, path: Path, names: Sequence[str], index: pd.Index) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = header(fh)
+            self._offset = fh.tell()
+        if fortran or dtype != np.float32 or shape != (len(index), len(names)):
+            raise ValueError(f"{path}: not a C-ordered float32 matrix of {len(index)} rows")
+        self._fd = os.open(self.path, os.O_RDONLY)
+        self._row_bytes = len(names) * 4
+        super().__init__(np.empty((0, len(names)), np.float32), names, index)
+
+    def __del__(self) -> None:
+        if hasattr(self, "_fd"):
+            os.close(self._fd)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        if len(rows) > self.FEW:
+            mapped = np.load(self.path, mmap_mode="r")
+            try:
+                return np.array(mapped[rows])
+            finally:
+                del mapped
+        out = np.empty((len(rows), len(self.names)), np.float32)
+        for i, r in enumerate(rows.tolist()):
+            data = os.pread(self._fd, self._row_bytes, self._offset + r * self._row_bytes)
+            out[i] = np.frombuffer(data, np.float32)
+        return out
+
+    def column(self, name: str) -> np.ndarray:
+        mapped = np.load(self.path, mmap_mode="r")
+        try:
+            return np.array(mapped[:, self._col[name]])
+        finally:
+            del mapped
 
 
 def encode(table: pa.Table, names: Sequence[str]) -> np.ndarray:
@@ -98,6 +154,5 @@ def build_matrix(
 
 
 def open_matrix(path: Path, names: Sequence[str], index: pd.Index) -> FeatureMatrix:
-    """A matrix `build_matrix` wrote, mapped read-only: every process that opens it shares
-    the operating system's one copy of its pages."""
-    return FeatureMatrix(np.load(path, mmap_mode="r"), names, index)
+    """A matrix `build_matrix` wrote, read from its file by every process that opens it."""
+    return FileMatrix(path, names, index)

@@ -108,6 +108,25 @@ def open_registry(data: Path | str | DatabaseRegistry) -> Path | DatabaseRegistr
     return Path(data)
 
 
+def reference_date_of(source: Path | DatabaseRegistry) -> dt.date | None:
+    """The registry's own reference date ("today" of its data), if it records one."""
+    if isinstance(source, DatabaseRegistry):
+        return source.reference_date()
+    return read_reference_date(source)
+
+
+def identity_of(source: Path | DatabaseRegistry, reference_date: dt.date | None) -> dict:
+    """What identifies a registry's data cheaply, without reading it: its name, its stamp
+    and the reference date. A resumed run, or a materialized state, from other data is
+    told apart by it."""
+    name = source.name if isinstance(source, DatabaseRegistry) else str(source)
+    return {
+        "source": name,
+        "stamp": [list(x) for x in stamp_of(source)],
+        "reference_date": str(reference_date),
+    }
+
+
 def stamp_of(source: Path | DatabaseRegistry) -> tuple:
     """What changes when new data arrives: each file's name, size and modification time,
     or a database's row counts and latest recorded_time. Cheap enough to poll."""
@@ -206,11 +225,7 @@ class Store:
         codebook: Codebook | None = None,
     ) -> None:
         self.source = open_registry(data)
-        ref = reference_date or (
-            self.source.reference_date()
-            if isinstance(self.source, DatabaseRegistry)
-            else read_reference_date(self.source)
-        )
+        ref = reference_date or reference_date_of(self.source)
         if ref is None:
             where = (
                 "write one row into its dataset table"
@@ -234,13 +249,7 @@ class Store:
         return stamp_of(self.source)
 
     def identity(self) -> dict[str, object]:
-        """What identifies the data cheaply, and the reference date. A resumed run refuses
-        parts written from other data."""
-        return {
-            "source": self.name,
-            "stamp": [list(x) for x in self.stamp()],
-            "reference_date": str(self.reference_date),
-        }
+        return identity_of(self.source, self.reference_date)
 
     def digests(self) -> dict[str, str]:
         """Each registry file's SHA-256, or, for a database, its stamp: enough for a model's

@@ -27,6 +27,7 @@ from serving import indicators_cli
 from serving.audit import DEFAULT_AUDIT_DB, AuditLog, open_audit
 from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore
 from serving.caseload import DEFAULT_RISING
+from serving.sockets import listen
 from serving.web_store import DEFAULT_SERVICE_DB, WebStore
 
 DEMO_DISTRICTS = ("huaxi", "nanming")
@@ -170,7 +171,8 @@ def serve(
         if refresh_seconds:
             several.watch_registry(cfg, refresh_seconds, lenient, say).start()
         say(f"serving with {workers} workers on http://{host}:{port} (web pages at /app/)")
-        several.run(cfg, workers, sock, proxies)
+        sock.close()  # each worker listens on a socket of its own
+        several.run(cfg, workers, host, port, proxies, say)
         return
     loaded = load_champions()
     store = Store(data, lenient=lenient)
@@ -244,27 +246,6 @@ def materialize(
     features_cli.console.print(
         f"materialized the service state in {gen} ({time.perf_counter() - started:.1f}s)"
     )
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """The listening socket, or a one-paragraph error when the address cannot be had.
-
-    Made with IPPROTO_TCP named: asyncio sets TCP_NODELAY only on connections of such a
-    socket, and without it every small response waits ~40 ms for the client's delayed ACK."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise InputError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}. Another program (or another "
-            "`sunshine serve`) may be using the port: stop it, or pick another with --port."
-        ) from None
-    sock.set_inheritable(True)
-    return sock
 
 
 @tokens_app.command("create")

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.codebook import COLUMNS as CODEBOOK_COLUMNS
@@ -33,6 +34,7 @@ CURRENT = "CURRENT"
 FAILED = "REFRESH_FAILED"  # why the last build from a changed registry failed, for /readyz
 MANIFEST = "manifest.json"
 KEEP = 2  # generations kept: the current one, and the one workers may still be leaving
+FORMAT = 1  # of a generation's files: a service reads only the format it writes
 
 
 def current(root: Path) -> Path | None:
@@ -55,7 +57,9 @@ def up_to_date(root: Path, store_identity: dict, loaded: Loaded) -> bool:
         return False
     m = manifest(gen)
     versions = {t: str(f["version"]) for t, (_, f) in loaded.models.items()}
-    return m["identity"] == store_identity and m["caseloads"] == versions
+    return (
+        m.get("format") == FORMAT and m["identity"] == store_identity and m["caseloads"] == versions
+    )
 
 
 def materialize(store: Store, loaded: Loaded, root: Path, rising: float) -> Path:
@@ -70,11 +74,16 @@ def materialize(store: Store, loaded: Loaded, root: Path, rising: float) -> Path
     state.persons.to_parquet(gen / "persons.parquet")
     assert state.last_month is not None
     pd.DataFrame({"person_id": state.last_month.index}).to_parquet(gen / "last_month.parquet")
+    cohorts = []
+    for (task, day), mask in state.known_cohorts().items():
+        np.save(gen / f"cohort-{task}-{day}.npy", mask)
+        cohorts.append([task, str(day)])
     caseloads = {}
     for task, caseload in state.built_caseloads().items():
         caseload.frame.to_parquet(gen / f"caseload-{task}.parquet")
         caseloads[task] = caseload.version
     facts = {
+        "format": FORMAT,
         "generation": name,
         "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "identity": store.identity(),
@@ -83,6 +92,7 @@ def materialize(store: Store, loaded: Loaded, root: Path, rising: float) -> Path
         "codebook": store.codebook.rows().to_dict("records"),
         "features": state.today.names,
         "caseloads": caseloads,
+        "cohorts": cohorts,
         "rising": rising,
     }
     (gen / MANIFEST).write_text(json.dumps(facts, indent=1, ensure_ascii=False))
@@ -115,6 +125,8 @@ def open_state(
     if not (gen / MANIFEST).exists():
         raise InputError(f"{gen}: not a materialized service state (no {MANIFEST})")
     m = manifest(gen)
+    if m.get("format") != FORMAT:
+        raise InputError(f"{gen}: written by another version; run `sunshine materialize` again")
     ref = dt.date.fromisoformat(m["reference_date"])
     codebook = parse_codebook(
         pd.DataFrame(m["codebook"], columns=list(CODEBOOK_COLUMNS)).fillna(""), f"{gen} codebook"
@@ -141,6 +153,9 @@ def open_state(
         rising=m["rising"],
         built_at=m["built_at"],
     )
+    for task, day in m["cohorts"]:
+        mask = np.load(gen / f"cohort-{task}-{day}.npy")
+        state.adopt_cohort(task, dt.date.fromisoformat(day), mask)
     for task, (_, facts) in loaded.models.items():
         if m["caseloads"].get(task) == str(facts["version"]):
             frame = pd.read_parquet(gen / f"caseload-{task}.parquet")

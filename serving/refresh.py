@@ -15,6 +15,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 from features.registry_db import DatabaseRegistry
 from features.store import Store, stamp_of
@@ -36,9 +37,38 @@ def rebuilt(old: ServiceState, lenient: bool) -> ServiceState:
     return build_state(store, old.loaded, indicators, rising=old.rising)
 
 
-class DataWatcher:
+class Poller:
+    """A daemon thread that calls `tick` every `interval_s` until stopped."""
+
+    name = "poller"
+
+    def __init__(self, interval_s: float, say: Callable[[str], None]) -> None:
+        self.interval_s = interval_s
+        self.say = say
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.tick()
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class DataWatcher(Poller):
     """Looks at the registry every `interval_s`; when it has changed and held still for one
     more look, calls `renew` (which says what it did); when that fails, `fail` with why."""
+
+    name = "data-watcher"
 
     def __init__(
         self,
@@ -48,22 +78,12 @@ class DataWatcher:
         fail: Callable[[str], None],
         say: Callable[[str], None] = print,
     ) -> None:
+        super().__init__(interval_s, say)
         self.source = source
-        self.interval_s = interval_s
         self.renew = renew
         self.fail = fail
-        self.say = say
-        self._stop = threading.Event()
         self._seen = stamp_of(source)
-        self._thread = threading.Thread(target=self._run, name="data-watcher", daemon=True)
-
-    def start(self) -> DataWatcher:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        self._pending: tuple | None = None
 
     def _look(self) -> tuple | None:
         """The registry's stamp now; None while it cannot be read (a database restarting),
@@ -73,24 +93,22 @@ class DataWatcher:
         except Exception:  # noqa: BLE001 - an unreachable registry must not end the watcher
             return None
 
-    def _run(self) -> None:
-        pending: tuple | None = None
-        while not self._stop.wait(self.interval_s):
-            now = self._look()
-            if now is None or now == self._seen:
-                pending = None
-            elif now != pending:
-                pending = now  # changed: wait one more look for it to hold still
-            else:
-                self._seen = now  # the same data is not retried on failure; the next change is
-                pending = None
-                when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-                try:
-                    self.say(f"registry refreshed at {when}: {self.renew()}")
-                except Exception as exc:  # bad data or a failed read: keep serving what we have
-                    reason = f"data refresh failed at {when}: {exc}"
-                    self.fail(reason)
-                    self.say(reason)
+    def tick(self) -> None:
+        now = self._look()
+        if now is None or now == self._seen:
+            self._pending = None
+        elif now != self._pending:
+            self._pending = now  # changed: wait one more look for it to hold still
+        else:
+            self._seen = now  # the same data is not retried on failure; the next change is
+            self._pending = None
+            when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            try:
+                self.say(f"registry refreshed at {when}: {self.renew()}")
+            except Exception as exc:  # bad data or a failed read: keep serving what we have
+                reason = f"data refresh failed at {when}: {exc}"
+                self.fail(reason)
+                self.say(reason)
 
 
 def watch_in_place(
@@ -112,10 +130,12 @@ def watch_in_place(
     return DataWatcher(svc.state.store.source, interval_s, renew, fail, say)
 
 
-class Follower:
+class Follower(Poller):
     """Keeps one of several workers in step with the rest: it swaps in a new materialized
     generation when `CURRENT` moves (see serving.materialize), and reloads the champions when
     any worker or host was asked to (the service database's reload counter)."""
+
+    name = "follower"
 
     def __init__(
         self,
@@ -125,30 +145,18 @@ class Follower:
         root: Path | None = None,
         say: Callable[[str], None] = print,
     ) -> None:
+        super().__init__(interval_s, say)
         self.svc = svc
-        self.interval_s = interval_s
         self.open_generation = open_generation
         self.root = root
-        self.say = say
         self._generation = current(root) if root is not None else None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="follower", daemon=True)
 
-    def start(self) -> Follower:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.step()
-            except Exception as exc:  # noqa: BLE001 - a failed look is retried, never fatal
-                self.svc.state.degraded = f"could not follow the other workers: {exc}"
-                self.say(self.svc.state.degraded)
+    def tick(self) -> None:
+        try:
+            self.step()
+        except Exception as exc:  # noqa: BLE001 - a failed look is retried, never fatal
+            self.svc.state.degraded = f"could not follow the other workers: {exc}"
+            self.say(self.svc.state.degraded)
 
     def step(self) -> None:
         svc = self.svc

@@ -135,6 +135,16 @@ class ServiceState:
             self._cohorts.move_to_end(key)
             return self._cohorts[key]
 
+    def known_cohorts(self) -> dict[tuple[str, dt.date], np.ndarray]:
+        """The cohort masks computed so far, by (task, date)."""
+        with self._cohort_lock:
+            return dict(self._cohorts)
+
+    def adopt_cohort(self, task: str, as_of: dt.date, mask: np.ndarray) -> None:
+        """A cohort mask computed elsewhere (a materialized state's) for this state's data."""
+        with self._cohort_lock:
+            self._cohorts[(task, as_of)] = mask
+
     def in_cohort(self, task: Task, person_id: str, as_of: dt.date) -> bool:
         return bool(self.cohort(task, as_of)[int(self.persons.at[person_id, "pk"]) - 1])
 

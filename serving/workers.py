@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import gc
 import json
+import multiprocessing
 import os
-import socket
+import signal
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from features.indicator_inputs import load_indicator_config, read_external, read_population
 from features.indicators import last_complete_month
-from features.store import Store, open_registry
+from features.store import Store, identity_of, open_registry, reference_date_of
 from serving.materialize import FAILED, current, materialize, open_state, up_to_date
 from serving.refresh import DataWatcher, Follower
+from serving.sockets import listen
 from serving.state import IndicatorSource, Loaded, ServiceState, load_champions
 
 if TYPE_CHECKING:
@@ -56,13 +59,14 @@ def prepare(cfg: WorkerConfig, lenient: bool, say) -> Path:
     as it stands, for the current champions; else built now."""
     root = Path(cfg.state_dir)
     loaded = load_champions()
-    store = Store(cfg.data, lenient=lenient)
-    if up_to_date(root, store.identity(), loaded):
+    source = open_registry(cfg.data)
+    if up_to_date(root, identity_of(source, reference_date_of(source)), loaded):
         say(f"reusing the materialized state {current(root)}")
     else:
+        store = Store(source, lenient=lenient)
         say(f"materialized the service state in {materialize(store, loaded, root, cfg.rising)}")
-    del store
-    gc.collect()  # the workers map the state: the parent need not hold it
+        del store
+        gc.collect()  # the workers map the state: the parent need not hold it
     chosen = current(root)
     assert chosen is not None
     return chosen
@@ -83,22 +87,46 @@ def watch_registry(cfg: WorkerConfig, interval_s: float, lenient: bool, say) -> 
     return DataWatcher(open_registry(cfg.data), interval_s, renew, fail, say)
 
 
-def run(cfg: WorkerConfig, workers: int, sock: socket.socket, proxies: str) -> None:
-    """Start the workers on `sock` and supervise them (uvicorn restarts one that dies)."""
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
+def run(cfg: WorkerConfig, workers: int, host: str, port: int, proxies: str, say) -> None:
+    """Start the workers, each on a socket of its own on the same port (SO_REUSEPORT: the
+    kernel spreads connections over them evenly), and keep them running: one that dies is
+    started again; SIGTERM or SIGINT stops them all."""
     os.environ[CONFIG_ENV] = json.dumps(asdict(cfg))
     os.environ.setdefault("SUNSHINE_DUCKDB_MEMORY", WORKER_DUCKDB_MEMORY)
+    spawn = multiprocessing.get_context("spawn")  # fresh interpreters: nothing of the parent
+
+    def start() -> multiprocessing.process.BaseProcess:
+        proc = spawn.Process(target=_worker, args=(host, port, proxies), daemon=False)
+        proc.start()
+        return proc
+
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    procs = [start() for _ in range(workers)]
+    while not stopping.wait(1.0):
+        for i, proc in enumerate(procs):
+            if not proc.is_alive():
+                say(f"worker {proc.pid} exited ({proc.exitcode}); starting another")
+                procs[i] = start()
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=30)
+
+
+def _worker(host: str, port: int, proxies: str) -> None:
+    """One worker process: uvicorn on its own socket, serving `app()`."""
+    import uvicorn
+
     config = uvicorn.Config(
         "serving.workers:app",
         factory=True,
-        workers=workers,
         log_level="warning",
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
     )
-    Multiprocess(config, sockets=[sock]).run()
+    uvicorn.Server(config).run(sockets=[listen(host, port, reuse_port=True)])
 
 
 def app() -> FastAPI:

@@ -199,3 +199,22 @@ def sunshine(root: Path, *args: object, check: bool = True, env: dict | None = N
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def add_positive_tests(city: Path, person_id: str, reference) -> None:
+    """Four positive urine tests in the month before `reference` for one person, added to a
+    registry folder's events as an extract job would: written aside, then renamed over."""
+    ref = pd.Timestamp(reference)
+    events = pd.read_parquet(city / "events.parquet")
+    positives = pd.DataFrame(
+        {
+            "person_id": person_id,
+            "event_time": [ref - pd.Timedelta(days=d) for d in (3, 10, 17, 24)],
+            "event_type": "urine_test",
+            "value": 1.0,
+            "detail": "heroin",
+        }
+    )
+    tmp = city / "events.parquet.new"
+    pd.concat([events, positives], ignore_index=True).to_parquet(tmp, index=False)
+    os.replace(tmp, city / "events.parquet")

@@ -11,7 +11,7 @@ import time
 import httpx
 import pandas as pd
 import pytest
-from conftest import use_mlflow
+from conftest import add_positive_tests, use_mlflow
 from servers import ServerThread
 
 from features.store import Store
@@ -71,18 +71,8 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
             worker = threading.Thread(target=hammer)
             worker.start()
             events = pd.read_parquet(city / "events.parquet")
-            ref = pd.Timestamp(state.as_of)
-            positives = pd.DataFrame(
-                {
-                    "person_id": pid,
-                    "event_time": [ref - pd.Timedelta(days=d) for d in (3, 10, 17, 24)],
-                    "event_type": "urine_test",
-                    "value": 1.0,
-                    "detail": "heroin",
-                }
-            )
             time.sleep(1)  # so the stamp's modification time moves
-            replace_events(city, pd.concat([events, positives], ignore_index=True))
+            add_positive_tests(city, pid, state.as_of)
             wait_for(lambda: ready()["data"]["loaded_at"] != first)
             time.sleep(0.5)
             stop.set()

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
-from conftest import sunshine, use_mlflow
+from conftest import add_positive_tests, sunshine, use_mlflow
 from servers import create_token, free_port, server_process
 
 from serving.materialize import CURRENT, current, manifest
@@ -125,21 +124,7 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
         until(refused, "every worker refuses the revoked token")
 
         # new registry data: the parent materializes it, both workers swap it in
-        events = pd.read_parquet(city / "events.parquet")
-        ref = pd.Timestamp(service["state"].as_of)
-        pid = sample[-1]
-        positives = pd.DataFrame(
-            {
-                "person_id": pid,
-                "event_time": [ref - pd.Timedelta(days=d) for d in (3, 10, 17, 24)],
-                "event_type": "urine_test",
-                "value": 1.0,
-                "detail": "heroin",
-            }
-        )
-        tmp = city / "events.parquet.new"
-        pd.concat([events, positives], ignore_index=True).to_parquet(tmp, index=False)
-        os.replace(tmp, city / "events.parquet")
+        add_positive_tests(city, sample[-1], service["state"].as_of)
 
         def all_moved() -> bool:
             gen = current(tmp_path / "state")
