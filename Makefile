@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sunshine demo --out demo-data
 
+# two processes on two cores: much of the suite waits on servers, subprocesses and disks
 test: $(STAMP) browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # what the browser tests drive: Debian's Chromium with a Chinese font (Playwright's own browser
 # download cannot work without internet), and axe-core from the npm registry

@@ -10,6 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+# rich sizes its consoles when the CLI modules are imported: wide, so that no message is
+# wrapped mid-word wherever the tests run (a terminal, a pipe, a pytest-xdist worker)
+os.environ["COLUMNS"] = "200"
+
 REF = "2026-06-30"
 
 PERSON_DEFAULTS = {

@@ -52,7 +52,7 @@ def test_leave_one_group_out_shows_where_the_model_does_not_transport(shifted):
     )
     assert version is None and result.config.test_group == "huaxi"
     # the test rows are exactly huaxi's persons
-    persons = pd.read_parquet(store.data_dir / "persons.parquet")
+    persons = pd.read_parquet(store.source / "persons.parquet")
     movers = set(
         store.con.execute(
             "SELECT DISTINCT p.person_id FROM events e JOIN persons p USING (pk) "
@@ -91,7 +91,7 @@ def test_leave_one_group_out_shows_where_the_model_does_not_transport(shifted):
 
 def test_a_split_fixed_outside_the_project(shifted):
     root, labels, store = shifted
-    persons = pd.read_parquet(store.data_dir / "persons.parquet")
+    persons = pd.read_parquet(store.source / "persons.parquet")
     test = persons.person_id.sample(frac=0.25, random_state=3)
     split = root / "split.csv"
     pd.DataFrame(
@@ -123,7 +123,7 @@ def test_groups_fixed_outside_the_project(shifted):
     """`--split FILE` with a group column: trials, sites or schools the registry has no column
     for, held out one at a time."""
     root, labels, store = shifted
-    persons = pd.read_parquet(store.data_dir / "persons.parquet")
+    persons = pd.read_parquet(store.source / "persons.parquet")
     trial = np.where(
         persons.district == "huaxi", "CTN-A", np.where(persons.index % 2 == 0, "CTN-B", "CTN-C")
     )

@@ -91,8 +91,8 @@ def test_too_few_outcomes_is_refused_saying_how_many_are_needed(site, tmp_path):
 
 def test_the_command(site):
     root, store, labels, facts = site
-    served = store.data_dir.parent  # where the served models' MLflow store is
-    command = ["recalibrate", "--task", "relapse", "--data", store.data_dir]
+    served = store.source.parent  # where the served models' MLflow store is
+    command = ["recalibrate", "--task", "relapse", "--data", store.source]
     r = sunshine(served, *command, "--labels", labels, "--from-version", facts["version"])
     assert "ECE on the held-out half" in r.stdout and "as challenger" in r.stdout
     bad = sunshine(served, *command, "--labels", root / "missing.csv", check=False)
