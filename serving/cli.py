@@ -343,14 +343,17 @@ def audit_cmd(
 @features_cli.user_errors
 def audit_verify(audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB)) -> None:
     """Check the hash chain: exit 1 naming the first deleted, inserted or altered row."""
-    verdict = _existing_log(audit_db).verify()
+    log = _existing_log(audit_db)
+    # the trail as the operator knows it: its file, or its database (never with a password)
+    where = log.url.split("@")[-1] if log.url else str(audit_db)
+    verdict = log.verify()
     if verdict.intact:
         features_cli.console.print(
-            f"{audit_db}: {verdict.rows:,} entries, {verdict.reason}", soft_wrap=True
+            f"{where}: {verdict.rows:,} entries, {verdict.reason}", soft_wrap=True
         )
         return
     features_cli.err_console.print(
-        f"{audit_db}: the chain breaks at row {verdict.broken_at}: {verdict.reason} "
+        f"{where}: the chain breaks at row {verdict.broken_at}: {verdict.reason} "
         f"({verdict.rows:,} entries before it verified)",
         highlight=False,
         soft_wrap=True,
