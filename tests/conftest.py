@@ -222,3 +222,24 @@ def add_positive_tests(city: Path, person_id: str, reference) -> None:
     tmp = city / "events.parquet.new"
     pd.concat([events, positives], ignore_index=True).to_parquet(tmp, index=False)
     os.replace(tmp, city / "events.parquet")
+
+
+# The longest files first: `make test` hands whole files to two processes in collection order,
+# so a long file collected last would leave one process idle while the other finishes it.
+LONGEST_FIRST = (
+    "test_security.py",
+    "test_serving.py",
+    "test_training.py",
+    "test_web.py",
+    "test_mlflow_server.py",
+    "test_monitoring.py",
+    "test_browser.py",
+    "test_workers.py",
+    "test_batch.py",
+    "test_holdout.py",
+)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))

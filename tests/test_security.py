@@ -380,7 +380,7 @@ def test_the_openapi_schema_is_true_for_every_role(served_registry, tmp_path):
                 [
                     st, "run", f"{url}/openapi.json",
                     "-H", f"Authorization: Bearer {secret.strip()}",
-                    "--max-examples", "10", "--max-time", "8", "--seed", "1",
+                    "--max-examples", "10", "--max-time", "5", "--seed", "1",
                     "--generation-deterministic",
                     "--exclude-checks", "positive_data_acceptance",
                     "--report-dir", str(tmp_path / "reports"),

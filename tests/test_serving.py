@@ -529,53 +529,54 @@ def test_serve_without_champion_says_how_to_get_one(tmp_path, served):
 def test_serve_with_one_champion_answers_503_for_the_other_until_reload(tmp_path, served):
     """A programme may start with one model: the other task says how to get one, and a reload
     after its promotion brings it in without a restart."""
-    from conftest import mlflow_workspace
+    import shutil
 
-    from models.registry import promote
-    from models.training_run import train_task
+    from models.registry import model_name
 
     sunshine = str(Path(sys.executable).with_name("sunshine"))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # a copy of the served registry (its model files stay where they are, read only) in
+    # which the youth model is registered but not yet champion
+    shutil.copy(served / "mlflow.db", tmp_path / "mlflow.db")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     env["SUNSHINE_TOKENS_FILE"] = str(tmp_path / "tokens.json")
+    use_mlflow(tmp_path)
+    client = mlflow.MlflowClient()
+    youth = model_name("youth_uptake")
+    version = client.get_model_version_by_alias(youth, "champion").version
+    client.delete_registered_model_alias(youth, "champion")
 
     def token(role: str) -> str:
         cmd = [sunshine, "tokens", "create", "--user", role, "--role", role]
         return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
 
     try:
-        with mlflow_workspace(tmp_path, 3000, 5) as root:
-            train_task(root / "city", "relapse", root / "relapse.yaml")
-            promote("relapse")
-            analyst = {"Authorization": f"Bearer {token('analyst').strip()}"}
-            admin = {"Authorization": f"Bearer {token('admin').strip()}"}
-            port = free_port()
-            cmd = [sunshine, "serve", "--data", root / "city", "--port", port]
-            with server_process(cmd, port, "/healthz", cwd=root, env=env) as url:
-                pid = pd.read_parquet(root / "city" / "persons.parquet").person_id.iloc[0]
+        analyst = {"Authorization": f"Bearer {token('analyst').strip()}"}
+        admin = {"Authorization": f"Bearer {token('admin').strip()}"}
+        port = free_port()
+        cmd = [sunshine, "serve", "--data", served / "city", "--port", port]
+        with server_process(cmd, port, "/healthz", cwd=tmp_path, env=env) as url:
+            pid = pd.read_parquet(served / "city" / "persons.parquet").person_id.iloc[0]
 
-                def risk(task: str) -> httpx.Response:
-                    params = {"task": task, "allow_out_of_cohort": "true"}
-                    path = f"{url}/v1/persons/{pid}/risk"
-                    return httpx.get(path, params=params, headers=analyst, timeout=30)
+            def risk(task: str) -> httpx.Response:
+                params = {"task": task, "allow_out_of_cohort": "true"}
+                path = f"{url}/v1/persons/{pid}/risk"
+                return httpx.get(path, params=params, headers=analyst, timeout=30)
 
-                assert risk("relapse").status_code == 200
-                r = risk("youth_uptake")
-                assert r.status_code == 503
-                assert "no champion model for youth_uptake" in r.json()["detail"]
-                ready = httpx.get(f"{url}/readyz").json()
-                assert ready["status"] == "ready" and ready["without_champion"] == ["youth_uptake"]
+            assert risk("relapse").status_code == 200
+            r = risk("youth_uptake")
+            assert r.status_code == 503
+            assert "no champion model for youth_uptake" in r.json()["detail"]
+            ready = httpx.get(f"{url}/readyz").json()
+            assert ready["status"] == "ready" and ready["without_champion"] == ["youth_uptake"]
 
-                train_task(root / "city", "youth_uptake", root / "youth_uptake.yaml")
-                # about the reload, not the model: a small city's youth model may fail a
-                # behavioural check, which would rightly block a plain promotion
-                promote("youth_uptake", force=True, reason="reload test")
-                r = httpx.post(f"{url}/v1/admin/reload", headers=admin, timeout=60)
-                assert r.status_code == 200 and set(r.json()["models"]) == {
-                    "relapse",
-                    "youth_uptake",
-                }
-                assert risk("youth_uptake").status_code == 200
-                assert "without_champion" not in httpx.get(f"{url}/readyz").json()
+            client.set_registered_model_alias(youth, "champion", version)  # promoted
+            r = httpx.post(f"{url}/v1/admin/reload", headers=admin, timeout=60)
+            assert r.status_code == 200 and set(r.json()["models"]) == {
+                "relapse",
+                "youth_uptake",
+            }
+            assert risk("youth_uptake").status_code == 200
+            assert "without_champion" not in httpx.get(f"{url}/readyz").json()
     finally:
         use_mlflow(served)
 
