@@ -3,7 +3,7 @@
 The encoding is the models' own (`RiskModel.prepare`): numbers as float32, a category as its
 position in the spec's list, NaN for missing. So a model's input for any person is a slice of
 rows and columns, with no pandas on the request path, and the matrix can be a file that every
-worker maps read-only: the operating system keeps one copy in memory for all of them.
+worker reads: the operating system keeps one copy in memory for all of them.
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ def build_matrix(
     builder: FeatureBuilder, spine: pd.DataFrame, out: Path | None = None
 ) -> FeatureMatrix:
     """Every spine row's features (one row per person), chunk by chunk into one matrix: in
-    memory, or written to `out` as a .npy file and mapped, so memory stays bounded by a chunk."""
+    memory, or written to `out` as a .npy file (then read from it), so memory stays bounded by a
+    chunk."""
     names = [f.name for f in builder.features]
     shape = (len(spine), len(names))
     if out is None:
@@ -149,7 +150,7 @@ def build_matrix(
     index = pd.Index(spine["person_id"], name="person_id")
     if out is None:
         return FeatureMatrix(values, names, index)
-    del values  # flushed to the file, which is then mapped read-only
+    del values  # flushed to the file, which is then read from
     return open_matrix(out, names, index)
 
 

@@ -121,7 +121,7 @@ def serve(
             max=64,
             help="worker processes; with more than one (or with --state-dir), the state is "
             f"materialized once into --state-dir (default {DEFAULT_STATE_DIR}) and every "
-            "worker maps it read-only",
+            "worker reads it",
         ),
     ] = 1,
     state_dir: Annotated[
@@ -234,7 +234,7 @@ def materialize(
     ] = DEFAULT_RISING,
 ) -> None:
     """Validate the registry and write the service's state once (features, caseloads) for
-    `sunshine serve --workers N` to map read-only."""
+    `sunshine serve --workers N` to read."""
     from serving.materialize import materialize as build
     from serving.state import load_champions
     from training.tracking import configure

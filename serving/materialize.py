@@ -1,8 +1,8 @@
-"""The service's state written once, for any number of workers to map read-only.
+"""The service's state written once, for any number of workers to read.
 
 `sunshine materialize` (and `sunshine serve --workers N` at start, or when the registry
 changes) validates the registry and builds what every request reads, once: the validated
-tables (a DuckDB file), today's feature matrix and last month's (.npy, memory-mapped), the
+tables (a DuckDB file), today's feature matrix and last month's (.npy, read by `pread`), the
 persons' districts and each served task's caseload with its figures (Parquet). Each build is
 a generation folder, complete before `CURRENT` names it, so a worker never opens half of one;
 a worker that sees `CURRENT` move opens the new generation and swaps it in.
@@ -120,7 +120,7 @@ def open_state(
     loaded: Loaded,
     indicators: IndicatorSource | None = None,
 ) -> ServiceState:
-    """A worker's state over a generation: the store and matrices mapped read-only, the
+    """A worker's state over a generation: the store and matrices read from their files, the
     caseloads read as built (those of a champion promoted since are built here)."""
     if not (gen / MANIFEST).exists():
         raise InputError(f"{gen}: not a materialized service state (no {MANIFEST})")

@@ -2,7 +2,7 @@
 
 The parent validates the registry and materializes the service's state once (or reuses the
 generation already built for this data and these champions), then starts N uvicorn workers.
-Each worker maps that state read-only: none of them rebuilds anyone's features, and the
+Each worker reads that state, read-only: none of them rebuilds anyone's features, and the
 operating system keeps one copy of the matrices for all. The parent watches the registry and
 materializes a new generation when it changes; each worker follows `CURRENT`, and the service
 database's reload counter, every few seconds (serving.refresh.Follower).
@@ -66,7 +66,7 @@ def prepare(cfg: WorkerConfig, lenient: bool, say) -> Path:
         store = Store(source, lenient=lenient)
         say(f"materialized the service state in {materialize(store, loaded, root, cfg.rising)}")
         del store
-        gc.collect()  # the workers map the state: the parent need not hold it
+        gc.collect()  # the workers read the state: the parent need not hold it
     chosen = current(root)
     assert chosen is not None
     return chosen
