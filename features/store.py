@@ -302,10 +302,7 @@ class Store:
         store.catalog = "saved"
         store.con.execute("USE saved")
         store.answered_at_registration = []
-        store.codebook = codebook
-        extra = codebook_features(codebook)
-        register(extra)
-        store.features = (*FEATURES, *extra)
+        store._adopt_codebook(codebook)
         return store
 
     def known_at(self) -> duckdb.DuckDBPyConnection:
@@ -446,6 +443,14 @@ class Store:
             )
         return extra
 
+    def _adopt_codebook(self, codebook: Codebook) -> None:
+        """The codebook, and the features it adds beside the spec's, known to every layer
+        from now on."""
+        self.codebook = codebook
+        extra = codebook_features(codebook)
+        register(extra)
+        self.features: tuple[Feature, ...] = (*FEATURES, *extra)
+
     def _register_codebook(self, given: Codebook | None) -> None:
         """The dataset's codebook, or the one given (a registry's, for records scored against
         it); none: every assessment answer is an unknown item."""
@@ -456,10 +461,7 @@ class Store:
         else:
             path = find_codebook(self.source)
             self.codebook = read_codebook(path) if path else Codebook(())
-        # the spec's features and those the codebook adds, known to every layer from now on
-        extra = codebook_features(self.codebook)
-        register(extra)
-        self.features: tuple[Feature, ...] = (*FEATURES, *extra)
+        self._adopt_codebook(self.codebook)
         self.con.register("codebook_frame", self.codebook.frame())
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE codebook_items AS SELECT CAST(code AS VARCHAR) AS code, "

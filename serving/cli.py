@@ -134,12 +134,11 @@ def serve(
     """Serve the registry's champion models over HTTP (uvicorn)."""
     import uvicorn
 
-    from features.indicator_inputs import load_indicator_config, read_external, read_population
-    from features.indicators import last_complete_month
+    from features.indicator_inputs import load_indicator_config, read_population
     from serving.app import create_app
     from serving.refresh import Follower, watch_in_place
     from serving.scoring import load_interventions
-    from serving.state import IndicatorSource, build_state, load_champions
+    from serving.state import build_state, indicator_source, load_champions
     from serving.workers import FOLLOW_S
     from training.tracking import configure
 
@@ -176,13 +175,9 @@ def serve(
         return
     loaded = load_champions()
     store = Store(data, lenient=lenient)
-    outside = (
-        read_external(external, settings, last_complete_month(store.reference_date))
-        if external
-        else None
+    state = build_state(
+        store, loaded, indicator_source(store, settings, people, external), rising=rising
     )
-    source = IndicatorSource(store, settings, people, outside)
-    state = build_state(store, loaded, source, rising=rising)
     tokens = TokenStore.load()
     if not tokens.entries:
         features_cli.err_console.print(

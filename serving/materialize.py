@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,12 +24,11 @@ import pandas as pd
 from features.codebook import COLUMNS as CODEBOOK_COLUMNS
 from features.codebook import parse_codebook
 from features.errors import InputError
-from features.indicator_inputs import load_indicator_config, read_population
 from features.io import atomic_path
 from features.matrix import open_matrix
 from features.store import LoadReport, Store
 from serving.caseload import Caseload, month_before
-from serving.state import IndicatorSource, Loaded, ServiceState, build_state
+from serving.state import IndicatorSource, Loaded, ServiceState, build_state, indicator_source
 
 CURRENT = "CURRENT"
 FAILED = "REFRESH_FAILED"  # why the last build from a changed registry failed, for /readyz
@@ -118,10 +118,11 @@ def open_state(
     gen: Path,
     source: str,
     loaded: Loaded,
-    indicators: IndicatorSource | None = None,
+    indicators: Callable[[Store], IndicatorSource] = indicator_source,
 ) -> ServiceState:
     """A worker's state over a generation: the store and matrices read from their files, the
-    caseloads read as built (those of a champion promoted since are built here)."""
+    caseloads read as built (those of a champion promoted since are built here);
+    `indicators` makes the programme indicators' source over the generation's store."""
     if not (gen / MANIFEST).exists():
         raise InputError(f"{gen}: not a materialized service state (no {MANIFEST})")
     m = manifest(gen)
@@ -138,17 +139,12 @@ def open_state(
     names = m["features"]
     today = open_matrix(gen / "today.npy", names, persons.index)
     earlier = pd.Index(pd.read_parquet(gen / "last_month.parquet")["person_id"], name="person_id")
-    indicators = (
-        IndicatorSource(store, indicators.config, indicators.population, indicators.external)
-        if indicators is not None
-        else IndicatorSource(store, load_indicator_config(), read_population())
-    )
     state = ServiceState(
         store,
         loaded,
         persons,
         today,
-        indicators,
+        indicators(store),
         last_month=open_matrix(gen / "last_month.npy", names, earlier),
         rising=m["rising"],
         built_at=m["built_at"],

@@ -17,8 +17,13 @@ import pandas as pd
 
 from features.builder import FeatureBuilder
 from features.errors import RegistryError
-from features.indicator_inputs import IndicatorConfig, load_indicator_config, read_population
-from features.indicators import indicator_table
+from features.indicator_inputs import (
+    IndicatorConfig,
+    load_indicator_config,
+    read_external,
+    read_population,
+)
+from features.indicators import indicator_table, last_complete_month
 from features.labels import cohort_mask
 from features.matrix import FeatureMatrix, build_matrix
 from features.store import Store
@@ -223,6 +228,22 @@ def load_champions() -> Loaded:
     return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), monitoring)
 
 
+def indicator_source(
+    store: Store,
+    settings: IndicatorConfig | None = None,
+    people: pd.DataFrame | None = None,
+    external: Path | None = None,
+) -> IndicatorSource:
+    """The programme indicators over `store`: the given settings and population (the
+    defaults otherwise), and the external figures of the last month complete before the
+    data's reference date."""
+    settings = settings if settings is not None else load_indicator_config()
+    people = people if people is not None else read_population()
+    month = last_complete_month(store.reference_date)
+    outside = read_external(external, settings, month) if external else None
+    return IndicatorSource(store, settings, people, outside)
+
+
 def build_state(
     store: Store,
     loaded: Loaded,
@@ -245,8 +266,7 @@ def build_state(
     # the day of the last social-worker contact, from the feature that counts days since it
     since = today.column(LAST_CONTACT)
     persons["last_contact"] = pd.Timestamp(store.reference_date) - pd.to_timedelta(since, "D")
-    if indicators is None:
-        indicators = IndicatorSource(store, load_indicator_config(), read_population())
+    indicators = indicators if indicators is not None else indicator_source(store)
     state = ServiceState(store, loaded, persons, today, indicators, rising=rising)
     pk = persons["pk"].to_numpy() - 1
     was = np.zeros(len(persons), bool)

@@ -20,13 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.indicator_inputs import load_indicator_config, read_external, read_population
-from features.indicators import last_complete_month
+from features.indicator_inputs import load_indicator_config, read_population
 from features.store import Store, identity_of, open_registry, reference_date_of
 from serving.materialize import FAILED, current, materialize, open_state, up_to_date
 from serving.refresh import DataWatcher, Follower
 from serving.sockets import listen
-from serving.state import IndicatorSource, Loaded, ServiceState, load_champions
+from serving.state import Loaded, ServiceState, indicator_source, load_champions
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -145,15 +144,12 @@ def app() -> FastAPI:
     people = read_population(_optional(cfg.population))
 
     def opened(gen: Path, loaded: Loaded) -> ServiceState:
-        state = open_state(gen, cfg.data, loaded)
-        assert state.indicators is not None
-        outside = (
-            read_external(Path(cfg.external), settings, last_complete_month(state.as_of))
-            if cfg.external
-            else None
+        return open_state(
+            gen,
+            cfg.data,
+            loaded,
+            lambda store: indicator_source(store, settings, people, _optional(cfg.external)),
         )
-        state.indicators = IndicatorSource(state.store, settings, people, outside)
-        return state
 
     gen = current(root)
     if gen is None:
