@@ -115,7 +115,11 @@ def run(cfg: WorkerConfig, workers: int, host: str, port: int, proxies: str, say
 
 
 def _worker(host: str, port: int, proxies: str) -> None:
-    """One worker process: uvicorn on its own socket, serving `app()`."""
+    """One worker process: uvicorn on its own socket, serving `app()`.
+
+    The app is built before the socket is opened: the kernel hands connections to every
+    listening socket of the port, and one of a worker still loading (or failing to load,
+    whose close resets them) would stall or drop its share."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -125,6 +129,7 @@ def _worker(host: str, port: int, proxies: str) -> None:
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
     )
+    config.load()
     uvicorn.Server(config).run(sockets=[listen(host, port, reuse_port=True)])
 
 

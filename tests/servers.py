@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -91,6 +92,10 @@ def server_process(
         try:
             wait_http(url + ready, proc, timeout, log)
             yield url
+        except BaseException:
+            log.seek(0)  # what the server said goes with the failure, in the test's report
+            print(f"--- {cmd[0]} {cmd[1]} wrote:\n{log.read()[-20000:]}", file=sys.stderr)
+            raise
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -99,7 +104,6 @@ def server_process(
 
 def create_token(env: dict, *args: str, cwd: object = None) -> str:
     """`sunshine tokens create ARGS` as an operator runs it; the printed token."""
-    import sys
     from pathlib import Path
 
     sunshine = str(Path(sys.executable).with_name("sunshine"))
