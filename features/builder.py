@@ -1,4 +1,5 @@
-"""Point-in-time features for (person, as_of) spine rows, computed in DuckDB from the spec.
+"""Point-in-time features for (person, as_of) spine rows, computed in DuckDB from the plan
+of the spec (`features.plan`).
 
 A row sees only events that happened *and* were recorded strictly before its as_of (00:00 of
 that date). Aggregation runs in long form, one row per (spine row, event type), and is scattered
@@ -23,16 +24,11 @@ import pyarrow.parquet as pq
 
 from features.errors import InputError
 from features.io import atomic_path
+from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.spec import Feature
 from features.store import Store
-from features.vocabulary import EVENT_TYPES
 
-TYPE_INDEX = {e.name: i for i, e in enumerate(EVENT_TYPES)}
 DEFAULT_CHUNK_ROWS = 250_000
-
-
-def _suffix(w: int | None) -> str:
-    return "all" if w is None else f"{w}d"
 
 
 class FeatureBuilder:
@@ -47,89 +43,21 @@ class FeatureBuilder:
         self.store = store
         self.con = con or store.con  # pass a cursor to build from another thread
         # by default the spec's features and those of the store's codebook
-        self.features = store.features if features is None else features
-        self.names = [f.name for f in self.features]
-        self.col = {f.name: i for i, f in enumerate(self.features)}
-        self._plan()
-
-    # -- SQL generated from the spec -----------------------------------------------------------
-    def _plan(self) -> None:
-        # Long-form passes over the joined events, one row per (spine row, event type). Counts
-        # and recency cover every type; value statistics only the valued types, so the second
-        # pass reads a fraction of the rows. scatter maps (column, event type) -> feature.
-        counts: dict[str, str] = {}
-        values: dict[str, str] = {}
-        self.scatter: dict[str, np.ndarray] = {}
-        valued_types: set[str] = set()
-        self._plan_items()
-        for f in self.features:
-            if f.event_type is None or f.item is not None:
-                continue  # static, domain, ratio and codebook features are built apart
-            if f.kind == "window":
-                agg = str(f.agg)
-                col = f"{agg}_{_suffix(f.window)}"
-                cond = "" if f.window is None else f" FILTER (WHERE d <= {f.window})"
-                expr = {"count": "count(*)", "mean": "avg(value)", "max": "max(value)"}[agg]
-                (counts if agg == "count" else values)[col] = expr + cond
-            elif f.kind == "last":
-                col = "last"
-                values[col] = "arg_max(value, (event_time, value)) FILTER (WHERE value IS NOT NULL)"
-            elif f.kind == "recency":
-                col = "days_since"
-                counts[col] = "min(d)"
-            else:
-                continue
-            if col in values:
-                valued_types.add(f.event_type)
-            targets = self.scatter.setdefault(col, np.full(len(EVENT_TYPES), -1, np.int64))
-            targets[TYPE_INDEX[f.event_type]] = self.col[f.name]
-        self.passes = [(c, "") for c in [counts] if c]
-        if values:
-            kinds = ", ".join(f"'{t}'" for t in sorted(valued_types))
-            self.passes.append((values, f"WHERE event_type IN ({kinds})"))
-        self.domain = [f for f in self.features if f.kind == "domain" and f.sql]
-        self.statics = [f for f in self.features if f.kind == "static"]
-        self.ratios = [f for f in self.features if f.kind == "ratio"]
-        self.want_negative_run = "longest_negative_run" in self.col
-        self.fill = np.array(
-            [np.nan if f.fill is None else f.fill for f in self.features], np.float32
-        )
-        self.fill_cols = np.flatnonzero(self.fill != 0)  # NaN != 0 too
-
-    def _plan_items(self) -> None:
-        """Codebook features: one pass over the assessment answers, one row per (spine row,
-        item); `item_scatter` maps (column, item) -> feature, as `scatter` does for types."""
-        items = sorted({f.item for f in self.features if f.item is not None})
-        self.item_index = {code: k for k, code in enumerate(items)}
-        self.item_cols: dict[str, str] = {}
-        self.item_scatter: dict[str, np.ndarray] = {}
-        for f in self.features:
-            if f.item is None:
-                continue
-            if f.kind == "item_last":
-                col = "last"
-                expr = "arg_max(value, (event_time, value))"
-            else:
-                col = f"{f.agg}_{_suffix(f.window)}"
-                cond = "" if f.window is None else f" FILTER (WHERE d <= {f.window})"
-                expr = ("avg(value)" if f.agg == "mean" else "max(value)") + cond
-            self.item_cols[col] = expr
-            targets = self.item_scatter.setdefault(col, np.full(len(items), -1, np.int64))
-            targets[self.item_index[f.item]] = self.col[f.name]
+        self.plan = FeaturePlan(store.features if features is None else features)
+        self.features = self.plan.features
+        self.names = self.plan.names
 
     def _build_items(self, wide: np.ndarray, local: np.ndarray) -> None:
-        if not self.item_cols:
+        plan = self.plan
+        if not plan.item_cols:
             return
-        select = ", ".join(f"{expr} AS {col}" for col, expr in self.item_cols.items())
-        long = self.con.sql(
-            f"SELECT row_id, detail, {select} FROM j WHERE event_type = 'assessment' GROUP BY ALL"
-        ).to_arrow_table()
+        long = self.con.sql(plan.items_sql()).to_arrow_table()
         r = local[_column(long, "row_id")]
         codes = long.column("detail").to_pylist()
-        known = np.array([c in self.item_index for c in codes], bool)
-        k = np.array([self.item_index.get(c, 0) for c in codes], np.int64)
-        for col in self.item_cols:
-            dest = np.where(known, self.item_scatter[col][k], -1)
+        known = np.array([c in plan.item_index for c in codes], bool)
+        k = np.array([plan.item_index.get(c, 0) for c in codes], np.int64)
+        for col in plan.item_cols:
+            dest = np.where(known, plan.item_scatter[col][k], -1)
             self._scatter(wide, r, dest, _column(long, col))
 
     # -- public API --------------------------------------------------------------------------
@@ -220,63 +148,34 @@ class FeatureBuilder:
         return con.execute("SELECT pk, count(*) AS n FROM spine_k GROUP BY pk ORDER BY pk").df()
 
     def _chunk(self, spine_table: pa.Table, rows: np.ndarray) -> pa.Table:
-        con = self.con
+        con, plan = self.con, self.plan
         n = len(rows)
         local = np.full(int(rows.max()) + 1 if n else 0, -1, np.int64)
         local[rows] = np.arange(n)
         # column-major, so each feature column is contiguous and goes to Arrow without a copy
         wide = np.zeros((n, len(self.features)), np.float32, order="F")
-        wide[:, self.fill_cols] = self.fill[self.fill_cols]
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE j AS
-            SELECT s.row_id, e.event_type, e.value, e.detail, e.event_time,
-                   date_diff('day', CAST(e.event_time AS DATE), s.as_of) AS d
-            FROM spine_c s JOIN events e
-              ON e.pk = s.pk AND e.event_time < s.as_of_ts AND e.available_time < s.as_of_ts
-            """
-        )
-        for cols, where in self.passes:
-            select = ", ".join(f"{expr} AS {col}" for col, expr in cols.items())
-            long = con.sql(
-                f"SELECT row_id, enum_code(event_type) AS t, {select} FROM j {where} GROUP BY ALL"
-            ).to_arrow_table()
+        wide[:, plan.fill_cols] = plan.fill[plan.fill_cols]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE j AS {JOIN_SQL}")
+        for cols, where in plan.passes:
+            long = con.sql(plan.pass_sql(cols, where, "enum_code(event_type)")).to_arrow_table()
             r = local[_column(long, "row_id")]
             t = _column(long, "t").astype(np.int64)
             for col in cols:
-                self._scatter(wide, r, self.scatter[col][t], _column(long, col))
+                self._scatter(wide, r, plan.scatter[col][t], _column(long, col))
         self._build_items(wide, local)
-        if self.domain:
-            select = ", ".join(f"{f.sql} AS {f.name}" for f in self.domain)
-            res = con.sql(f"SELECT row_id, {select} FROM j GROUP BY row_id").to_arrow_table()
-            self._put(wide, local, res, self.domain)
-        if self.want_negative_run:
-            res = con.sql(
-                """
-                WITH t AS (
-                    SELECT row_id, value, sum(CASE WHEN value = 1 THEN 1 ELSE 0 END) OVER (
-                        PARTITION BY row_id ORDER BY event_time, value
-                        ROWS UNBOUNDED PRECEDING) AS grp
-                    FROM j WHERE event_type = 'urine_test'
-                )
-                SELECT row_id, max(n) AS longest_negative_run FROM (
-                    SELECT row_id, grp, count(*) FILTER (WHERE value = 0) AS n
-                    FROM t GROUP BY row_id, grp
-                ) GROUP BY row_id
-                """
-            ).to_arrow_table()
-            self._put(wide, local, res, [self.features[self.col["longest_negative_run"]]])
-        for f in self.ratios:
+        if plan.domain:
+            res = con.sql(plan.domain_sql()).to_arrow_table()
+            self._put(wide, local, res, plan.domain)
+        if plan.want_negative_run:
+            res = con.sql(NEGATIVE_RUN_SQL).to_arrow_table()
+            self._put(wide, local, res, [self.features[plan.col["longest_negative_run"]]])
+        for f in plan.ratios:
             numerator, other = f.ratio or ("", "")
-            num = wide[:, self.col[numerator]]
-            den = num + wide[:, self.col[other]]
+            num = wide[:, plan.col[numerator]]
+            den = num + wide[:, plan.col[other]]
             with np.errstate(invalid="ignore", divide="ignore"):
-                wide[:, self.col[f.name]] = np.where(den > 0, num / den, np.nan)
-        statics = con.sql(
-            "SELECT "
-            + ", ".join(f"{f.sql} AS {f.name}" for f in self.statics)
-            + " FROM spine_c s JOIN persons p USING (pk) ORDER BY s.row_id"
-        ).to_arrow_table()
+                wide[:, plan.col[f.name]] = np.where(den > 0, num / den, np.nan)
+        statics = con.sql(plan.statics_sql()).to_arrow_table()
         columns = spine_table.take(pa.array(rows)).columns
         names = list(spine_table.column_names)
         for i, f in enumerate(self.features):
@@ -299,7 +198,7 @@ class FeatureBuilder:
     def _put(self, wide: np.ndarray, local: np.ndarray, res: pa.Table, feats: list) -> None:
         r = local[_column(res, "row_id")]
         for f in feats:
-            dest = np.full(len(r), self.col[f.name], np.int64)
+            dest = np.full(len(r), self.plan.col[f.name], np.int64)
             self._scatter(wide, r, dest, _column(res, f.name))
 
     def _empty(self, spine: pd.DataFrame) -> pa.Table:

@@ -104,7 +104,7 @@ def _window_text(w: int | None) -> tuple[str, str]:
     return ("all history", "全部历史") if w is None else (f"last {w} days", f"近{w}天")
 
 
-def _window_suffix(w: int | None) -> str:
+def window_suffix(w: int | None) -> str:
     return "all" if w is None else f"{w}d"
 
 
@@ -132,7 +132,7 @@ def _event_features() -> list[Feature]:
                     en, zh = f"{base_en}, {wen}", f"{base_zh}({wzh})"
                 out.append(
                     Feature(
-                        f"{e.name}__{agg}_{_window_suffix(w)}",
+                        f"{e.name}__{agg}_{window_suffix(w)}",
                         en,
                         zh,
                         "window",
@@ -174,7 +174,7 @@ def _opioid_features() -> list[Feature]:
         within = "" if w is None else f" AND d <= {w}"
         out += [
             Feature(
-                f"opioid_positive_tests_{_window_suffix(w)}",
+                f"opioid_positive_tests_{window_suffix(w)}",
                 f"opioid-positive test results, {wen}",
                 f"阿片类阳性尿检结果数({wzh})",
                 "domain",
@@ -184,7 +184,7 @@ def _opioid_features() -> list[Feature]:
                 fill=0.0,
             ),
             Feature(
-                f"opioid_use_days_reported_{_window_suffix(w)}",
+                f"opioid_use_days_reported_{window_suffix(w)}",
                 f"self-reported days of opioid use, {wen}",
                 f"自报阿片类使用天数({wzh})",
                 "domain",
@@ -354,7 +354,7 @@ def codebook_features(codebook: Codebook) -> tuple[Feature, ...]:
                 wen, wzh = _window_text(w)
                 out.append(
                     Feature(
-                        f"{base}__{agg}_{_window_suffix(w)}",
+                        f"{base}__{agg}_{window_suffix(w)}",
                         f"{i.label_en}, {agg} ({wen})",
                         f"{i.label_zh}{'平均值' if agg == 'mean' else '最大值'}({wzh})",
                         "item_window",
