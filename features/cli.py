@@ -20,7 +20,7 @@ from rich.table import Table
 from features.builder import FeatureBuilder
 from features.errors import InputError, SunshineError
 from features.io import write_table
-from features.labels import build_spine
+from features.labels import build_spine, check_label_window
 from features.store import LoadReport, Store
 from features.synth import synthesize, write_population
 from features.tasks import get_task, task_names
@@ -45,6 +45,18 @@ RejectsOpt = Annotated[
 FORMATS = ("table", "csv", "json")
 FormatOpt = Annotated[
     str, typer.Option("--format", help="table (for people), csv or json (for programs)")
+]
+ENGINES = ("duckdb", "spark")
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="duckdb (one machine, the default) or spark (a cluster; Parquet in and out)",
+    ),
+]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option("--master", help="the Spark master (default local[2], on loopback)"),
 ]
 RefOpt = Annotated[
     str | None,
@@ -212,14 +224,57 @@ def features(
     lenient: LenientOpt = False,
     rejects: RejectsOpt = None,
     reference_date: RefOpt = None,
+    engine: EngineOpt = "duckdb",
+    master: MasterOpt = None,
 ) -> None:
     """Build the task's cohort, labels and point-in-time features."""
     get_task(task)
     if out.suffix not in (".parquet", ".csv"):
         raise InputError(f"{out}: unsupported output format (use .parquet or .csv)")
     dates = [parse_date(d, "--as-of") for d in as_of] if as_of else None
+    if check_engine(engine, data) == "spark":
+        if out.suffix != ".parquet" or lenient:
+            raise InputError("--engine spark writes Parquet (a directory) and has no --lenient")
+        ref = parse_date(reference_date, "--reference-date") if reference_date else None
+        build_on_spark(Path(data), task, out, dates, ref, master)
+        return
     store = open_store(data, lenient, rejects, reference_date)
     build_and_write(store, task, out, dates)
+
+
+def check_engine(engine: str, data: str | Path) -> str:
+    if engine not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "spark" and "://" in str(data):
+        raise InputError(f"--engine spark reads a folder of Parquet files, not {data}")
+    return engine
+
+
+def build_on_spark(
+    data: Path,
+    task: str,
+    out: Path,
+    dates: list[dt.date] | None,
+    reference_date: dt.date | None,
+    master: str | None,
+) -> None:
+    """The same cohort, labels and features, built by Spark; Parquet partitioned by as_of."""
+    from features import spark
+
+    started = time.perf_counter()
+    registry = spark.SparkRegistry(spark.session(master), data, reference_date)
+    t = get_task(task)
+    dates = sorted(set(dates)) if dates else registry.default_dates(t)
+    check_label_window(t, dates, registry.reference_date)
+    rows = spark.spine(registry, t, dates).persist()
+    written = spark.write(spark.features(registry, rows).drop("row_id", "pk"), out)
+    counts = rows.groupBy("as_of").agg({"*": "count", "label": "sum"}).toPandas()
+    counts.columns = ["as_of", "rows", "positives"]
+    print_spine_summary(task, counts.sort_values("as_of"))
+    console.print(
+        f"{task}: {written:,} rows x {len(registry.features)} features -> {out} "
+        f"(Spark, partitioned by as_of; {time.perf_counter() - started:.1f}s)"
+    )
 
 
 @user_errors
@@ -260,23 +315,26 @@ def build_and_write(store: Store, task: str, out: Path, dates: list[dt.date] | N
         builder.write(spine, out)
     else:
         write_table(builder.build(spine), out)
-    print_spine_summary(task, spine)
+    by_date = spine.groupby("as_of").label
+    print_spine_summary(
+        task, pd.DataFrame({"rows": by_date.size(), "positives": by_date.sum()}).reset_index()
+    )
     console.print(
         f"{task}: {len(spine):,} rows x {len(builder.names)} features -> {out} "
         f"({time.perf_counter() - started:.1f}s)"
     )
 
 
-def print_spine_summary(task: str, spine: Any) -> None:
+def print_spine_summary(task: str, counts: pd.DataFrame) -> None:
+    """`counts`: rows and positives by as_of."""
     table = Table(title=f"{task}: cohort and labels by as_of")
     for col in ("as_of", "rows", "positives", "rate"):
         table.add_column(col, justify="right")
-    for as_of, grp in spine.groupby("as_of"):
+    for r in counts.itertuples(index=False):
         table.add_row(
-            str(as_of), f"{len(grp):,}", f"{grp.label.sum():,}", f"{grp.label.mean():.1%}"
+            str(r.as_of), f"{r.rows:,}", f"{r.positives:,}", f"{r.positives / r.rows:.1%}"
         )
-    if len(spine):
-        table.add_row(
-            "all", f"{len(spine):,}", f"{spine.label.sum():,}", f"{spine.label.mean():.1%}"
-        )
+    rows, positives = int(counts["rows"].sum()), int(counts["positives"].sum())
+    if rows:
+        table.add_row("all", f"{rows:,}", f"{positives:,}", f"{positives / rows:.1%}")
     console.print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -39,6 +40,28 @@ def atomic_path(final: Path, private: bool = False) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """As `atomic_path`, for a directory (a partitioned Parquet dataset): written under a
+    temporary name beside `final`, swapped into place only if the block succeeds."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    old = final.with_name(f".{final.name}.old")
+    try:
+        tmp.rmdir()  # the writer makes it, as Spark insists on
+        yield tmp
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            elif leftover.exists():
+                leftover.unlink()
 
 
 def write_table(table: pa.Table | pd.DataFrame, path: Path) -> None:

@@ -35,14 +35,29 @@ def cadence_dates(first: dt.date, last: dt.date, months: int) -> list[dt.date]:
 
 
 def default_dates(store: Store, task: Task) -> list[dt.date]:
-    """The task's cadence from a year after the first event to the last date whose label
-    window is complete."""
     first = store.con.execute("SELECT min(event_time) FROM events").fetchall()[0][0]
-    if first is None:
+    return task_dates(task, first, store.reference_date)
+
+
+def task_dates(task: Task, first_event: dt.datetime | None, reference: dt.date) -> list[dt.date]:
+    """The task's cadence from a year after the first event to the last date whose label
+    window is complete: the as_of dates a task is trained on unless others are asked for."""
+    if first_event is None:
         return []
-    last = store.reference_date - dt.timedelta(days=task.label_days)
-    start = (first.date() + dt.timedelta(days=365)).replace(day=1)
+    last = reference - dt.timedelta(days=task.label_days)
+    start = (first_event.date() + dt.timedelta(days=365)).replace(day=1)
     return cadence_dates(start, last, task.cadence_months)
+
+
+def check_label_window(task: Task, dates: list[dt.date], reference: dt.date) -> None:
+    """Refuse an as_of whose label window is not over by the data's reference date."""
+    limit = reference - dt.timedelta(days=task.label_days)
+    late = [d for d in dates if d > limit]
+    if late:
+        raise InputError(
+            f"as_of {late[0]}: its {task.label_days}-day label window ends after the reference "
+            f"date {reference}; the latest usable as_of is {limit}"
+        )
 
 
 def _cohort_table(con: duckdb.DuckDBPyConnection, task: Task, dates: list[dt.date]) -> None:
@@ -125,13 +140,7 @@ def build_spine(
     """(person_id, as_of, label) for the task's cohort at each date, sorted by as_of, person_id."""
     task = get_task(task) if isinstance(task, str) else task
     dates = sorted(set(as_of_dates)) if as_of_dates else default_dates(store, task)
-    limit = store.reference_date - dt.timedelta(days=task.label_days)
-    late = [d for d in dates if d > limit]
-    if late:
-        raise InputError(
-            f"as_of {late[0]}: its {task.label_days}-day label window ends after the reference "
-            f"date {store.reference_date}; the latest usable as_of is {limit}"
-        )
+    check_label_window(task, dates, store.reference_date)
     _cohort_table(store.con, task, dates)
     return _query(
         store.con,

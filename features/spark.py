@@ -1,0 +1,309 @@
+"""The feature spec on Apache Spark, for registries that outgrow one machine.
+
+Nothing here restates a feature, a cohort or a label: the statements are the plan's
+(`features.plan`) and the tasks' (`features.tasks`), written in DuckDB's dialect and compiled
+to Spark's by sqlglot. Where DuckDB scatters a long-form pass into the wide matrix with numpy,
+Spark pivots it with one conditional aggregate per (column, type) cell of the same scatter map.
+
+Spark keys persons by their `person_id` (DuckDB numbers them, `pk`): the statements only join
+on the key, and numbering tens of millions of ids would take a global sort.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sqlglot
+from sqlglot import exp
+
+from features.codebook import Codebook, find_codebook, read_codebook
+from features.errors import ContractError, InputError
+from features.io import atomic_dir
+from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
+from features.spec import FEATURES, Feature, codebook_features, register
+from features.store import METADATA_FILE, find_table, read_reference_date
+from features.tasks import Task
+from features.vocabulary import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+LOOPBACK = "127.0.0.1"
+JAVA_MISSING = (
+    "Spark needs a Java runtime (17 or newer) and none was found (no `java` on PATH, no "
+    "JAVA_HOME). Install one: apt-get install openjdk-17-jre-headless"
+)
+SPARK_MISSING = "Spark is not installed here: pip install -e '.[spark]'"
+
+
+def session(master: str | None = None, app: str = "sunshine") -> SparkSession:
+    """A Spark session; `master` None is `local[2]`. A local master binds the driver to
+    loopback and nothing else (by default Spark binds the machine's network interface), and
+    no session starts the web UI."""
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise InputError(JAVA_MISSING)
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InputError(SPARK_MISSING) from None
+    # said on every pandas conversion; the equality tests are what show it works with ours
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+    master = master or "local[2]"
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", os.environ.get("SUNSHINE_SPARK_PARTITIONS", "8"))
+    )
+    if master.startswith("local"):
+        os.environ["SPARK_LOCAL_IP"] = LOOPBACK
+        builder = builder.config("spark.driver.host", LOOPBACK).config(
+            "spark.driver.bindAddress", LOOPBACK
+        )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def to_spark(sql: str) -> str:
+    """A statement of DuckDB's dialect in Spark's. Decimal literals become doubles: DuckDB
+    divides by 365.25 in floating point, Spark would in fixed-point decimals."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree = tree.transform(
+        lambda node: (
+            exp.cast(node.copy(), "DOUBLE")
+            if isinstance(node, exp.Literal) and not node.is_string and "." in node.this
+            else node
+        )
+    )
+    return tree.sql(dialect="spark")
+
+
+class SparkRegistry:
+    """A registry folder's persons and events (Parquet: a file or a directory of files each)
+    as the Spark views the statements read: `persons` and `events`, keyed by `pk`."""
+
+    def __init__(
+        self, spark: SparkSession, data: Path, reference_date: dt.date | None = None
+    ) -> None:
+        self.spark, self.data = spark, Path(data)
+        ref = reference_date or read_reference_date(self.data)
+        if ref is None:
+            raise InputError(f"{data}: no {METADATA_FILE}; give --reference-date")
+        self.reference_date = ref
+        path = find_codebook(self.data)
+        self.codebook = read_codebook(path) if path else Codebook(())
+        extra = codebook_features(self.codebook)
+        register(extra)
+        self.features: tuple[Feature, ...] = (*FEATURES, *extra)
+        persons, events = self._path("persons"), self._path("events")
+        spark.read.parquet(str(persons)).createOrReplaceTempView("raw_persons")
+        spark.read.parquet(str(events)).createOrReplaceTempView("raw_events")
+        self._views()
+
+    def _path(self, table: str) -> Path:
+        path = find_table(self.data, table)
+        if path is None:
+            raise InputError(f"{self.data}: no {table}.parquet")
+        if path.suffix != ".parquet":
+            raise InputError(
+                f"{path}: the Spark engine reads Parquet; convert it (for example with "
+                f"`sunshine load-registry`'s input checks, then DuckDB's COPY ... TO '{table}"
+                ".parquet')"
+            )
+        return path
+
+    def _views(self) -> None:
+        spark = self.spark
+        spark.sql(
+            "CREATE OR REPLACE TEMP VIEW persons AS SELECT CAST(person_id AS STRING) AS pk, "
+            "CAST(person_id AS STRING) AS person_id, CAST(birth_date AS DATE) AS birth_date, "
+            "CAST(sex AS STRING) AS sex, CAST(district AS STRING) AS district, "
+            "CAST(registration_date AS DATE) AS registration_date, "
+            "CAST(primary_substance AS STRING) AS primary_substance FROM raw_persons"
+        )
+        answers = [
+            f"SELECT CAST(person_id AS STRING) AS pk, "
+            f"CAST(CAST(registration_date AS DATE) AS TIMESTAMP_NTZ) AS t, "
+            f"CAST({item.code} AS DOUBLE) AS value, '{item.code}' AS detail FROM raw_persons "
+            f"WHERE {item.code} IS NOT NULL"
+            for item in self.codebook.items
+            if item.code in spark.table("raw_persons").columns
+        ]
+        at_registration = (
+            " UNION ALL SELECT pk, t, t, 'assessment', value, detail FROM ("
+            + " UNION ALL ".join(answers)
+            + ")"
+            if answers
+            else ""
+        )
+        spark.sql(
+            "CREATE OR REPLACE TEMP VIEW events AS SELECT DISTINCT "
+            "CAST(person_id AS STRING) AS pk, "
+            "CAST(event_time AS TIMESTAMP_NTZ) AS event_time, "
+            "greatest(CAST(event_time AS TIMESTAMP_NTZ), coalesce("
+            "CAST(recorded_time AS TIMESTAMP_NTZ), CAST(event_time AS TIMESTAMP_NTZ))) "
+            "AS available_time, CAST(event_type AS STRING) AS event_type, "
+            "CAST(value AS DOUBLE) AS value, CAST(detail AS STRING) AS detail FROM raw_events"
+            + at_registration
+        )
+        self._check()
+
+    def _check(self) -> None:
+        """What Spark would otherwise drop without a word: events of persons the registry
+        does not hold, and types the vocabulary does not know. (The full contract, row by
+        row, is `sunshine validate`'s.)"""
+        known = ", ".join(f"'{e.name}'" for e in EVENT_TYPES)
+        bad = self.spark.sql(
+            "SELECT e.person_id, e.event_type, p.person_id IS NULL AS unknown_person "
+            "FROM raw_events e LEFT JOIN raw_persons p ON "
+            "CAST(p.person_id AS STRING) = CAST(e.person_id AS STRING) "
+            f"WHERE p.person_id IS NULL OR CAST(e.event_type AS STRING) NOT IN ({known}) "
+            "LIMIT 5"
+        ).collect()
+        if bad:
+            why = [
+                f"person_id {r.person_id}: unknown person"
+                if r.unknown_person
+                else f"person_id {r.person_id}: unknown event type {r.event_type}"
+                for r in bad
+            ]
+            raise ContractError(
+                f"{self.data}: events that break the data contract (the first {len(why)}):\n  "
+                + "\n  ".join(why)
+                + "\nrun `sunshine validate --data ...` for every problem, row by row"
+            )
+
+    def default_dates(self, task: Task) -> list[dt.date]:
+        from features.labels import task_dates
+
+        first = self.spark.sql("SELECT min(event_time) AS t FROM events").first()
+        return task_dates(task, first.t if first else None, self.reference_date)
+
+
+def spine(registry: SparkRegistry, task: Task, dates: Sequence[dt.date]) -> DataFrame:
+    """(row_id, person_id, pk, as_of, label) of the task's cohort at each date: the task's
+    own cohort and label statements, compiled."""
+    spark = registry.spark
+    from pyspark.sql import Row
+
+    spark.createDataFrame([Row(as_of=d) for d in sorted(set(dates))]).createOrReplaceTempView(
+        "dates_in"
+    )
+    spark.sql(
+        "CREATE OR REPLACE TEMP VIEW dates AS SELECT CAST(as_of AS DATE) AS as_of, "
+        "CAST(CAST(as_of AS DATE) AS TIMESTAMP_NTZ) AS as_of_ts FROM dates_in"
+    )
+    spark.sql(f"CREATE OR REPLACE TEMP VIEW cohort AS {to_spark(task.cohort_sql)}")
+    return spark.sql(
+        "SELECT monotonically_increasing_id() AS row_id, p.person_id, l.pk, l.as_of, "
+        "CAST(l.label AS TINYINT) AS label "
+        f"FROM ({to_spark(task.label_query())}) l JOIN persons p USING (pk)"
+    )
+
+
+def features(
+    registry: SparkRegistry, rows: DataFrame, wanted: tuple[Feature, ...] | None = None
+) -> DataFrame:
+    """`rows`' columns (with `row_id` and `pk`) and every feature, as DuckDB builds them:
+    floats (NULL where DuckDB has NaN) and categories as their labels."""
+    spark = registry.spark
+    plan = FeaturePlan(registry.features if wanted is None else wanted)
+    rows.createOrReplaceTempView("spine_rows")
+    spark.sql(
+        "CREATE OR REPLACE TEMP VIEW spine_c AS SELECT row_id, pk, as_of, "
+        "CAST(as_of AS TIMESTAMP_NTZ) AS as_of_ts FROM spine_rows"
+    )
+    j = spark.sql(to_spark(JOIN_SQL)).persist()
+    j.createOrReplaceTempView("j")
+    parts: list[tuple[str, list[str]]] = []  # (query, the feature columns it gives)
+    types = [e.name for e in EVENT_TYPES]
+    for cols, where in plan.passes:
+        parts.append(
+            _pivot(
+                plan.pass_sql(cols, where, "event_type"),
+                plan.targets({c: plan.scatter[c] for c in cols}, types),
+            )
+        )
+    if plan.item_cols:
+        items = sorted(plan.item_index, key=plan.item_index.__getitem__)
+        parts.append(_pivot(plan.items_sql(), plan.targets(plan.item_scatter, items), "detail"))
+    if plan.domain:
+        parts.append((to_spark(plan.domain_sql()), [f.name for f in plan.domain]))
+    if plan.want_negative_run:
+        parts.append((to_spark(NEGATIVE_RUN_SQL), ["longest_negative_run"]))
+    statics = to_spark(plan.statics_sql().removesuffix(" ORDER BY s.row_id"))
+    parts.append((statics, [f.name for f in plan.statics]))
+    joins, source = [], {}
+    for k, (query, names) in enumerate(parts):
+        joins.append(f"LEFT JOIN ({query}) x{k} USING (row_id)")
+        source |= {n: f"x{k}.{n}" for n in names}
+    inner = ", ".join(_filled(f, source[f.name]) for f in plan.features if f.kind != "ratio")
+    outer = ", ".join(_final(f, plan) for f in plan.features)
+    kept = ", ".join(f"r.{c}" for c in rows.columns)
+    kept_names = ", ".join(rows.columns)
+    return spark.sql(
+        f"SELECT {kept_names}, {outer} FROM (SELECT {kept}, {inner} FROM spine_rows r "
+        + " ".join(joins)
+        + ")"
+    )
+
+
+def _pivot(
+    long_sql: str, targets: list[tuple[str, str, Feature]], key: str = "t"
+) -> tuple[str, list[str]]:
+    """A long-form pass made wide: each (column, key) cell of the scatter map, one column."""
+    cells = ", ".join(
+        f"max(CASE WHEN {key} = '{k}' THEN {col} END) AS {f.name}" for col, k, f in targets
+    )
+    return f"SELECT row_id, {cells} FROM ({to_spark(long_sql)}) GROUP BY row_id", [
+        f.name for _, _, f in targets
+    ]
+
+
+def _filled(f: Feature, column: str) -> str:
+    """A feature as DuckDB's builder leaves it: a float (its fill where nothing was seen), a
+    static category among the known ones, or a categorical item's answer as its label."""
+    if f.kind == "static" and f.categorical:
+        known = ", ".join(f"'{c}'" for c in f.categories or ())
+        return f"CASE WHEN {column} IN ({known}) THEN {column} END AS {f.name}"
+    if f.categorical:
+        cases = " ".join(
+            f"WHEN CAST({column} AS FLOAT) = CAST({a!r} AS FLOAT) THEN '{label}'"
+            for a, label in zip(f.answers or (), f.categories or (), strict=True)
+        )
+        return f"CASE {cases} END AS {f.name}"
+    value = column if f.fill is None else f"coalesce({column}, {f.fill!r})"
+    return f"CAST({value} AS FLOAT) AS {f.name}"
+
+
+def _final(f: Feature, plan: FeaturePlan) -> str:
+    """A ratio from its two counts as filled (num / (num + other), none when both are 0)."""
+    if f.kind != "ratio":
+        return f.name
+    numerator, other = f.ratio or ("", "")
+    return (
+        f"CAST(CASE WHEN {numerator} + {other} > 0 THEN "
+        f"{numerator} / ({numerator} + {other}) END AS FLOAT) AS {f.name}"
+    )
+
+
+def write(frame: DataFrame, out: Path) -> int:
+    """Parquet partitioned by as_of, whole or not at all; returns the row count."""
+    with atomic_dir(out) as tmp:
+        frame.write.partitionBy("as_of").parquet(str(tmp))
+    return registry_rows(out)
+
+
+def registry_rows(path: Path) -> int:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(path, format="parquet", partitioning="hive").count_rows()
