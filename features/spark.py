@@ -12,6 +12,7 @@ on the key, and numbering tens of millions of ids would take a global sort.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import shutil
 import warnings
@@ -121,19 +122,32 @@ class SparkRegistry:
             )
         return path
 
+    def _typed(self, view: str, column: str, sql_type: str) -> str:
+        """`column` of a raw view as `sql_type`. A column with no value at all is stored as
+        integers by some writers, which Spark will not cast to a time: it goes through text."""
+        from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
+
+        kind = self.spark.table(view).schema[column].dataType
+        times = (DateType, TimestampType, TimestampNTZType, StringType)
+        if sql_type in ("DATE", "TIMESTAMP_NTZ") and not isinstance(kind, times):
+            return f"CAST(CAST({column} AS STRING) AS {sql_type})"
+        return f"CAST({column} AS {sql_type})"
+
     def _views(self) -> None:
         spark = self.spark
+        p = functools.partial(self._typed, "raw_persons")
+        e = functools.partial(self._typed, "raw_events")
         spark.sql(
-            "CREATE OR REPLACE TEMP VIEW persons AS SELECT CAST(person_id AS STRING) AS pk, "
-            "CAST(person_id AS STRING) AS person_id, CAST(birth_date AS DATE) AS birth_date, "
-            "CAST(sex AS STRING) AS sex, CAST(district AS STRING) AS district, "
-            "CAST(registration_date AS DATE) AS registration_date, "
-            "CAST(primary_substance AS STRING) AS primary_substance FROM raw_persons"
+            f"CREATE OR REPLACE TEMP VIEW persons AS SELECT {p('person_id', 'STRING')} AS pk, "
+            f"{p('person_id', 'STRING')} AS person_id, {p('birth_date', 'DATE')} AS birth_date, "
+            f"{p('sex', 'STRING')} AS sex, {p('district', 'STRING')} AS district, "
+            f"{p('registration_date', 'DATE')} AS registration_date, "
+            f"{p('primary_substance', 'STRING')} AS primary_substance FROM raw_persons"
         )
         answers = [
-            f"SELECT CAST(person_id AS STRING) AS pk, "
-            f"CAST(CAST(registration_date AS DATE) AS TIMESTAMP_NTZ) AS t, "
-            f"CAST({item.code} AS DOUBLE) AS value, '{item.code}' AS detail FROM raw_persons "
+            f"SELECT {p('person_id', 'STRING')} AS pk, "
+            f"CAST({p('registration_date', 'DATE')} AS TIMESTAMP_NTZ) AS t, "
+            f"{p(item.code, 'DOUBLE')} AS value, '{item.code}' AS detail FROM raw_persons "
             f"WHERE {item.code} IS NOT NULL"
             for item in self.codebook.items
             if item.code in spark.table("raw_persons").columns
@@ -145,14 +159,17 @@ class SparkRegistry:
             if answers
             else ""
         )
+        t = e("event_time", "TIMESTAMP_NTZ")
+        recorded = (
+            e("recorded_time", "TIMESTAMP_NTZ")
+            if "recorded_time" in spark.table("raw_events").columns
+            else "NULL"
+        )
         spark.sql(
-            "CREATE OR REPLACE TEMP VIEW events AS SELECT DISTINCT "
-            "CAST(person_id AS STRING) AS pk, "
-            "CAST(event_time AS TIMESTAMP_NTZ) AS event_time, "
-            "greatest(CAST(event_time AS TIMESTAMP_NTZ), coalesce("
-            "CAST(recorded_time AS TIMESTAMP_NTZ), CAST(event_time AS TIMESTAMP_NTZ))) "
-            "AS available_time, CAST(event_type AS STRING) AS event_type, "
-            "CAST(value AS DOUBLE) AS value, CAST(detail AS STRING) AS detail FROM raw_events"
+            f"CREATE OR REPLACE TEMP VIEW events AS SELECT DISTINCT {e('person_id', 'STRING')} "
+            f"AS pk, {t} AS event_time, greatest({t}, coalesce({recorded}, {t})) "
+            f"AS available_time, {e('event_type', 'STRING')} AS event_type, "
+            f"{e('value', 'DOUBLE')} AS value, {e('detail', 'STRING')} AS detail FROM raw_events"
             + at_registration
         )
         self._check()
@@ -189,9 +206,10 @@ class SparkRegistry:
         return task_dates(task, first.t if first else None, self.reference_date)
 
 
-def spine(registry: SparkRegistry, task: Task, dates: Sequence[dt.date]) -> DataFrame:
-    """(row_id, person_id, pk, as_of, label) of the task's cohort at each date: the task's
-    own cohort and label statements, compiled."""
+def cohort(registry: SparkRegistry, task: Task, dates: Sequence[dt.date]) -> DataFrame:
+    """(row_id, person_id, pk, as_of) of the task's cohort at each date, without labels: who
+    is scored then, on any date up to the reference date. Persisted, so each row keeps the
+    id it was given however often the plan reads it."""
     spark = registry.spark
     from pyspark.sql import Row
 
@@ -204,9 +222,18 @@ def spine(registry: SparkRegistry, task: Task, dates: Sequence[dt.date]) -> Data
     )
     spark.sql(f"CREATE OR REPLACE TEMP VIEW cohort AS {to_spark(task.cohort_sql)}")
     return spark.sql(
-        "SELECT monotonically_increasing_id() AS row_id, p.person_id, l.pk, l.as_of, "
-        "CAST(l.label AS TINYINT) AS label "
-        f"FROM ({to_spark(task.label_query())}) l JOIN persons p USING (pk)"
+        "SELECT monotonically_increasing_id() AS row_id, p.person_id, c.pk, c.as_of "
+        "FROM cohort c JOIN persons p USING (pk)"
+    ).persist()
+
+
+def spine(registry: SparkRegistry, task: Task, dates: Sequence[dt.date]) -> DataFrame:
+    """(row_id, person_id, pk, as_of, label) of the task's cohort at each date: the task's
+    own cohort and label statements, compiled."""
+    cohort(registry, task, dates).createOrReplaceTempView("cohort_rows")
+    return registry.spark.sql(
+        "SELECT r.row_id, r.person_id, r.pk, r.as_of, CAST(l.label AS TINYINT) AS label "
+        f"FROM cohort_rows r JOIN ({to_spark(task.label_query())}) l USING (pk, as_of)"
     )
 
 
@@ -300,10 +327,10 @@ def write(frame: DataFrame, out: Path) -> int:
     """Parquet partitioned by as_of, whole or not at all; returns the row count."""
     with atomic_dir(out) as tmp:
         frame.write.partitionBy("as_of").parquet(str(tmp))
-    return registry_rows(out)
+    return parquet_rows(out)
 
 
-def registry_rows(path: Path) -> int:
+def parquet_rows(path: Path) -> int:
     import pyarrow.dataset as ds
 
     return ds.dataset(path, format="parquet", partitioning="hive").count_rows()

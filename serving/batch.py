@@ -36,7 +36,6 @@ from serving import reasons
 from serving.roster_io import read_chunks, write_output
 from serving.roster_job import RosterJob
 from serving.scoring import NOT_IN_COHORT, Support, out_of_cohort_warning
-from training.explain import TopK
 
 HIST_BINS = 40
 RESULT_COLUMNS = (
@@ -287,12 +286,7 @@ class RosterScorer:
     def _check_chunk(self, chunk: pd.DataFrame, keys: pd.DataFrame, seen: dict) -> _Pending:
         """Row errors, duplicates (against every earlier row), then features for the rest."""
         n = len(chunk)
-        out: dict[str, np.ndarray] = {c: np.full(n, None, object) for c in RESULT_COLUMNS}
-        out["status"][:] = "ok"
-        out["error"][:] = ""
-        out["warning"][:] = ""
-        out["model_name"][:] = self.facts["name"]
-        out["model_version"][:] = str(self.facts["version"])
+        out = empty_result(n, self.facts)
         pid, d, raw = keys.person_id, keys.as_of, keys.as_of_raw
         error = out["error"]
         missing = (pid == "").to_numpy()
@@ -364,33 +358,20 @@ class RosterScorer:
         return where, district
 
     def _score(self, pending: _Pending) -> tuple[Scored, Scored | None, np.ndarray] | None:
-        """Stage two, in the main thread: the model's scores and contributions; picking the
-        top reasons from them is left to the writer (`Scored.top` is computed when read).
-        Returns the scores, the explained scores and which rows those explain."""
+        """Stage two, in the main thread: the model's scores and contributions."""
         if pending.frame is None:
             return None
         t = time.perf_counter()
-        scored = self.model.score(pending.frame, 3 if self.job.explain == "top3" else 0)
-        explained, rows = (scored if scored.explained else None), np.arange(len(pending.rows))
-        if self.job.explain == "top":
-            rows = np.flatnonzero(scored.tier == "high")
-            explained = self.model.score(pending.frame.iloc[rows], 3) if len(rows) else None
+        scores = score_and_explain(self.model, pending.frame, self.job.explain)
         self.timings["score_and_explain"] += time.perf_counter() - t
-        return scored, explained, rows
+        return scores
 
     def _write_part(self, part: Path, pending: _Pending, scores: tuple | None) -> Summary:
         """Stage three, in the writer: scores and readable reasons into the part file."""
         t = time.perf_counter()
         out = pending.out
-        good = pending.rows
         if scores is not None:
-            scored, explained, rows = scores
-            out["probability"][good] = scored.probability
-            out["tier"][good] = scored.tier
-            out["percentile"][good] = scored.percentile
-            if explained is not None:
-                support = Support(explained.top, self.options)
-                self._fill_reasons(out, good[rows], explained.top, support)
+            put_scores(out, pending.rows, scores, self.options, self.job.lang)
         result = pending.chunk.reset_index(drop=True).copy()
         for c in RESULT_COLUMNS:
             result[c] = out[c]
@@ -401,22 +382,6 @@ class RosterScorer:
             pq.write_table(pa.Table.from_pandas(result, preserve_index=False), tmp)
         self.timings["write"] += time.perf_counter() - t
         return Summary.of(result)
-
-    def _fill_reasons(self, out: dict, rows: np.ndarray, top: TopK, support: Support) -> None:
-        """Whole columns at once: a per-row loop over reason objects cost as much as TreeSHAP."""
-        lang = self.job.lang
-        shown = top.shown
-        for k in range(min(3, top.position.shape[1])):
-            hide = ~shown[:, k]
-            columns = (
-                reasons.labels(top, k, lang),
-                reasons.display_values(top, k),
-                reasons.directions(top, k, lang),
-            )
-            for name, column in zip(("", "_value", "_effect"), columns, strict=True):
-                column[hide] = None
-                out[f"factor_{k + 1}{name}"][rows] = column
-        out["support"][rows] = support.joined(lang)
 
     # -- the manager's summary ---------------------------------------------------------------
     def write_html(self, summary: Summary) -> Path:
@@ -449,6 +414,62 @@ model {self.facts["name"]} version {self.facts["version"]}; written {written} UT
         with atomic_path(path) as tmp:
             tmp.write_text(html, encoding="utf-8")
         return path
+
+
+def score_and_explain(
+    model: RiskModel, frame: pd.DataFrame, explain: str
+) -> tuple[Scored, Scored | None, np.ndarray]:
+    """The model's scores and contributions for a frame of features, as `explain` asks:
+    the scores, the explained scores, and which rows those explain. (Picking the top
+    reasons is left to `put_scores`: `Scored.top` is computed when read.)"""
+    scored = model.score(frame, 3 if explain == "top3" else 0)
+    explained, rows = (scored if scored.explained else None), np.arange(len(frame))
+    if explain == "top":
+        rows = np.flatnonzero(scored.tier == "high")
+        explained = model.score(frame.iloc[rows], 3) if len(rows) else None
+    return scored, explained, rows
+
+
+def put_scores(
+    out: dict[str, np.ndarray],
+    good: np.ndarray,
+    scores: tuple[Scored, Scored | None, np.ndarray],
+    options: tuple[SupportOption, ...],
+    lang: str,
+) -> None:
+    """Scores, readable reasons and support options into the output columns at rows `good`:
+    the one renderer of a batch's rows, on one machine or on Spark's executors. Whole columns
+    at once: a per-row loop over reason objects cost as much as TreeSHAP."""
+    scored, explained, rows = scores
+    out["probability"][good] = scored.probability
+    out["tier"][good] = scored.tier
+    out["percentile"][good] = scored.percentile
+    if explained is None:
+        return
+    top, at = explained.top, good[rows]
+    shown = top.shown
+    for k in range(min(3, top.position.shape[1])):
+        hide = ~shown[:, k]
+        columns = (
+            reasons.labels(top, k, lang),
+            reasons.display_values(top, k),
+            reasons.directions(top, k, lang),
+        )
+        for name, column in zip(("", "_value", "_effect"), columns, strict=True):
+            column[hide] = None
+            out[f"factor_{k + 1}{name}"][at] = column
+    out["support"][at] = Support(top, options).joined(lang)
+
+
+def empty_result(n: int, facts: dict) -> dict[str, np.ndarray]:
+    """The output columns of `n` rows before they are scored: status ok, no error."""
+    out: dict[str, np.ndarray] = {c: np.full(n, None, object) for c in RESULT_COLUMNS}
+    out["status"][:] = "ok"
+    out["error"][:] = ""
+    out["warning"][:] = ""
+    out["model_name"][:] = facts["name"]
+    out["model_version"][:] = str(facts["version"])
+    return out
 
 
 def histogram_svg(counts: np.ndarray, width: int = 480, height: int = 200) -> str:

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -29,6 +29,12 @@ from serving.auth import DEFAULT_EXPIRY_DAYS, TokenStore
 from serving.caseload import DEFAULT_RISING
 from serving.sockets import listen
 from serving.web_store import DEFAULT_SERVICE_DB, WebStore
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    from features.tasks import SupportOption, Task
+    from models.deployable import RiskModel
 
 DEMO_DISTRICTS = ("huaxi", "nanming")
 ServiceDbOpt = Annotated[
@@ -519,3 +525,81 @@ def score_roster(
     )
     if fail_on_error and summary.status.get("error"):
         raise typer.Exit(1)
+
+
+@app.command("score-cohort")
+@features_cli.user_errors
+def score_cohort(
+    task: Annotated[str, typer.Option(help="relapse or youth_uptake")],
+    out: Annotated[Path, typer.Option(help="output .parquet (with --engine spark, a folder)")],
+    data: features_cli.DataOpt,
+    as_of: Annotated[str | None, typer.Option(help="default: the data's reference date")] = None,
+    model_version: Annotated[str | None, typer.Option(help="a registered version")] = None,
+    alias: Annotated[str, typer.Option(help="registry alias, if no --model-version")] = "champion",
+    lang: Annotated[str, typer.Option(help="factor and support labels: en or zh")] = "en",
+    explain: Annotated[str, typer.Option(help="top3 (every row), top (high tier), none")] = "top3",
+    interventions: Annotated[Path | None, typer.Option(help="support options YAML")] = None,
+    engine: features_cli.EngineOpt = "duckdb",
+    master: features_cli.MasterOpt = None,
+) -> None:
+    """Score everyone in the task's cohort on a date: the columns of score-roster, one row a
+    person. On Spark, the executors score with the same model and reasons."""
+    from features.tasks import get_task
+    from models.registry import load_model
+    from serving.roster_job import EXPLAIN_MODES
+    from serving.scoring import load_interventions
+    from training.tracking import configure
+
+    t = get_task(task)
+    if explain not in EXPLAIN_MODES:
+        raise InputError(f"--explain must be one of {', '.join(EXPLAIN_MODES)}")
+    if out.suffix != ".parquet":
+        raise InputError(f"{out}: score-cohort writes Parquet (.parquet)")
+    options = load_interventions(interventions)[task]
+    day = features_cli.parse_date(as_of, "--as-of") if as_of else None
+    configure()
+    model, facts = load_model(task, alias=alias, version=model_version)
+    started = time.perf_counter()
+    if features_cli.check_engine(engine, data) == "spark":
+        from features import spark
+        from serving.spark_scoring import score_cohort as on_spark
+
+        registry = spark.SparkRegistry(spark.session(master), Path(data))
+        day = day or registry.reference_date
+        rows = on_spark(registry, t, day, model, facts, options, lang, explain, out)
+    else:
+        rows = _score_cohort_here(t, Store(data), day, model, facts, options, lang, explain, out)
+    features_cli.console.print(
+        f"{task}: scored {rows:,} persons in the cohort on {day or 'the reference date'} -> "
+        f"{out} ({engine}, {time.perf_counter() - started:.1f}s)"
+    )
+
+
+def _score_cohort_here(
+    task: Task,
+    store: Store,
+    day: dt.date | None,
+    model: RiskModel,
+    facts: dict,
+    options: tuple[SupportOption, ...],
+    lang: str,
+    explain: str,
+    out: Path,
+) -> int:
+    """The cohort as a roster, through the roster scorer: one machine, DuckDB."""
+    from features.io import atomic_path
+    from features.labels import cohort_spine
+    from serving.batch import RosterScorer
+    from serving.roster_job import RosterJob
+
+    day = day or store.reference_date
+    spine = cohort_spine(store, task, day)
+    roster = out.with_name(f".{out.name}.cohort.parquet")
+    try:
+        with atomic_path(roster) as tmp:
+            spine.to_parquet(tmp, index=False)
+        job = RosterJob(roster, task.name, out, day, lang, explain)
+        summary = RosterScorer(job, store, model, facts, options).run()
+    finally:
+        roster.unlink(missing_ok=True)
+    return summary.rows

@@ -162,6 +162,23 @@ def service(served, tmp_path_factory):
         }
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] Spark session (on loopback, no UI) for the process's Spark tests; skipped
+    with the reason where Spark or Java is missing, failed for it under CI=true."""
+    from features import spark as engine
+    from features.errors import InputError
+
+    try:
+        session = engine.session()
+    except InputError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and no Spark: {exc}")
+        pytest.skip(str(exc))
+    yield session
+    session.stop()
+
+
 def use_mlflow(root: Path) -> None:
     """Point MLflow at the store of a session fixture (several may be alive at once)."""
     import mlflow

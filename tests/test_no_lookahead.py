@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pytest
 from conftest import write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -126,3 +128,68 @@ def test_the_property_test_would_catch_a_leak():
         "checkin_adherence_365d",
     }
     assert np.isclose(more["checkin_adherence_90d"], 0.0)
+
+
+@st.composite
+def a_case(draw):
+    """One person's history: past events (some recorded only at or after as_of), and future
+    ones. Its twin without the future and the late records must get the same features."""
+    past = draw(st.lists(an_event(START, AS_OF_TS - dt.timedelta(seconds=1), True), max_size=15))
+    future = draw(
+        st.lists(an_event(AS_OF_TS, dt.datetime(2026, 6, 30), False), min_size=1, max_size=6)
+    )
+    late_at = AS_OF_TS + dt.timedelta(seconds=draw(st.integers(0, 86400 * 90)))
+    late = [{**e, "recorded_time": late_at} for e in past[: draw(st.integers(0, 4))]]
+    return past, past + future + late
+
+
+def _batch_features(cases: list, tmp: Path, engine: str, spark=None) -> pd.DataFrame:
+    """Every case's two persons (B<i>: what was known at as_of, M<i>: with the future and
+    the late records) in one registry, built by one engine; rows by person_id."""
+    persons, events = [], []
+    for i, (base, more) in enumerate(cases):
+        for pid, history in ((f"B{i}", base), (f"M{i}", more)):
+            persons.append({"person_id": pid, "registration_date": "2018-05-05"})
+            persons[-1]["primary_substance"] = "heroin"
+            events += [
+                {"person_id": pid, **{k: str(v) if v is not None else v for k, v in e.items()}}
+                for e in history
+            ]
+    for e in events:
+        e["value"] = None if e["value"] is None else float(e["value"])
+    write_dataset(tmp, persons, events, fmt="parquet", reference_date=REF)
+    (tmp / "codebook.csv").write_text(CODEBOOK, encoding="utf-8")
+    spine = pd.DataFrame({"person_id": [p["person_id"] for p in persons], "as_of": AS_OF})
+    if engine == "duckdb":
+        built = build_features(Store(tmp), spine)
+    else:
+        from features import spark as engine_
+
+        registry = engine_.SparkRegistry(spark, tmp)
+        rows = spark.createDataFrame(
+            pa.Table.from_pandas(spine.assign(row_id=range(len(spine)), pk=spine.person_id))
+        )
+        built = engine_.features(registry, rows).drop("row_id", "pk").toArrow().to_pandas()
+    return built.set_index("person_id").drop(columns="as_of")
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_the_same_property_holds_on_both_engines(engine, request):
+    """The property above, batched: a Spark job per history would take minutes, so each
+    example is a dozen histories (and their twins) in one registry."""
+    spark = request.getfixturevalue("spark") if engine == "spark" else None
+
+    @settings(
+        max_examples=2 if engine == "spark" else 10,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(cases=st.lists(a_case(), min_size=12, max_size=12))
+    def check(cases):
+        with tempfile.TemporaryDirectory() as d:
+            built = _batch_features(cases, Path(d), engine, spark)
+        for i in range(len(cases)):
+            base, more = built.loc[f"B{i}"], built.loc[f"M{i}"]
+            pd.testing.assert_series_equal(base, more, check_names=False)
+
+    check()
