@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,6 +67,9 @@ def session(master: str | None = None, app: str = "sunshine") -> SparkSession:
     )
     if master.startswith("local"):
         os.environ["SPARK_LOCAL_IP"] = LOOPBACK
+        # the executors' Python is this one, which has the project; on a cluster it is the
+        # environment shipped with the job (docs/spark.md)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.config("spark.driver.host", LOOPBACK).config(
             "spark.driver.bindAddress", LOOPBACK
         )

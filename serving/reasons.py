@@ -44,11 +44,12 @@ def directions(top: TopK, k: int, lang: str = "en") -> np.ndarray:
 
 
 def display_values(top: TopK, k: int) -> np.ndarray:
-    """The k-th reason's values as text: numbers to 4 significant digits, a category as
-    itself, nothing when missing."""
+    """The k-th reason's values as text: numbers to 4 significant digits (a zero never
+    shown as "-0", whichever engine kept its sign), a category as itself, nothing when
+    missing."""
     value = top.column_values(k)
     number = np.array([isinstance(v, float) for v in value.tolist()], bool)
-    value[number] = [f"{v:.4g}" for v in value[number].tolist()]
+    value[number] = [f"{v + 0.0:.4g}" for v in value[number].tolist()]
     return value
 
 

@@ -26,7 +26,7 @@ def result_schema() -> str:
         c: "double" if c in NUMBERS else "boolean" if c == "in_cohort" else "string"
         for c in RESULT_COLUMNS
     }
-    return "person_id string, as_of date, " + ", ".join(f"{c} {t}" for c, t in kinds.items())
+    return "person_id string, as_of string, " + ", ".join(f"{c} {t}" for c, t in kinds.items())
 
 
 def score_cohort(
@@ -57,7 +57,8 @@ def score_cohort(
             if len(batch):
                 scores = score_and_explain(model, batch[names], explain)
                 put_scores(out, np.arange(len(batch)), scores, options, lang)
-            result = batch[["person_id", "as_of"]].reset_index(drop=True)
+            result = batch[["person_id"]].reset_index(drop=True)
+            result["as_of"] = batch["as_of"].astype(str).to_numpy()  # as a roster gives it
             for c in RESULT_COLUMNS:
                 column = out[c]
                 result[c] = pd.to_numeric(column) if c in NUMBERS else column

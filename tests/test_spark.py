@@ -1,0 +1,120 @@
+"""Apache Spark (`local[2]`, on loopback): the same features, labels and scores as DuckDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pytest
+from conftest import sunshine, use_mlflow, write_dataset
+
+from features.errors import ContractError, InputError
+from features.labels import cohort_spine
+from features.store import Store
+from features.tasks import get_task
+
+AS_OF = dt.date(2025, 4, 1)
+
+
+def read_dir(path, dates: bool = True) -> pd.DataFrame:
+    """A Parquet folder as pandas, with a hive partition's as_of as a date again."""
+    frame = ds.dataset(path, format="parquet", partitioning="hive").to_table().to_pandas()
+    if dates:
+        frame["as_of"] = pd.to_datetime(frame["as_of"].astype(str)).dt.date
+    return frame.sort_values(["as_of", "person_id"]).reset_index(drop=True)
+
+
+def assert_same(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    """Every column equal: numbers within 1e-9 and missing where missing, the rest exactly."""
+    assert list(ours.columns) == list(theirs.columns)
+    assert len(ours) == len(theirs) > 0
+    for c in ours.columns:
+        a, b = ours[c], theirs[c]
+        if pd.api.types.is_numeric_dtype(a) and not pd.api.types.is_bool_dtype(a):
+            x, y = a.to_numpy(float), pd.to_numeric(b).to_numpy(float)
+            same = (np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= 1e-9)
+        else:
+            same = (a.isna() & b.isna()).to_numpy() | (
+                a.astype(object).to_numpy() == b.astype(object).to_numpy()
+            )
+        assert same.all(), f"{c}: {(~same).sum()} rows differ, first {np.flatnonzero(~same)[:5]}"
+
+
+def test_every_feature_and_label_is_the_same_on_spark_and_duckdb(served, spark, tmp_path):
+    """Both tasks, several dates, all ~290 features, through `sunshine features`."""
+    city = served / "city"
+    for task, dates in (
+        ("relapse", ["2024-07-01", "2025-04-01"]),
+        ("youth_uptake", ["2025-04-01"]),
+    ):
+        as_of = [a for d in dates for a in ("--as-of", d)]
+        sunshine(tmp_path, "features", "--data", city, "--task", task, "--out",
+                 tmp_path / f"{task}_duck.parquet", *as_of)  # fmt: skip
+        r = sunshine(tmp_path, "features", "--data", city, "--task", task, "--out",
+                     tmp_path / f"{task}_spark.parquet", "--engine", "spark", *as_of)  # fmt: skip
+        assert "partitioned by as_of" in r.stdout
+        duck = pd.read_parquet(tmp_path / f"{task}_duck.parquet")
+        duck = duck.sort_values(["as_of", "person_id"]).reset_index(drop=True)
+        ours = read_dir(tmp_path / f"{task}_spark.parquet")[list(duck.columns)]
+        assert sorted({p.name for p in (tmp_path / f"{task}_spark.parquet").iterdir()
+                       if p.is_dir()}) == [f"as_of={d}" for d in dates]  # fmt: skip
+        assert duck.label.sum() > 0
+        assert_same(ours, duck)
+
+
+def test_the_cohort_scored_on_spark_is_the_roster_scorers_to_1e9(served, spark, tmp_path):
+    """Probabilities, tiers, the three reasons in their order and the support options."""
+    use_mlflow(served)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{served / 'mlflow.db'}"}
+    city = served / "city"
+    common = ["--task", "relapse", "--data", city, "--as-of", str(AS_OF), "--lang", "zh"]
+    sunshine(tmp_path, "score-cohort", *common, "--out", tmp_path / "duck.parquet", env=env)
+    r = sunshine(tmp_path, "score-cohort", *common, "--out", tmp_path / "spark.parquet",
+                 "--engine", "spark", env=env)  # fmt: skip
+    use_mlflow(served)
+    assert "scored" in r.stdout
+    duck = pd.read_parquet(tmp_path / "duck.parquet").sort_values("person_id")
+    ours = read_dir(tmp_path / "spark.parquet", dates=False).sort_values("person_id")
+    duck = duck.reset_index(drop=True)
+    expected = cohort_spine(Store(city), get_task("relapse"), AS_OF)
+    assert sorted(ours.person_id) == sorted(expected.person_id)  # the whole cohort, once each
+    assert set(ours.status) == {"ok"} and ours.probability.between(0, 1).all()
+    assert ours.factor_1.str.len().gt(0).all()
+    assert_same(ours.reset_index(drop=True)[list(duck.columns)], duck)
+
+
+def test_spark_binds_loopback_and_shows_no_ui(spark):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.driver.host") == "127.0.0.1"
+    assert conf.get("spark.driver.bindAddress") == "127.0.0.1"
+    assert spark.sparkContext.uiWebUrl is None
+    assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"
+
+
+def test_spark_refuses_what_it_cannot_read_with_a_clear_error(spark, tmp_path):
+    from features import spark as engine
+
+    csv_city = write_dataset(tmp_path / "csv", [{"person_id": "A"}], [], fmt="csv")
+    with pytest.raises(InputError, match="reads Parquet"):
+        engine.SparkRegistry(spark, csv_city)
+    events = [{"person_id": "NOBODY", "event_time": "2024-01-01", "event_type": "checkin_missed",
+               "value": None, "detail": None}]  # fmt: skip
+    orphan = write_dataset(tmp_path / "orphan", [{"person_id": "A"}], events, fmt="parquet")
+    with pytest.raises(ContractError, match="person_id NOBODY: unknown person"):
+        engine.SparkRegistry(spark, orphan)
+    url = "postgresql://x@127.0.0.1/test"
+    r = sunshine(tmp_path, "features", "--data", url, "--task", "relapse", "--out",
+                 tmp_path / "o.parquet", "--engine", "spark", check=False)  # fmt: skip
+    assert r.returncode == 2 and "reads a folder of Parquet files" in r.stderr
+
+
+def test_without_java_the_setup_says_how_to_install_it(monkeypatch):
+    from features import spark as engine
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(InputError, match="apt-get install openjdk-17-jre-headless"):
+        engine.session()
