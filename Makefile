@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: deploy-check demo serve test lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser screenshots clean
+.PHONY: deploy-check demo serve test java lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser screenshots clean
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 $(STAMP): pyproject.toml
@@ -16,8 +16,17 @@ demo: $(STAMP)
 	$(BIN)/sunshine demo --out demo-data
 
 # two processes on two cores: much of the suite waits on servers, subprocesses and disks
-test: $(STAMP) browser
+test: $(STAMP) browser java
 	$(BIN)/pytest -q -n 2 --dist loadfile
+
+# Spark (the `spark` extra, in dev) runs on a Java runtime, 17 or newer
+java:
+	@command -v java >/dev/null || [ -n "$$JAVA_HOME" ] || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless >/dev/null; \
+	  else \
+	    echo "Spark needs a Java runtime: sudo apt-get install openjdk-17-jre-headless"; \
+	  fi
 
 # what the browser tests drive: Debian's Chromium with a Chinese font (Playwright's own browser
 # download cannot work without internet), and axe-core from the npm registry

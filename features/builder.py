@@ -175,7 +175,7 @@ class FeatureBuilder:
             den = num + wide[:, plan.col[other]]
             with np.errstate(invalid="ignore", divide="ignore"):
                 wide[:, plan.col[f.name]] = np.where(den > 0, num / den, np.nan)
-        statics = con.sql(plan.statics_sql()).to_arrow_table()
+        statics = con.sql(plan.statics_sql() + " ORDER BY s.row_id").to_arrow_table()
         columns = spine_table.take(pa.array(rows)).columns
         names = list(spine_table.column_names)
         for i, f in enumerate(self.features):

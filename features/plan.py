@@ -126,7 +126,7 @@ class FeaturePlan:
         return (
             "SELECT s.row_id, "
             + ", ".join(f"{f.sql} AS {f.name}" for f in self.statics)
-            + " FROM spine_c s JOIN persons p USING (pk) ORDER BY s.row_id"
+            + " FROM spine_c s JOIN persons p USING (pk)"
         )
 
     def targets(self, scatter: dict[str, np.ndarray], keys: list[str]) -> list[tuple]:

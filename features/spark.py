@@ -271,9 +271,10 @@ def features(
         parts.append((to_spark(plan.domain_sql()), [f.name for f in plan.domain]))
     if plan.want_negative_run:
         parts.append((to_spark(NEGATIVE_RUN_SQL), ["longest_negative_run"]))
-    statics = to_spark(plan.statics_sql().removesuffix(" ORDER BY s.row_id"))
+    statics = to_spark(plan.statics_sql())
     parts.append((statics, [f.name for f in plan.statics]))
-    joins, source = [], {}
+    joins: list[str] = []
+    source: dict[str, str] = {}
     for k, (query, names) in enumerate(parts):
         joins.append(f"LEFT JOIN ({query}) x{k} USING (row_id)")
         source |= {n: f"x{k}.{n}" for n in names}

@@ -245,6 +245,7 @@ def add_positive_tests(city: Path, person_id: str, reference) -> None:
 # so a long file collected last would leave one process idle while the other finishes it.
 LONGEST_FIRST = (
     "test_security.py",
+    "test_spark.py",
     "test_serving.py",
     "test_training.py",
     "test_web.py",
@@ -254,6 +255,7 @@ LONGEST_FIRST = (
     "test_workers.py",
     "test_batch.py",
     "test_holdout.py",
+    "test_no_lookahead.py",
 )
 
 
