@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: deploy-check demo serve test java lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser screenshots clean
+.PHONY: deploy-check demo serve test java spark-cluster-check lint bench bench-train bench-ctn bench-ctn-docs bench-web mlflow-ui messages browser screenshots clean
 AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 $(STAMP): pyproject.toml
@@ -18,6 +18,10 @@ demo: $(STAMP)
 # two processes on two cores: much of the suite waits on servers, subprocesses and disks
 test: $(STAMP) browser java
 	$(BIN)/pytest -q -n 2 --dist loadfile
+
+# the Spark equality test on local-cluster mode: separate executor processes, as on a cluster
+spark-cluster-check: $(STAMP) java
+	SUNSHINE_SPARK_CLUSTER=1 $(BIN)/pytest -q tests/test_spark.py -k local_cluster -rs
 
 # Spark (the `spark` extra, in dev) runs on a Java runtime, 17 or newer
 java:

@@ -262,13 +262,15 @@ def build_on_spark(
     from features import spark
 
     started = time.perf_counter()
-    registry = spark.SparkRegistry(spark.session(master), data, reference_date)
-    t = get_task(task)
-    dates = sorted(set(dates)) if dates else registry.default_dates(t)
-    check_label_window(t, dates, registry.reference_date)
-    rows = spark.spine(registry, t, dates).persist()
-    written = spark.write(spark.features(registry, rows).drop("row_id", "pk"), out)
-    counts = rows.groupBy("as_of").agg({"*": "count", "label": "sum"}).toPandas()
+    with spark.command_session(master) as session:
+        registry = spark.SparkRegistry(session, data, reference_date)
+        t = get_task(task)
+        dates = sorted(set(dates)) if dates else registry.default_dates(t)
+        check_label_window(t, dates, registry.reference_date)
+        rows = spark.spine(registry, t, dates).persist()
+        written = spark.write(spark.features(registry, rows).drop("row_id", "pk"), out)
+        counted = rows.groupBy("as_of").agg({"*": "count", "label": "sum"})
+        counts = counted.toArrow().to_pandas()
     counts.columns = ["as_of", "rows", "positives"]
     print_spine_summary(task, counts.sort_values("as_of"))
     console.print(

@@ -11,13 +11,14 @@ on the key, and numbering tens of millions of ids would take a global sort.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import os
 import shutil
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,22 @@ def session(master: str | None = None, app: str = "sunshine") -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+@contextlib.contextmanager
+def command_session(master: str | None) -> Iterator[SparkSession]:
+    """The session of one command: one already running in this process (a notebook's, a
+    test's) is used and left running; one made here is stopped at the end, so executors of a
+    cluster are released cleanly rather than killed with the process."""
+    from pyspark.sql import SparkSession
+
+    before = SparkSession.getActiveSession()
+    spark = session(master)
+    try:
+        yield spark
+    finally:
+        if before is None:
+            spark.stop()
 
 
 def to_spark(sql: str) -> str:

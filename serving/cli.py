@@ -564,9 +564,10 @@ def score_cohort(
         from features import spark
         from serving.spark_scoring import score_cohort as on_spark
 
-        registry = spark.SparkRegistry(spark.session(master), Path(data))
-        day = day or registry.reference_date
-        rows = on_spark(registry, t, day, model, facts, options, lang, explain, out)
+        with spark.command_session(master) as session:
+            registry = spark.SparkRegistry(session, Path(data))
+            day = day or registry.reference_date
+            rows = on_spark(registry, t, day, model, facts, options, lang, explain, out)
     else:
         rows = _score_cohort_here(t, Store(data), day, model, facts, options, lang, explain, out)
     features_cli.console.print(

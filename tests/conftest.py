@@ -169,6 +169,7 @@ def spark():
     from features import spark as engine
     from features.errors import InputError
 
+    os.environ["SUNSHINE_SPARK_PARTITIONS"] = "2"  # the tests' data is small
     try:
         session = engine.session()
     except InputError as exc:

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pytest
 from conftest import write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -143,7 +142,7 @@ def a_case(draw):
     return past, past + future + late
 
 
-def _batch_features(cases: list, tmp: Path, engine: str, spark=None) -> pd.DataFrame:
+def batch_features(cases: list, tmp: Path, engine: str, spark=None) -> pd.DataFrame:
     """Every case's two persons (B<i>: what was known at as_of, M<i>: with the future and
     the late records) in one registry, built by one engine; rows by person_id."""
     persons, events = [], []
@@ -171,25 +170,3 @@ def _batch_features(cases: list, tmp: Path, engine: str, spark=None) -> pd.DataF
         )
         built = engine_.features(registry, rows).drop("row_id", "pk").toArrow().to_pandas()
     return built.set_index("person_id").drop(columns="as_of")
-
-
-@pytest.mark.parametrize("engine", ["duckdb", "spark"])
-def test_the_same_property_holds_on_both_engines(engine, request):
-    """The property above, batched: a Spark job per history would take minutes, so each
-    example is a dozen histories (and their twins) in one registry."""
-    spark = request.getfixturevalue("spark") if engine == "spark" else None
-
-    @settings(
-        max_examples=2 if engine == "spark" else 10,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    )
-    @given(cases=st.lists(a_case(), min_size=12, max_size=12))
-    def check(cases):
-        with tempfile.TemporaryDirectory() as d:
-            built = _batch_features(cases, Path(d), engine, spark)
-        for i in range(len(cases)):
-            base, more = built.loc[f"B{i}"], built.loc[f"M{i}"]
-            pd.testing.assert_series_equal(base, more, check_names=False)
-
-    check()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 from conftest import sunshine, use_mlflow, write_dataset
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_no_lookahead import a_case, batch_features
 
 from features.errors import ContractError, InputError
 from features.labels import cohort_spine
@@ -118,3 +123,52 @@ def test_without_java_the_setup_says_how_to_install_it(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(InputError, match="apt-get install openjdk-17-jre-headless"):
         engine.session()
+
+
+@pytest.mark.skipif(
+    os.environ.get("SUNSHINE_SPARK_CLUSTER") != "1",
+    reason="local-cluster (a driver and two executor JVMs, a minute) is outside the suite's "
+    "time budget: `make spark-cluster-check` runs it",
+)
+def test_local_cluster_builds_the_same_features(tmp_path):
+    """Separate executor processes, as on a real cluster (its own driver: one per process)."""
+    import subprocess
+    import sys
+
+    city = tmp_path / "city"
+    sunshine(tmp_path, "synth", "--out", city, "--persons", 300, "--seed", 5)
+    args = ["features", "--data", city, "--task", "relapse", "--as-of", "2025-04-01"]
+    sunshine(tmp_path, *args, "--out", tmp_path / "duck.parquet")
+    cli = Path(sys.executable).with_name("sunshine")
+    master = "local-cluster[2,1,1024]"
+    r = subprocess.run(
+        [cli, *map(str, args), "--out", tmp_path / "lc.parquet", "--engine", "spark",
+         "--master", master],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    duck = pd.read_parquet(tmp_path / "duck.parquet").sort_values("person_id")
+    ours = read_dir(tmp_path / "lc.parquet")[list(duck.columns)]
+    assert_same(ours, duck.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_the_same_property_holds_on_both_engines(engine, request):
+    """test_no_lookahead's property, batched: a Spark job per history would take minutes,
+    so each example is ten histories (and their twins) in one registry."""
+    spark = request.getfixturevalue("spark") if engine == "spark" else None
+
+    @settings(
+        max_examples=2 if engine == "spark" else 8,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(cases=st.lists(a_case(), min_size=10, max_size=10))
+    def check(cases):
+        with tempfile.TemporaryDirectory() as d:
+            built = batch_features(cases, Path(d), engine, spark)
+        for i in range(len(cases)):
+            base, more = built.loc[f"B{i}"], built.loc[f"M{i}"]
+            pd.testing.assert_series_equal(base, more, check_names=False)
+
+    check()
