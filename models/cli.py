@@ -68,6 +68,14 @@ def train_cmd(
             "replaces the config's split"
         ),
     ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            help="train on a label-stratified sample of N spine rows (for a cohort too big "
+            "for memory); probabilities stay calibrated to the full cohort",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Train a task's model, log the run to MLflow and register it as challenger."""
     from models.training_run import train_task
@@ -87,6 +95,7 @@ def train_cmd(
         experiment,
         register,
         split,
+        sample,
     )
 
 

@@ -49,12 +49,13 @@ def train_task(
     experiment: str | None = None,
     register_model: bool = True,
     split: Path | None = None,
+    sample: int | None = None,
 ) -> int | None:
     """Train, log and (unless told not to) register one task; returns the registered version."""
     get_task(task)
     config = load_config(task, config_path)
     store = open_store(data, lenient, rejects, reference_date)
-    return run_training(store, config, labels, tune, experiment, register_model, split)[1]
+    return run_training(store, config, labels, tune, experiment, register_model, split, sample)[1]
 
 
 def model_factory(config: TrainConfig) -> ModelFactory:
@@ -84,6 +85,7 @@ def run_training(
     experiment: str | None = None,
     register_model: bool = True,
     split: Path | None = None,
+    sample: int | None = None,
 ) -> tuple[TrainResult, int | None, str]:
     """The one training path of the CLI and of experiments: (result, version, run id).
 
@@ -100,8 +102,10 @@ def run_training(
             split_mode=FIXED if kind == "part" else "group",
             group_by=f"group of {Path(split).name}" if kind == "group" else config.group_by,
         )
-    frame = prepare_frame(store, config, labels, fixed)
+    frame = prepare_frame(store, config, labels, fixed, sample)
     fingerprint = data_fingerprint(store)
+    if "sampling" in frame.attrs:
+        fingerprint["sampling"] = frame.attrs["sampling"]
     fingerprint["label_definition"] = label_definition(config, labels)
     if split is not None:
         fingerprint["split_file"] = hashlib.sha256(Path(split).read_bytes()).hexdigest()[:16]

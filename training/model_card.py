@@ -9,6 +9,7 @@ import pandas as pd
 
 from features.tasks import get_task
 from training.fairness import RATIO_METRICS, flag_list
+from training.sampling import Sampling
 
 REVIEW_AFTER_DAYS = 180
 
@@ -97,6 +98,8 @@ def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime
         if allowed
         else ""
     )
+    sampling = fingerprint.get("sampling")
+    sampled = f"\n- {Sampling.of(sampling).describe()}." if sampling else ""
     return f"""# Model card: sunshine-{result.task}
 
 Trained {trained_at.isoformat(timespec="seconds")}. **Next review due {review}.**
@@ -115,7 +118,7 @@ decision, and never as the only basis for a decision about a person.
   {fingerprint.get("events"):,} events; file hashes in `data_fingerprint.json`.
 - protected attributes ({protected}) are used for the audit below and are not model features,
   except where stated here with the reason:{inputs or " none is."}
-- persons outside the task's cohort are not scored: {task.not_in_cohort_en}.
+- persons outside the task's cohort are not scored: {task.not_in_cohort_en}.{sampled}
 
 {table_md(result.split_table)}
 

@@ -42,6 +42,7 @@ from training.explain import global_importance
 from training.fairness import age_band, fairness_table, flag_list, worst_disparity
 from training.holdout import GROUP, assigned, leave_one_group_out, test_group
 from training.metrics import auroc, evaluate, top_k
+from training.sampling import stratified_sample
 from training.splits import Split, cv_split, held_out_split, rolling_splits, temporal_split
 
 AUDIT_PREFIX = "audit_"
@@ -113,9 +114,11 @@ def prepare_frame(
     config: TrainConfig,
     labels_path: Path | None = None,
     split: tuple[str, pd.Series, str] | None = None,
+    sample: int | None = None,
 ) -> pd.DataFrame:
     """Spine (task cohort or the user's labels) + features + audit-only protected attributes,
-    and each row's group or fixed part where the split needs one."""
+    and each row's group or fixed part where the split needs one. With `sample`, features
+    are built for a label-stratified sample of the spine only; `attrs["sampling"]` says how."""
     if labels_path is None and config.split_mode in ("cv", FIXED) and config.as_of_first is None:
         raise ConfigError(
             f"{config.source}: split.mode {config.split_mode} has no as-of dates of its own; "
@@ -126,6 +129,9 @@ def prepare_frame(
         if labels_path
         else build_spine(store, get_task(config.task), config.as_of_dates())
     )
+    sampling = None
+    if sample is not None:
+        spine, sampling = stratified_sample(spine, sample, config.split_seed)
     frame = FeatureBuilder(store).build(spine)
     attrs = store.con.execute("SELECT person_id, sex, ethnicity FROM persons").df()
     attrs = attrs.rename(columns={c: AUDIT_PREFIX + c for c in ("sex", "ethnicity")})
@@ -137,6 +143,8 @@ def prepare_frame(
         frame[GROUP] = assigned(frame, split[0], split[1], split[2])
     elif config.split_mode == "group":
         frame[GROUP] = _groups(store, frame, config.group_by)
+    if sampling is not None:
+        frame.attrs["sampling"] = sampling.as_dict()
     return frame
 
 
