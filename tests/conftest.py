@@ -176,6 +176,15 @@ def spark():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and no Spark: {exc}")
         pytest.skip(str(exc))
+    # the tests' data is a few thousand rows: compiling each wide query to Java costs more
+    # than running it interpreted (the same results; `make spark-cluster-check` and the
+    # commands run with Spark's defaults)
+    for key, value in (
+        ("spark.sql.codegen.wholeStage", "false"),
+        ("spark.sql.codegen.factoryMode", "NO_CODEGEN"),
+        ("spark.sql.adaptive.enabled", "false"),
+    ):
+        session.conf.set(key, value)
     yield session
     session.stop()
 
