@@ -13,6 +13,11 @@ import pytest
 # rich sizes its consoles when the CLI modules are imported: wide, so that no message is
 # wrapped mid-word wherever the tests run (a terminal, a pipe, a pytest-xdist worker)
 os.environ["COLUMNS"] = "200"
+# Two test processes share two cores, and LightGBM's OpenMP threads spin while they wait for
+# work by default: with both processes training at once, the spinning took a quarter of the
+# CPU (tests/test_holdout.py beside tests/test_monitoring.py: 103 s, 77 s with this). Set
+# before anything loads OpenMP; servers and commands the tests start inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REF = "2026-06-30"
 
@@ -170,6 +175,8 @@ def spark():
     from features.errors import InputError
 
     os.environ["SUNSHINE_SPARK_PARTITIONS"] = "2"  # the tests' data is small
+    # a short-lived JVM beside the other test process: quick compilation, one GC thread
+    os.environ["JDK_JAVA_OPTIONS"] = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
     try:
         session = engine.session()
     except InputError as exc:

@@ -80,7 +80,7 @@ def _features(history: list[dict], tmp: Path) -> pd.Series:
     return build_features(store, spine).iloc[0]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     past=st.lists(an_event(START, AS_OF_TS - dt.timedelta(seconds=1), late_ok=True), max_size=25),
     future=st.lists(
