@@ -9,9 +9,7 @@ AXE := tests/browser/node_modules/axe-core/axe.min.js
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# --no-compile: bytecode is compiled on first import, for the modules that are imported,
-	# rather than for every file of every package (pyspark's thousands): half the install
-	$(BIN)/pip install --quiet --no-compile -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
