@@ -569,9 +569,11 @@ def score_cohort(
             day = day or registry.reference_date
             rows = on_spark(registry, t, day, model, facts, options, lang, explain, out)
     else:
-        rows = _score_cohort_here(t, Store(data), day, model, facts, options, lang, explain, out)
+        store = Store(data)
+        day = day or store.reference_date
+        rows = _score_cohort_here(t, store, day, model, facts, options, lang, explain, out)
     features_cli.console.print(
-        f"{task}: scored {rows:,} persons in the cohort on {day or 'the reference date'} -> "
+        f"{task}: scored {rows:,} persons in the cohort on {day} -> "
         f"{out} ({engine}, {time.perf_counter() - started:.1f}s)"
     )
 
@@ -579,7 +581,7 @@ def score_cohort(
 def _score_cohort_here(
     task: Task,
     store: Store,
-    day: dt.date | None,
+    day: dt.date,
     model: RiskModel,
     facts: dict,
     options: tuple[SupportOption, ...],
@@ -593,7 +595,6 @@ def _score_cohort_here(
     from serving.batch import RosterScorer
     from serving.roster_job import RosterJob
 
-    day = day or store.reference_date
     spine = cohort_spine(store, task, day)
     roster = out.with_name(f".{out.name}.cohort.parquet")
     try:
