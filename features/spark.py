@@ -165,13 +165,14 @@ class SparkRegistry:
             f"{p('registration_date', 'DATE')} AS registration_date, "
             f"{p('primary_substance', 'STRING')} AS primary_substance FROM raw_persons"
         )
+        person_columns = spark.table("raw_persons").columns
         answers = [
             f"SELECT {p('person_id', 'STRING')} AS pk, "
             f"CAST({p('registration_date', 'DATE')} AS TIMESTAMP_NTZ) AS t, "
             f"{p(item.code, 'DOUBLE')} AS value, '{item.code}' AS detail FROM raw_persons "
             f"WHERE {item.code} IS NOT NULL"
             for item in self.codebook.items
-            if item.code in spark.table("raw_persons").columns
+            if item.code in person_columns
         ]
         at_registration = (
             " UNION ALL SELECT pk, t, t, 'assessment', value, detail FROM ("

@@ -436,6 +436,13 @@ def demo(
     )
 
 
+# the options of both batch commands, score-roster and score-cohort
+AsOfOpt = Annotated[str | None, typer.Option(help="default: the data's reference date")]
+ModelVersionOpt = Annotated[str | None, typer.Option(help="a registered version")]
+AliasOpt = Annotated[str, typer.Option(help="registry alias, if no --model-version")]
+LangOpt = Annotated[str, typer.Option(help="factor and support labels: en or zh")]
+
+
 @app.command("score-roster")
 @features_cli.user_errors
 def score_roster(
@@ -443,10 +450,10 @@ def score_roster(
     task: Annotated[str, typer.Option(help="relapse or youth_uptake")],
     out: Annotated[Path, typer.Option(help="output .csv, .parquet or .xlsx")],
     data: features_cli.DataOpt,
-    as_of: Annotated[str | None, typer.Option(help="default: the data's reference date")] = None,
-    model_version: Annotated[str | None, typer.Option(help="a registered version")] = None,
-    alias: Annotated[str, typer.Option(help="registry alias, if no --model-version")] = "champion",
-    lang: Annotated[str, typer.Option(help="factor and support labels: en or zh")] = "en",
+    as_of: AsOfOpt = None,
+    model_version: ModelVersionOpt = None,
+    alias: AliasOpt = "champion",
+    lang: LangOpt = "en",
     explain: Annotated[
         str, typer.Option(help="top3 (every row), top (high tier only), none")
     ] = "top3",
@@ -533,10 +540,10 @@ def score_cohort(
     task: Annotated[str, typer.Option(help="relapse or youth_uptake")],
     out: Annotated[Path, typer.Option(help="output .parquet (with --engine spark, a folder)")],
     data: features_cli.DataOpt,
-    as_of: Annotated[str | None, typer.Option(help="default: the data's reference date")] = None,
-    model_version: Annotated[str | None, typer.Option(help="a registered version")] = None,
-    alias: Annotated[str, typer.Option(help="registry alias, if no --model-version")] = "champion",
-    lang: Annotated[str, typer.Option(help="factor and support labels: en or zh")] = "en",
+    as_of: AsOfOpt = None,
+    model_version: ModelVersionOpt = None,
+    alias: AliasOpt = "champion",
+    lang: LangOpt = "en",
     explain: Annotated[str, typer.Option(help="top3 (every row), top (high tier), none")] = "top3",
     interventions: Annotated[Path | None, typer.Option(help="support options YAML")] = None,
     engine: features_cli.EngineOpt = "duckdb",
