@@ -29,8 +29,9 @@ from features.codebook import Codebook, find_codebook, read_codebook
 from features.errors import ContractError, InputError
 from features.io import atomic_dir
 from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
+from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
-from features.store import METADATA_FILE, find_table, read_reference_date
+from features.store import METADATA_FILE, find_table, identity_of, read_reference_date
 from features.tasks import Task
 from features.vocabulary import EVENT_TYPES
 
@@ -194,6 +195,9 @@ class SparkRegistry:
             f"{e('value', 'DOUBLE')} AS value, {e('detail', 'STRING')} AS detail FROM raw_events"
             + at_registration
         )
+        # where each person lives on the reference date, as the DuckDB store's `residence`
+        ref = f"CAST(DATE '{self.reference_date}' AS TIMESTAMP) + INTERVAL 1 DAY"
+        spark.sql(f"CREATE OR REPLACE TEMP VIEW residence AS {to_spark(districts_sql(ref))}")
         self._check()
 
     def _check(self) -> None:
@@ -220,6 +224,9 @@ class SparkRegistry:
                 + "\n  ".join(why)
                 + "\nrun `sunshine validate --data ...` for every problem, row by row"
             )
+
+    def identity(self) -> dict:
+        return identity_of(self.data, self.reference_date)
 
     def default_dates(self, task: Task) -> list[dt.date]:
         from features.labels import task_dates

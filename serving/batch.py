@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -38,12 +39,15 @@ from serving.roster_job import RosterJob
 from serving.scoring import NOT_IN_COHORT, Support, out_of_cohort_warning
 
 HIST_BINS = 40
-RESULT_COLUMNS = (
+SCORE_COLUMNS = (  # what `put_scores` writes
     "probability",
     "tier",
     "percentile",
     *[f"factor_{k}{s}" for k in (1, 2, 3) for s in ("", "_value", "_effect")],
     "support",
+)
+RESULT_COLUMNS = (
+    *SCORE_COLUMNS,
     "model_name",
     "model_version",
     "in_cohort",
@@ -129,6 +133,14 @@ def _pieces(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         chunk, first = following, False
 
 
+class RegistryFacts(Protocol):
+    """What a roster run needs to know of any registry, on whichever engine."""
+
+    reference_date: dt.date
+
+    def identity(self) -> dict: ...
+
+
 @dataclass
 class _Pending:
     """A checked chunk waiting to be scored: its rows' outputs so far and their features."""
@@ -143,6 +155,11 @@ class _Pending:
 
 
 class RosterScorer:
+    """A roster run on one machine: DuckDB checks the rows against the registry and builds
+    their features, LightGBM scores them here. `serving.spark_scoring.SparkRosterScorer`
+    replaces the four registry steps (`_look_up`, `_members`, `_features`, `_score`) with
+    Spark's and keeps everything else: the row checks, statuses, parts, resume and output."""
+
     def __init__(
         self,
         job: RosterJob,
@@ -151,13 +168,25 @@ class RosterScorer:
         facts: dict,
         options: tuple[SupportOption, ...],
     ) -> None:
-        self.job, self.store, self.model, self.facts = job, store, model, facts
-        self.options = options
-        self.task = get_task(job.task)
-        self.as_of = job.as_of or store.reference_date
+        self._begin(job, store, model, facts, options)
+        self.store = store
         # only what the model's trees use: the rest cannot change a score or a reason
         self.builder = FeatureBuilder(store, model.needed_features(), con=store.cursor())
         self.cohorts: dict[dt.date, np.ndarray] = {}
+
+    def _begin(
+        self,
+        job: RosterJob,
+        registry: RegistryFacts,
+        model: RiskModel,
+        facts: dict,
+        options: tuple[SupportOption, ...],
+    ) -> None:
+        self.job, self.model, self.facts, self.options = job, model, facts, options
+        self.task = get_task(job.task)
+        self.reference_date: dt.date = registry.reference_date
+        self.data_identity = registry.identity()
+        self.as_of = job.as_of or self.reference_date
         self.parts_dir = job.out.with_name(job.out.name + ".parts")
         self.input_sha = file_sha256(job.roster)
         self.timings: Counter = Counter()  # seconds by stage, for the benchmark
@@ -171,7 +200,7 @@ class RosterScorer:
             "as_of": str(self.as_of),
             "model_version": str(self.facts["version"]),
             "model_run_id": str(self.facts.get("run_id")),
-            "data": self.store.identity(),
+            "data": self.data_identity,
             "lang": j.lang,
             "explain": j.explain,
             "chunk_rows": j.chunk_rows,
@@ -299,7 +328,7 @@ class RosterScorer:
         dated = ~missing & ~unknown & ~undated
         refused = np.zeros(n, bool)
         for day in pd.unique(d[dated]):  # the one date policy, per distinct date
-            if why := as_of_problem(day, self.store.reference_date):
+            if why := as_of_problem(day, self.reference_date):
                 on_day = dated & (d == day).to_numpy()
                 error[on_day] = f"as_of: {why}"
                 refused |= on_day
@@ -318,9 +347,7 @@ class RosterScorer:
                 good.append(i)
         out["status"][error != ""] = "error"
         good = np.asarray(good, dtype=np.int64)
-        member = cohort_members(
-            self.store, self.task, d.iloc[good].to_numpy(), where[good], self.cohorts
-        )
+        member = self._members(pid.iloc[good], d.iloc[good].to_numpy(), where[good])
         out["in_cohort"][good] = member
         for i in good[~member].tolist():
             if self.job.include_out_of_cohort:
@@ -337,7 +364,7 @@ class RosterScorer:
         frame = None
         if len(rows):
             t = time.perf_counter()
-            frame = self.builder.build(spine)
+            frame = self._features(spine)
             self.timings["features"] += time.perf_counter() - t
         return _Pending(chunk, out, rows, spine, frame, where, district)
 
@@ -357,6 +384,13 @@ class RosterScorer:
         district[found.i] = found.district.fillna("unknown").to_numpy(object)
         return where, district
 
+    def _members(self, pid: pd.Series, days: np.ndarray, where: np.ndarray) -> np.ndarray:
+        """Whether each row's person is in the task's cohort on the row's day."""
+        return cohort_members(self.store, self.task, days, where, self.cohorts)
+
+    def _features(self, spine: pd.DataFrame) -> pd.DataFrame:
+        return self.builder.build(spine)
+
     def _score(self, pending: _Pending) -> tuple[Scored, Scored | None, np.ndarray] | None:
         """Stage two, in the main thread: the model's scores and contributions."""
         if pending.frame is None:
@@ -371,7 +405,7 @@ class RosterScorer:
         t = time.perf_counter()
         out = pending.out
         if scores is not None:
-            put_scores(out, pending.rows, scores, self.options, self.job.lang)
+            self._render(out, pending.rows, scores)
         result = pending.chunk.reset_index(drop=True).copy()
         for c in RESULT_COLUMNS:
             result[c] = out[c]
@@ -382,6 +416,9 @@ class RosterScorer:
             pq.write_table(pa.Table.from_pandas(result, preserve_index=False), tmp)
         self.timings["write"] += time.perf_counter() - t
         return Summary.of(result)
+
+    def _render(self, out: dict[str, np.ndarray], rows: np.ndarray, scores: tuple) -> None:
+        put_scores(out, rows, scores, self.options, self.job.lang)
 
     # -- the manager's summary ---------------------------------------------------------------
     def write_html(self, summary: Summary) -> Path:

@@ -6,9 +6,11 @@ LightGBM, MLflow and the training stack are imported inside the commands that us
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
     from features.tasks import SupportOption, Task
     from models.deployable import RiskModel
+    from serving.batch import RosterScorer
+    from serving.roster_job import RosterJob
 
 DEMO_DISTRICTS = ("huaxi", "nanming")
 ServiceDbOpt = Annotated[
@@ -465,10 +469,13 @@ def score_roster(
         bool,
         typer.Option(help="also score persons outside the task's cohort (with a warning)"),
     ] = False,
+    engine: features_cli.EngineOpt = "duckdb",
+    master: features_cli.MasterOpt = None,
 ) -> None:
     """Score a whole roster: one output row per input row, with reasons and support options.
     A person outside the task's cohort on as_of is not scored (status not_in_cohort) unless
-    --include-out-of-cohort."""
+    --include-out-of-cohort. On Spark, the registry's steps (look-up, cohort, features,
+    scores and reasons) run on the executors, a chunk at a time."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from features.tasks import get_task
@@ -476,6 +483,7 @@ def score_roster(
     from serving.scoring import load_interventions
 
     get_task(task)
+    features_cli.check_engine(engine, data)
     day = features_cli.parse_date(as_of, "--as-of") if as_of else None
     job = RosterJob(
         roster, task, out, day, lang, explain, resume, chunk_rows, include_out_of_cohort
@@ -483,23 +491,24 @@ def score_roster(
     options = load_interventions(interventions)[task]
 
     from models.registry import load_model
-    from serving.batch import RosterScorer, count_rows, log_batch_run
+    from serving.batch import count_rows, log_batch_run
     from training.tracking import configure
 
     configure()
     model, facts = load_model(task, alias=alias, version=model_version)
-    store = Store(data)
-    scorer = RosterScorer(job, store, model, facts, options)
     console = features_cli.console
-    with Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f} rows"),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as bar:
+    with (
+        _roster_scorer(engine, master, data, job, model, facts, options) as scorer,
+        Progress(
+            TextColumn("scoring"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not console.is_terminal,
+        ) as bar,
+    ):
         started = time.perf_counter()
         tid = bar.add_task("rows", total=count_rows(roster), rate="")
 
@@ -532,6 +541,30 @@ def score_roster(
     )
     if fail_on_error and summary.status.get("error"):
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _roster_scorer(
+    engine: str,
+    master: str | None,
+    data: str,
+    job: RosterJob,
+    model: RiskModel,
+    facts: dict,
+    options: tuple[SupportOption, ...],
+) -> Iterator[RosterScorer]:
+    """The roster run on the engine asked for (a Spark session lasts as long as the run)."""
+    from serving.batch import RosterScorer
+
+    if engine != "spark":
+        yield RosterScorer(job, Store(data), model, facts, options)
+        return
+    from features import spark
+    from serving.spark_scoring import SparkRosterScorer
+
+    with spark.command_session(master) as session:
+        registry = spark.SparkRegistry(session, Path(data))
+        yield SparkRosterScorer(job, registry, model, facts, options)
 
 
 @app.command("score-cohort")

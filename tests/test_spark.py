@@ -101,6 +101,48 @@ def test_the_cohort_scored_on_spark_is_the_roster_scorers_to_1e9(served, spark, 
     assert_same(ours.reset_index(drop=True)[list(duck.columns)], duck)
 
 
+def test_a_roster_scored_on_spark_is_the_same_file_row_by_row(served, spark, tmp_path):
+    """Every status of a roster (scored, outside the cohort, unknown, missing, undated, in
+    the future, repeated), at two dates, in several chunks: the same output as DuckDB's."""
+    use_mlflow(served)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{served / 'mlflow.db'}"}
+    city = served / "city"
+    members = cohort_spine(Store(city), get_task("relapse"), AS_OF).person_id.sample(
+        150, random_state=4
+    )
+    others = pd.read_parquet(city / "persons.parquet").person_id.sample(80, random_state=5)
+    roster = pd.concat(
+        [
+            pd.DataFrame({"person_id": members, "as_of": str(AS_OF)}),
+            pd.DataFrame({"person_id": others, "as_of": ""}),
+            pd.DataFrame(
+                {
+                    "person_id": ["NOBODY", "", members.iloc[0], members.iloc[1], members.iloc[2]],
+                    "as_of": ["", "", "31/02/2024", "2999-01-01", str(AS_OF)],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    roster["站点"] = "花溪社区戒毒站"
+    roster.to_csv(tmp_path / "roster.csv", index=False)
+    common = ["score-roster", tmp_path / "roster.csv", "--task", "relapse", "--data", city,
+              "--chunk-rows", "100", "--lang", "zh"]  # fmt: skip
+    sunshine(tmp_path, *common, "--out", tmp_path / "duck.csv", env=env)
+    r = sunshine(tmp_path, *common, "--out", tmp_path / "spark.csv", "--engine", "spark", env=env)
+    use_mlflow(served)
+    assert f"wrote {len(roster)} rows" in r.stdout
+    duck = pd.read_csv(tmp_path / "duck.csv", keep_default_na=False, na_values=[""])
+    ours = pd.read_csv(tmp_path / "spark.csv", keep_default_na=False, na_values=[""])
+    counts = ours.status.value_counts()
+    assert counts["ok"] >= 150 and counts["not_in_cohort"] > 30 and counts["error"] == 5
+    assert ours.error.str.contains("duplicate of row", na=False).sum() == 1
+    assert ours.error.str.contains("unknown person NOBODY", na=False).sum() == 1
+    assert ours.factor_1.notna().sum() == counts["ok"]
+    assert_same(ours, duck)
+    assert not list(tmp_path.glob("*.parts"))  # the chunks' parts are gone once whole
+
+
 def test_spark_binds_loopback_and_shows_no_ui(spark):
     conf = spark.sparkContext.getConf()
     assert conf.get("spark.driver.host") == "127.0.0.1"
