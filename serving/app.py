@@ -6,13 +6,9 @@ plus the sum of all contributions equals `raw_score`, and the calibrator maps `r
 probability). The top factors shown are the largest contributions by magnitude.
 
 This module assembles the app: the routes live in `serving.routers`, what they depend on in
-`serving.deps`, and their bodies in `serving.schemas`.
+`serving.deps`, their bodies in `serving.schemas`, and what wraps every request (its id,
+the body limit, metrics, the audit trail) in `serving.observe`.
 """
-
-import datetime as dt
-import re
-import time
-import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,11 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from serving.audit import AuditLog, Entry
-from serving.auth import TokenStore, User
+from serving.audit import AuditLog
+from serving.auth import TokenStore
 from serving.deps import Services
 from serving.docs import add_docs
 from serving.metrics import Metrics
+from serving.observe import MAX_BODY_BYTES, Observe
 from serving.routers import admin, health, indicators, risk, score
 from serving.schemas import ScoreRequest
 from serving.scoring import Interventions
@@ -32,14 +29,6 @@ from serving.state import ServiceState
 from serving.web import account, caseload_pages, person_pages, programme_pages
 from serving.web.render import HERE
 from serving.web_store import DEFAULT_SERVICE_DB, WebStore
-
-# counted on the bytes received (FastAPI's own limit, not the Content-Length header), before
-# any route, authentication or parsing reads them
-MAX_BODY_BYTES = 4 * 1024 * 1024
-# every API call and web page, refused ones and admin calls included (not the style sheet)
-AUDITED = ("/v1/", "/app")
-NOT_AUDITED = "/app/static/"
-CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def create_app(
@@ -72,30 +61,7 @@ def create_app(
     account.install(app)
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        # the server's own id: a client's is kept apart, and only if it is a plausible one
-        request.state.request_id = uuid.uuid4().hex
-        offered = request.headers.get("x-request-id", "")
-        request.state.client_request_id = offered if CLIENT_REQUEST_ID.fullmatch(offered) else None
-        request.state.audit = []
-        start = time.perf_counter()
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > MAX_BODY_BYTES:
-            response = JSONResponse(
-                {"detail": f"body over {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        svc.metrics.requests.labels(path, str(response.status_code)).inc()
-        svc.metrics.latency.labels(path).observe(time.perf_counter() - start)
-        response.headers["x-request-id"] = request.state.request_id
-        if request.url.path.startswith(AUDITED) and not request.url.path.startswith(NOT_AUDITED):
-            # SQLite may wait on a lock: keep that off the event loop
-            await run_in_threadpool(_audit, svc.audit, request, response.status_code, path)
-        return response
+    app.add_middleware(Observe, svc=svc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -114,34 +80,3 @@ def create_app(
         )
 
     return app
-
-
-def _audit(audit: AuditLog, request: Request, status: int, path: str) -> None:
-    """Write the request's audit entries (or one for a refused request), with who and where."""
-    user: User | None = getattr(request.state, "user", None)
-    entries = request.state.audit or [Entry(path, request.state.request_id, status)]
-    params = request.path_params
-    for e in entries:
-        e.status = status if status >= 400 else e.status
-        e.route = path
-        e.user = user.user if user else None
-        e.role = user.role if user else None
-        e.token_id = user.token_id if user else None
-        e.client = request.client.host if request.client else None
-        e.client_request_id = request.state.client_request_id
-        e.person_id = e.person_id or _bounded(params.get("person_id"))
-        e.task = e.task or _bounded(request.query_params.get("task") or params.get("task"))
-        e.as_of = e.as_of or _date_or_none(request.query_params.get("as_of"))
-    audit.append(entries)
-
-
-def _bounded(value: str | None, limit: int = 64) -> str | None:
-    """What a client sent, as the audit trail keeps it: at most `limit` characters."""
-    return None if value is None else value[:limit]
-
-
-def _date_or_none(value: str | None) -> str | None:
-    try:
-        return dt.date.fromisoformat(value).isoformat() if value else None
-    except ValueError:
-        return "invalid"

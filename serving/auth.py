@@ -123,11 +123,16 @@ class TokenStore:
             return None
         return (st.st_mtime, st.st_size) if st else None
 
-    def _follow(self) -> None:
+    def due(self) -> bool:
+        """Whether the next look-up re-reads the tokens (and so may wait on a disk or a
+        database): an async caller does that in a thread."""
+        return time.monotonic() - self._checked >= self.RECHECK_S
+
+    def follow(self) -> None:
         """Re-read the file when it changed, at most once every RECHECK_S seconds. A file
         that cannot be read keeps the tokens already loaded: a half-edited file never opens
         or closes the door."""
-        if time.monotonic() - self._checked < self.RECHECK_S:
+        if not self.due():
             return
         if self.engine is not None:
             with self._lock:
@@ -162,7 +167,7 @@ class TokenStore:
             tmp.write_text(json.dumps({"tokens": [asdict(e) for e in self.entries]}, indent=1))
 
     def authenticate(self, token: str) -> User | None:
-        self._follow()
+        self.follow()
         h = digest(token)
         now = dt.datetime.now(dt.UTC)
         for e in self.entries:
@@ -173,7 +178,7 @@ class TokenStore:
     def by_id(self, token_id: str) -> User | None:
         """The user of a still-valid token, by its public id: a web session names the token
         it was opened with, so revoking the token ends the session too."""
-        self._follow()
+        self.follow()
         now = dt.datetime.now(dt.UTC)
         return next((_user(e, now) for e in self.entries if e.id == token_id), None)
 

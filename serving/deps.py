@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from features.errors import RegistryError
@@ -55,18 +56,22 @@ def error(status: int, detail: Any) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
 
 
-def services(request: Request) -> Services:
+# The API's dependencies are coroutines: FastAPI runs a plain function in a thread, and two
+# thread hops cost more than the one-row risk answer itself.
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
 _bearer = HTTPBearer(auto_error=False)
 
 
-def current_user(
+async def current_user(
     request: Request,
     svc: Annotated[Services, Depends(services)],
     cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
+    if svc.tokens.due():  # the token list is re-read now and then: off the event loop
+        await run_in_threadpool(svc.tokens.follow)
     user = svc.tokens.authenticate(cred.credentials) if cred else None
     if user is None:
         raise HTTPException(
@@ -77,7 +82,7 @@ def current_user(
 
 
 def require(*roles: str):
-    def dep(user: Annotated[User, Depends(current_user)]) -> User:
+    async def dep(user: Annotated[User, Depends(current_user)]) -> User:
         if user.role not in roles:
             raise error(403, f"role {user.role} may not use this endpoint")
         return user
