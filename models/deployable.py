@@ -169,7 +169,7 @@ class RiskModel:
 
     def percentile(self, raw: np.ndarray) -> np.ndarray:
         """Share of the reference cohort with a lower raw score, in percent."""
-        q = np.asarray(self.reference_quantiles)
+        q = self._quantiles
         if not len(q):
             return np.full(len(raw), np.nan)
         return 100.0 * np.searchsorted(q, raw, side="left") / len(q)
@@ -184,8 +184,12 @@ class RiskModel:
         return self._tier_starts
 
     @functools.cached_property
+    def _quantiles(self) -> np.ndarray:  # read on every request: made an array once
+        return np.asarray(self.reference_quantiles, float)
+
+    @functools.cached_property
     def _tier_starts(self) -> tuple[float, float]:  # asked on every request: computed once
-        q = np.asarray(self.reference_quantiles)
+        q = self._quantiles
         if not len(q):
             return (np.inf, np.inf)
         return (

@@ -42,7 +42,7 @@ def risk_history(
 def timeline(state: ServiceState, person_id: str, as_of: dt.date) -> pd.DataFrame:
     """The person's events of the last 12 months that the registry knew of on as_of, latest
     first."""
-    pk = int(state.persons.at[person_id, "pk"])
+    pk = state.pk(person_id)
     return (
         state.builder()
         .con.execute(

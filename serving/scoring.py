@@ -72,7 +72,10 @@ class Support:
     def __init__(self, top: TopK, options: tuple[SupportOption, ...]) -> None:
         # each row's raising features as positions + 1, 0 where a reason does not raise risk
         raising = np.where(top.contribution > 0, top.position + 1, 0)
-        keys, index = np.unique(raising, axis=0, return_inverse=True)
+        if len(raising) == 1:  # the API's one row: grouping it cost more than its reasons
+            keys, index = raising, np.zeros(1, np.int64)
+        else:
+            keys, index = np.unique(raising, axis=0, return_inverse=True)
         self.options = [
             suggest(tuple(top.names[d - 1] for d in key if d), options) for key in keys.tolist()
         ]

@@ -90,9 +90,7 @@ def _person_risk(
     as_of = as_of or state.as_of
     if why := as_of_problem(as_of, state.as_of):
         raise error(422, [{"field": "as_of", "reason": why}])
-    if person_id not in state.persons.index or not user.may_read(
-        state.persons.at[person_id, "district"]
-    ):
+    if not state.known(person_id) or not user.may_read(state.district(person_id)):
         raise error(404, f"no person {person_id}")
     model, facts = champion(svc, task)
     member = state.in_cohort(task, person_id, as_of)

@@ -35,11 +35,11 @@ REASONS = 8
 
 def readable_person(svc: Services, web: WebUser, person_id: str) -> None:
     """404 for a malformed, unknown or out-of-district person alike."""
-    persons = svc.state.persons
+    state = svc.state
     if (
         not PERSON_ID.fullmatch(person_id)
-        or person_id not in persons.index
-        or not web.user.may_read(persons.at[person_id, "district"])
+        or not state.known(person_id)
+        or not web.user.may_read(state.district(person_id))
     ):
         raise PageError(404, "Person not found.")
 
@@ -77,7 +77,7 @@ def person_context(
     member = state.in_cohort(task, person_id, as_of)
     context: dict[str, Any] = {
         "person_id": person_id,
-        "district": state.persons.at[person_id, "district"],
+        "district": state.district(person_id),
         "task": task,
         "tasks": allowed_tasks(svc, web),
         "as_of": as_of,
