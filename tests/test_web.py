@@ -25,13 +25,31 @@ from serving.web.i18n import Texts, catalogue
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def signin(svc, who: str) -> httpx.Client:
-    client = httpx.Client(base_url=svc["url"], timeout=60)
-    page = client.get("/app/signin")
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text).group(1)
-    r = client.post("/app/signin", data={"token": svc["tokens"][who], "nonce": nonce})
-    assert r.status_code == 303, r.text
-    return client
+@pytest.fixture
+def signin():
+    """Sign in as one of the service's users: a client with its session cookie, closed when
+    the test ends."""
+    clients: list[httpx.Client] = []
+
+    def sign(svc, who: str) -> httpx.Client:
+        client = httpx.Client(base_url=svc["url"], timeout=60)
+        clients.append(client)
+        page = client.get("/app/signin")
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page.text).group(1)
+        r = client.post("/app/signin", data={"token": svc["tokens"][who], "nonce": nonce})
+        assert r.status_code == 303, r.text
+        return client
+
+    yield sign
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def anon(service):
+    """A client not signed in."""
+    with httpx.Client(base_url=service["url"], timeout=30) as client:
+        yield client
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -42,8 +60,7 @@ def caseload_ids(page: httpx.Response) -> list[str]:
     return re.findall(r'<a href="/app/persons/([^?"]+)\?task=', page.text)
 
 
-def test_signin_sets_a_strict_httponly_session_cookie_and_signout_ends_it(service):
-    anon = httpx.Client(base_url=service["url"], timeout=30)
+def test_signin_sets_a_strict_httponly_session_cookie_and_signout_ends_it(service, anon):
     assert anon.get("/app/caseload").headers["location"] == "/app/signin"
     page = anon.get("/app/signin")
     nonce = re.search(r'name="nonce" value="([^"]+)"', page.text).group(1)
@@ -71,8 +88,7 @@ def test_signin_sets_a_strict_httponly_session_cookie_and_signout_ends_it(servic
     assert replay.status_code == 303 and replay.headers["location"] == "/app/signin"
 
 
-def test_signin_refuses_a_bad_token_and_a_forged_form(service):
-    anon = httpx.Client(base_url=service["url"], timeout=30)
+def test_signin_refuses_a_bad_token_and_a_forged_form(service, anon):
     page = anon.get("/app/signin")
     nonce = re.search(r'name="nonce" value="([^"]+)"', page.text).group(1)
     bad = anon.post("/app/signin", data={"token": "not-a-token", "nonce": nonce})
@@ -89,7 +105,7 @@ def test_signin_refuses_a_bad_token_and_a_forged_form(service):
     assert huge.status_code == 422
 
 
-def test_every_form_needs_the_sessions_csrf_token(service):
+def test_every_form_needs_the_sessions_csrf_token(service, signin):
     cw = signin(service, "cw_huaxi")
     person = service["state"].caseload(get_task("relapse")).frame.query("district == 'huaxi'")
     pid = person.index[0]
@@ -104,7 +120,7 @@ def test_every_form_needs_the_sessions_csrf_token(service):
     assert "我的帮扶对象" in cw.get("/app/caseload").text
 
 
-def test_revoking_the_token_ends_its_sessions(service):
+def test_revoking_the_token_ends_its_sessions(service, signin):
     store = service["token_store"]
     service["tokens"]["cw_temp"] = store.create("temp", "caseworker", ["huaxi"])
     cw = signin(service, "cw_temp")
@@ -114,7 +130,7 @@ def test_revoking_the_token_ends_its_sessions(service):
     assert r.status_code == 303 and r.headers["location"] == "/app/signin"
 
 
-def test_caseload_is_ranked_and_its_change_is_the_api_score_a_month_earlier(service):
+def test_caseload_is_ranked_and_its_change_is_the_api_score_a_month_earlier(service, signin):
     state = service["state"]
     cw = signin(service, "cw_huaxi")
     page = cw.get("/app/caseload")
@@ -156,7 +172,7 @@ def test_caseload_is_ranked_and_its_change_is_the_api_score_a_month_earlier(serv
     assert checked == 5
 
 
-def test_rising_filter_pages_search_and_districts(service):
+def test_rising_filter_pages_search_and_districts(service, signin):
     state = service["state"]
     frame = state.caseload(get_task("relapse")).frame
     mine = frame[frame["district"].isin(["huaxi", "nanming"])]
@@ -189,7 +205,7 @@ def test_rising_filter_pages_search_and_districts(service):
     assert bad.headers["content-type"].startswith("text/html")
 
 
-def test_export_is_the_filtered_list_in_the_users_language_and_audited(service):
+def test_export_is_the_filtered_list_in_the_users_language_and_audited(service, signin):
     state = service["state"]
     frame = state.caseload(get_task("relapse")).frame
     expected = frame[(frame["district"] == "huaxi") & frame["rising"]]
@@ -211,7 +227,7 @@ def test_export_is_the_filtered_list_in_the_users_language_and_audited(service):
     assert exported == list(zip(expected.index, expected["tier"], strict=True))
 
 
-def test_person_page_and_not_found_are_as_the_api_decides(service):
+def test_person_page_and_not_found_are_as_the_api_decides(service, signin):
     state = service["state"]
     cw = signin(service, "cw_huaxi")
     frame = state.caseload(get_task("relapse")).frame
@@ -283,7 +299,9 @@ def test_month_before_is_the_same_day_or_the_months_last():
     assert history_dates(dt.date(2026, 6, 30))[0] == dt.date(2025, 7, 30)
 
 
-def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(service, tmp_path):
+def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(
+    service, signin, tmp_path
+):
     state = service["state"]
     frame = state.caseload(get_task("relapse")).frame
     pid = frame[frame["district"] == "huaxi"].index[-1]  # a person no other test follows up
@@ -365,7 +383,7 @@ def test_followups_export_refuses_a_missing_database_and_a_bad_suffix(tmp_path):
     assert not (tmp_path / "x.txt").exists()
 
 
-def test_language_is_remembered_per_user_and_chinese_comes_first(service):
+def test_language_is_remembered_per_user_and_chinese_comes_first(service, signin):
     first = signin(service, "cw_youth")
     page = first.get("/app/caseload")
     assert '<html lang="zh-CN">' in page.text and "我的帮扶对象" in page.text
@@ -384,7 +402,7 @@ def test_language_is_remembered_per_user_and_chinese_comes_first(service):
     assert '<html lang="zh-CN">' in second.get("/app/caseload").text
 
 
-def test_programme_page_by_role(service):
+def test_programme_page_by_role(service, signin):
     cw = signin(service, "cw_huaxi")
     assert cw.get("/app/programme").status_code == 403
     admin = signin(service, "admin")
