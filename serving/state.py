@@ -113,29 +113,34 @@ class ServiceState:
     def as_of(self) -> dt.date:
         return self.store.reference_date
 
+    # The columns every request reads, as arrays made once: pandas' `.at` on the Arrow-backed
+    # table cost a tenth of the one-row answer's time.
     @functools.cached_property
-    def _lookup(self) -> tuple[np.ndarray, pd.Categorical, np.ndarray]:
-        """The columns every request reads, as arrays: pandas' `.at` on the Arrow-backed
-        table cost a tenth of the one-row answer's time. Districts stay categorical (a few
-        names, not a string object per person)."""
-        p = self.persons
-        return (
-            p["pk"].to_numpy(np.int64),
-            pd.Categorical(p["district"]),
-            p["history_today"].to_numpy(bool),
-        )
+    def _pks(self) -> np.ndarray:
+        return self.persons["pk"].to_numpy(np.int64)
+
+    @functools.cached_property
+    def _districts(self) -> pd.Categorical:  # a few names, not a string object per person
+        return pd.Categorical(self.persons["district"])
+
+    @functools.cached_property
+    def _history_today(self) -> np.ndarray:
+        return self.persons["history_today"].to_numpy(bool)
+
+    def _row(self, person_id: str) -> int:
+        """A known person's row in `persons` and in today's matrix."""
+        return self.persons.index.get_loc(person_id)
 
     def known(self, person_id: str) -> bool:
         return person_id in self.persons.index
 
     def district(self, person_id: str) -> str | None:
         """Where a known person lives today."""
-        districts = self._lookup[1]
-        code = districts.codes[self.persons.index.get_loc(person_id)]
-        return None if code < 0 else str(districts.categories[code])
+        code = self._districts.codes[self._row(person_id)]
+        return None if code < 0 else str(self._districts.categories[code])
 
     def pk(self, person_id: str) -> int:
-        return int(self._lookup[0][self.persons.index.get_loc(person_id)])
+        return int(self._pks[self._row(person_id)])
 
     def builder(self) -> FeatureBuilder:
         """A feature builder on this thread's own DuckDB connection."""
@@ -147,8 +152,7 @@ class ServiceState:
         """The person's features on as_of as the model's input: today's from the matrix,
         another day's built from the store."""
         if as_of == self.as_of:
-            row = self.persons.index.get_loc(person_id)
-            return self.today.encoded(np.array([row]), model.features)
+            return self.today.encoded(np.array([self._row(person_id)]), model.features)
         spine = pd.DataFrame({"person_id": [person_id], "as_of": [as_of]})
         return model.prepare(self.builder().build(spine))
 
@@ -228,7 +232,7 @@ class ServiceState:
     def history(self, person_id: str, as_of: dt.date) -> bool:
         """Whether anything was recorded for the person before as_of."""
         if as_of == self.as_of:
-            return bool(self._lookup[2][self.persons.index.get_loc(person_id)])
+            return bool(self._history_today[self._row(person_id)])
         pk = self.pk(person_id)
         sql = f"SELECT {HAS_HISTORY} FROM persons p WHERE p.pk = $pk"
         return bool(self.builder().con.execute(sql, {"pk": pk, "d": as_of}).fetchall()[0][0])
