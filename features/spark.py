@@ -278,6 +278,8 @@ def features(
         "CREATE OR REPLACE TEMP VIEW spine_c AS SELECT row_id, pk, as_of, "
         "CAST(as_of AS TIMESTAMP_NTZ) AS as_of_ts FROM spine_rows"
     )
+    if spark.catalog.tableExists("j"):  # the previous build's joined events, cached for it
+        spark.catalog.uncacheTable("j")
     j = spark.sql(to_spark(JOIN_SQL)).persist()
     j.createOrReplaceTempView("j")
     parts: list[tuple[str, list[str]]] = []  # (query, the feature columns it gives)

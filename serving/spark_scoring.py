@@ -77,8 +77,9 @@ def score_cohort(
     all. Returns the rows written."""
     spark = registry.spark
     rows = engine.cohort(registry, task, [as_of])
-    names = [f.name for f in model.needed_features()]
-    built = engine.features(registry, rows, model.needed_features())
+    wanted = model.needed_features()
+    names = [f.name for f in wanted]
+    built = engine.features(registry, rows, wanted)
     built = built.withColumn("as_of", built["as_of"].cast("string"))  # as a roster gives it
     shared = spark.sparkContext.broadcast((model, facts, options, lang, explain))
     keys = {"person_id": "string", "as_of": "string"}
@@ -132,10 +133,11 @@ class SparkRosterScorer(RosterScorer):
         member = np.zeros(len(days), bool)
         if not len(days):
             return member
+        cohorts = []
         for day in pd.unique(days):
             if day not in self.cohort_frames:
                 self.cohort_frames[day] = engine.cohort(self.registry, self.task, [day])
-        cohorts = [self.cohort_frames[d].select("person_id", "as_of") for d in pd.unique(days)]
+            cohorts.append(self.cohort_frames[day].select("person_id", "as_of"))
         rows = self._frame(
             {"i": np.arange(len(days)), "person_id": pid.to_numpy(object), "as_of": days},
             "i long, person_id string, as_of date",
@@ -161,7 +163,6 @@ class SparkRosterScorer(RosterScorer):
         built = engine.features(self.registry, rows, self.wanted)
         names = [f.name for f in self.wanted]
         result = scored(built, {"row_id": "long"}, names, self.shared).toArrow().to_pandas()
-        self.spark.catalog.uncacheTable("j")  # the chunk's joined events, kept while it ran
         return result.sort_values("row_id").reset_index(drop=True)
 
     def _score(self, pending) -> pd.DataFrame | None:
