@@ -212,14 +212,28 @@ def test_the_matrix_path_scores_as_the_training_frame_path(workspace, relapse_v1
 
 
 def test_direction_check_catches_a_model_that_breaks_the_agreed_direction():
-    sample = pd.DataFrame({"checkin_missed__count_90d": np.arange(20, dtype=np.float32)})
+    sample = pd.DataFrame(
+        {
+            "urine_test__count_30d": np.arange(20, dtype=np.float32),
+            "checkin_missed__count_90d": np.arange(20, dtype=np.float32),
+            "urine_test__count_90d": np.arange(20, dtype=np.float32) % 3,
+        }
+    )
 
     def wrong(frame: pd.DataFrame) -> np.ndarray:  # more missed check-ins, lower risk
-        return 1 / (1 + frame["checkin_missed__count_90d"].to_numpy(float))
+        missed = frame["checkin_missed__count_90d"].to_numpy(float)
+        return frame["urine_test__count_30d"].to_numpy(float) / 100 + 1 / (1 + missed)
 
     checks = run_checks(wrong, sample, get_task("relapse"), ("sex", "ethnicity"))
     by_name = {r["check"]: r["passed"] for r in checks}
+    # each feature is judged on its own rows, though all are scored in one call: only the
+    # feature the model gets the wrong way round fails; the one it ignores holds
     assert by_name["direction: checkin_missed__count_90d"] is False
+    assert by_name["direction: urine_test__count_30d"] is True
+    assert by_name["direction: urine_test__count_90d"] is True
+    detail = next(r["detail"] for r in checks if r["check"].endswith("missed__count_90d"))
+    # the standard deviation of 0..19 is 5.92; the worst row is 0: 1/(1 + 5.92) - 1/1
+    assert detail == "raised by 5.92; worst change in its direction -0.855"
     # no model input carries a protected attribute: nothing to perturb, nothing to fail
     assert by_name["invariance: sex"] is True and by_name["invariance: ethnicity"] is True
 
