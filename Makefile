@@ -95,7 +95,7 @@ serve: $(STAMP)
 	$(BIN)/sunshine serve --data demo-data/registry
 
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf demo-data bench-out .pytest_cache mlflow.db mlartifacts
