@@ -63,14 +63,14 @@ def test_champion_at_reads_the_history():
 
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory):
-    """A 10,000-person city with trained models, and the same city (same seed) in which
+    """A 6,000-person city with trained models, and the same city (same seed) in which
     nanming stopped recording check-ins and school absence doubled from 2025-01-01."""
     from models.registry import promote
     from models.training_run import train_task
 
     root = tmp_path_factory.mktemp("monitor")
-    with mlflow_workspace(root, 10_000, 7):
-        write_population(synthesize(10_000, 7, Drift()), root / "drifted", 7, Drift())
+    with mlflow_workspace(root, 6_000, 7):
+        write_population(synthesize(6_000, 7, Drift()), root / "drifted", 7, Drift())
         versions = {
             task: str(train_task(root / "city", task, root / f"{task}.yaml"))
             for task in ("relapse", "youth_uptake")
