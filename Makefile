@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sunshine demo --out demo-data
 
-# two processes on two cores: much of the suite waits on servers, subprocesses and disks
+# two processes on two cores: much of the suite waits on servers, subprocesses and disks;
+# whole files in the order tests/conftest.py gives (longest first), not xdist's own order
 test: $(STAMP) browser java
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # the Spark equality test on local-cluster mode: separate executor processes, as on a cluster
 spark-cluster-check: $(STAMP) java

@@ -258,20 +258,26 @@ def add_positive_tests(city: Path, person_id: str, reference) -> None:
     os.replace(tmp, city / "events.parquet")
 
 
-# The longest files first: `make test` hands whole files to two processes in collection order,
-# so a long file collected last would leave one process idle while the other finishes it.
+# The longest files first: `make test` hands whole files to two processes in collection order
+# (`--no-loadscope-reorder`: xdist would otherwise order files by their number of tests), so a
+# long file collected last would leave one process idle while the other finishes it. By the
+# seconds each took in a run of the suite (`pytest --durations=0`), longest first.
 LONGEST_FIRST = (
     "test_security.py",
-    "test_spark.py",
     "test_serving.py",
     "test_training.py",
-    "test_web.py",
-    "test_mlflow_server.py",
+    "test_spark.py",
+    "test_holdout.py",
     "test_monitoring.py",
-    "test_browser.py",
     "test_workers.py",
     "test_batch.py",
-    "test_holdout.py",
+    "test_ctn0094.py",
+    "test_mlflow_server.py",
+    "test_browser.py",
+    "test_registry_db.py",
+    "test_cli.py",
+    "test_codebook.py",
+    "test_task_registry.py",
     "test_no_lookahead.py",
 )
 
