@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -60,6 +61,20 @@ def workers_of(url: str) -> list[psutil.Process]:
                 parent = parent.parent()
             return [p for p in parent.children() if "spawn" in " ".join(p.cmdline())]
     raise SystemExit(f"nothing listens on {url}")
+
+
+def every_worker_ready(url: str, n: int, timeout: float = 600) -> None:
+    """Wait until each of the n workers answers. The first one ready makes /readyz answer,
+    and a worker opens its socket only once loaded: a load started before then would put
+    every keep-alive connection on the first worker for the whole run (the cause of the
+    earlier runs' scattered 2-worker figures)."""
+    deadline = time.time() + timeout
+    seen: set[int] = set()
+    while len(seen) < n:
+        if time.time() > deadline:
+            raise SystemExit(f"only {len(seen)} of {n} workers answered in {timeout:.0f} s")
+        answer = httpx.get(f"{url}/readyz", headers={"Connection": "close"}, timeout=30)
+        seen.add(answer.json()["worker"]["pid"])
 
 
 def high_water_mib(proc: psutil.Process) -> float:
@@ -130,6 +145,7 @@ def main() -> None:
             ]  # fmt: skip
             t0 = time.perf_counter()
             with server_process(cmd, port, "/readyz", cwd=work, env=env, timeout=900) as url:
+                every_worker_ready(url, n)
                 ready_s = time.perf_counter() - t0
                 wrk(url, script, 3)  # warm: the pages of the persons asked for
                 result = wrk(url, script, args.seconds)
