@@ -119,7 +119,10 @@ def identity_of(source: Path | DatabaseRegistry, reference_date: dt.date | None)
     """What identifies a registry's data cheaply, without reading it: its name, its stamp
     and the reference date. A resumed run, or a materialized state, from other data is
     told apart by it."""
-    name = source.name if isinstance(source, DatabaseRegistry) else str(source)
+    # a folder by its absolute path: `--data registry` run from its parent and `--data
+    # /srv/registry` are the same data, and a materialized state or a resumable run of one
+    # serves the other (compared as given, the state of 1M persons was built again, ~5 min)
+    name = source.name if isinstance(source, DatabaseRegistry) else str(Path(source).resolve())
     return {
         "source": name,
         "stamp": [list(x) for x in stamp_of(source)],

@@ -209,3 +209,16 @@ def test_only_an_empty_field_is_missing_and_padded_ids_are_rejected(dataset):
         "events.csv: row 2: value: nan is not a finite number",
     ):
         assert part in text, part
+
+
+def test_a_folder_is_the_same_data_by_a_relative_or_an_absolute_path(dataset, monkeypatch):
+    root = dataset([{"person_id": "P1"}], [ev("P1", "2026-01-05", "urine_test", 0.0, "heroin")])
+    absolute = Store(root).identity()
+    monkeypatch.chdir(root.parent)
+    relative = Store(root.name).identity()
+    # what a materialized state and a resumable roster run are matched on
+    assert relative == absolute and absolute["source"] == str(root.resolve())
+    (root / "events.csv").write_text(
+        (root / "events.csv").read_text() + "P1,2026-02-05,urine_test,1,heroin\n"
+    )
+    assert Store(root.name).identity() != absolute  # new data is other data
