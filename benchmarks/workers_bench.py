@@ -27,12 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from servers import create_token, free_port, server_process  # noqa: E402
+from servers import create_token, every_worker, free_port, server_process  # noqa: E402
 
 from benchmarks.common import arguments  # noqa: E402
 from benchmarks.programme_bench import city  # noqa: E402
@@ -69,12 +68,10 @@ def every_worker_ready(url: str, n: int, timeout: float = 600) -> None:
     every keep-alive connection on the first worker for the whole run (the cause of the
     earlier runs' scattered 2-worker figures)."""
     deadline = time.time() + timeout
-    seen: set[int] = set()
-    while len(seen) < n:
+    while len(seen := every_worker(url, 4 * n)) < n:
         if time.time() > deadline:
             raise SystemExit(f"only {len(seen)} of {n} workers answered in {timeout:.0f} s")
-        answer = httpx.get(f"{url}/readyz", headers={"Connection": "close"}, timeout=30)
-        seen.add(answer.json()["worker"]["pid"])
+        time.sleep(0.3)
 
 
 def high_water_mib(proc: psutil.Process) -> float:

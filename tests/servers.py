@@ -102,6 +102,16 @@ def server_process(
             proc.wait(timeout=30)
 
 
+def every_worker(url: str, looks: int = 40) -> dict[int, dict]:
+    """/readyz over fresh connections, which the kernel spreads over the workers: each
+    worker's latest answer, by process id."""
+    seen = {}
+    for _ in range(looks):
+        body = httpx.get(f"{url}/readyz", timeout=30, headers={"Connection": "close"}).json()
+        seen[body["worker"]["pid"]] = body
+    return seen
+
+
 def create_token(env: dict, *args: str, cwd: object = None) -> str:
     """`sunshine tokens create ARGS` as an operator runs it; the printed token."""
     from pathlib import Path

@@ -39,7 +39,7 @@ def test_train_promote_serve_and_score_through_an_mlflow_server_on_postgresql(se
             "1",
         ]
         # as docs/deploy.md runs it: without MLflow 3's job runner, a pool of processes that
-        # each import MLflow (four times the CPU of the server and the commands together)
+        # each import MLflow (more CPU than the server and the commands together)
         quiet = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         with server_process(
             server, port, "/health", cwd=tmp_path, env=quiet, timeout=120

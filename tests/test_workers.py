@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from conftest import add_positive_tests, sunshine, use_mlflow
-from servers import create_token, free_port, server_process
+from servers import create_token, every_worker, free_port, server_process
 
 from serving.materialize import CURRENT, current, manifest
 
@@ -25,16 +25,6 @@ def until(check, what: str, timeout: float = 60) -> None:
     while not check():
         assert time.time() < deadline, f"not within {timeout}s: {what}"
         time.sleep(0.3)
-
-
-def every_worker(url: str, looks: int = 40) -> dict[int, dict]:
-    """/readyz over fresh connections, which the kernel spreads over the workers: each
-    worker's latest answer, by process id."""
-    seen = {}
-    for _ in range(looks):
-        body = httpx.get(f"{url}/readyz", timeout=30, headers={"Connection": "close"}).json()
-        seen[body["worker"]["pid"]] = body
-    return seen
 
 
 def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
