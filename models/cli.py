@@ -183,6 +183,16 @@ def recalibrate_cmd(
         f"{r.after['brier']:.4f})"
     )
     console.print(
+        f"a perfectly calibrated model would show ECE {r.after['ece_chance_median']:.4f} "
+        f"(median; 95th percentile {r.after['ece_chance_p95']:.4f}) on {r.check_rows:,} rows "
+        "by chance alone: "
+        + (
+            "the new calibrator cannot be told from perfect calibration"
+            if r.after["ece"] <= r.after["ece_chance_p95"]
+            else "the new calibrator is off by more than chance explains"
+        )
+    )
+    console.print(
         f"registered sunshine-{task} version {r.version} as challenger (run {r.run_id}); "
         f"`sunshine promote --task {task}` makes it the champion"
     )

@@ -29,7 +29,7 @@ from features.store import Store
 from models.deployable import RiskModel
 from models.registry import load_model, log_and_register
 from training.calibration import Calibrator, choose_calibrator
-from training.metrics import brier, calibration_bins, ece
+from training.metrics import brier, calibration_bins, ece, ece_by_chance
 from training.tracking import experiment_id
 
 MIN_EACH = 100  # outcomes of each kind (events, non-events) a recalibration needs in all
@@ -75,11 +75,13 @@ class Refit:
     after: np.ndarray
 
 
-def refit(persons: pd.Series, y: np.ndarray, raw: np.ndarray, old: np.ndarray) -> Refit:
+def refit(
+    persons: pd.Series, y: np.ndarray, raw: np.ndarray, old: np.ndarray, seed: int = SEED
+) -> Refit:
     """The recalibration itself, for `sunshine recalibrate` and the CTN-0094 report alike:
     fit on one half of the persons, judge on the other. `old` holds every row's probability
     under the source calibrator."""
-    fit, check = halves(persons, y)
+    fit, check = halves(persons, y, seed)
     calibrator, _ = choose_calibrator(raw[fit], y[fit])
     return Refit(calibrator, fit, check, old[check], calibrator.transform(raw[check]))
 
@@ -108,7 +110,13 @@ def recalibrate(
     r = refit(spine["person_id"], y, raw, model.calibrator.transform(raw))
     calibrator, fit, check, p_before, p_after = r.calibrator, r.fit, r.check, r.before, r.after
     before = {"ece": ece(y[check], p_before), "brier": brier(y[check], p_before)}
-    after = {"ece": ece(y[check], p_after), "brier": brier(y[check], p_after)}
+    chance_median, chance_high = ece_by_chance(p_after, int(y[check].sum()))
+    after = {
+        "ece": ece(y[check], p_after),
+        "brier": brier(y[check], p_after),
+        "ece_chance_median": chance_median,
+        "ece_chance_p95": chance_high,
+    }
     curves = {
         "before": calibration_bins(y[check], p_before),
         "after": calibration_bins(y[check], p_after),
@@ -176,6 +184,8 @@ def _register(
                 "local_ece_after": after["ece"],
                 "local_brier_before": before["brier"],
                 "local_brier_after": after["brier"],
+                "local_ece_chance_median": after["ece_chance_median"],
+                "local_ece_chance_p95": after["ece_chance_p95"],
             }
         )
         mlflow.log_dict(curves, "local_calibration.json")
@@ -211,6 +221,10 @@ apply to them; only what a probability means has changed.
 |---|---|---|
 | version {facts["version"]}'s calibrator | {before["ece"]:.4f} | {before["brier"]:.4f} |
 | the new calibrator ({model.calibrator.method}) | {after["ece"]:.4f} | {after["brier"]:.4f} |
+
+On this many rows, a perfectly calibrated model would show an ECE of
+{after["ece_chance_median"]:.4f} by chance alone (median; 95th percentile
+{after["ece_chance_p95"]:.4f}): an ECE under that cannot be told from perfect calibration.
 
 The local outcomes must be the task's outcome as the source model defines it; the registry
 records where they came from (`local_labels`). For supportive planning only, never for

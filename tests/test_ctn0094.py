@@ -212,6 +212,9 @@ def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
         assert held.count(f"| {trial} |") >= 2  # both prediction points
     assert "logistic regression AUROC" in held and "### Local recalibration" in held
     assert "ECE by chance, 95th pct" in held
+    # and repeated on many random halves, beside a perfect calibrator on the same halves
+    assert "The same on many random halves" in held and "| perfect, median |" in held
+    assert "| halves |" in held and "| 10 |" in held  # a quick run repeats fewer
     client = MlflowClient()
     exp = client.get_experiment_by_name("ctn0094")
     runs = client.search_runs([exp.experiment_id])

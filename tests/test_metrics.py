@@ -241,11 +241,42 @@ def test_fast_bootstrap_matches_resampling_with_sklearn():
     assert (lo, hi) == pytest.approx(tuple(np.quantile(ref, [0.025, 0.975])), abs=1e-12)
 
 
-def test_ece_noise_floor_matches_the_binomial_spread():
+def test_ece_by_chance_matches_the_binomial_spread():
     """Constant scores of 0.5 on 400 rows: ECE is |mean(y) - 0.5|, whose sd is 0.025, so its
     median is 0.6745 * 0.025 = 0.0169 and its 95th percentile 1.96 * 0.025 = 0.049."""
-    from experiments.ctn0094 import ece_noise
+    from training.metrics import ece_by_chance
 
-    median, high = ece_noise(np.full(400, 0.5), draws=4000)
+    median, high = ece_by_chance(np.full(400, 0.5), draws=4000)
     assert median == pytest.approx(0.0169, abs=0.003)
     assert high == pytest.approx(0.049, abs=0.005)
+
+
+def test_with_the_count_fixed_constant_scores_show_no_ece_by_chance():
+    """A stratified half of 400 rows at 0.5 with 200 events: every vector drawn has 200
+    events, so its observed rate is 0.5 exactly and ECE is 0, where free draws show 0.017."""
+    from training.metrics import ece_by_chance
+
+    assert ece_by_chance(np.full(400, 0.5), events=200, draws=500) == (0.0, 0.0)
+
+
+def test_outcomes_with_a_fixed_count_follow_the_conditional_law():
+    """Scores 0.2, 0.5, 0.8 and one event: the event falls on a row with probability
+    proportional to its odds (0.25, 1, 4 of 5.25), the law of independent outcomes given
+    their count."""
+    from training.metrics import perfect_outcomes
+
+    drawn = perfect_outcomes(np.array([0.2, 0.5, 0.8]), 40_000, np.random.default_rng(3), 1)
+    assert drawn.shape == (40_000, 3) and (drawn.sum(axis=1) == 1).all()
+    assert drawn.mean(axis=0) == pytest.approx([0.25 / 5.25, 1 / 5.25, 4 / 5.25], abs=0.01)
+    none = perfect_outcomes(np.array([0.2, 0.5]), 5, np.random.default_rng(3), 0)
+    assert not none.any() and none.shape == (5, 2)
+    with pytest.raises(ValueError, match="3 events among 2 rows"):
+        perfect_outcomes(np.array([0.2, 0.5]), 5, np.random.default_rng(3), 3)
+
+
+def test_where_the_exact_count_would_cost_too_much_outcomes_are_drawn_freely(monkeypatch):
+    from training import metrics
+
+    monkeypatch.setattr(metrics, "EXACT_COUNT_CELLS", 10)
+    drawn = metrics.perfect_outcomes(np.full(200, 0.5), 50, np.random.default_rng(3), 100)
+    assert len(set(drawn.sum(axis=1))) > 5

@@ -41,6 +41,8 @@ def test_recalibration_repairs_the_probabilities_and_keeps_the_ranking(site):
     assert r.source_version == facts["version"] and r.rows == r.fit_rows + r.check_rows
     assert r.before["ece"] > 0.05 > r.after["ece"]
     assert r.after["brier"] < r.before["brier"]
+    # the old calibrator's miss is beyond what chance gives on this many rows
+    assert r.after["ece_chance_median"] < r.after["ece_chance_p95"] < r.before["ece"]
     assert sum(b["n"] for b in r.curves["after"]) == r.check_rows
     new, new_facts = load_model("relapse", version=str(r.version))
     old, _ = load_model("relapse", version=facts["version"])
@@ -62,6 +64,7 @@ def test_recalibration_repairs_the_probabilities_and_keeps_the_ranking(site):
     run = client.get_run(version.run_id)
     assert run.data.tags["recalibrated_from"] == facts["version"]
     assert run.data.metrics["local_ece_after"] == pytest.approx(r.after["ece"])
+    assert run.data.metrics["local_ece_chance_p95"] == pytest.approx(r.after["ece_chance_p95"])
     source = client.get_run(facts["run_id"]).data
     assert run.data.metrics["test_auroc"] == source.metrics["test_auroc"]
     assert run.data.tags["label_definition"] == source.tags["label_definition"]
@@ -95,5 +98,6 @@ def test_the_command(site):
     command = ["recalibrate", "--task", "relapse", "--data", store.source]
     r = sunshine(served, *command, "--labels", labels, "--from-version", facts["version"])
     assert "ECE on the held-out half" in r.stdout and "as challenger" in r.stdout
+    assert "a perfectly calibrated model would show ECE" in r.stdout
     bad = sunshine(served, *command, "--labels", root / "missing.csv", check=False)
     assert bad.returncode == 2 and "missing.csv" in bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.optimize import brentq
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 TOP_SHARES = (0.01, 0.05, 0.10, 0.20)
@@ -79,6 +80,64 @@ def ece(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
             b["n"] / n * abs(b["predicted"] - b["observed"]) for b in calibration_bins(y, p, n_bins)
         )
     )
+
+
+def perfect_outcomes(
+    p: np.ndarray, draws: int, rng: np.random.Generator, events: int | None = None
+) -> np.ndarray:
+    """Outcome vectors (draws x rows) of a world where `p` is exactly right.
+
+    With `events`, only vectors with exactly that many events: a check half stratified by
+    outcome has its count fixed, and free draws would add a miss-in-the-large it cannot
+    have (on nearly constant scores that is most of the ECE). They are drawn by rejection
+    from probabilities tilted so that `events` is their expected count: given the count, a
+    tilt changes nothing, since it scales every vector with that count alike. Where that
+    would cost more than EXACT_COUNT_CELLS random numbers, outcomes are drawn freely."""
+    p = np.asarray(p, float)
+    if events is not None and not 0 < events < len(p):
+        if events not in (0, len(p)):
+            raise ValueError(f"{events} events among {len(p)} rows")
+        return np.full((draws, len(p)), int(events > 0), np.int8)
+    if events is not None:
+        logit = np.log(np.clip(p, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(p, 1e-6, 1 - 1e-6))
+
+        def expected(shift: float) -> float:
+            return float(np.sum(1 / (1 + np.exp(-(logit + shift)))) - events)
+
+        q = 1 / (1 + np.exp(-(logit + brentq(expected, -50, 50))))
+        # one tilted vector in this many has exactly `events` events (a normal count's peak)
+        tries = math.sqrt(2 * math.pi * max(float(np.sum(q * (1 - q))), 1.0))
+        if draws * tries * len(p) <= EXACT_COUNT_CELLS:
+            return _with_count(q, events, draws, tries, rng)
+    return (rng.random((draws, len(p))) < p).astype(np.int8)
+
+
+# Random numbers the exact count may cost (a second or two); past it (a check set of a few
+# thousand rows, where the count's share of the noise is small) outcomes are drawn freely,
+# which if anything overstates the noise.
+EXACT_COUNT_CELLS = 300_000_000
+
+
+def _with_count(
+    q: np.ndarray, events: int, draws: int, tries: float, rng: np.random.Generator
+) -> np.ndarray:
+    batch = int(min(max(1, 2_000_000 // len(q)), math.ceil(1.3 * draws * tries)))
+    kept: list[np.ndarray] = []
+    while sum(len(k) for k in kept) < draws:
+        y = rng.random((batch, len(q))) < q
+        kept.append(y[y.sum(axis=1) == events].astype(np.int8))
+    return np.concatenate(kept)[:draws]
+
+
+def ece_by_chance(
+    p: np.ndarray, events: int | None = None, draws: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """ECE of a perfectly calibrated model on these scores (with `events`, a check set whose
+    number of events is fixed, as a stratified half's is). Its median and 95th percentile say
+    how much ECE a check set this size shows by chance, so a small site can tell a real
+    miscalibration from sampling noise."""
+    sims = [ece(y, p) for y in perfect_outcomes(p, draws, np.random.default_rng(seed), events)]
+    return float(np.median(sims)), float(np.quantile(sims, 0.95))
 
 
 def top_k(y: np.ndarray, p: np.ndarray, share: float) -> tuple[float, float]:
