@@ -6,8 +6,9 @@ memory each worker holds.
 Load: `GET /v1/persons/{id}/risk` with the top 5 explanations, as an analyst (any registry
 person, `allow_out_of_cohort=true`), from 8 keep-alive connections of wrk (Debian's `wrk`, a
 C load generator: a Python client would take a core of this 2-core machine for itself), over
-random persons. The state is materialized once into WORK/workers-state (the first run pays
-for it; it is reported apart) and reused by every server started after. Servers with 1 and 2
+random persons. The state is materialized into WORK/workers-state by `sunshine materialize`
+(the first run pays for it, a later run over the same city and champions reuses it; its time
+is reported apart) and reused by every server started after. Servers with 1 and 2
 workers are started and measured alternately, run by run; medians are reported.
 
 Memory, per worker, after its load: the high-water RSS (VmHWM), and the proportional set size
@@ -154,7 +155,7 @@ def main() -> None:
             print(n, json.dumps(result), flush=True)
 
     print(
-        f"\npersons {args.persons:,}; materialize {materialize_s:.1f} s (once); "
+        f"\npersons {args.persons:,}; materialize {materialize_s:.1f} s (or its reuse); "
         f"{args.repeats} runs of {args.seconds} s per server; medians"
     )
     print(

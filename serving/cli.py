@@ -237,20 +237,20 @@ def materialize(
     rising: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="as `sunshine serve --rising`")
     ] = DEFAULT_RISING,
+    force: Annotated[
+        bool, typer.Option("--force", help="build a new generation even when it is up to date")
+    ] = False,
 ) -> None:
     """Validate the registry and write the service's state once (features, caseloads) for
-    `sunshine serve --workers N` to read."""
-    from serving.materialize import materialize as build
-    from serving.state import load_champions
+    `sunshine serve --workers N` to read; a state already built from this registry as it
+    stands, for the same champions, is kept."""
+    from serving.materialize import ensure_state
     from training.tracking import configure
 
     configure()
-    loaded = load_champions()
     started = time.perf_counter()
-    gen = build(Store(data, lenient=lenient), loaded, out, rising)
-    features_cli.console.print(
-        f"materialized the service state in {gen} ({time.perf_counter() - started:.1f}s)"
-    )
+    ensure_state(data, out, rising, lenient, features_cli.console.print, force)
+    features_cli.console.print(f"({time.perf_counter() - started:.1f}s)")
 
 
 @tokens_app.command("create")

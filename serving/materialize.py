@@ -26,9 +26,16 @@ from features.codebook import parse_codebook
 from features.errors import InputError
 from features.io import atomic_path
 from features.matrix import open_matrix
-from features.store import LoadReport, Store
+from features.store import LoadReport, Store, identity_of, open_registry, reference_date_of
 from serving.caseload import Caseload, month_before
-from serving.state import IndicatorSource, Loaded, ServiceState, build_state, indicator_source
+from serving.state import (
+    IndicatorSource,
+    Loaded,
+    ServiceState,
+    build_state,
+    indicator_source,
+    load_champions,
+)
 
 CURRENT = "CURRENT"
 FAILED = "REFRESH_FAILED"  # why the last build from a changed registry failed, for /readyz
@@ -49,16 +56,26 @@ def manifest(generation: Path) -> dict:
     return json.loads((generation / MANIFEST).read_text())
 
 
-def up_to_date(root: Path, store_identity: dict, loaded: Loaded) -> bool:
+def up_to_date(
+    root: Path, store_identity: dict, loaded: Loaded, rising: float, lenient: bool
+) -> bool:
     """Whether the current generation was built from this registry, as it stands, for these
-    champions: then a restart reuses it instead of building again."""
+    champions and this --rising: then a restart reuses it instead of building again. One
+    built leniently around rejected rows is not reused by a strict run, which must refuse
+    them."""
     gen = current(root)
     if gen is None:
         return False
     m = manifest(gen)
     versions = {t: str(f["version"]) for t, (_, f) in loaded.models.items()}
+    report = m["report"]
+    rejected = report["rejected_persons"] + report["rejected_events"]
     return (
-        m.get("format") == FORMAT and m["identity"] == store_identity and m["caseloads"] == versions
+        m.get("format") == FORMAT
+        and m["identity"] == store_identity
+        and m["caseloads"] == versions
+        and m["rising"] == rising
+        and (lenient or rejected == 0)
     )
 
 
@@ -101,6 +118,24 @@ def materialize(store: Store, loaded: Loaded, root: Path, rising: float) -> Path
         tmp.write_text(name + "\n")
     _sweep(root, name)
     return root / name
+
+
+def ensure_state(
+    data: str | Path, root: Path, rising: float, lenient: bool, say, force: bool = False
+) -> Path:
+    """The current generation, reused when it is up to date (unless `force`), else built."""
+    loaded = load_champions()
+    source = open_registry(data)
+    if not force and up_to_date(
+        root, identity_of(source, reference_date_of(source)), loaded, rising, lenient
+    ):
+        chosen = current(root)
+        say(f"reusing the materialized state {chosen}: built from this registry as it stands")
+    else:
+        chosen = materialize(Store(source, lenient=lenient), loaded, root, rising)
+        say(f"materialized the service state in {chosen}")
+    assert chosen is not None
+    return chosen
 
 
 def _sweep(root: Path, keep: str) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from features.indicator_inputs import load_indicator_config, read_population
-from features.store import Store, identity_of, open_registry, reference_date_of
-from serving.materialize import FAILED, current, materialize, open_state, up_to_date
+from features.store import Store, open_registry
+from serving.materialize import FAILED, current, ensure_state, materialize, open_state
 from serving.refresh import DataWatcher, Follower
 from serving.sockets import listen
 from serving.state import Loaded, ServiceState, indicator_source, load_champions
@@ -56,18 +56,8 @@ def _optional(path: str | None) -> Path | None:
 def prepare(cfg: WorkerConfig, lenient: bool, say) -> Path:
     """The generation the workers will serve: reused when it was built from this registry,
     as it stands, for the current champions; else built now."""
-    root = Path(cfg.state_dir)
-    loaded = load_champions()
-    source = open_registry(cfg.data)
-    if up_to_date(root, identity_of(source, reference_date_of(source)), loaded):
-        say(f"reusing the materialized state {current(root)}")
-    else:
-        store = Store(source, lenient=lenient)
-        say(f"materialized the service state in {materialize(store, loaded, root, cfg.rising)}")
-        del store
-        gc.collect()  # the workers read the state: the parent need not hold it
-    chosen = current(root)
-    assert chosen is not None
+    chosen = ensure_state(cfg.data, Path(cfg.state_dir), cfg.rising, lenient, say)
+    gc.collect()  # the workers read the state: the parent need not hold it
     return chosen
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 from conftest import add_positive_tests, sunshine, use_mlflow
 from servers import create_token, every_worker, free_port, server_process
 
@@ -134,3 +135,50 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
     today = np.load(first / "today.npy", mmap_mode="r")
     state = service["state"]
     assert np.array_equal(np.asarray(today), state.today.values, equal_nan=True)
+
+
+def test_materialize_keeps_an_up_to_date_state_and_builds_when_what_it_was_built_for_changes(
+    served, tmp_path
+):
+    city = tmp_path / "city"
+    shutil.copytree(served / "city", city)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{served / 'mlflow.db'}"}
+    state = tmp_path / "state"
+
+    def materialize(*extra, check=True):
+        r = sunshine(
+            tmp_path, "materialize", "--data", city, "--out", state, *extra, env=env, check=check
+        )
+        use_mlflow(served)
+        return r
+
+    def built(*extra) -> Path:
+        r = materialize(*extra)
+        assert "materialized the service state" in r.stdout, r.stdout
+        gen = current(state)
+        assert gen is not None
+        return gen
+
+    first = built()
+    reference_date = manifest(first)["reference_date"]  # the generation is swept later
+    again = materialize()
+    assert "reusing the materialized state" in again.stdout and current(state) == first
+    # another --rising is other caseload figures; --force builds whatever the state
+    rising = built("--rising", "0.3")
+    assert rising != first and manifest(rising)["rising"] == 0.3
+    assert built("--rising", "0.3", "--force") != rising
+    # new events: built again
+    persons = pd.read_parquet(city / "persons.parquet")
+    add_positive_tests(city, persons.person_id.iloc[0], reference_date)
+    newer = built()
+    assert newer not in (first, rising) and manifest(newer)["report"]["rejected_events"] == 0
+    # built leniently around a bad row: a strict run does not reuse it, it refuses the row
+    events = pd.read_parquet(city / "events.parquet")
+    bad = events.iloc[[0]].assign(event_type="no_such_type")
+    pd.concat([events, bad], ignore_index=True).to_parquet(city / "events.parquet", index=False)
+    lenient = built("--lenient")
+    assert manifest(lenient)["report"]["rejected_events"] == 1
+    assert "reusing" in materialize("--lenient").stdout
+    strict = materialize(check=False)
+    assert strict.returncode == 2 and "no_such_type" in strict.stderr + strict.stdout
+    assert current(state) == lenient
