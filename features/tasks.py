@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import InputError
+from features.profiles import ClearCase, Event
 from features.vocabulary import RESIDENTIAL_REHAB
 
 
@@ -57,7 +58,7 @@ class Task:
     not_in_cohort_zh: str
     baseline: Callable[[pd.DataFrame], np.ndarray]
     baseline_en: str
-    clear_cases: tuple[Mapping[str, float], Mapping[str, float]]  # (high risk, low risk)
+    clear_cases: tuple[ClearCase, ClearCase]  # (high risk, low risk), as histories
     support: tuple[SupportOption, ...]
     config: Mapping[str, Any]
     scope: str | None = None  # the token scope a caseworker needs, beyond their districts
@@ -145,6 +146,64 @@ def default_config(**overrides: Any) -> dict[str, Any]:
     return config
 
 
+# Clear-cut persons (training.behaviour's minimum-function check), as histories: days before
+# as_of. Both relapse cases left compulsory isolation 200 days ago after two years there.
+_RELEASED = (
+    Event("rehab_admission", 930, None, "compulsory_isolation"),
+    Event("rehab_discharge", 200, None, "compulsory_isolation"),
+)
+RELAPSE_HIGH = ClearCase(
+    age_years=35,
+    registered_years_before=5,
+    primary_substance="heroin",
+    events=(
+        *_RELEASED,
+        *(Event("checkin_attended", d) for d in (120, 150, 180)),
+        *(Event("checkin_missed", d) for d in (5, 20, 35, 50, 65, 80)),
+        Event("urine_test", 150, 0.0),
+        *(Event("urine_test", d, 1.0, "heroin") for d in (10, 40)),
+        *(Event("contact_known_user", d, None, "former associates") for d in (5, 30, 60)),
+        *(Event("methadone_missed", d) for d in (3, 8, 15)),
+        Event("employment_end", 100, None, "laid off"),
+        Event("mental_health_screening", 30, 18.0, "PHQ-9"),
+    ),
+)
+RELAPSE_LOW = ClearCase(
+    age_years=35,
+    registered_years_before=5,
+    primary_substance="heroin",
+    events=(
+        *_RELEASED,
+        *(Event("checkin_attended", d) for d in (5, 20, 35, 50, 65, 80, 120, 150, 180)),
+        *(Event("urine_test", d, 0.0) for d in (10, 40, 70, 150)),
+        Event("employment_start", 150, None, "factory"),
+        Event("training_certificate", 170, None, "welding"),
+        *(Event("family_support_contact", d, None, "mother") for d in (10, 40, 70)),
+        Event("social_worker_contact", 15),
+        Event("mental_health_screening", 30, 3.0, "PHQ-9"),
+    ),
+)
+YOUTH_HIGH = ClearCase(
+    age_years=17,
+    events=(
+        Event("left_behind_status", 400, 1.0, "both parents"),
+        Event("family_drug_record", 300, None, "father"),
+        *(Event("school_absence", d, 8.0) for d in (20, 50)),
+        *(Event("school_discipline", d, None, "fighting") for d in (30, 100)),
+        Event("school_dropout", 15),
+        *(Event("contact_known_user", d, None, "internet cafe") for d in (5, 30, 60)),
+        *(Event("venue_encounter", d, None, "KTV") for d in (10, 45)),
+    ),
+)
+YOUTH_LOW = ClearCase(
+    age_years=17,
+    events=(
+        *(Event("prevention_class", d, None, "school programme") for d in (30, 120, 250)),
+        *(Event("family_support_contact", d, None, "mother") for d in (10, 40, 70)),
+    ),
+)
+
+
 def _relapse_rule(frame: pd.DataFrame) -> np.ndarray:
     positives = _col(frame, "urine_test__count_90d") * _col(frame, "urine_test__mean_90d")
     return positives + _col(frame, "checkin_missed__count_90d")
@@ -217,32 +276,7 @@ RELAPSE = register(
         not_in_cohort_zh="不在社区康复期:评估日前365天内没有从强制隔离或自愿戒毒所出所的记录",
         baseline=_relapse_rule,
         baseline_en="positive tests plus missed check-ins in the last 90 days",
-        clear_cases=(
-            {
-                "checkin_missed__count_90d": 6,
-                "checkin_missed__count_30d": 2,
-                "checkin_adherence_90d": 0.0,
-                "urine_test__mean_90d": 1.0,
-                "urine_test__max_90d": 1.0,
-                "days_since_positive_test": 10,
-                "contact_known_user__count_90d": 3,
-                "contact_known_user__days_since": 5,
-                "employed_now": 0,
-                "family_support_contact__count_90d": 0,
-            },
-            {
-                "checkin_missed__count_90d": 0,
-                "checkin_missed__count_30d": 0,
-                "checkin_adherence_90d": 1.0,
-                "urine_test__mean_90d": 0.0,
-                "urine_test__max_90d": 0.0,
-                "contact_known_user__count_90d": 0,
-                "employed_now": 1,
-                "training_certificate__count_all": 1,
-                "family_support_contact__count_90d": 3,
-                "family_support_contact__days_since": 10,
-            },
-        ),
+        clear_cases=(RELAPSE_HIGH, RELAPSE_LOW),
         support=(
             SupportOption(
                 ("methadone_missed", "methadone_adherence", "methadone_dose"),
@@ -306,28 +340,7 @@ YOUTH_UPTAKE = register(
         not_in_cohort_zh="不在预防对象范围内:仅评估日年满12岁未满25岁且无涉毒记录(尿检阳性、因吸毒被查获或登记)的青少年",
         baseline=_youth_rule,
         baseline_en="the number of risk flags on record",
-        clear_cases=(
-            {
-                "left_behind_status__last": 1,
-                "family_drug_record__count_all": 1,
-                "contact_known_user__count_90d": 3,
-                "contact_known_user__days_since": 5,
-                "venue_encounter__count_90d": 2,
-                "venue_encounter__days_since": 10,
-                "school_dropout__count_all": 1,
-                "school_discipline__count_180d": 2,
-            },
-            {
-                "left_behind_status__last": 0,
-                "family_drug_record__count_all": 0,
-                "contact_known_user__count_90d": 0,
-                "venue_encounter__count_90d": 0,
-                "school_dropout__count_all": 0,
-                "school_discipline__count_180d": 0,
-                "prevention_class__count_365d": 3,
-                "family_support_contact__count_90d": 3,
-            },
-        ),
+        clear_cases=(YOUTH_HIGH, YOUTH_LOW),
         support=(
             FAMILY,
             SupportOption(

@@ -12,6 +12,7 @@ from servers import ServerThread
 from typer.testing import CliRunner
 
 from features.labels import build_spine
+from features.profiles import ClearCase, Event
 from features.store import Store
 from features.tasks import SupportOption, Task, default_config, get_task, register, unregister
 from models.registry import promote
@@ -51,9 +52,19 @@ DROPOUT = Task(
     not_in_cohort_zh="未在美沙酮维持治疗中:评估日前30天内无服药记录",
     baseline=lambda f: f["methadone_missed__count_90d"].astype(float).fillna(0).to_numpy(),
     baseline_en="missed methadone visits in the last 90 days",
-    clear_cases=(
-        {"methadone_missed__count_90d": 12, "methadone_adherence_90d": 0.1},
-        {"methadone_missed__count_90d": 0, "methadone_adherence_90d": 1.0},
+    clear_cases=(  # dosed 25 days ago after twelve missed visits; or dosed every week
+        ClearCase(
+            40,
+            (
+                Event("methadone_dose", 25, 60.0),
+                *(Event("methadone_missed", d) for d in range(28, 90, 5)),
+            ),
+            8,
+            "heroin",
+        ),
+        ClearCase(
+            40, tuple(Event("methadone_dose", d, 60.0) for d in range(2, 90, 7)), 8, "heroin"
+        ),
     ),
     support=(OUTREACH,),
     config=default_config(

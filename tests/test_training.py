@@ -536,3 +536,30 @@ def test_errors_say_what_kind_of_thing_went_wrong(workspace, relapse_v1, tmp_pat
     with pytest.raises(errors.SunshineError) as info:
         call(tmp_path)
     assert type(info.value).__name__ == kind
+
+
+def test_minimum_function_ranks_the_clear_cases_as_built_by_the_spec():
+    """The youth clear cases as histories: the high one met known users 5, 30 and 60 days
+    before as_of, so every window from 90 days up counts 3 (set by hand on a median row, the
+    365-day count stayed 0 and a model reading it could not tell the cases apart); the low
+    one went to three prevention classes in the year."""
+    sample = pd.DataFrame(
+        {
+            "contact_known_user__count_365d": np.zeros(5, np.float32),
+            "prevention_class__count_365d": np.zeros(5, np.float32),
+        }
+    )
+
+    def by(column: str):
+        return lambda f: f[column].fillna(0).to_numpy(float)
+
+    youth = get_task("youth_uptake")
+    minimum = "minimum function: clear high-risk profile above clear low-risk profile"
+    right = {
+        r["check"]: r for r in run_checks(by("contact_known_user__count_365d"), sample, youth, ())
+    }
+    assert right[minimum]["passed"] and right[minimum]["detail"] == "high 3.000 vs low 0.000"
+    wrong = {
+        r["check"]: r for r in run_checks(by("prevention_class__count_365d"), sample, youth, ())
+    }
+    assert not wrong[minimum]["passed"] and wrong[minimum]["detail"] == "high 0.000 vs low 3.000"

@@ -4,30 +4,24 @@
   raises it);
 - invariance: changing the model inputs that carry a protected attribute changes no score
   (an attribute the config allows as a feature, with its reason, is reported, not tested);
-- minimum function: the task's clear-cut profiles rank as any caseworker would expect.
+- minimum function: the task's clear-cut persons (histories, built into features by the spec:
+  features.profiles) rank as any caseworker would expect.
 
 A failed check blocks promotion unless forced with a reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from features.profiles import case_features
 from features.spec import FEATURES_BY_NAME, PROTECTED_FEATURES
 from features.tasks import Task
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]
-
-
-def _with(template: pd.DataFrame, values: Mapping[str, float]) -> pd.DataFrame:
-    out = template.copy()
-    for k, v in values.items():
-        if k in out:
-            out[k] = np.float32(v)
-    return out
 
 
 def run_checks(
@@ -42,13 +36,9 @@ def run_checks(
         *_direction_checks(score, sample),
         *_invariance_checks(score, sample, protected, allowed or {}),
     ]
-    high, low = task.clear_cases
-    template = sample.iloc[[0]].copy()
-    for c in template.columns:
-        if not FEATURES_BY_NAME[c].categorical:
-            values = sample[c].astype(float).dropna()
-            template[c] = np.float32(values.median()) if len(values) else np.nan
-    s_high, s_low = score(_with(template, high))[0], score(_with(template, low))[0]
+    # the clear cases as the spec builds them, in the columns the model takes
+    cases = case_features(task.clear_cases).reindex(columns=sample.columns)
+    s_high, s_low = np.asarray(score(cases))[:2]
     results.append(
         {
             "check": "minimum function: clear high-risk profile above clear low-risk profile",
