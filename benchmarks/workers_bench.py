@@ -65,9 +65,8 @@ def workers_of(url: str) -> list[psutil.Process]:
 
 def every_worker_ready(url: str, n: int, timeout: float = 600) -> None:
     """Wait until each of the n workers answers. The first one ready makes /readyz answer,
-    and a worker opens its socket only once loaded: a load started before then would put
-    every keep-alive connection on the first worker for the whole run (the cause of the
-    earlier runs' scattered 2-worker figures)."""
+    and the parent hands connections only to a worker that is ready: a load started before
+    then would put every keep-alive connection on the first worker for the whole run."""
     deadline = time.time() + timeout
     while len(seen := every_worker(url, 4 * n)) < n:
         if time.time() > deadline:

@@ -180,8 +180,7 @@ def serve(
         if refresh_seconds:
             several.watch_registry(cfg, refresh_seconds, lenient, say).start()
         say(f"serving with {workers} workers on http://{host}:{port} (web pages at /app/)")
-        sock.close()  # each worker listens on a socket of its own
-        several.run(cfg, workers, host, port, proxies, say)
+        several.run(cfg, workers, sock, proxies, say)  # the parent accepts, workers serve
         return
     loaded = load_champions()
     store = Store(data, lenient=lenient)

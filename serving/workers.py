@@ -5,7 +5,8 @@ generation already built for this data and these champions), then starts N uvico
 Each worker reads that state, read-only: none of them rebuilds anyone's features, and the
 operating system keeps one copy of the matrices for all. The parent watches the registry and
 materializes a new generation when it changes; each worker follows `CURRENT`, and the service
-database's reload counter, every few seconds (serving.refresh.Follower).
+database's reload counter, every few seconds (serving.refresh.Follower). The parent holds the
+listening socket and hands each connection to the next ready worker (serving.dispatch).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,9 +24,9 @@ from typing import TYPE_CHECKING
 
 from features.indicator_inputs import load_indicator_config, read_population
 from features.store import Store, open_registry
+from serving.dispatch import Dispatcher, HandedServer
 from serving.materialize import FAILED, current, ensure_state, materialize, open_state
 from serving.refresh import DataWatcher, Follower
-from serving.sockets import listen
 from serving.state import Loaded, ServiceState, indicator_source, load_champions
 
 if TYPE_CHECKING:
@@ -76,40 +78,40 @@ def watch_registry(cfg: WorkerConfig, interval_s: float, lenient: bool, say) -> 
     return DataWatcher(open_registry(cfg.data), interval_s, renew, fail, say)
 
 
-def run(cfg: WorkerConfig, workers: int, host: str, port: int, proxies: str, say) -> None:
-    """Start the workers, each on a socket of its own on the same port (SO_REUSEPORT: the
-    kernel spreads connections over them evenly), and keep them running: one that dies is
-    started again; SIGTERM or SIGINT stops them all."""
+def run(cfg: WorkerConfig, workers: int, listener: socket.socket, proxies: str, say) -> None:
+    """Start the workers and hand them the connections `listener` accepts, in turn
+    (serving.dispatch), and keep them running: one that dies is started again; SIGTERM or
+    SIGINT stops them all."""
     os.environ[CONFIG_ENV] = json.dumps(asdict(cfg))
     os.environ.setdefault("SUNSHINE_DUCKDB_MEMORY", WORKER_DUCKDB_MEMORY)
     spawn = multiprocessing.get_context("spawn")  # fresh interpreters: nothing of the parent
+    dispatcher = Dispatcher(listener)
+    threading.Thread(target=dispatcher.serve_forever, name="dispatch", daemon=True).start()
 
-    def start() -> multiprocessing.process.BaseProcess:
-        proc = spawn.Process(target=_worker, args=(host, port, proxies), daemon=False)
+    def start(slot: int) -> multiprocessing.process.BaseProcess:
+        channel = dispatcher.attach(slot)
+        proc = spawn.Process(target=_worker, args=(channel, proxies), daemon=False)
         proc.start()
+        channel.close()  # the worker has its own copy
         return proc
 
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    procs = [start() for _ in range(workers)]
+    procs = [start(slot) for slot in range(workers)]
     while not stopping.wait(1.0):
-        for i, proc in enumerate(procs):
+        for slot, proc in enumerate(procs):
             if not proc.is_alive():
                 say(f"worker {proc.pid} exited ({proc.exitcode}); starting another")
-                procs[i] = start()
+                procs[slot] = start(slot)
     for proc in procs:
         proc.terminate()
     for proc in procs:
         proc.join(timeout=30)
 
 
-def _worker(host: str, port: int, proxies: str) -> None:
-    """One worker process: uvicorn on its own socket, serving `app()`.
-
-    The app is built before the socket is opened: the kernel hands connections to every
-    listening socket of the port, and one of a worker still loading (or failing to load,
-    whose close resets them) would stall or drop its share."""
+def _worker(channel: socket.socket, proxies: str) -> None:
+    """One worker process: uvicorn serving `app()` on the connections the parent hands it."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -120,7 +122,7 @@ def _worker(host: str, port: int, proxies: str) -> None:
         forwarded_allow_ips=proxies or None,
     )
     config.load()
-    uvicorn.Server(config).run(sockets=[listen(host, port, reuse_port=True)])
+    HandedServer(config, channel).run()
 
 
 def app() -> FastAPI:

@@ -3,11 +3,15 @@ materialized once; an admin reload, a token revocation and new registry data rea
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -58,6 +62,11 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
         assert current(tmp_path / "state") == first  # not rebuilt: same data, same champions
         until(lambda: len(every_worker(url)) == 2, "both workers answer")  # one may be loading
         workers = every_worker(url)
+
+        # eight keep-alive connections, as a proxy's pool or a load generator holds: the
+        # parent hands them out in turn, four each (the kernel's hash of SO_REUSEPORT put
+        # five, six, seven or all eight on one worker in 30 of 40 tries)
+        assert sorted(Counter(keep_alive_workers(url, 8)).values()) == [4, 4]
 
         # each answers as the one-process service does, from the shared matrices
         sample = list(service["state"].persons.index[:: len(service["state"].persons) // 12])
@@ -131,10 +140,41 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
         survivors = [p for p in (tmp_path / "state").iterdir() if p.is_dir()]
         assert len(survivors) <= 2  # old generations are swept
 
+        # a worker killed: its slot starts another, which is handed connections once ready
+        victim = next(iter(workers))
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced() -> bool:
+            try:
+                now = every_worker(url, 20)
+            except httpx.TransportError:  # a connection the dead worker held: reset, as ever
+                return False
+            return len(now) == 2 and victim not in now
+
+        until(replaced, "a new worker takes the killed one's place", timeout=120)
+        assert sorted(Counter(keep_alive_workers(url, 8)).values()) == [4, 4]
+
     # the matrices are the one-process service's features, to the bit
     today = np.load(first / "today.npy", mmap_mode="r")
     state = service["state"]
     assert np.array_equal(np.asarray(today), state.today.values, equal_nan=True)
+
+
+def keep_alive_workers(url: str, n: int) -> list[int]:
+    """The worker that answers each of `n` connections held open together."""
+    port = int(url.rsplit(":", 1)[1])
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(n)]
+    try:
+        for c in conns:
+            c.connect()
+        pids = []
+        for c in conns:
+            c.request("GET", "/readyz")
+            pids.append(json.loads(c.getresponse().read())["worker"]["pid"])
+        return pids
+    finally:
+        for c in conns:
+            c.close()
 
 
 def test_materialize_keeps_an_up_to_date_state_and_builds_when_what_it_was_built_for_changes(
