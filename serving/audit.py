@@ -10,6 +10,7 @@ stored, never other personal data. The file is created readable by its owner onl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -23,7 +24,7 @@ import pandas as pd
 
 from features.errors import ConfigError
 from serving.service_db import DATABASE_URL_ENV, open_database
-from serving.sqlite_file import connect, open_private
+from serving.sqlite_file import TurnLock, connect, open_private
 
 DEFAULT_AUDIT_DB = "audit.db"
 GENESIS = "0" * 64  # the "previous hash" of the first row
@@ -143,6 +144,7 @@ class AuditLog:
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._writer: Any = None
+        self._turn: contextlib.AbstractContextManager = contextlib.nullcontext()
         if url is not None:
             open_database(url).dispose()  # reachable, and at the service's schema
             return
@@ -151,6 +153,7 @@ class AuditLog:
                 f"{self.path}: an audit log from before the hash chain; keep it as it is "
                 "(archive it read-only) and start a new one with --audit-db"
             )
+        self._turn = TurnLock(self.path)  # several workers' writers take turns at once
 
     def _connect(self, shared: bool = False) -> Any:
         """A DB-API connection in autocommit mode: transactions are begun explicitly.
@@ -209,30 +212,34 @@ class AuditLog:
         cur = self._writer.cursor()
         try:
             # one transaction that holds the write lock while it reads the chain's end
-            self._begin(cur)
-            try:
-                cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-                last = cur.fetchone()
-                row_id, prev = last if last else (0, GENESIS)
-                rows = []
-                for e in entries:
-                    row_id += 1
-                    values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
-                    sealed = row_hash(prev, row_id, values)
-                    rows.append((row_id, *values, prev, sealed))
-                    prev = sealed
-                cur.executemany(
-                    self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"),
-                    rows,
-                )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+            with self._turn:
+                self._write_in(cur, entries, now, marks)
         except BaseException:
             # a broken connection (a database restarted) is opened afresh next time
             self._writer.close()
             self._writer = None
+            raise
+
+    def _write_in(self, cur: Any, entries: list[Entry], now: str, marks: str) -> None:
+        self._begin(cur)
+        try:
+            cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+            last = cur.fetchone()
+            row_id, prev = last if last else (0, GENESIS)
+            rows = []
+            for e in entries:
+                row_id += 1
+                values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
+                sealed = row_hash(prev, row_id, values)
+                rows.append((row_id, *values, prev, sealed))
+                prev = sealed
+            cur.executemany(
+                self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"),
+                rows,
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
             raise
 
     def query(

@@ -401,3 +401,23 @@ def test_requests_refused_before_routing_are_audited_too(api):
     refused = rows[rows.status == 401].iloc[0]
     assert refused.person_id == "P0000001" and refused.as_of == "2025-01-01"
     assert pd.isna(refused.user) and refused.client == "127.0.0.1"
+
+
+def test_two_writers_of_one_sqlite_trail_take_turns_and_keep_one_chain(tmp_path):
+    """Two AuditLog objects on one file, as two workers hold: their writers take turns
+    through the side lock file (owner-only, as the trail is) and the chain never forks."""
+    import concurrent.futures as cf
+
+    from serving.audit import Entry
+
+    db = tmp_path / "audit.db"
+    workers = [AuditLog(db), AuditLog(db)]
+
+    def write(k: int) -> None:
+        workers[k % 2].append([Entry("/v1/x", f"r{k}-{i}", 200) for i in range(3)])
+
+    with cf.ThreadPoolExecutor(6) as pool:
+        list(pool.map(write, range(40)))
+    verdict = workers[1].verify()
+    assert verdict.intact and verdict.rows == 120
+    assert stat.S_IMODE(Path(f"{db}.lock").stat().st_mode) == 0o600
