@@ -79,7 +79,16 @@ def high_water_mib(proc: psutil.Process) -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (user, nice, system, idle, iowait, irq, softirq,
+    steal), from /proc/stat."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
 def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
+    """The load, with where the machine's two cores went meanwhile: idle, and stolen by the
+    host (a virtual machine's neighbours; the runs' spread follows it)."""
+    before = cpu_times()
     out = subprocess.run(
         ["wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -93,10 +102,13 @@ def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
         value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
+    spent = [b - a for a, b in zip(before, cpu_times(), strict=True)]
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50_ms": ms("50"),
         "p99_ms": ms("99"),
+        "idle_pct": round(100 * (spent[3] + spent[4]) / sum(spent), 1),
+        "steal_pct": round(100 * spent[7] / sum(spent), 1),
     }
 
 
