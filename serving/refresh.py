@@ -21,16 +21,17 @@ from features.registry_db import DatabaseRegistry
 from features.store import Store, stamp_of
 from serving.deps import Services
 from serving.materialize import FAILED, current
-from serving.state import IndicatorSource, Loaded, ServiceState, build_state
+from serving.state import Loaded, ServiceState, build_state, indicator_source
 
 
 def rebuilt(old: ServiceState, lenient: bool) -> ServiceState:
-    """A new state over the registry as it is now, with the models and programme inputs the
-    old one serves."""
+    """A new state over the registry as it is now, with the models and programme settings
+    the old one serves, and the external indicators read again (a month the registry now
+    reaches may have its figures there by now)."""
     store = Store(old.store.source, lenient=lenient)
     source = old.indicators
     indicators = (
-        IndicatorSource(store, source.config, source.population, source.external)
+        indicator_source(store, source.config, source.population, source.external_path)
         if source is not None
         else None
     )

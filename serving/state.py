@@ -77,6 +77,9 @@ class IndicatorSource:
     config: IndicatorConfig
     population: pd.DataFrame
     external: pd.DataFrame | None = None
+    # where `external` was read from: read again with the registry, whose new months it may
+    # now hold figures for
+    external_path: Path | None = None
     _months: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -270,7 +273,7 @@ def indicator_source(
     people = people if people is not None else read_population()
     month = last_complete_month(store.reference_date)
     outside = read_external(external, settings, month) if external else None
-    return IndicatorSource(store, settings, people, outside)
+    return IndicatorSource(store, settings, people, outside, external)
 
 
 def build_state(

@@ -14,14 +14,16 @@ import pytest
 from conftest import add_positive_tests, use_mlflow
 from servers import ServerThread
 
+from features.errors import ContractError
+from features.indicators import last_complete_month
 from features.store import Store
 from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
-from serving.refresh import watch_in_place
+from serving.refresh import rebuilt, watch_in_place
 from serving.scoring import load_interventions
-from serving.state import build_state, load_champions
+from serving.state import build_state, indicator_source, load_champions
 
 
 def replace_events(city, events: pd.DataFrame) -> None:
@@ -95,3 +97,29 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
             assert risk().json()["probability"] == pytest.approx(after)
     finally:
         watcher.stop()
+
+
+def test_a_refresh_reads_the_external_indicators_again(served, tmp_path):
+    """The figures other agencies send (--external) are read again with the registry: a
+    corrected figure is served after the refresh, not only after a restart; a broken file
+    fails the refresh, naming its row, as broken registry data does."""
+    use_mlflow(served)
+    city = tmp_path / "city"
+    shutil.copytree(served / "city", city)
+    store = Store(city)
+    month = last_complete_month(store.reference_date)
+    external = tmp_path / "external.csv"
+
+    def price(value: str) -> None:
+        external.write_text(f"district,month,indicator,value\ncity,{month},drug_price,{value}\n")
+
+    price("300")
+    old = build_state(store, load_champions(), indicator_source(store, external=external))
+    assert old.indicators.external["value"].tolist() == [300.0]
+    price("320")
+    new = rebuilt(old, lenient=False)
+    assert new.indicators.external["value"].tolist() == [320.0]
+    assert new.indicators.external_path == external
+    price("lots")
+    with pytest.raises(ContractError, match=r"(?s)external.csv.*row 1: value"):
+        rebuilt(new, lenient=False)
