@@ -66,8 +66,9 @@ class Poller:
 
 
 class DataWatcher(Poller):
-    """Looks at the registry every `interval_s`; when it has changed and held still for one
-    more look, calls `renew` (which says what it did); when that fails, `fail` with why."""
+    """Looks at the registry (and the `inputs` files beside it, such as the external
+    indicators) every `interval_s`; when they have changed and held still for one more look,
+    calls `renew` (which says what it did); when that fails, `fail` with why."""
 
     name = "data-watcher"
 
@@ -78,21 +79,31 @@ class DataWatcher(Poller):
         renew: Callable[[], str],
         fail: Callable[[str], None],
         say: Callable[[str], None] = print,
+        inputs: tuple[Path, ...] = (),
     ) -> None:
         super().__init__(interval_s, say)
         self.source = source
+        self.inputs = inputs
         self.renew = renew
         self.fail = fail
-        self._seen = stamp_of(source)
+        self._seen = self._look()
         self._pending: tuple | None = None
 
     def _look(self) -> tuple | None:
-        """The registry's stamp now; None while it cannot be read (a database restarting),
-        which is no change: the old state goes on serving until the registry answers."""
+        """The registry's and the inputs' stamp now; None while the registry cannot be read
+        (a database restarting), which is no change: the old state goes on serving until the
+        registry answers."""
         try:
-            return stamp_of(self.source)
+            registry = stamp_of(self.source)
         except Exception:  # noqa: BLE001 - an unreachable registry must not end the watcher
             return None
+        files = []
+        for path in self.inputs:
+            try:
+                files.append((str(path), path.stat().st_size, path.stat().st_mtime_ns))
+            except OSError:
+                files.append((str(path), "missing"))  # renewing says so, naming the file
+        return (registry, tuple(files))
 
     def tick(self) -> None:
         now = self._look()
@@ -128,7 +139,10 @@ def watch_in_place(
     def fail(reason: str) -> None:
         svc.state.degraded = f"{reason}; still serving the registry as of {svc.state.as_of}"
 
-    return DataWatcher(svc.state.store.source, interval_s, renew, fail, say)
+    source = svc.state.indicators
+    external = source.external_path if source is not None else None
+    inputs = (external,) if external is not None else ()
+    return DataWatcher(svc.state.store.source, interval_s, renew, fail, say, inputs)
 
 
 class Follower(Poller):

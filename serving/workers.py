@@ -75,7 +75,9 @@ def watch_registry(cfg: WorkerConfig, interval_s: float, lenient: bool, say) -> 
     def fail(reason: str) -> None:
         (root / FAILED).write_text(reason)
 
-    return DataWatcher(open_registry(cfg.data), interval_s, renew, fail, say)
+    # the workers read the external indicators with each generation: a new file, a new one
+    inputs = (Path(cfg.external),) if cfg.external else ()
+    return DataWatcher(open_registry(cfg.data), interval_s, renew, fail, say, inputs)
 
 
 def run(cfg: WorkerConfig, workers: int, listener: socket.socket, proxies: str, say) -> None:

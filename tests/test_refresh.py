@@ -21,7 +21,7 @@ from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
-from serving.refresh import rebuilt, watch_in_place
+from serving.refresh import DataWatcher, rebuilt, watch_in_place
 from serving.scoring import load_interventions
 from serving.state import build_state, indicator_source, load_champions
 
@@ -123,3 +123,24 @@ def test_a_refresh_reads_the_external_indicators_again(served, tmp_path):
     price("lots")
     with pytest.raises(ContractError, match=r"(?s)external.csv.*row 1: value"):
         rebuilt(new, lenient=False)
+
+
+def test_the_watcher_renews_when_an_input_beside_the_registry_changes(served, tmp_path):
+    """The external indicators file is watched with the registry: a change to it alone
+    renews the state, once it has held still for one more look."""
+    external = tmp_path / "external.csv"
+    external.write_text("district,month,indicator,value\n")
+    renewed = []
+    watcher = DataWatcher(
+        served / "city", 60, lambda: renewed.append("renewed") or "", renewed.append,
+        say=lambda _: None, inputs=(external,),
+    )  # fmt: skip
+    watcher.tick()
+    assert renewed == []  # nothing changed
+    external.write_text("district,month,indicator,value\ncity,2026-05,drug_price,300\n")
+    watcher.tick()
+    assert renewed == []  # changed: one more look, in case it is still being written
+    watcher.tick()
+    assert renewed == ["renewed"]
+    watcher.tick()
+    assert renewed == ["renewed"]  # the same file is not renewed twice
