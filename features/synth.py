@@ -368,8 +368,9 @@ class _Simulator:
             self.emit(peers, "contact_known_user", m, detail="KTV")
             last_peer[peers] = m
             screened = comm[(sd % 6) == 1]
-            score = np.clip(
-                np.round(9 + 5 * distress[screened] + rng.normal(0, 2, len(screened))), 0, 27
+            # clipped before rounding: rounding a small negative first gave -0.0
+            score = np.round(
+                np.clip(9 + 5 * distress[screened] + rng.normal(0, 2, len(screened)), 0, 27)
             )
             self.emit(screened, "mental_health_screening", m, score, "PHQ-9")
             last_score[screened] = score
