@@ -48,7 +48,7 @@ ECE_TARGET = 0.05
 TRIAL_AUROC_TARGET = 0.80  # week 3, on each trial held out
 RECALIBRATION_MIN = 25  # events and non-events in each half, at the least
 HALVES = 100  # random halves the recalibration is repeated on: one half is one draw of luck
-SAMPLE_HALVES = 10  # in a quick run on a sample
+SAMPLE_HALVES = 4  # in a quick run on a sample
 
 
 @dataclass

@@ -5,6 +5,8 @@ The data are not part of the project; without them these tests skip and say wher
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -214,7 +216,8 @@ def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
     assert "ECE by chance, 95th pct" in held
     # and repeated on many random halves, beside a perfect calibrator on the same halves
     assert "The same on many random halves" in held and "| perfect, median |" in held
-    assert "| halves |" in held and "| 10 |" in held  # a quick run repeats fewer
+    # a quick run repeats fewer: trial, checked on, halves
+    assert "| halves |" in held and re.search(r"\| CTN-\d+ \| \d+ \| 4 \|", held)
     client = MlflowClient()
     exp = client.get_experiment_by_name("ctn0094")
     runs = client.search_runs([exp.experiment_id])
