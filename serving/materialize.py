@@ -121,7 +121,12 @@ def materialize(store: Store, loaded: Loaded, root: Path, rising: float) -> Path
 
 
 def ensure_state(
-    data: str | Path, root: Path, rising: float, lenient: bool, say, force: bool = False
+    data: str | Path,
+    root: Path,
+    rising: float,
+    lenient: bool,
+    say: Callable[[str], None],
+    force: bool = False,
 ) -> Path:
     """The current generation, reused when it is up to date (unless `force`), else built."""
     loaded = load_champions()
