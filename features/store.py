@@ -135,7 +135,13 @@ def stamp_of(source: Path | DatabaseRegistry) -> tuple:
     or a database's row counts and latest recorded_time. Cheap enough to poll."""
     if isinstance(source, DatabaseRegistry):
         return source.stamp()
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in registry_files(source))
+    return tuple(file_stamp(p) for p in registry_files(source))
+
+
+def file_stamp(path: Path) -> tuple:
+    """A file's name, size and modification time: what changes when it is written again."""
+    stat = path.stat()
+    return (path.name, stat.st_size, stat.st_mtime_ns)
 
 
 def _raw_file(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Self
 
 from features.registry_db import DatabaseRegistry
-from features.store import Store, stamp_of
+from features.store import Store, file_stamp, stamp_of
 from serving.deps import Services
 from serving.materialize import FAILED, current
 from serving.state import Loaded, ServiceState, build_state, indicator_source
@@ -100,9 +100,9 @@ class DataWatcher(Poller):
         files = []
         for path in self.inputs:
             try:
-                files.append((str(path), path.stat().st_size, path.stat().st_mtime_ns))
+                files.append(file_stamp(path))
             except OSError:
-                files.append((str(path), "missing"))  # renewing says so, naming the file
+                files.append((path.name, "missing"))  # renewing says so, naming the file
         return (registry, tuple(files))
 
     def tick(self) -> None:
