@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from scipy.optimize import brentq
+from scipy.special import expit, logit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 TOP_SHARES = (0.01, 0.05, 0.10, 0.20)
@@ -99,12 +100,12 @@ def perfect_outcomes(
             raise ValueError(f"{events} events among {len(p)} rows")
         return np.full((draws, len(p)), int(events > 0), np.int8)
     if events is not None:
-        logit = np.log(np.clip(p, 1e-6, 1 - 1e-6)) - np.log1p(-np.clip(p, 1e-6, 1 - 1e-6))
+        odds = logit(np.clip(p, 1e-6, 1 - 1e-6))
 
         def expected(shift: float) -> float:
-            return float(np.sum(1 / (1 + np.exp(-(logit + shift)))) - events)
+            return float(np.sum(expit(odds + shift)) - events)
 
-        q = 1 / (1 + np.exp(-(logit + brentq(expected, -50, 50))))
+        q = expit(odds + brentq(expected, -50, 50))
         # one tilted vector in this many has exactly `events` events (a normal count's peak)
         tries = math.sqrt(2 * math.pi * max(float(np.sum(q * (1 - q))), 1.0))
         if draws * tries * len(p) <= EXACT_COUNT_CELLS:
