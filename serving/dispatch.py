@@ -43,15 +43,16 @@ class Dispatcher:
         """A new channel for the worker (re)started in `slot`; returns the worker's end."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with self.lock:
-            old = self.channels.pop(slot, None)
-            if old is not None:
-                self._drop(slot, old)
+            if slot in self.channels:
+                self._drop(slot)
             self.channels[slot] = ours
             self.selector.register(ours, selectors.EVENT_READ, slot)
         self.waker_w.send(b"x")
         return theirs
 
-    def _drop(self, slot: int, chan: socket.socket) -> None:
+    def _drop(self, slot: int) -> None:
+        """Forget a worker's channel: gone, broken, or replaced by a restarted worker's."""
+        chan = self.channels.pop(slot)
         if slot in self.ready:
             self.ready.remove(slot)
         self.selector.unregister(chan)
@@ -89,8 +90,7 @@ class Dispatcher:
             self.ready.append(slot)
             self.ready.sort()
         elif not said:
-            del self.channels[slot]
-            self._drop(slot, chan)
+            self._drop(slot)
 
     def _accept_all(self) -> None:
         while self.ready:
@@ -113,7 +113,7 @@ class Dispatcher:
                     socket.send_fds(self.channels[slot], [b"c"], [conn.fileno()])
                     return
                 except OSError:
-                    self._drop(slot, self.channels.pop(slot))
+                    self._drop(slot)
         finally:
             conn.close()  # the worker holds its own copy
 
