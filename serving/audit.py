@@ -10,12 +10,15 @@ stored, never other personal data. The file is created readable by its owner onl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
+import queue
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,15 +116,6 @@ def row_hash(prev: str, row_id: int, values: tuple) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-@dataclass
-class _Pending:
-    """Entries waiting for a commit, and how it went."""
-
-    entries: list[Entry]
-    done: bool = False
-    error: BaseException | None = None
-
-
 @dataclass(frozen=True)
 class Verdict:
     rows: int
@@ -140,9 +134,9 @@ class AuditLog:
     def __init__(self, path: Path | str = DEFAULT_AUDIT_DB, url: str | None = None) -> None:
         self.path = Path(path)
         self.url = url
-        self._lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Pending] = []
+        self._queue: queue.SimpleQueue[tuple[list[Entry], Future]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
         self._writer: Any = None
         self._turn: contextlib.AbstractContextManager = contextlib.nullcontext()
         if url is not None:
@@ -155,11 +149,10 @@ class AuditLog:
             )
         self._turn = TurnLock(self.path)  # several workers' writers take turns at once
 
-    def _connect(self, shared: bool = False) -> Any:
-        """A DB-API connection in autocommit mode: transactions are begun explicitly.
-        `shared`: the writer's, kept open and used by one thread at a time, under the lock."""
+    def _connect(self) -> Any:
+        """A DB-API connection in autocommit mode: transactions are begun explicitly."""
         if self.url is None:
-            return connect(self.path, shared)
+            return connect(self.path)
         import psycopg
 
         return psycopg.connect(
@@ -180,35 +173,55 @@ class AuditLog:
             cur.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})")
 
     def append(self, entries: list[Entry]) -> None:
-        """Add entries to the chain; returns once they are committed.
+        """Add entries to the chain; returns once they are committed."""
+        self._submit(entries).result()
 
-        Group commit: whoever holds the write lock writes every entry queued by then, in one
+    async def record(self, entries: list[Entry]) -> None:
+        """`append` for the event loop: it waits for the commit without holding a thread."""
+        await asyncio.wrap_future(self._submit(entries))
+
+    def _submit(self, entries: list[Entry]) -> Future:
+        """Hand entries to the trail's one writer thread.
+
+        Group commit: the writer writes everything queued by the time it is free, in one
         transaction, so eight concurrent requests cost one commit rather than eight, and no
-        request returns before its own entries are on disk."""
-        mine = _Pending(entries)
-        with self._queue_lock:
-            self._queue.append(mine)
-        with self._lock:
-            if not mine.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                try:
-                    self._write([e for p in batch for e in p.entries])
-                except BaseException as exc:
-                    for p in batch:
-                        p.error = exc
-                    raise
-                finally:
-                    for p in batch:
-                        p.done = True
-        if mine.error is not None:
-            raise mine.error
+        caller hears back before its own entries are on disk. One thread, rather than each
+        request taking a thread of the pool and queueing on a lock, spares a thread hop and
+        the waiters' lock hand-offs on every request."""
+        done: Future = Future()
+        self._queue.put((entries, done))
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._serve, name="audit-writer", daemon=True
+                    )
+                    self._thread.start()
+        return done
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            # a waiter that has given up (its request cancelled) is not told, but its entries
+            # are written all the same; the others can no longer give up
+            waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
+            try:
+                self._write([e for entries, _ in batch for e in entries])
+            except BaseException as exc:  # each waiter hears of it; the writer goes on
+                for done in waiting:
+                    done.set_exception(exc)
+            else:
+                for done in waiting:
+                    done.set_result(None)
 
     def _write(self, entries: list[Entry]) -> None:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         marks = ", ".join("?" * (len(COLUMNS) + 3))
         if self._writer is None:
-            self._writer = self._connect(shared=True)
+            self._writer = self._connect()  # the writer thread's own, kept open
         cur = self._writer.cursor()
         try:
             # one transaction that holds the write lock while it reads the chain's end

@@ -15,10 +15,9 @@ import uuid
 from typing import TYPE_CHECKING
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from serving.audit import AuditLog, Entry
+from serving.audit import Entry
 from serving.auth import User
 
 if TYPE_CHECKING:
@@ -64,8 +63,8 @@ class Observe:
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
-                if audited:  # SQLite may wait on a lock: keep that off the event loop
-                    await run_in_threadpool(_audit, self.svc.audit, Request(scope), status, route)
+                if audited:  # the commit waits on the audit's writer thread, not on the loop
+                    await self.svc.audit.record(_entries(Request(scope), status, route))
             await send(message)
 
         size = _header(scope, b"content-length")
@@ -83,8 +82,8 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _audit(audit: AuditLog, request: Request, status: int, path: str) -> None:
-    """Write the request's audit entries (or one for a refused request), with who and where."""
+def _entries(request: Request, status: int, path: str) -> list[Entry]:
+    """The request's audit entries (or one for a refused request), with who and where."""
     user: User | None = getattr(request.state, "user", None)
     entries = request.state.audit or [Entry(path, request.state.request_id, status)]
     params = request.path_params
@@ -99,7 +98,7 @@ def _audit(audit: AuditLog, request: Request, status: int, path: str) -> None:
         e.person_id = e.person_id or _bounded(params.get("person_id"))
         e.task = e.task or _bounded(request.query_params.get("task") or params.get("task"))
         e.as_of = e.as_of or _date_or_none(request.query_params.get("as_of"))
-    audit.append(entries)
+    return entries
 
 
 def _bounded(value: str | None, limit: int = 64) -> str | None:

@@ -9,9 +9,8 @@ import sqlite3
 from pathlib import Path
 
 
-def connect(path: Path, shared: bool = False) -> sqlite3.Connection:
-    """`shared`: the connection may be used by several threads, one at a time."""
-    return sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=not shared)
+def connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=30, isolation_level=None)
 
 
 def create_private(path: Path) -> None:

@@ -421,3 +421,73 @@ def test_two_writers_of_one_sqlite_trail_take_turns_and_keep_one_chain(tmp_path)
     verdict = workers[1].verify()
     assert verdict.intact and verdict.rows == 120
     assert stat.S_IMODE(Path(f"{db}.lock").stat().st_mode) == 0o600
+
+
+def _held_turn(db: Path):
+    """The trail's turn lock taken from outside, as another worker holds it while it writes."""
+    import fcntl
+
+    fd = os.open(f"{db}.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_the_writer_commits_what_queued_while_it_waited_in_one_transaction(tmp_path):
+    """Group commit: while another worker holds the turn, ten callers queue up; when it lets
+    go, the first entry's transaction is followed by one for all ten, and no caller hears
+    back before its entry is on disk."""
+    from serving.audit import Entry
+
+    db = tmp_path / "audit.db"
+    log = AuditLog(db)
+    write, transactions = log._write, []
+    log._write = lambda entries: (transactions.append(len(entries)), write(entries))[1]
+    fd = _held_turn(db)
+    first = log._submit([Entry("/v1/x", "first", 200)])
+    _until(first.running)  # the writer has it and waits for its turn
+    later = [log._submit([Entry("/v1/x", f"r{i}", 200)]) for i in range(10)]
+    time.sleep(0.2)
+    assert not any(f.done() for f in [first, *later]) and log.query().empty
+    os.close(fd)  # the other worker is done
+    for f in [first, *later]:
+        f.result(timeout=10)
+    assert transactions == [1, 10]
+    assert log.query().request_id.tolist() == ["first", *(f"r{i}" for i in range(10))]
+    assert log.verify().intact
+
+
+def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
+    """A request cancelled while its entry waits (a client gone): the entry is written all
+    the same, and the writer goes on for the next."""
+    from serving.audit import Entry
+
+    db = tmp_path / "audit.db"
+    log = AuditLog(db)
+    fd = _held_turn(db)
+    first = log._submit([Entry("/v1/x", "first", 200)])
+    _until(first.running)
+    gone = log._submit([Entry("/v1/x", "gone", 200)])
+    assert gone.cancel()
+    os.close(fd)
+    first.result(timeout=10)
+    log.append([Entry("/v1/x", "next", 200)])
+    assert log.query().request_id.tolist() == ["first", "gone", "next"]
+    assert log.verify().intact
+
+
+def test_a_failed_write_reaches_its_callers_and_the_writer_goes_on(tmp_path):
+    from serving.audit import Entry
+
+    log = AuditLog(tmp_path / "audit.db")
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        log.append([Entry("/v1/x", "broken", None)])  # type: ignore[arg-type]
+    log.append([Entry("/v1/x", "next", 200)])
+    assert log.query().request_id.tolist() == ["next"]
+    assert log.verify().intact
