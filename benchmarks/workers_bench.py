@@ -115,6 +115,12 @@ def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
 def main() -> None:
     ap = arguments(persons=1_000_000, work="bench-out")
     ap.add_argument("--seconds", type=int, default=15, help="load per run")
+    ap.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout of the project (`git archive REF | tar -x -C DIR`) whose "
+        "servers are measured too, alternately with this one's, over the same state",
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("this benchmark needs wrk: sudo apt-get install wrk")
@@ -142,54 +148,66 @@ def main() -> None:
     )
     materialize_s = time.perf_counter() - started
 
-    runs: dict[int, list[dict]] = {1: [], 2: []}
+    codes = {"this": env}
+    if args.against:
+        codes[str(args.against)] = {**env, "PYTHONPATH": str(args.against.resolve())}
+    runs: dict[tuple[str, int], list[dict]] = {(c, n): [] for c in codes for n in (1, 2)}
     for _ in range(args.repeats):
-        for n in (1, 2):
-            port = free_port()
-            cmd = [
-                BIN / "sunshine", "serve", "--data", data, "--port", port, "--workers", n,
-                "--state-dir", state, "--refresh-seconds", 0,
-                "--audit-db", work / f"workers-audit-{n}.db",
-                "--service-db", work / f"workers-service-{n}.db",
-            ]  # fmt: skip
-            t0 = time.perf_counter()
-            with server_process(cmd, port, "/readyz", cwd=work, env=env, timeout=900) as url:
-                every_worker_ready(url, n)
-                ready_s = time.perf_counter() - t0
-                wrk(url, script, 3)  # warm: the pages of the persons asked for
-                result = wrk(url, script, args.seconds)
-                procs = workers_of(url)
-                result["ready_s"] = ready_s
-                result["hwm_mib"] = [round(high_water_mib(p), 1) for p in procs]
-                result["pss_mib"] = [round(p.memory_full_info().pss / 2**20, 1) for p in procs]
-            runs[n].append(result)
-            print(n, json.dumps(result), flush=True)
-
+        for code, n in runs:
+            result = measure(work, data, state, n, script, args.seconds, codes[code])
+            runs[code, n].append(result)
+            print(code, n, json.dumps(result), flush=True)
     print(
         f"\npersons {args.persons:,}; materialize {materialize_s:.1f} s (or its reuse); "
         f"{args.repeats} runs of {args.seconds} s per server; medians"
     )
     print(
-        "| workers | requests/s | p50 ms | p99 ms | ready s | peak RSS per worker MiB | PSS MiB |"
+        "| code | workers | requests/s (runs) | p50 ms | p99 ms | ready s "
+        "| peak RSS per worker MiB | PSS MiB |"
     )
-    print("|---|---|---|---|---|---|---|")
-    med = {}
-    for n, rs in runs.items():
-        med[n] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
-        hwm = max(max(r["hwm_mib"]) for r in rs)
-        pss = max(max(r["pss_mib"]) for r in rs)
-        ready = statistics.median(r["ready_s"] for r in rs)
+    print("|---|---|---|---|---|---|---|---|")
+    rps = {}
+    for (code, n), rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+        rps[code, n] = med["rps"]
+        each = ", ".join(f"{r['rps']:.0f}" for r in rs)
         print(
-            f"| {n} | {med[n]['rps']:.0f} | {med[n]['p50_ms']:.1f} | {med[n]['p99_ms']:.1f} | "
-            f"{ready:.1f} | {hwm:.0f} | {pss:.0f} |"
+            f"| {code} | {n} | {med['rps']:.0f} ({each}) | {med['p50_ms']:.1f} | "
+            f"{med['p99_ms']:.1f} | {statistics.median(r['ready_s'] for r in rs):.1f} | "
+            f"{max(max(r['hwm_mib']) for r in rs):.0f} | "
+            f"{max(max(r['pss_mib']) for r in rs):.0f} |"
         )
-    ratios = [b["rps"] / a["rps"] for a, b in zip(runs[1], runs[2], strict=True)]
-    print(
-        f"2 workers / 1: {med[2]['rps'] / med[1]['rps']:.2f}x (runs "
-        + ", ".join(f"{r:.2f}" for r in ratios)
-        + "; target >= 1.7); 1 worker "
-        f"{med[1]['rps']:.0f} requests/s (target >= 400)"
-    )
+    for code in codes:
+        ratios = [b["rps"] / a["rps"] for a, b in zip(runs[code, 1], runs[code, 2], strict=True)]
+        print(
+            f"{code}: 2 workers / 1: {rps[code, 2] / rps[code, 1]:.2f}x (runs "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + f"; target >= 1.7); 1 worker {rps[code, 1]:.0f} requests/s (target >= 400)"
+        )
+
+
+def measure(
+    work: Path, data: Path, state: Path, n: int, script: Path, seconds: int, env: dict
+) -> dict:
+    """One server with n workers over the materialized state, under wrk's load."""
+    port = free_port()
+    cmd = [
+        BIN / "sunshine", "serve", "--data", data, "--port", port, "--workers", n,
+        "--state-dir", state, "--refresh-seconds", 0,
+        "--audit-db", work / f"workers-audit-{n}.db",
+        "--service-db", work / f"workers-service-{n}.db",
+    ]  # fmt: skip
+    t0 = time.perf_counter()
+    with server_process(cmd, port, "/readyz", cwd=work, env=env, timeout=900) as url:
+        every_worker_ready(url, n)
+        ready_s = time.perf_counter() - t0
+        wrk(url, script, 3)  # warm: the pages of the persons asked for
+        result = wrk(url, script, seconds)
+        procs = workers_of(url)
+        result["ready_s"] = ready_s
+        result["hwm_mib"] = [round(high_water_mib(p), 1) for p in procs]
+        result["pss_mib"] = [round(p.memory_full_info().pss / 2**20, 1) for p in procs]
+    return result
 
 
 if __name__ == "__main__":
