@@ -146,6 +146,7 @@ def serve(
 
     from features.indicator_inputs import load_indicator_config, read_population
     from serving.app import create_app
+    from serving.collector import settle
     from serving.refresh import Follower, watch_in_place
     from serving.scoring import load_interventions
     from serving.state import build_state, indicator_source, load_champions
@@ -204,6 +205,7 @@ def serve(
             api.state.services, refresh_seconds, lenient, features_cli.console.print
         ).start()
     Follower(api.state.services, FOLLOW_S, say=features_cli.console.print).start()
+    settle()
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
 
     class Announcing(uvicorn.Server):

@@ -15,6 +15,7 @@ from features.errors import RegistryError
 from features.tasks import Task, get_task, task_names
 from serving.audit import AuditLog, Entry
 from serving.auth import TokenStore, User
+from serving.collector import settle
 from serving.metrics import Metrics
 from serving.scoring import Interventions
 from serving.state import ServiceState, load_champions
@@ -31,6 +32,11 @@ class Services:
     web: WebStore
     # the last reload counter this service acted on (see WebStore.request_reload)
     reload_seen: int = 0
+
+    def swap(self, state: ServiceState) -> None:
+        """Serve `state` from now on; a request that began on the old one finishes on it."""
+        self.state = state
+        settle()
 
     def reload(self) -> str | None:
         """Swap in the registry's current champions (in-flight requests finish on the old

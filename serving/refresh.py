@@ -133,7 +133,7 @@ def watch_in_place(
         new = rebuilt(svc.state, lenient)
         new.loaded = svc.state.loaded  # a reload during the build is not undone
         new.refresh_caseloads()
-        svc.state = new
+        svc.swap(new)
         return f"reference date {new.as_of}"
 
     def fail(reason: str) -> None:
@@ -185,7 +185,7 @@ class Follower(Poller):
         gen = current(self.root)
         if gen is not None and gen != self._generation:
             new = self.open_generation(gen, svc.state.loaded)
-            svc.state = new
+            svc.swap(new)
             self._generation = gen
             self.say(f"serving the state of {gen.name}: reference date {new.as_of}")
         failed = self.root / FAILED

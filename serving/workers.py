@@ -132,6 +132,7 @@ def app() -> FastAPI:
     from serving.app import create_app
     from serving.audit import open_audit
     from serving.auth import TokenStore
+    from serving.collector import settle
     from serving.scoring import load_interventions
     from serving.web_store import WebStore
     from training.tracking import configure
@@ -161,4 +162,5 @@ def app() -> FastAPI:
         WebStore(cfg.service_db),
     )
     Follower(api.state.services, FOLLOW_S, opened, root).start()
+    settle()
     return api

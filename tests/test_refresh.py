@@ -3,10 +3,12 @@ uvicorn server answers throughout while the watcher rebuilds and swaps its state
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import threading
 import time
+import weakref
 
 import httpx
 import pandas as pd
@@ -21,6 +23,7 @@ from features.tasks import get_task
 from serving.app import create_app
 from serving.audit import AuditLog
 from serving.auth import TokenStore
+from serving.collector import settle
 from serving.refresh import DataWatcher, rebuilt, watch_in_place
 from serving.scoring import load_interventions
 from serving.state import build_state, indicator_source, load_champions
@@ -52,6 +55,8 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
     svc = app.state.services
     task = get_task("relapse")
     pid = state.caseload(task).frame.index[-1]  # the lowest risk: room to rise
+    as_of, swapped_out = state.as_of, weakref.ref(state)
+    del state
     watcher = watch_in_place(svc, 0.2, lenient=False, say=lambda _: None).start()
     try:
         with ServerThread(app) as server:
@@ -74,7 +79,7 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
             worker.start()
             events = pd.read_parquet(city / "events.parquet")
             time.sleep(1)  # so the stamp's modification time moves
-            add_positive_tests(city, pid, state.as_of)
+            add_positive_tests(city, pid, as_of)
             wait_for(lambda: ready()["data"]["loaded_at"] != first)
             time.sleep(0.5)
             stop.set()
@@ -87,6 +92,8 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
             assert codes and set(codes) == {200}  # answered throughout, never a gap
             assert svc.state.caseload(task).frame.at[pid, "probability"] == pytest.approx(after)
             assert ready()["status"] == "ready"
+            # the state swapped out is freed with the swap, though the live one is frozen
+            assert swapped_out() is None and gc.get_freeze_count() > 0
 
             # a broken extract keeps the last good state serving, and says why
             broken = events.assign(event_type=events["event_type"].astype(str))
@@ -97,6 +104,29 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
             assert risk().json()["probability"] == pytest.approx(after)
     finally:
         watcher.stop()
+        gc.unfreeze()
+
+
+def test_settling_freezes_what_is_held_and_frees_what_was_let_go():
+    """The collector skips frozen objects, cycles included: a state let go after one
+    settle is freed by the next, not kept frozen for ever."""
+
+    class Part:
+        pass
+
+    held = Part()
+    held.me = held  # a reference cycle, as pandas objects hold
+    gone = weakref.ref(held)
+    try:
+        settle()
+        assert gc.get_freeze_count() > 0
+        del held
+        gc.collect()
+        assert gone() is not None  # frozen: a plain collection leaves it
+        settle()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
 
 
 def test_a_refresh_reads_the_external_indicators_again(served, tmp_path):
