@@ -56,27 +56,28 @@ def manifest(generation: Path) -> dict:
     return json.loads((generation / MANIFEST).read_text())
 
 
-def up_to_date(
+def reusable(
     root: Path, store_identity: dict, loaded: Loaded, rising: float, lenient: bool
-) -> bool:
-    """Whether the current generation was built from this registry, as it stands, for these
+) -> Path | None:
+    """The current generation if it was built from this registry, as it stands, for these
     champions and this --rising: then a restart reuses it instead of building again. One
     built leniently around rejected rows is not reused by a strict run, which must refuse
     them."""
     gen = current(root)
     if gen is None:
-        return False
+        return None
     m = manifest(gen)
     versions = {t: str(f["version"]) for t, (_, f) in loaded.models.items()}
     report = m["report"]
     rejected = report["rejected_persons"] + report["rejected_events"]
-    return (
+    same = (
         m.get("format") == FORMAT
         and m["identity"] == store_identity
         and m["caseloads"] == versions
         and m["rising"] == rising
         and (lenient or rejected == 0)
     )
+    return gen if same else None
 
 
 def materialize(store: Store, loaded: Loaded, root: Path, rising: float) -> Path:
@@ -131,16 +132,13 @@ def ensure_state(
     """The current generation, reused when it is up to date (unless `force`), else built."""
     loaded = load_champions()
     source = open_registry(data)
-    if not force and up_to_date(
-        root, identity_of(source, reference_date_of(source)), loaded, rising, lenient
-    ):
-        chosen = current(root)
-        say(f"reusing the materialized state {chosen}: built from this registry as it stands")
-    else:
-        chosen = materialize(Store(source, lenient=lenient), loaded, root, rising)
-        say(f"materialized the service state in {chosen}")
-    assert chosen is not None
-    return chosen
+    identity = identity_of(source, reference_date_of(source))
+    if not force and (kept := reusable(root, identity, loaded, rising, lenient)) is not None:
+        say(f"reusing the materialized state {kept}: built from this registry as it stands")
+        return kept
+    built = materialize(Store(source, lenient=lenient), loaded, root, rising)
+    say(f"materialized the service state in {built}")
+    return built
 
 
 def _sweep(root: Path, keep: str) -> None:
