@@ -202,31 +202,35 @@ class AuditLog:
     def _serve(self) -> None:
         while True:
             batch = [self._queue.get()]
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    batch.append(self._queue.get_nowait())
-            # a waiter that has given up (its request cancelled) is not told, but its entries
-            # are written all the same; the others can no longer give up
-            waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
-            try:
-                self._write([e for entries, _ in batch for e in entries])
-            except BaseException as exc:  # each waiter hears of it; the writer goes on
-                for done in waiting:
-                    done.set_exception(exc)
-            else:
-                for done in waiting:
+            # the file's turn first, then the batch: what queues while another worker writes
+            # joins this commit instead of waiting for the next turn
+            with self._turn:
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        batch.append(self._queue.get_nowait())
+                # a waiter that has given up (its request cancelled) is not told, but its
+                # entries are written all the same; the others can no longer give up
+                waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
+                failed: BaseException | None = None
+                try:
+                    self._write([e for entries, _ in batch for e in entries])
+                except BaseException as exc:  # each waiter hears of it; the writer goes on
+                    failed = exc
+            for done in waiting:
+                if failed is None:
                     done.set_result(None)
+                else:
+                    done.set_exception(failed)
 
     def _write(self, entries: list[Entry]) -> None:
+        """One transaction that holds the chain's write lock while it reads the chain's end."""
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         marks = ", ".join("?" * (len(COLUMNS) + 3))
         if self._writer is None:
             self._writer = self._connect()  # the writer thread's own, kept open
         cur = self._writer.cursor()
         try:
-            # one transaction that holds the write lock while it reads the chain's end
-            with self._turn:
-                self._write_in(cur, entries, now, marks)
+            self._write_in(cur, entries, now, marks)
         except BaseException:
             # a broken connection (a database restarted) is opened afresh next time
             self._writer.close()

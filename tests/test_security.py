@@ -440,9 +440,9 @@ def _until(check, timeout: float = 10.0) -> None:
 
 
 def test_the_writer_commits_what_queued_while_it_waited_in_one_transaction(tmp_path):
-    """Group commit: while another worker holds the turn, ten callers queue up; when it lets
-    go, the first entry's transaction is followed by one for all ten, and no caller hears
-    back before its entry is on disk."""
+    """Group commit: while another worker holds the turn, ten more callers queue up behind
+    the entry the writer holds; when the turn comes, all eleven go in one transaction, and
+    no caller hears back before its entry is on disk."""
     from serving.audit import Entry
 
     db = tmp_path / "audit.db"
@@ -451,14 +451,14 @@ def test_the_writer_commits_what_queued_while_it_waited_in_one_transaction(tmp_p
     log._write = lambda entries: (transactions.append(len(entries)), write(entries))[1]
     fd = _held_turn(db)
     first = log._submit([Entry("/v1/x", "first", 200)])
-    _until(first.running)  # the writer has it and waits for its turn
+    _until(lambda: log._queue.empty())  # the writer has it and waits for its turn
     later = [log._submit([Entry("/v1/x", f"r{i}", 200)]) for i in range(10)]
     time.sleep(0.2)
     assert not any(f.done() for f in [first, *later]) and log.query().empty
     os.close(fd)  # the other worker is done
     for f in [first, *later]:
         f.result(timeout=10)
-    assert transactions == [1, 10]
+    assert transactions == [11]
     assert log.query().request_id.tolist() == ["first", *(f"r{i}" for i in range(10))]
     assert log.verify().intact
 
@@ -472,7 +472,7 @@ def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
     log = AuditLog(db)
     fd = _held_turn(db)
     first = log._submit([Entry("/v1/x", "first", 200)])
-    _until(first.running)
+    _until(lambda: log._queue.empty())
     gone = log._submit([Entry("/v1/x", "gone", 200)])
     assert gone.cancel()
     os.close(fd)
