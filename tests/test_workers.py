@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,6 +21,7 @@ import pandas as pd
 from conftest import add_positive_tests, sunshine, use_mlflow
 from servers import create_token, every_worker, free_port, server_process
 
+from serving.audit import AuditLog
 from serving.materialize import CURRENT, current, manifest
 
 BIN = Path(sys.executable).parent
@@ -44,6 +46,7 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
     }
     analyst = create_token(env, "--user", "li", "--role", "analyst", cwd=tmp_path)
     admin = create_token(env, "--user", "root", "--role", "admin", cwd=tmp_path)
+    steady = create_token(env, "--user", "zhao", "--role", "analyst", cwd=tmp_path)
 
     # materialized once by the command, then reused by the server: same generation
     r = sunshine(tmp_path, "materialize", "--data", city, "--out", tmp_path / "state", env=env)
@@ -140,7 +143,28 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
         survivors = [p for p in (tmp_path / "state").iterdir() if p.is_dir()]
         assert len(survivors) <= 2  # old generations are swept
 
-        # a worker killed: its slot starts another, which is handed connections once ready
+        # a worker killed under load: its slot starts another, which is handed connections
+        # once ready, and every answer given meanwhile has its entry in an unbroken trail
+        answered: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(timeout=30) as client:
+                while not stop.is_set():
+                    try:
+                        r = client.get(
+                            f"{url}/v1/persons/{sample[1]}/risk",
+                            params={"task": "relapse", "allow_out_of_cohort": "true"},
+                            headers={"Authorization": f"Bearer {steady}"},
+                        )
+                        answered.append(r.status_code)
+                    except httpx.TransportError:  # a connection the killed worker held
+                        pass
+
+        clients = [threading.Thread(target=load) for _ in range(2)]
+        for c in clients:
+            c.start()
+        until(lambda: len(answered) > 20, "the load is under way")
         victim = next(iter(workers))
         os.kill(victim, signal.SIGKILL)
 
@@ -152,7 +176,15 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
             return len(now) == 2 and victim not in now
 
         until(replaced, "a new worker takes the killed one's place", timeout=120)
+        stop.set()
+        for c in clients:
+            c.join()
         assert sorted(Counter(keep_alive_workers(url, 8)).values()) == [4, 4]
+    verdict = AuditLog(tmp_path / "audit.db").verify()
+    assert verdict.intact, verdict.reason
+    entries = AuditLog(tmp_path / "audit.db").query(user="zhao")
+    assert set(answered) == {200}
+    assert (entries.status == 200).sum() >= len(answered) > 20
 
     # the matrices are the one-process service's features, to the bit
     today = np.load(first / "today.npy", mmap_mode="r")
