@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from features.codebook import Item
+from features.errors import ContractError
 from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
 
 # One date policy for every path (the registry, the API, rosters): no date before this, none
@@ -71,6 +72,21 @@ EVENT_COLUMNS: tuple[Column, ...] = (
 )
 
 OPTIONAL_COLUMNS = {"recorded_time"}
+
+
+def require_columns(where: str, columns: tuple[Column, ...], have: list[str]) -> None:
+    """A table must have every required column of the contract; optional ones may be absent."""
+    missing = [c.name for c in columns if c.name not in have and c.name not in OPTIONAL_COLUMNS]
+    if missing:
+        raise ContractError(
+            f"{where}: missing column(s) {', '.join(missing)} "
+            f"(expected {', '.join(c.name for c in columns)})"
+        )
+
+
+def problem_list(checks: list[str]) -> str:
+    """The checks as one SQL list of the reasons that apply to a row `r` (DuckDB's dialect)."""
+    return "list_filter([" + ", ".join(checks) + "], lambda x: x IS NOT NULL)"
 
 
 def _quoted(values: tuple[str, ...] | list[str]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import os
 import shutil
 import sys
@@ -26,12 +25,28 @@ import sqlglot
 from sqlglot import exp
 
 from features.codebook import Codebook, find_codebook, read_codebook
-from features.errors import ContractError, InputError
+from features.contract import (
+    EVENT_COLUMNS,
+    PERSON_COLUMNS,
+    Column,
+    event_checks,
+    person_checks,
+    problem_list,
+    registration_answer_checks,
+    require_columns,
+)
+from features.errors import ContractError, InputError, Problem
 from features.io import atomic_dir
 from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
-from features.store import METADATA_FILE, find_table, identity_of, read_reference_date
+from features.store import (
+    MAX_LISTED_PROBLEMS,
+    METADATA_FILE,
+    find_table,
+    identity_of,
+    read_reference_date,
+)
 from features.tasks import Task
 from features.vocabulary import EVENT_TYPES
 
@@ -127,9 +142,8 @@ class SparkRegistry:
         extra = codebook_features(self.codebook)
         register(extra)
         self.features: tuple[Feature, ...] = (*FEATURES, *extra)
-        persons, events = self._path("persons"), self._path("events")
-        spark.read.parquet(str(persons)).createOrReplaceTempView("raw_persons")
-        spark.read.parquet(str(events)).createOrReplaceTempView("raw_events")
+        self._raw("persons", PERSON_COLUMNS)
+        self._raw("events", EVENT_COLUMNS)
         self._views()
 
     def _path(self, table: str) -> Path:
@@ -144,33 +158,46 @@ class SparkRegistry:
             )
         return path
 
-    def _typed(self, view: str, column: str, sql_type: str) -> str:
-        """`column` of a raw view as `sql_type`. A column with no value at all is stored as
-        integers by some writers, which Spark will not cast to a time: it goes through text."""
+    def _raw(self, table: str, columns: tuple[Column, ...]) -> None:
+        """A registry table as the view `raw_{table}` that the contract's checks read: every
+        contract column (an absent optional one as NULLs), and each record's file and 1-based
+        row in it, as problems name them."""
+        from pyspark.sql import functions as F
         from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
-        kind = self.spark.table(view).schema[column].dataType
-        times = (DateType, TimestampType, TimestampNTZType, StringType)
-        if sql_type in ("DATE", "TIMESTAMP_NTZ") and not isinstance(kind, times):
-            return f"CAST(CAST({column} AS STRING) AS {sql_type})"
-        return f"CAST({column} AS {sql_type})"
+        path = self._path(table)
+        frame = self.spark.read.parquet(str(path))
+        require_columns(str(path), columns, frame.columns)
+        textual = (StringType, DateType, TimestampType, TimestampNTZType)
+        kinds = {f.name: f.dataType for f in frame.schema.fields}
+        # a column with no value at all is stored as integers by some writers, which Spark
+        # will neither cast to a time nor compare with text: such a column goes through text
+        as_text = {
+            c.name
+            for c in columns
+            if c.sql_type != "DOUBLE" and c.name in kinds and not isinstance(kinds[c.name], textual)
+        }
+        frame.select(
+            *(F.col(n).cast("string").alias(n) if n in as_text else F.col(n) for n in kinds),
+            *(F.lit(None).cast("string").alias(c.name) for c in columns if c.name not in kinds),
+            frame["_metadata.file_name"].alias("_file"),
+            (frame["_metadata.row_index"] + 1).alias("_row"),
+        ).createOrReplaceTempView(f"raw_{table}")
 
     def _views(self) -> None:
         spark = self.spark
-        p = functools.partial(self._typed, "raw_persons")
-        e = functools.partial(self._typed, "raw_events")
         spark.sql(
-            f"CREATE OR REPLACE TEMP VIEW persons AS SELECT {p('person_id', 'STRING')} AS pk, "
-            f"{p('person_id', 'STRING')} AS person_id, {p('birth_date', 'DATE')} AS birth_date, "
-            f"{p('sex', 'STRING')} AS sex, {p('district', 'STRING')} AS district, "
-            f"{p('registration_date', 'DATE')} AS registration_date, "
-            f"{p('primary_substance', 'STRING')} AS primary_substance FROM raw_persons"
+            "CREATE OR REPLACE TEMP VIEW persons AS SELECT CAST(person_id AS STRING) AS pk, "
+            "CAST(person_id AS STRING) AS person_id, CAST(birth_date AS DATE) AS birth_date, "
+            "CAST(sex AS STRING) AS sex, CAST(district AS STRING) AS district, "
+            "CAST(registration_date AS DATE) AS registration_date, "
+            "CAST(primary_substance AS STRING) AS primary_substance FROM raw_persons"
         )
         person_columns = spark.table("raw_persons").columns
         answers = [
-            f"SELECT {p('person_id', 'STRING')} AS pk, "
-            f"CAST({p('registration_date', 'DATE')} AS TIMESTAMP_NTZ) AS t, "
-            f"{p(item.code, 'DOUBLE')} AS value, '{item.code}' AS detail FROM raw_persons "
+            "SELECT CAST(person_id AS STRING) AS pk, "
+            "CAST(CAST(registration_date AS DATE) AS TIMESTAMP_NTZ) AS t, "
+            f"CAST({item.code} AS DOUBLE) AS value, '{item.code}' AS detail FROM raw_persons "
             f"WHERE {item.code} IS NOT NULL"
             for item in self.codebook.items
             if item.code in person_columns
@@ -182,17 +209,12 @@ class SparkRegistry:
             if answers
             else ""
         )
-        t = e("event_time", "TIMESTAMP_NTZ")
-        recorded = (
-            e("recorded_time", "TIMESTAMP_NTZ")
-            if "recorded_time" in spark.table("raw_events").columns
-            else "NULL"
-        )
+        t, recorded = "CAST(event_time AS TIMESTAMP_NTZ)", "CAST(recorded_time AS TIMESTAMP_NTZ)"
         spark.sql(
-            f"CREATE OR REPLACE TEMP VIEW events AS SELECT DISTINCT {e('person_id', 'STRING')} "
+            "CREATE OR REPLACE TEMP VIEW events AS SELECT DISTINCT CAST(person_id AS STRING) "
             f"AS pk, {t} AS event_time, greatest({t}, coalesce({recorded}, {t})) "
-            f"AS available_time, {e('event_type', 'STRING')} AS event_type, "
-            f"{e('value', 'DOUBLE')} AS value, {e('detail', 'STRING')} AS detail FROM raw_events"
+            "AS available_time, CAST(event_type AS STRING) AS event_type, "
+            "CAST(value AS DOUBLE) AS value, CAST(detail AS STRING) AS detail FROM raw_events"
             + at_registration
         )
         # where each person lives on the reference date, as the DuckDB store's `residence`
@@ -201,29 +223,106 @@ class SparkRegistry:
         self._check()
 
     def _check(self) -> None:
-        """What Spark would otherwise drop without a word: events of persons the registry
-        does not hold, and types the vocabulary does not know. (The full contract, row by
-        row, is `sunshine validate`'s.)"""
-        known = ", ".join(f"'{e.name}'" for e in EVENT_TYPES)
-        bad = self.spark.sql(
-            "SELECT e.person_id, e.event_type, p.person_id IS NULL AS unknown_person "
-            "FROM raw_events e LEFT JOIN raw_persons p ON "
-            "CAST(p.person_id AS STRING) = CAST(e.person_id AS STRING) "
-            f"WHERE p.person_id IS NULL OR CAST(e.event_type AS STRING) NOT IN ({known}) "
-            "LIMIT 5"
+        """The data contract, row by row, as the DuckDB store applies it: the same checks
+        (features.contract), in Spark's dialect. Spark has no --lenient, so a registry with a
+        row that breaks the contract is refused, naming the first problems, as a strict run
+        on DuckDB refuses it."""
+        spark = self.spark
+        self._codebook_view()
+        declared = [
+            self.codebook.item(c)
+            for c in spark.table("raw_persons").columns
+            if c in {i.code for i in self.codebook.items}
+        ]
+        persons = self._problems(person_checks() + registration_answer_checks(declared))
+        spark.sql(
+            "CREATE OR REPLACE TEMP VIEW persons_checked AS "
+            "WITH firsts AS (SELECT person_id, min(_row) AS first_row FROM raw_persons "
+            "WHERE person_id IS NOT NULL GROUP BY person_id) "
+            f"SELECT r._file, r._row, CAST(r.person_id AS STRING) AS person_id, {persons} "
+            "AS problems FROM raw_persons r LEFT JOIN firsts f USING (person_id)"
+        )
+        events = self._problems(event_checks())
+        spark.sql(
+            "CREATE OR REPLACE TEMP VIEW events_checked AS "
+            "WITH accepted AS (SELECT person_id FROM persons_checked WHERE size(problems) = 0), "
+            "rejected AS (SELECT DISTINCT person_id FROM persons_checked "
+            "WHERE size(problems) > 0 AND person_id NOT IN (SELECT person_id FROM accepted)), "
+            "r AS (SELECT e.*, a.person_id AS pk, (x.person_id IS NOT NULL) AS rejected_person, "
+            "c.code AS cb_code, c.kind AS cb_kind, c.low AS cb_low, c.high AS cb_high, "
+            "c.answers AS cb_answers, c.allows AS cb_allows FROM raw_events e "
+            "LEFT JOIN accepted a ON a.person_id = CAST(e.person_id AS STRING) "
+            "LEFT JOIN rejected x ON x.person_id = CAST(e.person_id AS STRING) "
+            "LEFT JOIN codebook_items c ON e.event_type = 'assessment' AND c.code = e.detail) "
+            f"SELECT r._file, r._row, {events} AS problems FROM r"
+        )
+        found = spark.sql(
+            "SELECT _file, _row, problems, count(*) OVER () AS rows, "
+            "sum(size(problems)) OVER () AS total FROM ("
+            "SELECT 0 AS part, _file, _row, problems FROM persons_checked "
+            "WHERE size(problems) > 0 UNION ALL SELECT 1, _file, _row, problems "
+            "FROM events_checked WHERE size(problems) > 0) "
+            f"ORDER BY part, _file, _row LIMIT {MAX_LISTED_PROBLEMS}"
         ).collect()
-        if bad:
-            why = [
-                f"person_id {r.person_id}: unknown person"
-                if r.unknown_person
-                else f"person_id {r.person_id}: unknown event type {r.event_type}"
-                for r in bad
+        if not found:
+            return
+        problems = [
+            Problem(r["_file"], r["_row"], *reason.split(": ", 1))
+            for r in found
+            for reason in r["problems"]
+        ]
+        raise ContractError(
+            f"{self.data}: {found[0]['rows']} row(s) fail the data contract "
+            "(the Spark engine has no --lenient; `sunshine validate --lenient` sets them "
+            "aside in a rejects file):",
+            problems[:MAX_LISTED_PROBLEMS],
+            int(found[0]["total"]),
+        )
+
+    def _problems(self, checks: list[str]) -> str:
+        """The contract's checks (DuckDB SQL over `r`) as one Spark array of the reasons that
+        apply to a row. Two functions differ: DuckDB names a text column's type VARCHAR,
+        Spark `string`; Spark has no isinf."""
+        ref = f"DATE '{self.reference_date}'"
+        tree = sqlglot.parse_one(problem_list(checks).replace("$ref", ref), read="duckdb")
+
+        def spark_only(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.IsInf):
+                return exp.EQ(
+                    this=exp.Abs(this=node.this.copy()),
+                    expression=exp.cast(exp.Literal.string("Infinity"), "DOUBLE"),
+                )
+            if isinstance(node, exp.EQ) and isinstance(node.this, exp.Typeof):
+                return exp.EQ(this=node.this.copy(), expression=exp.Literal.string("string"))
+            return node
+
+        return tree.transform(spark_only).sql(dialect="spark")
+
+    def _codebook_view(self) -> None:
+        """The codebook's items as the checks join them (`codebook_items`)."""
+        from pyspark.sql.types import (
+            ArrayType,
+            DoubleType,
+            StringType,
+            StructField,
+            StructType,
+        )
+
+        schema = StructType(
+            [
+                StructField("code", StringType()),
+                StructField("kind", StringType()),
+                StructField("low", DoubleType()),
+                StructField("high", DoubleType()),
+                StructField("answers", ArrayType(DoubleType())),
+                StructField("allows", StringType()),
             ]
-            raise ContractError(
-                f"{self.data}: events that break the data contract (the first {len(why)}):\n  "
-                + "\n  ".join(why)
-                + "\nrun `sunshine validate --data ...` for every problem, row by row"
-            )
+        )
+        rows = [
+            (i.code, i.kind, i.low, i.high, sorted(map(float, i.answers)) or None, i.allows())
+            for i in self.codebook.items
+        ]
+        self.spark.createDataFrame(rows, schema).createOrReplaceTempView("codebook_items")
 
     def identity(self) -> dict:
         return identity_of(self.data, self.reference_date)

@@ -23,12 +23,13 @@ import pyarrow.csv as pacsv
 from features.codebook import Codebook, find_codebook, read_codebook
 from features.contract import (
     EVENT_COLUMNS,
-    OPTIONAL_COLUMNS,
     PERSON_COLUMNS,
     Column,
     event_checks,
     person_checks,
+    problem_list,
     registration_answer_checks,
+    require_columns,
 )
 from features.errors import ContractError, InputError, Problem
 from features.io import atomic_path, file_sha256
@@ -189,12 +190,7 @@ def _complete(
 ) -> list[str]:
     """Check a raw view's header against the contract and expose it as `{view}_full` with every
     contract column (an absent optional one as NULLs); returns its columns but `_row`."""
-    missing = [c.name for c in columns if c.name not in have and c.name not in OPTIONAL_COLUMNS]
-    if missing:
-        raise ContractError(
-            f"{where}: missing column(s) {', '.join(missing)} "
-            f"(expected {', '.join(c.name for c in columns)})"
-        )
+    require_columns(where, columns, have)
     absent = [c for c in columns if c.name not in have]
     if absent:
         nulls = ", ".join(f"CAST(NULL AS VARCHAR) AS {c.name}" for c in absent)
@@ -211,10 +207,6 @@ def _sql_str(path: Path) -> str:
 def _csv_header(path: Path) -> list[str]:
     with open(path, encoding="utf-8-sig", newline="") as fh:
         return next(csv.reader(fh), [])
-
-
-def _problem_list(checks: list[str]) -> str:
-    return "list_filter([" + ", ".join(checks) + "], lambda x: x IS NOT NULL)"
 
 
 class Store:
@@ -354,7 +346,7 @@ class Store:
                 SELECT person_id, min(_row) AS first_row FROM raw_persons_full
                 WHERE person_id IS NOT NULL GROUP BY person_id
             )
-            SELECT r.*, {_problem_list(checks)} AS problems
+            SELECT r.*, {problem_list(checks)} AS problems
             FROM raw_persons_full r LEFT JOIN firsts f USING (person_id)
             """,
             ref,
@@ -390,7 +382,7 @@ class Store:
                     LEFT JOIN codebook_items c
                         ON e.event_type = 'assessment' AND c.code = e.detail
                 )
-                SELECT r.*, {_problem_list(event_checks())} AS problems FROM r
+                SELECT r.*, {problem_list(event_checks())} AS problems FROM r
                 """,
                 ref,
             )

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from conftest import sunshine, use_mlflow, write_dataset
+from conftest import ev, sunshine, use_mlflow, write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_codebook import CODEBOOK
 from test_no_lookahead import a_case, batch_features
 
 from features.errors import ContractError, InputError
@@ -161,12 +162,63 @@ def test_spark_refuses_what_it_cannot_read_with_a_clear_error(spark, tmp_path):
     events = [{"person_id": "NOBODY", "event_time": "2024-01-01", "event_type": "checkin_missed",
                "value": None, "detail": None}]  # fmt: skip
     orphan = write_dataset(tmp_path / "orphan", [{"person_id": "A"}], events, fmt="parquet")
-    with pytest.raises(ContractError, match="person_id NOBODY: unknown person"):
+    with pytest.raises(ContractError, match="row 1: person_id: unknown person NOBODY"):
         engine.SparkRegistry(spark, orphan)
     url = "postgresql://x@127.0.0.1/test"
     r = sunshine(tmp_path, "features", "--data", url, "--task", "relapse", "--out",
                  tmp_path / "o.parquet", "--engine", "spark", check=False)  # fmt: skip
     assert r.returncode == 2 and "reads a folder of Parquet files" in r.stderr
+
+
+BROKEN_PERSONS = [
+    {"person_id": "P1", "smokes": 1.0, "registration_date": "2020-01-01"},
+    {"person_id": "P1"},  # a duplicate: its events are P1's, the first row's
+    {"person_id": "P2", "sex": "X"},  # rejected: its events are named as such
+    {"person_id": " P3"},
+    {"person_id": "P4", "birth_date": "2027-01-01", "district": "atlantis"},
+    {"person_id": "P5", "registration_date": "1899-12-31", "primary_substance": "tea"},
+    {"person_id": "P6", "smokes": 7.0, "registration_date": "2020-01-01"},
+    {"person_id": "P7", "smokes": 2.0},  # an answer at registration needs its date
+]
+BROKEN_EVENTS = [
+    ev("P1", "2026-01-01", "urine_test", 1.0, "heroin"),
+    ev("P1", "2026-01-02", "urine_test", 5.0),
+    ev("P1", "2026-01-03", "urine_test", None),
+    ev("P1", "2026-01-04", "urine_test", float("nan")),
+    ev("P1", "2026-01-05", "checkin_missed", 1.0),
+    ev("P1", "2026-01-06", "rehab_admission", None, "holiday"),
+    ev("P1", "2026-01-07", "teleportation"),
+    ev("P1", "2026-07-02", "checkin_missed"),
+    ev("P1", "1899-12-31", "checkin_missed"),
+    ev("P1", "2026-01-08", "checkin_missed", recorded_time="2026-01-07"),
+    ev("P1", "2026-01-09", "assessment", 30.0, "k6_total"),
+    ev("P1", "2026-01-10", "assessment", 2.5, "family_conflict"),
+    ev("P1", "2026-01-11", "assessment", 7.0, "smokes"),
+    ev("P1", "2026-01-12", "assessment", 1.0, "shoe_size"),
+    ev("P1", "2026-01-13", "assessment", 2.0, None),
+    ev("P1", "2026-01-14", "assessment", 3.0, "k6_total"),
+    ev("P2", "2026-01-01", "checkin_missed"),
+    ev("NOBODY", "2026-01-01", "checkin_missed"),
+    ev("P1 ", "2026-01-01", "checkin_missed"),
+]
+
+
+def test_spark_refuses_what_duckdb_refuses_naming_the_same_rows(spark, tmp_path):
+    """The whole contract on Spark: persons (duplicates, codes, dates, answers at
+    registration) and events (persons unknown or rejected, types, dates, values, kinds,
+    codebook items), each problem named by file, row, field and reason as DuckDB names it."""
+    from features import spark as engine
+
+    root = write_dataset(tmp_path / "broken", BROKEN_PERSONS, BROKEN_EVENTS, fmt="parquet")
+    (root / "codebook.csv").write_text(CODEBOOK, encoding="utf-8")
+    with pytest.raises(ContractError) as duck:
+        Store(root)
+    with pytest.raises(ContractError) as ours:
+        engine.SparkRegistry(spark, root)
+    assert len(duck.value.problems) == 20  # the listing's limit: the rest are counted
+    assert [str(p) for p in ours.value.problems] == [str(p) for p in duck.value.problems]
+    assert ours.value.total == duck.value.total > 20
+    assert "row 2: value: 5.0 outside 0..1 for urine_test" in str(ours.value)
 
 
 def test_without_java_the_setup_says_how_to_install_it(monkeypatch):
