@@ -24,17 +24,8 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
+from features import contract
 from features.codebook import Codebook, find_codebook, read_codebook
-from features.contract import (
-    EVENT_COLUMNS,
-    PERSON_COLUMNS,
-    Column,
-    event_checks,
-    person_checks,
-    problem_list,
-    registration_answer_checks,
-    require_columns,
-)
 from features.errors import ContractError, InputError, Problem
 from features.io import atomic_dir
 from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
@@ -142,8 +133,8 @@ class SparkRegistry:
         extra = codebook_features(self.codebook)
         register(extra)
         self.features: tuple[Feature, ...] = (*FEATURES, *extra)
-        self._raw("persons", PERSON_COLUMNS)
-        self._raw("events", EVENT_COLUMNS)
+        self._raw("persons", contract.PERSON_COLUMNS)
+        self._raw("events", contract.EVENT_COLUMNS)
         self._views()
 
     def _path(self, table: str) -> Path:
@@ -158,7 +149,7 @@ class SparkRegistry:
             )
         return path
 
-    def _raw(self, table: str, columns: tuple[Column, ...]) -> None:
+    def _raw(self, table: str, columns: tuple[contract.Column, ...]) -> None:
         """A registry table as the view `raw_{table}` that the contract's checks read: every
         contract column (an absent optional one as NULLs), and each record's file and 1-based
         row in it, as problems name them."""
@@ -167,7 +158,7 @@ class SparkRegistry:
 
         path = self._path(table)
         frame = self.spark.read.parquet(str(path))
-        require_columns(str(path), columns, frame.columns)
+        contract.require_columns(str(path), columns, frame.columns)
         textual = (StringType, DateType, TimestampType, TimestampNTZType)
         kinds = {f.name: f.dataType for f in frame.schema.fields}
         # a column with no value at all is stored as integers by some writers, which Spark
@@ -234,34 +225,39 @@ class SparkRegistry:
             for c in spark.table("raw_persons").columns
             if c in {i.code for i in self.codebook.items}
         ]
-        persons = self._problems(person_checks() + registration_answer_checks(declared))
-        spark.sql(
-            "CREATE OR REPLACE TEMP VIEW persons_checked AS "
-            "WITH firsts AS (SELECT person_id, min(_row) AS first_row FROM raw_persons "
-            "WHERE person_id IS NOT NULL GROUP BY person_id) "
-            f"SELECT r._file, r._row, CAST(r.person_id AS STRING) AS person_id, {persons} "
-            "AS problems FROM raw_persons r LEFT JOIN firsts f USING (person_id)"
+        checks = contract.person_checks() + contract.registration_answer_checks(declared)
+        bad_person, person_problems = self._problems(checks)
+        persons = (
+            "raw_persons r LEFT JOIN (SELECT person_id, min(_row) AS first_row FROM "
+            "raw_persons WHERE person_id IS NOT NULL GROUP BY person_id) f USING (person_id)"
         )
-        events = self._problems(event_checks())
         spark.sql(
-            "CREATE OR REPLACE TEMP VIEW events_checked AS "
-            "WITH accepted AS (SELECT person_id FROM persons_checked WHERE size(problems) = 0), "
-            "rejected AS (SELECT DISTINCT person_id FROM persons_checked "
-            "WHERE size(problems) > 0 AND person_id NOT IN (SELECT person_id FROM accepted)), "
-            "r AS (SELECT e.*, a.person_id AS pk, (x.person_id IS NOT NULL) AS rejected_person, "
+            "CREATE OR REPLACE TEMP VIEW unaccepted AS "
+            "WITH people AS (SELECT CAST(r.person_id AS STRING) AS person_id, "
+            f"max(NOT ({bad_person})) AS accepted FROM {persons} GROUP BY 1) "
+            "SELECT e.person_id, coalesce(NOT p.accepted, false) AS rejected_person FROM "
+            "(SELECT DISTINCT CAST(person_id AS STRING) AS person_id FROM raw_events) e "
+            "LEFT JOIN people p ON p.person_id = e.person_id WHERE NOT coalesce(p.accepted, false)"
+        )
+        # an event's person is judged through the few ids that are not accepted persons, a
+        # small table joined to every event by broadcast, rather than every event shuffled
+        # to meet its person
+        events = (
+            "(SELECT /*+ BROADCAST(u, c) */ e.*, "
+            "CASE WHEN u.person_id IS NULL THEN CAST(e.person_id AS STRING) END AS pk, "
+            "coalesce(u.rejected_person, false) AS rejected_person, "
             "c.code AS cb_code, c.kind AS cb_kind, c.low AS cb_low, c.high AS cb_high, "
             "c.answers AS cb_answers, c.allows AS cb_allows FROM raw_events e "
-            "LEFT JOIN accepted a ON a.person_id = CAST(e.person_id AS STRING) "
-            "LEFT JOIN rejected x ON x.person_id = CAST(e.person_id AS STRING) "
-            "LEFT JOIN codebook_items c ON e.event_type = 'assessment' AND c.code = e.detail) "
-            f"SELECT r._file, r._row, {events} AS problems FROM r"
+            "LEFT JOIN unaccepted u ON u.person_id = CAST(e.person_id AS STRING) "
+            "LEFT JOIN codebook_items c ON e.event_type = 'assessment' AND c.code = e.detail) r"
         )
+        bad_event, event_problems = self._problems(contract.event_checks())
         found = spark.sql(
             "SELECT _file, _row, problems, count(*) OVER () AS rows, "
             "sum(size(problems)) OVER () AS total FROM ("
-            "SELECT 0 AS part, _file, _row, problems FROM persons_checked "
-            "WHERE size(problems) > 0 UNION ALL SELECT 1, _file, _row, problems "
-            "FROM events_checked WHERE size(problems) > 0) "
+            f"SELECT 0 AS part, r._file, r._row, {person_problems} AS problems FROM {persons} "
+            f"WHERE {bad_person} UNION ALL SELECT 1, r._file, r._row, {event_problems} "
+            f"FROM {events} WHERE {bad_event}) "
             f"ORDER BY part, _file, _row LIMIT {MAX_LISTED_PROBLEMS}"
         ).collect()
         if not found:
@@ -279,12 +275,13 @@ class SparkRegistry:
             int(found[0]["total"]),
         )
 
-    def _problems(self, checks: list[str]) -> str:
-        """The contract's checks (DuckDB SQL over `r`) as one Spark array of the reasons that
-        apply to a row. Two functions differ: DuckDB names a text column's type VARCHAR,
-        Spark `string`; Spark has no isinf."""
+    def _problems(self, checks: list[str]) -> tuple[str, str]:
+        """The contract's checks (DuckDB SQL over `r`) in Spark's: whether any applies to a
+        row, and the array of the reasons that do. The first is what every row costs; the
+        array, built through a lambda that Spark evaluates row by row without compiling, only
+        for the rows it finds. Two functions differ: DuckDB names a text column's type
+        VARCHAR, Spark `string`; Spark has no isinf."""
         ref = f"DATE '{self.reference_date}'"
-        tree = sqlglot.parse_one(problem_list(checks).replace("$ref", ref), read="duckdb")
 
         def spark_only(node: exp.Expression) -> exp.Expression:
             if isinstance(node, exp.IsInf):
@@ -296,7 +293,14 @@ class SparkRegistry:
                 return exp.EQ(this=node.this.copy(), expression=exp.Literal.string("string"))
             return node
 
-        return tree.transform(spark_only).sql(dialect="spark")
+        def spark(sql: str) -> str:
+            tree = sqlglot.parse_one(sql.replace("$ref", ref), read="duckdb")
+            return tree.transform(spark_only).sql(dialect="spark")
+
+        return (
+            spark(f"coalesce({', '.join(checks)}) IS NOT NULL"),
+            spark(contract.problem_list(checks)),
+        )
 
     def _codebook_view(self) -> None:
         """The codebook's items as the checks join them (`codebook_items`)."""
