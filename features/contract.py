@@ -84,6 +84,22 @@ def require_columns(where: str, columns: tuple[Column, ...], have: list[str]) ->
         )
 
 
+def declared_columns(where: str, have: list[str], codes: set[str]) -> list[str]:
+    """A persons table's columns beyond the contract: each must be a codebook item (one of
+    `codes`), whose answers are assessments at registration; any other is refused, never
+    ignored."""
+    names = {c.name for c in PERSON_COLUMNS}
+    extra = [c for c in have if c not in names]
+    undeclared = [c for c in extra if c not in codes]
+    if undeclared:
+        raise ContractError(
+            f"{where}: column(s) {', '.join(undeclared)} are not part of the data contract. "
+            "Declare each in codebook.csv as an item (its answers then become assessment "
+            "events dated the person's registration_date), or drop it from the file."
+        )
+    return extra
+
+
 def problem_list(checks: list[str]) -> str:
     """The checks as one SQL list of the reasons that apply to a row `r` (DuckDB's dialect)."""
     return "list_filter([" + ", ".join(checks) + "], lambda x: x IS NOT NULL)"

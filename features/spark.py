@@ -220,11 +220,10 @@ class SparkRegistry:
         on DuckDB refuses it."""
         spark = self.spark
         self._codebook_view()
-        declared = [
-            self.codebook.item(c)
-            for c in spark.table("raw_persons").columns
-            if c in {i.code for i in self.codebook.items}
-        ]
+        have = [c for c in spark.table("raw_persons").columns if c not in ("_file", "_row")]
+        codes = {i.code for i in self.codebook.items}
+        extra = contract.declared_columns(str(self._path("persons")), have, codes)
+        declared = [self.codebook.item(c) for c in extra]
         checks = contract.person_checks() + contract.registration_answer_checks(declared)
         bad_person, person_problems = self._problems(checks)
         persons = (

@@ -25,6 +25,7 @@ from features.contract import (
     EVENT_COLUMNS,
     PERSON_COLUMNS,
     Column,
+    declared_columns,
     event_checks,
     person_checks,
     problem_list,
@@ -429,20 +430,9 @@ class Store:
         )
 
     def _declared_columns(self, where: str, have: list[str]) -> list[str]:
-        """A persons file's columns beyond the contract: each must be a codebook item, whose
-        answers are assessments at registration; any other is refused, never ignored."""
-        contract = {c.name for c in PERSON_COLUMNS}
-        extra = [c for c in have if c not in contract]
-        codes = {i.code for i in self.codebook.items}
-        undeclared = [c for c in extra if c not in codes]
-        if undeclared:
-            raise ContractError(
-                f"{self.name}: {where}: column(s) {', '.join(undeclared)} are not part of the "
-                "data contract. "
-                "Declare each in codebook.csv as an item (its answers then become assessment "
-                "events dated the person's registration_date), or drop it from the file."
-            )
-        return extra
+        return declared_columns(
+            f"{self.name}: {where}", have, {i.code for i in self.codebook.items}
+        )
 
     def _adopt_codebook(self, codebook: Codebook) -> None:
         """The codebook, and the features it adds beside the spec's, known to every layer

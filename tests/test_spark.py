@@ -164,6 +164,9 @@ def test_spark_refuses_what_it_cannot_read_with_a_clear_error(spark, tmp_path):
     orphan = write_dataset(tmp_path / "orphan", [{"person_id": "A"}], events, fmt="parquet")
     with pytest.raises(ContractError, match="row 1: person_id: unknown person NOBODY"):
         engine.SparkRegistry(spark, orphan)
+    shoes = write_dataset(tmp_path / "shoes", [{"person_id": "A", "shoe": 42}], [], fmt="parquet")
+    with pytest.raises(ContractError, match="column.s. shoe are not part of the data contract"):
+        engine.SparkRegistry(spark, shoes)
     url = "postgresql://x@127.0.0.1/test"
     r = sunshine(tmp_path, "features", "--data", url, "--task", "relapse", "--out",
                  tmp_path / "o.parquet", "--engine", "spark", check=False)  # fmt: skip
