@@ -183,8 +183,8 @@ class AuditLog:
     def _submit(self, entries: list[Entry]) -> Future:
         """Hand entries to the trail's one writer thread.
 
-        Group commit: the writer writes everything queued by the time it is free, in one
-        transaction, so eight concurrent requests cost one commit rather than eight, and no
+        Group commit: the writer writes everything queued by the time its turn comes, in
+        one transaction, so eight concurrent requests cost one commit rather than eight, and no
         caller hears back before its own entries are on disk. One thread, rather than each
         request taking a thread of the pool and queueing on a lock, spares a thread hop and
         the waiters' lock hand-offs on every request."""
