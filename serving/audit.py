@@ -223,40 +223,37 @@ class AuditLog:
                     done.set_exception(failed)
 
     def _write(self, entries: list[Entry]) -> None:
-        """One transaction that holds the chain's write lock while it reads the chain's end."""
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         marks = ", ".join("?" * (len(COLUMNS) + 3))
         if self._writer is None:
             self._writer = self._connect()  # the writer thread's own, kept open
         cur = self._writer.cursor()
         try:
-            self._write_in(cur, entries, now, marks)
+            # one transaction that holds the write lock while it reads the chain's end
+            self._begin(cur)
+            try:
+                cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+                last = cur.fetchone()
+                row_id, prev = last if last else (0, GENESIS)
+                rows = []
+                for e in entries:
+                    row_id += 1
+                    values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
+                    sealed = row_hash(prev, row_id, values)
+                    rows.append((row_id, *values, prev, sealed))
+                    prev = sealed
+                cur.executemany(
+                    self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"),
+                    rows,
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
         except BaseException:
             # a broken connection (a database restarted) is opened afresh next time
             self._writer.close()
             self._writer = None
-            raise
-
-    def _write_in(self, cur: Any, entries: list[Entry], now: str, marks: str) -> None:
-        self._begin(cur)
-        try:
-            cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-            last = cur.fetchone()
-            row_id, prev = last if last else (0, GENESIS)
-            rows = []
-            for e in entries:
-                row_id += 1
-                values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
-                sealed = row_hash(prev, row_id, values)
-                rows.append((row_id, *values, prev, sealed))
-                prev = sealed
-            cur.executemany(
-                self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"),
-                rows,
-            )
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
             raise
 
     def query(
