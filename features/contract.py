@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from features.codebook import Item
+from features.codebook import Codebook, Item
 from features.errors import ContractError
 from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
 
@@ -84,11 +84,11 @@ def require_columns(where: str, columns: tuple[Column, ...], have: list[str]) ->
         )
 
 
-def declared_columns(where: str, have: list[str], codes: set[str]) -> list[str]:
-    """A persons table's columns beyond the contract: each must be a codebook item (one of
-    `codes`), whose answers are assessments at registration; any other is refused, never
-    ignored."""
+def declared_columns(where: str, have: list[str], codebook: Codebook) -> list[str]:
+    """A persons table's columns beyond the contract: each must be an item of the codebook,
+    whose answers are assessments at registration; any other is refused, never ignored."""
     names = {c.name for c in PERSON_COLUMNS}
+    codes = {i.code for i in codebook.items}
     extra = [c for c in have if c not in names]
     undeclared = [c for c in extra if c not in codes]
     if undeclared:

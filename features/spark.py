@@ -133,8 +133,12 @@ class SparkRegistry:
         extra = codebook_features(self.codebook)
         register(extra)
         self.features: tuple[Feature, ...] = (*FEATURES, *extra)
-        self._raw("persons", contract.PERSON_COLUMNS)
+        where, have = self._raw("persons", contract.PERSON_COLUMNS)
         self._raw("events", contract.EVENT_COLUMNS)
+        # the persons columns a codebook declares: answers at registration
+        self.declared = [
+            self.codebook.item(c) for c in contract.declared_columns(where, have, self.codebook)
+        ]
         self._views()
 
     def _path(self, table: str) -> Path:
@@ -149,10 +153,11 @@ class SparkRegistry:
             )
         return path
 
-    def _raw(self, table: str, columns: tuple[contract.Column, ...]) -> None:
+    def _raw(self, table: str, columns: tuple[contract.Column, ...]) -> tuple[str, list[str]]:
         """A registry table as the view `raw_{table}` that the contract's checks read: every
         contract column (an absent optional one as NULLs), and each record's file and 1-based
-        row in it, as problems name them."""
+        row in it, as problems name them. Returns the file's name for problems and its own
+        columns."""
         from pyspark.sql import functions as F
         from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
@@ -174,6 +179,7 @@ class SparkRegistry:
             frame["_metadata.file_name"].alias("_file"),
             (frame["_metadata.row_index"] + 1).alias("_row"),
         ).createOrReplaceTempView(f"raw_{table}")
+        return str(path), list(kinds)
 
     def _views(self) -> None:
         spark = self.spark
@@ -184,14 +190,12 @@ class SparkRegistry:
             "CAST(registration_date AS DATE) AS registration_date, "
             "CAST(primary_substance AS STRING) AS primary_substance FROM raw_persons"
         )
-        person_columns = spark.table("raw_persons").columns
         answers = [
             "SELECT CAST(person_id AS STRING) AS pk, "
             "CAST(CAST(registration_date AS DATE) AS TIMESTAMP_NTZ) AS t, "
             f"CAST({item.code} AS DOUBLE) AS value, '{item.code}' AS detail FROM raw_persons "
             f"WHERE {item.code} IS NOT NULL"
-            for item in self.codebook.items
-            if item.code in person_columns
+            for item in self.declared
         ]
         at_registration = (
             " UNION ALL SELECT pk, t, t, 'assessment', value, detail FROM ("
@@ -220,11 +224,7 @@ class SparkRegistry:
         on DuckDB refuses it."""
         spark = self.spark
         self._codebook_view()
-        have = [c for c in spark.table("raw_persons").columns if c not in ("_file", "_row")]
-        codes = {i.code for i in self.codebook.items}
-        extra = contract.declared_columns(str(self._path("persons")), have, codes)
-        declared = [self.codebook.item(c) for c in extra]
-        checks = contract.person_checks() + contract.registration_answer_checks(declared)
+        checks = contract.person_checks() + contract.registration_answer_checks(self.declared)
         bad_person, person_problems = self._problems(checks)
         persons = (
             "raw_persons r LEFT JOIN (SELECT person_id, min(_row) AS first_row FROM "

@@ -336,7 +336,9 @@ class Store:
         con = self.con
         ref = {"ref": self.reference_date}
 
-        self.answered_at_registration = self._declared_columns(persons_where, have)
+        self.answered_at_registration = declared_columns(
+            f"{self.name}: {persons_where}", have, self.codebook
+        )
         checks = person_checks() + registration_answer_checks(
             [self.codebook.item(c) for c in self.answered_at_registration]
         )
@@ -427,11 +429,6 @@ class Store:
             "CAST('assessment' AS event_type_t) AS event_type, value, detail FROM ("
             + " UNION ALL ".join(parts)
             + ")) ORDER BY pk, event_time"
-        )
-
-    def _declared_columns(self, where: str, have: list[str]) -> list[str]:
-        return declared_columns(
-            f"{self.name}: {where}", have, {i.code for i in self.codebook.items}
         )
 
     def _adopt_codebook(self, codebook: Codebook) -> None:
