@@ -138,6 +138,7 @@ class AuditLog:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._writer: Any = None
+        self._wal: int | None = None  # the writer's descriptor of the SQLite file's log
         self._turn: contextlib.AbstractContextManager = contextlib.nullcontext()
         if url is not None:
             open_database(url).dispose()  # reachable, and at the service's schema
@@ -216,6 +217,12 @@ class AuditLog:
                     self._write([e for entries, _ in batch for e in entries])
                 except BaseException as exc:  # each waiter hears of it; the writer goes on
                     failed = exc
+            if failed is None:
+                try:
+                    self._flush()
+                except BaseException as exc:
+                    self._close()
+                    failed = exc
             for done in waiting:
                 if failed is None:
                     done.set_result(None)
@@ -223,38 +230,93 @@ class AuditLog:
                     done.set_exception(failed)
 
     def _write(self, entries: list[Entry]) -> None:
+        """Commit the entries, on the writer thread's own connection, kept open.
+
+        A kept PostgreSQL connection that turns out broken before the commit (the database
+        restarted, or dropped it while the writer was idle) is replaced and the entries
+        written on the new one. One lost during the commit is not: the commit may have been
+        made, and its callers hear of the failure."""
+        while True:
+            kept = self._writer is not None
+            try:
+                cur = self._prepare(entries)
+                break
+            except BaseException:
+                # once at most: the connection opened to replace a broken one is not kept
+                if not (self._close() and kept):
+                    raise
+        try:
+            cur.execute("COMMIT")
+        except BaseException:
+            self._close()
+            raise
+
+    def _prepare(self, entries: list[Entry]) -> Any:
+        """A transaction that holds the write lock while it reads the chain's end, with the
+        entries inserted after it; returns its cursor, for the commit."""
+        if self._writer is None:
+            self._writer = self._connect()
+            if self.url is None:
+                # the commit writes the log without waiting for the disk: `_flush` does
+                # that after the turn is let go (SQLite's own wait would hold the turn)
+                self._writer.execute("PRAGMA synchronous=NORMAL")
         now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         marks = ", ".join("?" * (len(COLUMNS) + 3))
-        if self._writer is None:
-            self._writer = self._connect()  # the writer thread's own, kept open
         cur = self._writer.cursor()
-        try:
-            # one transaction that holds the write lock while it reads the chain's end
-            self._begin(cur)
-            try:
-                cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
-                last = cur.fetchone()
-                row_id, prev = last if last else (0, GENESIS)
-                rows = []
-                for e in entries:
-                    row_id += 1
-                    values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
-                    sealed = row_hash(prev, row_id, values)
-                    rows.append((row_id, *values, prev, sealed))
-                    prev = sealed
-                cur.executemany(
-                    self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"),
-                    rows,
-                )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-        except BaseException:
-            # a broken connection (a database restarted) is opened afresh next time
+        self._begin(cur)
+        cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        last = cur.fetchone()
+        row_id, prev = last if last else (0, GENESIS)
+        rows = []
+        for e in entries:
+            row_id += 1
+            values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
+            sealed = row_hash(prev, row_id, values)
+            rows.append((row_id, *values, prev, sealed))
+            prev = sealed
+        cur.executemany(
+            self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"), rows
+        )
+        return cur
+
+    def _close(self) -> bool:
+        """Roll back what is left open and close the writer's connection; returns whether the
+        connection had been broken (by the database or the network)."""
+        broken = bool(getattr(self._writer, "broken", False))
+        if self._writer is not None:  # None: it could not be opened
+            # SQLite would keep the write lock of a connection closed mid-transaction
+            with contextlib.suppress(Exception):
+                self._writer.rollback()
             self._writer.close()
             self._writer = None
-            raise
+        if self._wal is not None:
+            os.close(self._wal)
+            self._wal = None
+        return broken
+
+    def _flush(self) -> None:
+        """Put the commit on disk before any waiter hears back, outside the turn.
+
+        In WAL mode SQLite appends a commit to the file's write-ahead log; with
+        synchronous=FULL it waits for the disk while it still holds the write lock, so the
+        other workers' writers wait for this one's disk too. With synchronous=NORMAL it does
+        not wait, and the writer syncs the log itself, as SQLite would (fdatasync), once its
+        turn is let go, while the next worker commits. A sync of the log puts on disk every
+        frame written to it so far, this commit's and those before it; a checkpoint that
+        moved them into the database first has synced both files itself. The log is neither
+        removed nor replaced while this writer's connection is open, so its descriptor is
+        kept as long as the connection.
+        """
+        if self.url is not None:
+            return  # PostgreSQL's COMMIT has waited for its log on disk
+        if self._wal is None:
+            self._wal = os.open(f"{self.path}-wal", os.O_RDONLY)
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the log's name: the file may be new
+            finally:
+                os.close(directory)
+        os.fdatasync(self._wal)
 
     def query(
         self, person: str | None = None, user: str | None = None, since: dt.date | None = None

@@ -463,6 +463,39 @@ def test_the_writer_commits_what_queued_while_it_waited_in_one_transaction(tmp_p
     assert log.verify().intact
 
 
+def test_a_writer_waits_for_the_disk_after_letting_go_of_the_turn(tmp_path, monkeypatch):
+    """Each commit is synced to disk (the SQLite file's log) before its caller hears back,
+    but outside the turn: while one worker's writer waits for a slow disk, another worker's
+    writer commits."""
+    import threading
+
+    from serving.audit import Entry
+
+    db = tmp_path / "audit.db"
+    slow, other = AuditLog(db), AuditLog(db)
+    waiting, disk_done = threading.Event(), threading.Event()
+    synced: list[str] = []
+    fdatasync = os.fdatasync
+
+    def disk(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        if threading.current_thread() is slow._thread:
+            waiting.set()
+            assert disk_done.wait(10)
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", disk)
+    first = slow._submit([Entry("/v1/x", "slow", 200)])
+    assert waiting.wait(10)  # committed, and waiting for the disk
+    other.append([Entry("/v1/x", "other", 200)])  # the turn is free meanwhile
+    assert not first.done()  # no answer before its own sync
+    disk_done.set()
+    first.result(timeout=10)
+    assert synced == [f"{db}-wal", f"{db}-wal"]
+    assert other.query().request_id.tolist() == ["slow", "other"]
+    assert other.verify().intact
+
+
 def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
     """A request cancelled while its entry waits (a client gone): the entry is written all
     the same, and the writer goes on for the next."""

@@ -183,3 +183,26 @@ def test_the_audit_trail_in_postgresql_is_one_append_only_chain(tmp_path):
                 con.execute(f"DROP OWNED BY {role}")
             with admin_connection() as con:
                 con.execute(f"DROP ROLE {role}")
+
+
+def test_the_audit_writer_replaces_a_connection_the_database_dropped(tmp_path):
+    """The database restarted (or dropped the writer's idle connection): the next entries are
+    written on a new connection, not refused."""
+    from pg import admin_connection
+
+    from serving.audit import Entry
+
+    with fresh_database() as url:
+        sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
+        log = AuditLog(url=url)
+        log.append([Entry("/v1/x", "before", 200)])
+        with admin_connection() as con:
+            dropped = con.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (url.rsplit("/", 1)[1],),
+            ).fetchall()
+        assert dropped and all(ok for (ok,) in dropped)  # the writer's kept one among them
+        log.append([Entry("/v1/x", "after", 200)])
+        assert log.query().request_id.tolist() == ["before", "after"]
+        assert log.verify().intact
