@@ -11,6 +11,11 @@ random persons. The state is materialized into WORK/workers-state by `sunshine m
 is reported apart) and reused by every server started after. Servers with 1 and 2
 workers are started and measured alternately, run by run; medians are reported.
 
+CPU per answer, from the thread times of the workers and /proc/stat around each run: the
+workers' event loops, their other threads, and the rest of the machine. One worker is bound
+by its event loop and two by the two cores, so the ratio is at most twice the loop's share of
+the machine's CPU per answer: the benchmark prints that bound beside the ratio.
+
 Memory, per worker, after its load: the high-water RSS (VmHWM), and the proportional set size
 (PSS: pages shared with the other worker, the mapped matrices and registry, count half).
 """
@@ -79,6 +84,20 @@ def high_water_mib(proc: psutil.Process) -> float:
     return int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024
 
 
+def thread_seconds(procs: list[psutil.Process]) -> tuple[float, float]:
+    """CPU seconds of the workers' main threads (their event loops) and of their other
+    threads (the audit writer, the thread pool)."""
+    loops = others = 0.0
+    for proc in procs:
+        for thread in proc.threads():
+            spent = thread.user_time + thread.system_time
+            if thread.id == proc.pid:
+                loops += spent
+            else:
+                others += spent
+    return loops, others
+
+
 def cpu_times() -> list[int]:
     """The machine's CPU time counters (user, nice, system, idle, iowait, irq, softirq,
     steal), from /proc/stat."""
@@ -103,8 +122,11 @@ def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     spent = [b - a for a, b in zip(before, cpu_times(), strict=True)]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    busy = sum(spent) - spent[3] - spent[4] - spent[7]  # idle, iowait, steal
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "rps": rps,
+        "busy_ms": round(1000 * busy / os.sysconf("SC_CLK_TCK") / (rps * seconds), 3),
         "p50_ms": ms("50"),
         "p99_ms": ms("99"),
         "idle_pct": round(100 * (spent[3] + spent[4]) / sum(spent), 1),
@@ -177,12 +199,34 @@ def main() -> None:
             f"{max(max(r['hwm_mib']) for r in rs):.0f} | "
             f"{max(max(r['pss_mib']) for r in rs):.0f} |"
         )
+    print(
+        "\nCPU per answer, ms (medians): the workers' event loops, their other threads (audit "
+        "writer, thread pool), and the rest of the machine (wrk, the kernel's loopback TCP)"
+    )
+    print("| code | workers | event loops | other threads | rest | machine |")
+    print("|---|---|---|---|---|---|")
+    for (code, n), rs in runs.items():
+        cpu = {k: statistics.median(r[k] for r in rs) for k in ("loop_ms", "threads_ms", "busy_ms")}
+        rest = cpu["busy_ms"] - cpu["loop_ms"] - cpu["threads_ms"]
+        print(
+            f"| {code} | {n} | {cpu['loop_ms']:.2f} | {cpu['threads_ms']:.2f} | {rest:.2f} "
+            f"| {cpu['busy_ms']:.2f} |"
+        )
     for code in codes:
         ratios = [b["rps"] / a["rps"] for a, b in zip(runs[code, 1], runs[code, 2], strict=True)]
+        # one worker is bound by its event loop, two by the machine's two cores: at most
+        # 2 / (machine CPU per answer) against 1 / (loop CPU per answer)
+        one = runs[code, 1]
+        bound = (
+            2
+            * statistics.median(r["loop_ms"] for r in one)
+            / statistics.median(r["busy_ms"] for r in one)
+        )
         print(
             f"{code}: 2 workers / 1: {rps[code, 2] / rps[code, 1]:.2f}x (runs "
             + ", ".join(f"{r:.2f}" for r in ratios)
-            + f"; target >= 1.7); 1 worker {rps[code, 1]:.0f} requests/s (target >= 400)"
+            + f"; target >= 1.7; at most {bound:.2f}x while the one-worker costs hold); "
+            f"1 worker {rps[code, 1]:.0f} requests/s (target >= 400)"
         )
 
 
@@ -202,8 +246,13 @@ def measure(
         every_worker_ready(url, n)
         ready_s = time.perf_counter() - t0
         wrk(url, script, 3)  # warm: the pages of the persons asked for
-        result = wrk(url, script, seconds)
         procs = workers_of(url)
+        before = thread_seconds(procs)
+        result = wrk(url, script, seconds)
+        loops, others = (b - a for a, b in zip(before, thread_seconds(procs), strict=True))
+        answers = result["rps"] * seconds
+        result["loop_ms"] = round(1000 * loops / answers, 3)
+        result["threads_ms"] = round(1000 * others / answers, 3)
         result["ready_s"] = ready_s
         result["hwm_mib"] = [round(high_water_mib(p), 1) for p in procs]
         result["pss_mib"] = [round(p.memory_full_info().pss / 2**20, 1) for p in procs]
