@@ -18,6 +18,7 @@ import json
 import os
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from serving.sqlite_file import TurnLock, connect, open_private
 DEFAULT_AUDIT_DB = "audit.db"
 GENESIS = "0" * 64  # the "previous hash" of the first row
 CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
+GATHER_SECONDS = float(os.environ.get("SUNSHINE_AUDIT_GATHER", "0.002"))
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -139,6 +141,9 @@ class AuditLog:
         self._start_lock = threading.Lock()
         self._writer: Any = None
         self._wal: int | None = None  # the writer's descriptor of the SQLite file's log
+        # requests begun in this process whose entries are not submitted yet (counted by
+        # the service's middleware); read by the writer as a hint, so no lock
+        self.coming = 0
         self._turn: contextlib.AbstractContextManager = contextlib.nullcontext()
         if url is not None:
             open_database(url).dispose()  # reachable, and at the service's schema
@@ -203,6 +208,7 @@ class AuditLog:
     def _serve(self) -> None:
         while True:
             batch = [self._queue.get()]
+            self._gather(batch)
             # the file's turn first, then the batch: what queues while another worker writes
             # joins this commit instead of waiting for the next turn
             with self._turn:
@@ -228,6 +234,17 @@ class AuditLog:
                     done.set_result(None)
                 else:
                     done.set_exception(failed)
+
+    def _gather(self, batch: list[tuple[list[Entry], Future]]) -> None:
+        """Wait a moment for the entries of requests still being answered, so they join
+        this commit: a commit costs the writer about 0.2 ms of CPU whatever it holds (most
+        of it syncing to disk), the same CPU the workers answer with. Only while such
+        requests are in flight, and never longer than GATHER_SECONDS from the first entry
+        taken, so an answer alone never waits."""
+        deadline = time.monotonic() + GATHER_SECONDS
+        with contextlib.suppress(queue.Empty):
+            while self.coming > 0 and (left := deadline - time.monotonic()) > 0:
+                batch.append(self._queue.get(timeout=left))
 
     def _write(self, entries: list[Entry]) -> None:
         """Commit the entries, on the writer thread's own connection, kept open.

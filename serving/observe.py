@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from serving.audit import Entry
 from serving.auth import User
@@ -32,6 +33,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 AUDITED = ("/v1/", "/app")
 NOT_AUDITED = "/app/static/"
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection first
 
 
 class Observe:
@@ -52,27 +54,51 @@ class Observe:
         path: str = scope["path"]
         audited = path.startswith(AUDITED) and not path.startswith(NOT_AUDITED)
         metrics = self.svc.metrics
+        audit = self.svc.audit
+        coming = audited  # its entries are still to come, which the audit's writer may await
+        if coming:
+            audit.coming += 1
+
+        async def record(status: int, route: str) -> None:
+            nonlocal coming
+            entries = _entries(Request(scope), status, route)
+            coming, audit.coming = False, audit.coming - 1
+            # the commit waits on the audit's writer thread, not on the loop
+            await audit.record(entries)
 
         async def started(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = getattr(scope.get("route"), "path", "unmatched")
+                route = _route(scope)
                 metrics.requests.labels(route, str(status)).inc()
                 metrics.latency.labels(route).observe(time.perf_counter() - start)
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
-                if audited:  # the commit waits on the audit's writer thread, not on the loop
-                    await self.svc.audit.record(_entries(Request(scope), status, route))
+                if audited:
+                    await record(status, route)
             await send(message)
 
-        size = _header(scope, b"content-length")
-        if size.isdigit() and int(size) > MAX_BODY_BYTES:
-            refusal = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
-            await refusal(scope, receive, started)
-            return
-        await self.app(scope, receive, started)
+        try:
+            size = _header(scope, b"content-length")
+            if size.isdigit() and int(size) > MAX_BODY_BYTES:
+                refusal = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
+                await refusal(scope, receive, started)
+                return
+            await self.app(scope, receive, started)
+        except ClientDisconnect:
+            # gone before its whole body came: no answer to give, and no server error to
+            # log; its entry says so with nginx's "client closed request"
+            if coming:
+                await record(CLIENT_GONE, _route(scope))
+        finally:
+            if coming:  # never answered: the request was cancelled
+                audit.coming -= 1
+
+
+def _route(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", "unmatched")
 
 
 def _header(scope: Scope, name: bytes) -> str:

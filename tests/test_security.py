@@ -40,9 +40,10 @@ def api(served, tmp_path_factory):
     tokens.save()
     audit = root / "audit.db"
     state = build_state(Store(served / "city"), load_champions())
-    app = create_app(state, tokens, AuditLog(audit), load_interventions())
+    log = AuditLog(audit)
+    app = create_app(state, tokens, log, load_interventions())
     with ServerThread(app) as server:
-        yield {"url": server.url, "keys": keys, "audit": audit, "tokens": tokens_file}
+        yield {"url": server.url, "keys": keys, "audit": audit, "tokens": tokens_file, "log": log}
 
 
 def auth(api, who):
@@ -494,6 +495,64 @@ def test_a_writer_waits_for_the_disk_after_letting_go_of_the_turn(tmp_path, monk
     assert synced == [f"{db}-wal", f"{db}-wal"]
     assert other.query().request_id.tolist() == ["slow", "other"]
     assert other.verify().intact
+
+
+def test_the_writer_waits_a_moment_for_entries_still_coming(tmp_path, monkeypatch):
+    """While requests of its process are still being answered, the writer waits (briefly) for
+    their entries to join its commit; with none coming it commits at once."""
+    from serving import audit
+    from serving.audit import Entry
+
+    monkeypatch.setattr(audit, "GATHER_SECONDS", 30.0)  # a long moment, to see it
+    log = AuditLog(tmp_path / "audit.db")
+    write, transactions = log._write, []
+    log._write = lambda entries: (transactions.append(len(entries)), write(entries))[1]
+    log.coming = 1
+    first = log._submit([Entry("/v1/x", "first", 200)])
+    _until(lambda: log._queue.empty())  # the writer has it, and waits for the one coming
+    time.sleep(0.2)
+    assert not first.done()
+    log.coming = 0
+    log.append([Entry("/v1/x", "second", 200)])
+    first.result(timeout=10)
+    started = time.monotonic()
+    log.append([Entry("/v1/x", "alone", 200)])  # nothing coming: no wait
+    assert time.monotonic() - started < 10
+    assert transactions == [2, 1]
+    assert log.query().request_id.tolist() == ["first", "second", "alone"]
+
+
+def test_every_request_is_counted_out_of_the_writers_wait(api):
+    """The count of answers still to come returns to zero after answered, refused, oversized
+    and unrouted requests, and after a client that went away before its answer, which is
+    recorded as such (499, nginx's "client closed request") and not as a server error."""
+    import socket
+
+    url = api["url"]
+    answered = httpx.get(url + "/v1/persons/P0000001/risk", headers=auth(api, "analyst"))
+    assert answered.status_code in (200, 409)  # a risk, or "not in the cohort" (P0000001)
+    assert httpx.get(url + "/v1/persons/P0000001/risk").status_code == 401
+    assert httpx.get(url + "/v1/nothing-here", headers=auth(api, "analyst")).status_code == 404
+    host, port = url.removeprefix("http://").split(":")
+    token = auth(api, "analyst")["Authorization"].encode()
+
+    def send_only(con: socket.socket, length: int, body: bytes) -> None:
+        con.sendall(
+            b"POST /v1/score/relapse HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Authorization: %s\r\n\r\n%s" % (length, token, body)
+        )
+
+    with socket.create_connection((host, int(port)), timeout=30) as con:
+        send_only(con, 10**9, b"")  # refused at once, by its header
+        assert con.recv(100).startswith(b"HTTP/1.1 413")
+    log = api["log"]
+    with socket.create_connection((host, int(port)), timeout=30) as con:
+        send_only(con, 1000, b"{")  # half a body, and the server waits for the rest
+        _until(lambda: log.coming == 1)
+    _until(lambda: log.query().status.iloc[-1] == 499)  # then gone, and recorded as such
+    gone = log.query().iloc[-1]
+    assert gone.route == "/v1/score/{task}" and gone.user == "li"
+    assert log.coming == 0
 
 
 def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
