@@ -33,7 +33,7 @@ from serving.sqlite_file import TurnLock, connect, open_private
 DEFAULT_AUDIT_DB = "audit.db"
 GENESIS = "0" * 64  # the "previous hash" of the first row
 CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
-GATHER_SECONDS = float(os.environ.get("SUNSHINE_AUDIT_GATHER", "0.002"))
+GATHER_SECONDS = 0.002  # the longest a writer waits for entries still coming
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
