@@ -604,9 +604,13 @@ def test_a_person_outside_the_cohort_is_not_scored_unless_an_analyst_asks(servic
     assert body["in_cohort"] is False and "scored anyway" in body["warning"]
     inside = get(service, f"/v1/persons/{person_in(service, 'huaxi')}/risk", "analyst")
     assert inside.json()["in_cohort"] is True and inside.json()["warning"] is None
-    # refused requests are audited too, with their status
+    assert get(service, f"/v1/persons/{young}/risk", "cw_huaxi").status_code == 409
+    # refused requests are audited too, with their status, and with the task and date the
+    # cohort was checked for (the task the route defaults to, too)
     rows = AuditLog(service["audit"]).query(person=young)
-    assert 409 in set(rows.status)
+    refused = rows[rows.status == 409]
+    assert len(refused) == 2 and set(refused.task) == {"relapse"}
+    assert set(refused.as_of) == {service["state"].as_of.isoformat()}
 
 
 def test_missing_scope_is_403_for_every_person_alike(service):

@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from features.contract import as_of_problem
 from features.errors import RegistryError
 from features.tasks import Task
+from serving.audit import Entry
 from serving.auth import User
 from serving.deps import Services, current_user, error, scored_entry, services, task_of
 from serving.schemas import MAX_FACTORS, ModelRef, RiskResponse, refusals
@@ -90,6 +91,13 @@ def _person_risk(
     as_of = as_of or state.as_of
     if why := as_of_problem(as_of, state.as_of):
         raise error(422, [{"field": "as_of", "reason": why}])
+    # a refusal from here on (no such person, not in the cohort) is audited with the task
+    # and date asked about, the defaulted ones too; a score replaces this entry
+    request.state.audit = [
+        Entry(
+            "", request.state.request_id, 200, person_id=person_id, task=task.name, as_of=str(as_of)
+        )
+    ]
     if not state.known(person_id) or not user.may_read(state.district(person_id)):
         raise error(404, f"no person {person_id}")
     model, facts = champion(svc, task)
