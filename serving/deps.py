@@ -103,6 +103,19 @@ def task_of(task: str) -> Task:
     return get_task(task)
 
 
+def asked_entry(request: Request, person_id: str | None, task: str, as_of: Any = None) -> Entry:
+    """The audit entry of a question about one person (a score, a refusal after the person was
+    looked up, a follow-up); the middleware adds who, where and the status."""
+    return Entry(
+        "",
+        request.state.request_id,
+        200,
+        person_id=person_id,
+        task=task,
+        as_of=None if as_of is None else str(as_of),
+    )
+
+
 def scored_entry(
     request: Request,
     person_id: str | None,
@@ -111,15 +124,9 @@ def scored_entry(
     result: dict,
     as_of: Any = None,
 ) -> Entry:
-    """The audit entry of one scored person; the middleware adds who, where and the status."""
-    return Entry(
-        "",
-        request.state.request_id,
-        200,
-        person_id=person_id,
-        task=task,
-        as_of=None if as_of is None else str(as_of),
-        model_version=str(facts["version"]),
-        probability=result.get("probability"),
-        tier=result.get("tier"),
-    )
+    """The audit entry of one scored person, with the model and what it said."""
+    entry = asked_entry(request, person_id, task, as_of)
+    entry.model_version = str(facts["version"])
+    entry.probability = result.get("probability")
+    entry.tier = result.get("tier")
+    return entry

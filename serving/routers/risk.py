@@ -18,9 +18,16 @@ from fastapi.concurrency import run_in_threadpool
 from features.contract import as_of_problem
 from features.errors import RegistryError
 from features.tasks import Task
-from serving.audit import Entry
 from serving.auth import User
-from serving.deps import Services, current_user, error, scored_entry, services, task_of
+from serving.deps import (
+    Services,
+    asked_entry,
+    current_user,
+    error,
+    scored_entry,
+    services,
+    task_of,
+)
 from serving.schemas import MAX_FACTORS, ModelRef, RiskResponse, refusals
 from serving.scoring import DEFAULT_TOP, not_in_cohort, out_of_cohort_warning, score_encoded
 
@@ -93,11 +100,7 @@ def _person_risk(
         raise error(422, [{"field": "as_of", "reason": why}])
     # a refusal from here on (no such person, not in the cohort) is audited with the task
     # and date asked about, the defaulted ones too; a score replaces this entry
-    request.state.audit = [
-        Entry(
-            "", request.state.request_id, 200, person_id=person_id, task=task.name, as_of=str(as_of)
-        )
-    ]
+    request.state.audit = [asked_entry(request, person_id, task.name, as_of)]
     if not state.known(person_id) or not user.may_read(state.district(person_id)):
         raise error(404, f"no person {person_id}")
     model, facts = champion(svc, task)

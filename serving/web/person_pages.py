@@ -15,8 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from features.tasks import Task
-from serving.audit import Entry
-from serving.deps import Services, scored_entry, services
+from serving.deps import Services, asked_entry, scored_entry, services
 from serving.profile import risk_history, timeline
 from serving.routers.risk import PERSON_ID
 from serving.scoring import score_encoded
@@ -95,9 +94,7 @@ def person_context(
         "options_by_code": {o.code: o for opts in svc.interventions.values() for o in opts},
     }
     if not member:
-        request.state.audit = [
-            Entry("", request.state.request_id, 200, person_id=person_id, task=task.name)
-        ]
+        request.state.audit = [asked_entry(request, person_id, task.name)]
         return context
     options = svc.interventions[task.name]
     result = score_encoded(model, state.encoded(person_id, state.as_of, model), options, REASONS)[0]
@@ -160,9 +157,7 @@ def record_followup(
             str(facts["version"]),
         )
     )
-    request.state.audit = [
-        Entry("", request.state.request_id, 200, person_id=person_id, task=chosen.name)
-    ]
+    request.state.audit = [asked_entry(request, person_id, chosen.name)]
     return redirect(f"/app/persons/{person_id}?task={chosen.name}#followups")
 
 
