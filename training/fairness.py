@@ -118,11 +118,16 @@ def replicates(yy: np.ndarray, ff: np.ndarray, pp: np.ndarray, seed: int) -> dic
 
 
 def interval(values: np.ndarray) -> tuple[float, float]:
-    """The 2.5th and 97.5th percentiles of the replicates that could be computed."""
+    """The 2.5th and 97.5th percentiles of the replicates that could be computed. A bound
+    that falls among infinite replicates (the reference group's rate was zero in them) is
+    that infinity: numpy's interpolation would make it inf - inf, a missing bound."""
     values = values[~np.isnan(values)]
     if not len(values):
         return float("nan"), float("nan")
-    lo, hi = np.percentile(values, [2.5, 97.5])
+    with np.errstate(invalid="ignore"):
+        linear = np.percentile(values, [2.5, 97.5])
+    nearest = np.percentile(values, [2.5, 97.5], method="nearest")
+    lo, hi = np.where(np.isnan(linear), nearest, linear)
     return float(lo), float(hi)
 
 
