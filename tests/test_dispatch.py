@@ -13,54 +13,70 @@ from serving.dispatch import READY, Dispatcher
 from serving.sockets import listen
 
 
+class Loopback:
+    """The dispatcher under test, and every socket the test opens (the clients', the workers'
+    ends and the connections handed to them), closed when the test ends."""
+
+    def __init__(self, d: Dispatcher, port: int) -> None:
+        self.d, self.port, self.opened = d, port, []
+
+    def keep(self, sock: socket.socket) -> socket.socket:
+        self.opened.append(sock)
+        return sock
+
+    def attach(self, slot: int) -> socket.socket:
+        return self.keep(self.d.attach(slot))
+
+    def client(self) -> socket.socket:
+        return self.keep(socket.create_connection(("127.0.0.1", self.port), timeout=10))
+
+    def handed(self, worker: socket.socket, timeout: float = 10) -> socket.socket:
+        """The next connection handed to a worker's end of its channel."""
+        worker.settimeout(timeout)
+        _, fds, _, _ = socket.recv_fds(worker, 16, 1)
+        return self.keep(socket.socket(fileno=fds[0]))
+
+
 @pytest.fixture
 def dispatcher():
     listener = listen("127.0.0.1", 0)
     d = Dispatcher(listener)
     threading.Thread(target=d.serve_forever, daemon=True).start()
-    yield d, listener.getsockname()[1]
+    loop = Loopback(d, listener.getsockname()[1])
+    yield loop
+    for sock in loop.opened:
+        sock.close()
     listener.close()
 
 
-def handed(worker: socket.socket, timeout: float = 10) -> socket.socket:
-    """The next connection handed to a worker's end of its channel."""
-    worker.settimeout(timeout)
-    _, fds, _, _ = socket.recv_fds(worker, 16, 1)
-    return socket.socket(fileno=fds[0])
-
-
-def client(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
 def test_connections_go_in_turn_to_the_ready_workers_and_never_to_a_gone_one(dispatcher):
-    d, port = dispatcher
-    first, second = d.attach(0), d.attach(1)
+    lo = dispatcher
+    first, second = lo.attach(0), lo.attach(1)
     first.send(READY)
     second.send(READY)
-    clients = [client(port) for _ in range(4)]
-    got = [handed(first), handed(second), handed(first), handed(second)]
+    clients = [lo.client() for _ in range(4)]
+    got = [lo.handed(first), lo.handed(second), lo.handed(first), lo.handed(second)]
     # each handed socket is one of the clients' connections, whole: bytes reach the client
     for conn in got:
         conn.sendall(b"hello")
     assert sorted(c.recv(5) for c in clients) == [b"hello"] * 4
     # the second worker dies: everything goes to the first
     second.close()
-    late = [client(port) for _ in range(3)]
+    late = [lo.client() for _ in range(3)]
     for _ in late:
-        handed(first).sendall(b"still")
+        lo.handed(first).sendall(b"still")
     assert [c.recv(5) for c in late] == [b"still"] * 3
 
 
 def test_a_worker_not_yet_ready_is_handed_nothing_and_with_none_left_a_client_is_closed(
     dispatcher,
 ):
-    d, port = dispatcher
-    loading, ready = d.attach(0), d.attach(1)
+    lo = dispatcher
+    loading, ready = lo.attach(0), lo.attach(1)
     ready.send(READY)
-    waiting = [client(port) for _ in range(2)]
-    handed(ready)
-    handed(ready)
+    waiting = [lo.client() for _ in range(2)]
+    lo.handed(ready)
+    lo.handed(ready)
     loading.settimeout(0.3)
     with pytest.raises(TimeoutError):
         socket.recv_fds(loading, 16, 1)  # still loading: none for it
@@ -69,13 +85,13 @@ def test_a_worker_not_yet_ready_is_handed_nothing_and_with_none_left_a_client_is
     for c in waiting:
         c.close()
     # no worker left: the parent stops accepting; a new client waits in the backlog ...
-    pending = client(port)
+    pending = lo.client()
     pending.settimeout(0.5)
     with pytest.raises(TimeoutError):
         pending.recv(1)
     # ... and is served by the next worker that says it is ready
-    fresh = d.attach(0)
+    fresh = lo.attach(0)
     fresh.send(READY)
-    handed(fresh).sendall(b"late")
+    lo.handed(fresh).sendall(b"late")
     pending.settimeout(10)
     assert pending.recv(4) == b"late"
