@@ -32,7 +32,7 @@ from models.training_run import run_training
 from training.config import TrainConfig, load_config
 from training.fairness import age_band, fairness_table
 from training.metrics import calibration_bins, ece, ece_by_chance, perfect_outcomes
-from training.model_card import table_md
+from training.model_card import moved_words, table_md
 from training.tracking import experiment_id
 from training.trainer import TrainResult
 
@@ -558,12 +558,14 @@ def transport_words(p: PointResult, table: pd.DataFrame) -> str:
         )
     if not off.empty:
         words.append(
-            "Its probabilities do not carry over either (ECE over 0.10 on "
+            f"Its probabilities do not carry over{' either' if not poor.empty else ''} (ECE "
+            "over 0.10 on "
             + ", ".join(f"{r.group} ({r.ece:.3f})" for r in off.itertuples())
             + "): the trials differ in how often participants return to use, so a model "
             "used in a new place needs local recalibration (below)."
         )
-    return " ".join(words)
+    words.append(moved_words(pd.concat([poor, off]).drop_duplicates("group")))
+    return " ".join(w for w in words if w)
 
 
 def _misses(points: list[PointResult]) -> str:

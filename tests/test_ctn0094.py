@@ -213,6 +213,8 @@ def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
     for trial in ("CTN-27", "CTN-30", "CTN-51"):
         assert held.count(f"| {trial} |") >= 2  # both prediction points
     assert "logistic regression AUROC" in held and "### Local recalibration" in held
+    # where it does not transport, the inputs that moved there (the trials' protocols differ)
+    assert "moved by a major shift" in held and re.search(r"CTN-\d+: [^.]+ \(PSI \d+\.\d\)", held)
     assert "ECE by chance, 95th pct" in held
     # and repeated on many random halves, beside a perfect calibrator on the same halves
     assert "The same on many random halves" in held and "| perfect, median |" in held

@@ -12,6 +12,7 @@ from features.errors import ConfigError, ContractError, InputError
 from features.store import Store
 from models.training_run import run_training
 from training.config import load_config
+from training.holdout import shifted_inputs
 from training.model_card import transport
 from training.splits import held_out_split
 
@@ -87,6 +88,9 @@ def test_leave_one_group_out_shows_where_the_model_does_not_transport(shifted):
     said = transport(result)  # the model card says it plainly
     assert "**Does not transport**" in said and "huaxi (0." in said
     assert not any(f"{g} (" in said.split("Miscalibrated")[0] for g in others.index)
+    # what moved is huaxi's outcome, not its inputs (the same city, labels flipped there)
+    assert table.at["huaxi", "shifted_inputs"] == ""
+    assert "In huaxi" in said and "none of the 10 inputs its scores lean on most moved" in said
 
 
 def test_a_split_fixed_outside_the_project(shifted):
@@ -168,3 +172,32 @@ def test_held_out_split_never_trains_on_the_test_rows_nor_splits_a_person():
         assert not (fold.train & test).any() and not (fold.valid & test).any()
         assert (fold.train | fold.valid | test).all()
         assert not set(persons[fold.train]) & set(persons[fold.valid])
+
+
+def test_the_inputs_that_moved_where_the_scores_lean_on_them():
+    others, group = np.tile(np.arange(10.0), 10), np.full(50, 100.0)  # 100 and 50 rows
+    steady = np.r_[others, np.tile(np.arange(10.0), 5)]  # the same deciles in both
+    shifted = np.r_[others, group]
+    columns = {
+        "moved_used": (shifted, 1.0),
+        "moved_gone": (np.r_[others, np.full(50, np.nan)], 0.9),  # not recorded there at all
+        "used_steady": (steady, 0.8),
+        "moved_third": (shifted, 0.7),
+        "moved_fourth": (shifted, 0.6),  # a fourth: only three are shown
+        **{f"filler_{k}": (steady, 0.5) for k in range(7)},
+        "moved_light": (shifted, 0.1),  # twelfth by weight: not among the ten searched
+        "moved_unused": (shifted, 0.0),  # the scores never use it
+    }
+    X = pd.DataFrame({name: values for name, (values, _) in columns.items()})
+    test = np.r_[np.zeros(100, bool), np.ones(50, bool)]
+    weights = np.array([w for _, w in columns.values()])
+    signs = np.where(np.arange(50) % 2 == 0, 1.0, -1.0)[:, None]  # |contribution| is weighed
+    contrib = np.c_[signs * weights, np.full(50, -1.0)]  # the last column: the base value
+    moved = shifted_inputs(X, test, contrib)
+    assert [name for name, _ in moved] == ["moved_used", "moved_gone", "moved_third"]
+    # by hand: the others fill ten decile bins with 0.1 each; all the group's rows fall in
+    # the top bin, or in the missing bin; empty shares are floored at 1e-4
+    empty = (1e-4 - 0.1) * np.log(1e-4 / 0.1)
+    assert moved[0][1] == pytest.approx(9 * empty + 0.9 * np.log(1 / 0.1))
+    assert moved[1][1] == pytest.approx(10 * empty + (1 - 1e-4) * np.log(1 / 1e-4))
+    assert moved[2][1] == moved[0][1]

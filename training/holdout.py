@@ -19,8 +19,11 @@ import pandas as pd
 
 from features.errors import ConfigError, ContractError, InputError, Problem
 from features.io import read_text_table
+from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from training.calibration import choose_calibrator
+from training.drift import shift
+from training.explain import contributions
 from training.metrics import auroc, auroc_ci, calibration_bins, ece
 from training.splits import Split, held_out_split
 
@@ -28,6 +31,9 @@ GROUP = "split_group"  # the frame's column of each row's group (or part, for a 
 PARTS = ("train", "test")
 MIN_GROUP_ROWS = 30  # smaller held-out groups are listed, not evaluated
 MISSING = "(none recorded)"  # rows whose person has no value of the group's attribute
+MAJOR_SHIFT = 0.25  # PSI from which monitoring, too, calls a shift major
+SHIFTED_AMONG = 10  # the inputs a held-out group's scores lean on most, searched for a shift
+SHIFTED_SHOWN = 3
 
 
 def read_split(path: Path, store: Store) -> tuple[str, pd.Series]:
@@ -93,6 +99,7 @@ def test_group(groups: pd.Series, asked: str | None, source: str) -> str:
 def leave_one_group_out(
     groups: pd.Series,
     persons: pd.Series,
+    X: pd.DataFrame,
     y: np.ndarray,
     folds: int,
     seed: int,
@@ -103,8 +110,9 @@ def leave_one_group_out(
     """One row per group: its rows and positives, and (where it has both classes and at least
     MIN_GROUP_ROWS rows) the metrics of a model that never saw it, beside the AUROC of
     `baseline(train rows, test rows)` (a logistic regression on the same features) trained
-    on the same others; each group's calibration curve; and each group's labels, raw scores
-    and probabilities (what a local recalibration starts from)."""
+    on the same others, and the inputs that moved there (`shifted_inputs`); each group's
+    calibration curve; and each group's labels, raw scores and probabilities (what a local
+    recalibration starts from)."""
     rows, curves, scores = [], {}, {}
     for group in sorted(groups.dropna().unique(), key=str):
         test = (groups == group).to_numpy()
@@ -130,6 +138,10 @@ def leave_one_group_out(
                 ece=ece(yt, p),
                 mean_predicted=float(np.mean(p)),
                 observed=float(np.mean(yt)),
+                shifted_inputs="; ".join(
+                    f"{FEATURES_BY_NAME[f].label_en} (PSI {v:.1f})"
+                    for f, v in shifted_inputs(X, test, contributions(model, X[test]))
+                ),
             )
             if baseline is not None:
                 row["logistic_auroc"] = baseline(~test, test)
@@ -153,10 +165,31 @@ def leave_one_group_out(
         "mean_predicted",
         "observed",
         "logistic_auroc",
+        "shifted_inputs",
     ]
     if baseline is None:
         columns.remove("logistic_auroc")
     return pd.DataFrame(rows).reindex(columns=columns), curves, scores
+
+
+def shifted_inputs(
+    X: pd.DataFrame, test: np.ndarray, contrib: np.ndarray
+) -> list[tuple[str, float]]:
+    """Of the inputs a held-out group's scores lean on most (mean |contribution| there, from
+    `contrib`, one row per test row), those whose distribution there moved by a major shift
+    from the groups trained on, with their PSI, heaviest first: where to look first when a
+    model does not transport (a protocol that records something on another schedule, a form
+    another site does not use), and what a test on a random split can never show."""
+    weight = np.abs(contrib[:, : X.shape[1]]).mean(axis=0)
+    moved = []
+    for k in np.argsort(-weight, kind="stable")[:SHIFTED_AMONG]:
+        if weight[k] == 0 or len(moved) == SHIFTED_SHOWN:
+            break
+        name = X.columns[k]
+        value = shift(X.loc[~test, name], X.loc[test, name], name)
+        if value >= MAJOR_SHIFT:
+            moved.append((name, value))
+    return moved
 
 
 def _auprc(y: np.ndarray, score: np.ndarray) -> float:

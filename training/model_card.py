@@ -9,6 +9,7 @@ import pandas as pd
 
 from features.tasks import get_task
 from training.fairness import RATIO_METRICS, flag_list
+from training.holdout import MAJOR_SHIFT, SHIFTED_AMONG
 from training.sampling import Sampling
 
 REVIEW_AFTER_DAYS = 180
@@ -77,9 +78,33 @@ def transport(result: Any) -> str:
             f"**Miscalibrated** where held out (ECE over {TRANSPORT_ECE}): "
             + ", ".join(f"{r.group} ({r.ece:.2f})" for r in off.itertuples())
             + "; recalibrate on local outcomes (`sunshine recalibrate`) before reading its "
-            "probabilities there."
+            "probabilities there. "
         )
-    return "".join(lines) + "\n"
+    lines.append(moved_words(pd.concat([poor, off]).drop_duplicates("group")))
+    return "".join(lines).rstrip() + "\n"
+
+
+def moved_words(groups: pd.DataFrame) -> str:
+    """For the held-out groups given (rows of a leave-one-group-out evaluation), the inputs
+    their scores lean on that moved there, as the evaluation found them (`shifted_inputs`),
+    or that none did."""
+    if groups.empty or "shifted_inputs" not in groups:
+        return ""
+    found = groups["shifted_inputs"].fillna("") != ""
+    words = []
+    if found.any():
+        words.append(
+            f"Inputs its scores there lean on that moved by a major shift (PSI {MAJOR_SHIFT} or "
+            "more) from where it was trained, heaviest first: "
+            + " ".join(f"{r.group}: {r.shifted_inputs}." for r in groups[found].itertuples())
+        )
+    if not found.all():
+        words.append(
+            f"In {', '.join(groups.loc[~found, 'group'])} none of the {SHIFTED_AMONG} inputs "
+            "its scores lean on most moved by a major shift: what differs there is how often "
+            "the outcome happens, or how it follows the inputs."
+        )
+    return " ".join(words)
 
 
 def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime) -> str:

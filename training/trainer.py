@@ -237,6 +237,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
             evaluation, group_calibration, group_scores = leave_one_group_out(
                 frame[GROUP],
                 frame["person_id"],
+                X,
                 y,
                 config.cv_folds,
                 config.split_seed,
