@@ -87,7 +87,7 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
             now = risk().json()
             after = now["probability"]
             # four recent positive tests raise the risk: the score strictly; the calibrated
-            # probability may stay on its step of the isotonic map (0 at the bottom)
+            # probability may stay on its step of the isotonic map
             assert now["raw_score"] > was["raw_score"] and after >= was["probability"]
             assert codes and set(codes) == {200}  # answered throughout, never a gap
             assert svc.state.caseload(task).frame.at[pid, "probability"] == pytest.approx(after)

@@ -1,8 +1,9 @@
 """Calibrated probabilities from the booster's raw log-odds: isotonic or Platt.
 
 The method is chosen on the validation part by cross-validated Brier score, then refitted on
-all of it. Both are stored as plain numbers (thresholds, or a slope and an intercept), so a
-deployed model applies them with numpy and carries no pickled estimator.
+all of it. Isotonic steps are read as Jeffreys-posterior rates, never exactly 0 or 1. Both
+are stored as plain numbers (thresholds, or a slope and an intercept), so a deployed model
+applies them with numpy and carries no pickled estimator.
 """
 
 from __future__ import annotations
@@ -45,14 +46,27 @@ def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
         return Calibrator(
             "platt", {"slope": [float(lr.coef_[0, 0])], "intercept": [float(lr.intercept_[0])]}
         )
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-    return Calibrator(
-        "isotonic",
-        {
-            "x": iso.X_thresholds_.astype(float).tolist(),
-            "y": iso.y_thresholds_.astype(float).tolist(),
-        },
-    )
+    iso = IsotonicRegression(out_of_bounds="clip").fit(raw, y)
+    x, rate = smoothed_steps(raw, y, iso.predict(raw))
+    return Calibrator("isotonic", {"x": x.tolist(), "y": rate.tolist()})
+
+
+def smoothed_steps(
+    raw: np.ndarray, y: np.ndarray, fitted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Isotonic regression's steps (each step's first and last score), each at its
+    Jeffreys-posterior rate (events + 1/2) / (persons + 1), pooled again by persons where that
+    broke the order. A step whose persons all had, or none had, the outcome would otherwise
+    say 100% or 0%: a certainty no few dozen people support, and 0% reads as "needs nothing"."""
+    order = np.argsort(raw, kind="stable")
+    x, events, f = raw[order], np.asarray(y, float)[order], fitted[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(f) != 0) + 1]
+    persons = np.diff(np.r_[starts, len(x)])
+    rate = (np.add.reduceat(events, starts) + 0.5) / (persons + 1)
+    steps = np.arange(len(starts))
+    rate = IsotonicRegression().fit(steps, rate, sample_weight=persons).predict(steps)
+    ends = np.r_[starts[1:], len(x)] - 1
+    return np.column_stack([x[starts], x[ends]]).ravel(), np.repeat(rate, 2)
 
 
 def choose_calibrator(
