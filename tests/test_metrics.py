@@ -57,7 +57,7 @@ def test_calibrators_store_plain_numbers_and_match_sklearn():
     assert platt.params["slope"][0] == pytest.approx(2.0, abs=0.25)
     assert platt.params["intercept"][0] == pytest.approx(-1.0, abs=0.2)
     iso = fit_calibrator("isotonic", raw, y)
-    # sklearn's steps, each read as its Jeffreys-posterior rate: never 0 or 1
+    # sklearn's steps, each shrunk towards the base rate: never 0 or 1
     ref = IsotonicRegression(out_of_bounds="clip").fit(raw, y)
     assert ref.predict([-4, 4]).tolist() == [0.0, 1.0]
     grid = np.linspace(-4, 4, 50)
@@ -71,19 +71,22 @@ def test_calibrators_store_plain_numbers_and_match_sklearn():
     assert set(scores) == {"isotonic", "platt"}
 
 
-def test_isotonic_steps_are_read_as_jeffreys_rates_by_hand():
-    # PAV on 0, 0, 1, 0, 1, 1 makes three steps of two: rates 0, 1/2 and 1, read as
-    # (events + 1/2) / (persons + 1): 1/6, 1/2 and 5/6
+def test_isotonic_steps_are_shrunk_towards_the_base_rate_by_hand():
+    # PAV on 0, 0, 1, 0, 1, 1 makes three steps of two: rates 0, 1/2 and 1; with one person
+    # more at the base rate (1/2), (events + 1/2) / (persons + 1): 1/6, 1/2 and 5/6
     cal = fit_calibrator("isotonic", np.arange(6.0), np.array([0, 0, 1, 0, 1, 1]))
     assert cal.params["x"] == [0, 1, 2, 3, 4, 5]
     assert cal.params["y"] == pytest.approx([1 / 6, 1 / 6, 1 / 2, 1 / 2, 5 / 6, 5 / 6])
     got = cal.transform(np.array([-1, 0.5, 1.5, 9]))
     assert got == pytest.approx([1 / 6, 1 / 6, 1 / 3, 5 / 6])  # clipped, flat, between steps
-    # one person without the event, then 20 persons with one event among them: 0 and 1/20,
-    # read as 1/4 and 1.5/21, out of order; pooled by persons they are one step
-    cal = fit_calibrator("isotonic", np.arange(21.0), np.r_[0, 1, np.zeros(19)])
-    pooled = (1 * 0.25 + 20 * 1.5 / 21) / 21
-    assert cal.transform(np.array([0, 10, 20])) == pytest.approx([pooled] * 3)
+    # one person without the event, 20 with one event among them, then 10 with it: steps of
+    # 0, 1/20 and 1; the base rate is 11/31, so (0 + b) / 2 and (1 + b) / 21 are out of order
+    # and pooled by persons into one step
+    cal = fit_calibrator("isotonic", np.arange(31.0), np.r_[0, 1, np.zeros(19), np.ones(10)])
+    b = 11 / 31
+    pooled = (1 * b / 2 + 20 * (1 + b) / 21) / 21
+    got = cal.transform(np.array([0, 10, 20, 21, 30]))
+    assert got == pytest.approx([pooled] * 3 + [(10 + b) / 11] * 2)
 
 
 @settings(max_examples=200, deadline=None)
@@ -98,10 +101,10 @@ def test_an_isotonic_map_is_ordered_and_never_certain(rows):
     got = fit_calibrator("isotonic", raw, y).transform(np.linspace(-6, 6, 121))
     assert (np.diff(got) >= -1e-12).all()
     assert got.min() > 0 and got.max() < 1
-    # a step of n persons moves by at most 1/2 / (n + 1) from sklearn's, a quarter at most
-    # (pooled again, it stays between its steps' rates)
+    # a step of n persons moves by at most max(b, 1 - b) / (n + 1) from sklearn's (b, the
+    # base rate), under a half (pooled again, it stays between its steps' rates)
     ref = IsotonicRegression(out_of_bounds="clip").fit(raw, y).predict(np.linspace(-6, 6, 121))
-    assert np.abs(got - ref).max() <= 0.25 + 1e-12
+    assert np.abs(got - ref).max() < 0.5
 
 
 def test_temporal_split_keeps_training_labels_out_of_the_test_period():

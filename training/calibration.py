@@ -1,7 +1,7 @@
 """Calibrated probabilities from the booster's raw log-odds: isotonic or Platt.
 
 The method is chosen on the validation part by cross-validated Brier score, then refitted on
-all of it. Isotonic steps are read as Jeffreys-posterior rates, never exactly 0 or 1. Both
+all of it. Isotonic steps are shrunk towards the base rate, never exactly 0 or 1. Both
 are stored as plain numbers (thresholds, or a slope and an intercept), so a deployed model
 applies them with numpy and carries no pickled estimator.
 """
@@ -54,15 +54,17 @@ def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
 def smoothed_steps(
     raw: np.ndarray, y: np.ndarray, fitted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Isotonic regression's steps (each step's first and last score), each at its
-    Jeffreys-posterior rate (events + 1/2) / (persons + 1), pooled again by persons where that
-    broke the order. A step whose persons all had, or none had, the outcome would otherwise
-    say 100% or 0%: a certainty no few dozen people support, and 0% reads as "needs nothing"."""
+    """Isotonic regression's steps (each step's first and last score), each at its rate with
+    one person more, who has the outcome at the base rate: (events + base rate) / (persons +
+    1), pooled again by persons where that broke the order. A step whose persons all had, or
+    none had, the outcome would otherwise say 100% or 0%: a certainty no few dozen people
+    support, and 0% reads as "needs nothing". The base rate, not one half, so a rare outcome's
+    large empty steps stay near zero rather than rise towards 50%."""
     order = np.argsort(raw, kind="stable")
     x, events, f = raw[order], np.asarray(y, float)[order], fitted[order]
     starts = np.r_[0, np.flatnonzero(np.diff(f) != 0) + 1]
     persons = np.diff(np.r_[starts, len(x)])
-    rate = (np.add.reduceat(events, starts) + 0.5) / (persons + 1)
+    rate = (np.add.reduceat(events, starts) + events.mean()) / (persons + 1)
     steps = np.arange(len(starts))
     rate = IsotonicRegression().fit(steps, rate, sample_weight=persons).predict(steps)
     ends = np.r_[starts[1:], len(x)] - 1
