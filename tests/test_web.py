@@ -20,6 +20,7 @@ from features.store import Store
 from features.tasks import get_task
 from serving.caseload import month_before
 from serving.profile import history_dates
+from serving.web.caseload_pages import percent
 from serving.web.i18n import Texts, catalogue
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -297,6 +298,19 @@ def test_month_before_is_the_same_day_or_the_months_last():
     assert month_before(dt.date(2026, 3, 31)) == dt.date(2026, 2, 28)
     assert month_before(dt.date(2026, 1, 15)) == dt.date(2025, 12, 15)
     assert history_dates(dt.date(2026, 6, 30))[0] == dt.date(2025, 7, 30)
+
+
+def test_a_probability_is_never_shown_as_a_certainty_it_is_not():
+    assert [percent(p) for p in (0.0, 0.0004, 0.0005, 0.123, 0.9996, 1.0)] == [
+        "0.0%",
+        "<0.1%",  # 0.04% would print as 0.0%: "no risk"
+        "0.1%",
+        "12.3%",
+        ">99.9%",
+        "100.0%",
+    ]
+    assert percent(0.00004, 2) == "<0.01%" and percent(float("nan")) == "—"
+    assert percent(-0.0004, 1, True) == "-0.0" and percent(0.05, 1, True) == "+5.0"
 
 
 def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(

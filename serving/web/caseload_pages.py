@@ -171,9 +171,19 @@ def arrow(change: float) -> str:
 
 
 def percent(p: float | None, digits: int = 1, signed: bool = False) -> str:
+    """A probability as a caseworker reads it. One that rounds to 0% or 100% but is neither
+    is shown as under or over the smallest step ("<0.1%"): a printed 0.0% reads as "no
+    risk", which no model can say of a person."""
     if p is None or math.isnan(p):
         return "—"
-    return f"{p * 100:+.{digits}f}" if signed else f"{p * 100:.{digits}f}%"
+    if signed:
+        return f"{p * 100:+.{digits}f}"
+    step = 10.0**-digits
+    if 0 < p * 100 < step / 2:
+        return f"<{step:.{digits}f}%"
+    if 100 - step / 2 <= p * 100 < 100:
+        return f">{100 - step:.{digits}f}%"
+    return f"{p * 100:.{digits}f}%"
 
 
 @router.get("/caseload.xlsx")
