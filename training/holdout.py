@@ -181,7 +181,7 @@ def shifted_inputs(
     model does not transport (a protocol that records something on another schedule, a form
     another site does not use), and what a test on a random split can never show."""
     weight = np.abs(contrib[:, : X.shape[1]]).mean(axis=0)
-    moved = []
+    moved: list[tuple[str, float]] = []
     for k in np.argsort(-weight, kind="stable")[:SHIFTED_AMONG]:
         if weight[k] == 0 or len(moved) == SHIFTED_SHOWN:
             break
