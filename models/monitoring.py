@@ -37,7 +37,7 @@ from features.store import Store
 from features.tasks import get_task
 from models.deployable import RiskModel
 from models.registry import champion_at, champion_history, load_model
-from training.drift import bin_shares, psi
+from training.drift import MAJOR_SHIFT, bin_shares, psi
 from training.metrics import auroc, auroc_ci, ece, top_k
 from training.report_html import esc, page
 
@@ -48,7 +48,7 @@ EXPERIMENT = "sunshine-monitor-{task}"
 @dataclass(frozen=True)
 class MonitorConfig:
     psi_warning: float = 0.10
-    psi_alert: float = 0.25
+    psi_alert: float = MAJOR_SHIFT
     ece_warning: float = 0.05
     # a district's missing share of an input that rises by this much (and is no accident of
     # small numbers: z at least gap_z) is a recording gap

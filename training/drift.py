@@ -22,6 +22,7 @@ from features.spec import FEATURES_BY_NAME
 
 N_BINS = 10
 FLOOR = 1e-4
+MAJOR_SHIFT = 0.25  # the PSI from which a shift is major: monitoring alerts, hold-out names it
 MISSING = "(missing)"
 OTHER = "(other)"
 

@@ -22,7 +22,7 @@ from features.io import read_text_table
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from training.calibration import choose_calibrator
-from training.drift import shift
+from training.drift import MAJOR_SHIFT, shift
 from training.explain import contributions
 from training.metrics import auroc, auroc_ci, calibration_bins, ece
 from training.splits import Split, held_out_split
@@ -31,7 +31,6 @@ GROUP = "split_group"  # the frame's column of each row's group (or part, for a 
 PARTS = ("train", "test")
 MIN_GROUP_ROWS = 30  # smaller held-out groups are listed, not evaluated
 MISSING = "(none recorded)"  # rows whose person has no value of the group's attribute
-MAJOR_SHIFT = 0.25  # PSI from which monitoring, too, calls a shift major
 SHIFTED_AMONG = 10  # the inputs a held-out group's scores lean on most, searched for a shift
 SHIFTED_SHOWN = 3
 

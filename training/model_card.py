@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 
 from features.tasks import get_task
+from training.drift import MAJOR_SHIFT
 from training.fairness import RATIO_METRICS, flag_list
-from training.holdout import MAJOR_SHIFT, SHIFTED_AMONG
+from training.holdout import SHIFTED_AMONG
 from training.sampling import Sampling
 
 REVIEW_AFTER_DAYS = 180
