@@ -31,6 +31,7 @@ from models.recalibration import refit
 from models.training_run import run_training
 from training.config import TrainConfig, load_config
 from training.fairness import age_band, fairness_table
+from training.holdout import view as held_out_view
 from training.metrics import calibration_bins, ece, ece_by_chance, perfect_outcomes
 from training.model_card import moved_words, table_md
 from training.tracking import experiment_id
@@ -276,7 +277,10 @@ def render(
     )
     left = pd.DataFrame([{"left out": k, "rows": v} for k, v in trial.left_out.items()])
     counts = pd.Series(store.report.events_by_type).rename_axis("event_type")
-    counts = counts.reset_index(name="events").sort_values("events", ascending=False)
+    # most first, ties by name: the report is the same from run to run
+    counts = counts.reset_index(name="events").sort_values(
+        ["events", "event_type"], ascending=[False, True]
+    )
     sections = [
         f"""# Real-data benchmark: return to opioid use in CTN-0094
 
@@ -414,28 +418,17 @@ trial.
         if p.by_trial is None:
             continue
         table = p.by_trial.evaluation[p.by_trial.evaluation["auroc"].notna()]
-        rows = [
-            {
-                "held-out trial": r.group,
-                "N": r.rows,
-                "returned to use": f"{r.positives / r.rows:.1%}",
-                "AUROC (95% CI)": f"{r.auroc:.3f} ({r.auroc_ci_low:.3f}-{r.auroc_ci_high:.3f})",
-                "logistic regression AUROC": f"{r.logistic_auroc:.3f}",
-                "AUPRC": f"{r.auprc:.3f}",
-                "ECE": f"{r.ece:.3f}",
-                "mean predicted / observed": f"{r.mean_predicted:.3f} / {r.observed:.3f}",
-            }
-            | (
-                {f"target ≥ {TRIAL_AUROC_TARGET}": _target_text(r.auroc, TRIAL_AUROC_TARGET, True)}
-                if p.point == "week3"
-                else {}
-            )
-            for r in table.itertuples()
-        ]
+        rows = held_out_view(table).rename(
+            columns={"held out": "held-out trial", "outcome rate": "returned to use"}
+        )
+        if p.point == "week3":
+            rows[f"target ≥ {TRIAL_AUROC_TARGET}"] = [
+                _target_text(a, TRIAL_AUROC_TARGET, True) for a in table["auroc"]
+            ]
         m = p.result.metrics
         out.append(
             f"### {POINT_TITLES[p.point].capitalize()}\n\nRandom split (above): AUROC "
-            f"{m['auroc']:.3f}, ECE {m['ece']:.3f}.\n\n{table_md(pd.DataFrame(rows))}\n\n"
+            f"{m['auroc']:.3f}, ECE {m['ece']:.3f}.\n\n{table_md(rows)}\n\n"
             f"{transport_words(p, table)}\n"
         )
     out.append(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from rich.markdown import Markdown
 
 from features.cli import console, frame_table, open_store
 from features.spec import feature_columns
@@ -24,7 +25,7 @@ from models.registry import log_and_register
 from training.config import FIXED, TrainConfig, load_config
 from training.fairness import flag_list
 from training.holdout import read_split
-from training.model_card import model_card
+from training.model_card import evaluation_view, model_card, transport
 from training.tracking import experiment_id, log_training
 from training.trainer import (
     ModelFactory,
@@ -172,7 +173,9 @@ def _report(result: TrainResult, version: int | None, run_id: str) -> None:
     )
     console.print(frame_table(f"baselines on the {config.test_title}", result.baselines))
     console.print(result.verdict, style="bold" if "NOT" in result.verdict else None)
-    console.print(frame_table(config.evaluation_title, result.evaluation))
+    console.print(frame_table(config.evaluation_title, evaluation_view(result)))
+    if said := transport(result):
+        console.print(Markdown(said))
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
     console.print(
         f"fairness: {int(m['fairness_flags'])} flag(s) whose interval lies outside parity"

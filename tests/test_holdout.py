@@ -12,7 +12,7 @@ from features.errors import ConfigError, ContractError, InputError
 from features.store import Store
 from models.training_run import run_training
 from training.config import load_config
-from training.holdout import shifted_inputs
+from training.holdout import shifted_inputs, view
 from training.model_card import transport
 from training.splits import held_out_split
 
@@ -88,6 +88,16 @@ def test_leave_one_group_out_shows_where_the_model_does_not_transport(shifted):
     said = transport(result)  # the model card says it plainly
     assert "**Does not transport**" in said and "huaxi (0." in said
     assert not any(f"{g} (" in said.split("Miscalibrated")[0] for g in others.index)
+    # as people read it (console, model card): each AUROC beside its interval, dashes for a
+    # group listed but not evaluated
+    shown = view(result.evaluation).set_index("held out")
+    h = table.loc["huaxi"]
+    assert shown.at["huaxi", "AUROC (95% CI)"] == (
+        f"{h.auroc:.3f} ({h.auroc_ci_low:.3f}-{h.auroc_ci_high:.3f})"
+    )
+    assert shown.at["huaxi", "outcome rate"] == f"{h.positives / h.rows:.1%}"
+    assert shown.at["(none recorded)", "AUROC (95% CI)"] == "—"
+    assert shown.at["(none recorded)", "N"] == table.at["(none recorded)", "rows"]
     # what moved is huaxi's outcome, not its inputs (the same city, labels flipped there)
     assert table.at["huaxi", "shifted_inputs"] == ""
     assert "In huaxi" in said and "none of the 10 inputs its scores lean on most moved" in said

@@ -171,6 +171,41 @@ def leave_one_group_out(
     return pd.DataFrame(rows).reindex(columns=columns), curves, scores
 
 
+def view(table: pd.DataFrame) -> pd.DataFrame:
+    """The leave-one-group-out evaluation as people read it, in the console, the model card
+    and the CTN-0094 report: one figure a cell, the AUROC beside its interval; a group listed
+    but not evaluated shows dashes. The inputs that moved are said in words under it
+    (model_card.moved_words), not squeezed into a cell."""
+
+    def fmt(v: float) -> str:
+        return "—" if pd.isna(v) else f"{v:.3f}"
+
+    out = pd.DataFrame(
+        {
+            "held out": table["group"].to_numpy(),
+            "N": table["rows"].to_numpy(),
+            "outcome rate": [
+                f"{k / n:.1%}" for k, n in zip(table["positives"], table["rows"], strict=True)
+            ],
+            "AUROC (95% CI)": [
+                "—" if pd.isna(a) else f"{a:.3f} ({lo:.3f}-{hi:.3f})"
+                for a, lo, hi in zip(
+                    table["auroc"], table["auroc_ci_low"], table["auroc_ci_high"], strict=True
+                )
+            ],
+        }
+    )
+    if "logistic_auroc" in table:
+        out["logistic regression AUROC"] = [fmt(v) for v in table["logistic_auroc"]]
+    out["AUPRC"] = [fmt(v) for v in table["auprc"]]
+    out["ECE"] = [fmt(v) for v in table["ece"]]
+    out["mean predicted / observed"] = [
+        "—" if pd.isna(m) else f"{m:.3f} / {o:.3f}"
+        for m, o in zip(table["mean_predicted"], table["observed"], strict=True)
+    ]
+    return out
+
+
 def shifted_inputs(
     X: pd.DataFrame, test: np.ndarray, contrib: np.ndarray
 ) -> list[tuple[str, float]]:

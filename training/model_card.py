@@ -11,6 +11,7 @@ from features.tasks import get_task
 from training.drift import MAJOR_SHIFT
 from training.fairness import RATIO_METRICS, flag_list
 from training.holdout import SHIFTED_AMONG
+from training.holdout import view as held_out_view
 from training.sampling import Sampling
 
 REVIEW_AFTER_DAYS = 180
@@ -50,6 +51,14 @@ def fairness_summary(table: pd.DataFrame) -> pd.DataFrame:
     out["rates beyond 4/5"] = table["rates_beyond_four_fifths"]
     out["flags"] = table["flags"]
     return out
+
+
+def evaluation_view(result: Any) -> pd.DataFrame:
+    """The run's evaluation as people read it: a group split's in words and intervals, the
+    rolling-origin periods and cross-validation folds as they are."""
+    if result.config.split_mode == "group":
+        return held_out_view(result.evaluation)
+    return result.evaluation
 
 
 def transport(result: Any) -> str:
@@ -163,7 +172,7 @@ Against baselines on the same rows: {result.verdict}
 
 {result.config.evaluation_title.capitalize()}:
 
-{table_md(result.evaluation)}
+{table_md(evaluation_view(result))}
 {transport(result)}
 ## Fairness audit ({result.config.test_title}, top {result.config.capacity:.0%} flagged)
 Each figure with its bootstrap 95% interval. Ratios are against the largest group of each
