@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 from babel.messages.extract import extract_from_dir
@@ -20,7 +21,7 @@ from features.store import Store
 from features.tasks import get_task
 from serving.caseload import month_before
 from serving.profile import history_dates
-from serving.web.caseload_pages import percent
+from serving.web.caseload_pages import percent, workbook
 from serving.web.i18n import Texts, catalogue
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -218,6 +219,8 @@ def test_export_is_the_filtered_list_in_the_users_language_and_audited(service, 
     assert list(book["人员"]) == list(expected.index)  # every page, not just the first
     assert list(book.columns[:4]) == ["排名", "人员", "区县", "风险等级"]
     assert set(book["区县"]) == {"花溪区"}
+    # each probability to four significant digits, as the state holds it
+    assert np.allclose(book["概率"], expected["probability"], rtol=5e-4, atol=0)
     audit = sqlite3.connect(service["audit"])
     rows = audit.execute(
         "SELECT person_id, tier, request_id FROM audit WHERE route = '/app/caseload.xlsx' "
@@ -311,6 +314,25 @@ def test_a_probability_is_never_shown_as_a_certainty_it_is_not():
     ]
     assert percent(0.00004, 2) == "<0.01%" and percent(float("nan")) == "—"
     assert percent(-0.0004, 1, True) == "-0.0" and percent(0.05, 1, True) == "+5.0"
+
+
+def test_the_workbook_never_writes_a_small_probability_as_zero():
+    rows = pd.DataFrame(
+        {
+            "rank": [1, 2],
+            "district": ["huaxi", "huaxi"],
+            "tier": ["high", "low"],
+            "percentile": [99.04, 3.0],
+            "probability": [0.8765432, 0.0000123456],
+            "change": [0.01, 0.0],
+            "reason_en": ["a", "b"],
+            "reason_zh": ["甲", "乙"],
+            "last_contact": ["2025-01-01", None],
+        },
+        index=pd.Index(["p1", "p2"]),
+    )
+    book = workbook(rows, Texts("en"))
+    assert list(book["Probability"]) == [0.8765, 0.00001235]  # not 0.0: "no risk"
 
 
 def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(

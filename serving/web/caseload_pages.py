@@ -213,7 +213,8 @@ def workbook(rows: pd.DataFrame, _: Texts) -> pd.DataFrame:
             "district": [_.district(d) for d in rows["district"]],
             "tier": [_.tier(t) for t in rows["tier"]],
             "percentile": rows["percentile"].round(1).to_numpy(),
-            "probability": rows["probability"].round(4).to_numpy(),
+            # four significant digits, not decimals: a small probability is never written as 0
+            "probability": [float(f"{v:.4g}") for v in rows["probability"]],
             "change": rows["change"].round(4).to_numpy(),
             "reason": reason.to_numpy(),
             "last_contact": pd.to_datetime(rows["last_contact"]).dt.date.to_numpy(),
