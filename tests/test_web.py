@@ -313,6 +313,8 @@ def test_a_probability_is_never_shown_as_a_certainty_it_is_not():
         "100.0%",
     ]
     assert percent(0.00004, 2) == "<0.01%" and percent(float("nan")) == "—"
+    # judged by what the rounding prints: 0.5 rounds half to even, to 0
+    assert percent(0.005, 0) == "<1%" and percent(0.995, 0) == ">99%"
     assert percent(-0.0004, 1, True) == "-0.0" and percent(0.05, 1, True) == "+5.0"
 
 

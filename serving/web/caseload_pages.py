@@ -178,12 +178,13 @@ def percent(p: float | None, digits: int = 1, signed: bool = False) -> str:
         return "—"
     if signed:
         return f"{p * 100:+.{digits}f}"
+    shown = f"{p * 100:.{digits}f}"
     step = 10.0**-digits
-    if 0 < p * 100 < step / 2:
+    if p > 0 and float(shown) == 0:
         return f"<{step:.{digits}f}%"
-    if 100 - step / 2 <= p * 100 < 100:
+    if p < 1 and float(shown) == 100:
         return f">{100 - step:.{digits}f}%"
-    return f"{p * 100:.{digits}f}%"
+    return f"{shown}%"
 
 
 @router.get("/caseload.xlsx")
