@@ -46,14 +46,11 @@ def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
         return Calibrator(
             "platt", {"slope": [float(lr.coef_[0, 0])], "intercept": [float(lr.intercept_[0])]}
         )
-    iso = IsotonicRegression(out_of_bounds="clip").fit(raw, y)
-    x, rate = smoothed_steps(raw, y, iso.predict(raw))
+    x, rate = smoothed_steps(raw, y)
     return Calibrator("isotonic", {"x": x.tolist(), "y": rate.tolist()})
 
 
-def smoothed_steps(
-    raw: np.ndarray, y: np.ndarray, fitted: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def smoothed_steps(raw: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Isotonic regression's steps (each step's first and last score), each at its rate with
     one person more, who has the outcome at the base rate: (events + base rate) / (persons +
     1), pooled again by persons where that broke the order. A step whose persons all had, or
@@ -61,6 +58,7 @@ def smoothed_steps(
     support, and 0% reads as "needs nothing". The base rate, not one half, so a rare outcome's
     large empty steps stay near zero rather than rise towards 50%."""
     order = np.argsort(raw, kind="stable")
+    fitted = IsotonicRegression().fit(raw, y).predict(raw)
     x, events, f = raw[order], np.asarray(y, float)[order], fitted[order]
     starts = np.r_[0, np.flatnonzero(np.diff(f) != 0) + 1]
     persons = np.diff(np.r_[starts, len(x)])
