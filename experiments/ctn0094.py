@@ -557,7 +557,7 @@ def transport_words(p: PointResult, table: pd.DataFrame) -> str:
             + "): the trials differ in how often participants return to use, so a model "
             "used in a new place needs local recalibration (below)."
         )
-    words.append(moved_words(pd.concat([poor, off]).drop_duplicates("group")))
+    words.append(moved_words(poor, off))
     return " ".join(w for w in words if w)
 
 

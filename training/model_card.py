@@ -90,14 +90,16 @@ def transport(result: Any) -> str:
             + "; recalibrate on local outcomes (`sunshine recalibrate`) before reading its "
             "probabilities there. "
         )
-    lines.append(moved_words(pd.concat([poor, off]).drop_duplicates("group")))
+    lines.append(moved_words(poor, off))
     return "".join(lines).rstrip() + "\n"
 
 
-def moved_words(groups: pd.DataFrame) -> str:
-    """For the held-out groups given (rows of a leave-one-group-out evaluation), the inputs
-    their scores lean on that moved there, as the evaluation found them (`shifted_inputs`),
-    or that none did."""
+def moved_words(*tables: pd.DataFrame) -> str:
+    """For the held-out groups in `tables` (rows of a leave-one-group-out evaluation: those
+    that rank poorly, those miscalibrated; a group in both is said once), the inputs their
+    scores lean on that moved there, as the evaluation found them (`shifted_inputs`), or that
+    none did."""
+    groups = pd.concat(tables).drop_duplicates("group")
     if groups.empty or "shifted_inputs" not in groups:
         return ""
     found = groups["shifted_inputs"].fillna("") != ""
