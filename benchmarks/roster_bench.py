@@ -63,9 +63,9 @@ def child(data: Path, db: Path, rows: int, explain: str, reference: bool = False
 
     from features.store import Store
     from models.registry import load_model
-    from serving.batch import RosterScorer
-    from serving.roster_job import RosterJob
-    from serving.scoring import load_interventions
+    from serving.batch.job import RosterJob
+    from serving.batch.runner import RosterScorer
+    from serving.scoring.scorer import load_interventions
 
     uri = f"sqlite:///{db}"
     mlflow.set_tracking_uri(uri)

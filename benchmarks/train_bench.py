@@ -77,8 +77,8 @@ def child_pyfunc(path: Path) -> None:
     import mlflow
 
     from models.registry import log_and_register
+    from models.tracking import configure
     from models.training_run import model_factory
-    from training.tracking import configure
     from training.trainer import train
 
     frame = pd.read_parquet(path)

@@ -44,7 +44,7 @@ COLD = 3  # person pages that pay for the monthly cohorts, measured apart
 def champions(work: Path) -> None:
     """Both tasks trained on a 20,000-person city and promoted, in a store of their own."""
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{(work / 'web-mlflow.db').resolve()}"
-    from features.errors import RegistryError
+    from features.core.errors import RegistryError
     from models.registry import load_model, promote
     from models.training_run import train_task
 
@@ -117,12 +117,12 @@ def main() -> None:
     from features.store import Store
     from features.tasks import get_task
     from features.vocabulary import DISTRICTS
-    from serving.app import create_app
-    from serving.audit import AuditLog
-    from serving.auth import TokenStore
-    from serving.scoring import load_interventions
-    from serving.state import build_state, load_champions
-    from serving.web_store import WebStore
+    from serving.access.audit import AuditLog
+    from serving.access.auth import TokenStore
+    from serving.api.app import create_app
+    from serving.scoring.scorer import load_interventions
+    from serving.state.service import build_state, load_champions
+    from serving.storage.web_records import WebStore
 
     with Meter() as load:
         store = Store(data)

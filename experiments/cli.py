@@ -46,7 +46,7 @@ def ctn0094_cmd(
     """Return to opioid use on the public CTN-0094 trials, against Luo et al. (2024)."""
     from experiments import ctn0094
     from features.adapters.ctn0094.tables import find_data_dir
-    from training.tracking import configure
+    from models.tracking import configure
 
     source = find_data_dir(data_dir)
     if report is None:

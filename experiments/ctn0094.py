@@ -25,16 +25,16 @@ import pandas as pd
 from features.adapters.ctn0094 import outcome
 from features.adapters.ctn0094.adapter import Trial, convert, subset, write_dataset
 from features.adapters.ctn0094.tables import read_tables
-from features.io import atomic_path
+from features.core.io import atomic_path
 from features.store import Store
 from models.recalibration import refit
+from models.tracking import experiment_id
 from models.training_run import run_training
 from training.config import TrainConfig, load_config
 from training.fairness import age_band, fairness_table
 from training.holdout import view as held_out_view
 from training.metrics import calibration_bins, ece, ece_by_chance, perfect_outcomes
 from training.model_card import moved_words, table_md
-from training.tracking import experiment_id
 from training.trainer import TrainResult
 
 EXPERIMENT = "ctn0094"

@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.errors import InputError
-from features.io import atomic_path
+from features.core.errors import InputError
+from features.core.io import atomic_path
 from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.spec import Feature
 from features.store import Store

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from features.builder import FeatureBuilder
-from features.errors import InputError, SunshineError
-from features.io import write_table
+from features.core.errors import InputError, SunshineError
+from features.core.io import write_table
 from features.labels import build_spine, check_label_window
 from features.store import LoadReport, Store
 from features.synth import synthesize, write_population

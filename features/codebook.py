@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.errors import ContractError, Problem
-from features.io import read_text_table
+from features.core.errors import ContractError, Problem
+from features.core.io import read_text_table
 
 FILE = "codebook.csv"
 KINDS = ("numeric", "ordinal", "categorical")

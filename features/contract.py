@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 from features.codebook import Codebook, Item
-from features.errors import ContractError
+from features.core.errors import ContractError
 from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
 
 # One date policy for every path (the registry, the API, rosters): no date before this, none

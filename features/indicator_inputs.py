@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from features.errors import ConfigError, ContractError, InputError, Problem
-from features.io import UNREADABLE, table_columns, text_chunks
+from features.core.errors import ConfigError, ContractError, InputError, Problem
+from features.core.io import UNREADABLE, table_columns, text_chunks
 from features.vocabulary import DISTRICTS
 
 CITY = "city"  # the whole city's row, beside the districts
@@ -96,7 +96,7 @@ def _band(text: str) -> tuple[int, int] | None:
 
 def _read_rows(path: Path, what: str) -> pd.DataFrame:
     """A CSV or Excel file as text cells, empty cells empty, rows numbered from 1 (see
-    `features.io.text_chunks`: a formula in a workbook is refused)."""
+    `features.core.io.text_chunks`: a formula in a workbook is refused)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")

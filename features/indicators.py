@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.errors import InputError
+from features.core.errors import InputError
 from features.indicator_inputs import CITY, IndicatorConfig, residents_under
 from features.labels import cohort_labels
 from features.residence import districts_sql

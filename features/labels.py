@@ -16,8 +16,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.errors import ContractError, InputError, Problem
-from features.io import read_text_table
+from features.core.errors import ContractError, InputError, Problem
+from features.core.io import read_text_table
 from features.store import Store
 from features.tasks import Task, get_task
 

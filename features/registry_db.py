@@ -26,7 +26,7 @@ import pyarrow as pa
 from features.codebook import COLUMNS as CODEBOOK_COLUMNS
 from features.codebook import Codebook, parse_codebook
 from features.contract import Column
-from features.errors import ContractError, InputError
+from features.core.errors import ContractError, InputError
 
 SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 
 from features.contract import PERSON_COLUMNS
-from features.errors import InputError
+from features.core.errors import InputError
 from features.registry_db import DatabaseRegistry
 from features.store import Store
 

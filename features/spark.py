@@ -26,8 +26,8 @@ from sqlglot import exp
 
 from features import contract
 from features.codebook import Codebook, find_codebook, read_codebook
-from features.errors import ContractError, InputError, Problem
-from features.io import atomic_dir
+from features.core.errors import ContractError, InputError, Problem
+from features.core.io import atomic_dir
 from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register

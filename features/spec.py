@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from features.errors import ContractError
+from features.core.errors import ContractError
 from features.vocabulary import (
     DISTRICTS,
     EVENT_TYPES,

@@ -32,8 +32,8 @@ from features.contract import (
     registration_answer_checks,
     require_columns,
 )
-from features.errors import ContractError, InputError, Problem
-from features.io import atomic_path, file_sha256
+from features.core.errors import ContractError, InputError, Problem
+from features.core.io import atomic_path, file_sha256
 from features.registry_db import DatabaseRegistry, is_database
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.io import atomic_path
+from features.core.io import atomic_path
 from features.store import METADATA_FILE
 from features.vocabulary import DISTRICTS, EVENT_TYPES, SUBSTANCES
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.errors import InputError
+from features.core.errors import InputError
 from features.profiles import ClearCase, Event
 from features.vocabulary import RESIDENTIAL_REHAB
 

@@ -22,7 +22,7 @@ from features.cli import (
     show_frame,
     user_errors,
 )
-from features.errors import RegistryError
+from features.core.errors import RegistryError
 from features.tasks import get_task, task_names
 
 TaskOpt = Annotated[str, typer.Option(help="the task: relapse or youth_uptake")]
@@ -78,8 +78,8 @@ def train_cmd(
     ] = None,
 ) -> None:
     """Train a task's model, log the run to MLflow and register it as challenger."""
+    from models.tracking import configure
     from models.training_run import train_task
-    from training.tracking import configure
 
     get_task(task)
     configure()
@@ -110,7 +110,7 @@ def promote_cmd(
 ) -> None:
     """Make a version the champion if it is no worse than the current one."""
     from models.registry import promote
-    from training.tracking import configure
+    from models.tracking import configure
 
     get_task(task)
     configure()
@@ -141,7 +141,7 @@ def rollback_cmd(
 ) -> None:
     """Bring a former champion back, without the promotion gate."""
     from models.registry import rollback
-    from training.tracking import configure
+    from models.tracking import configure
 
     get_task(task)
     configure()
@@ -167,7 +167,7 @@ def recalibrate_cmd(
 ) -> None:
     """Refit a model's calibrator on a site's own outcomes and register it as challenger."""
     from models.recalibration import recalibrate
-    from training.tracking import configure
+    from models.tracking import configure
 
     get_task(task)
     configure()
@@ -206,7 +206,7 @@ def list_cmd(
 ) -> None:
     """Registered versions with their aliases and key test metrics."""
     from models.registry import list_versions
-    from training.tracking import configure
+    from models.tracking import configure
 
     configure()
     tasks = [get_task(task).name] if task else list(task_names())
@@ -238,7 +238,7 @@ def monitor_cmd(
     0 whatever the status; read it from the output or status.json."""
     from features.cli import parse_date
     from models.monitoring import load_monitor_config, log_monitor_run, run_monitor, write_outputs
-    from training.tracking import configure
+    from models.tracking import configure
 
     get_task(task)
     thresholds = load_monitor_config(config)

@@ -27,9 +27,10 @@ import pandas as pd
 import yaml
 
 from features.builder import FeatureBuilder
-from features.errors import ConfigError, RegistryError
+from features.core.errors import ConfigError, RegistryError
+from features.core.html import esc, page
+from features.core.io import atomic_path
 from features.indicators import month_start, months_between
-from features.io import atomic_path
 from features.labels import build_spine, cohort_spine
 from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME
@@ -39,7 +40,6 @@ from models.deployable import RiskModel
 from models.registry import champion_at, champion_history, load_model
 from training.drift import MAJOR_SHIFT, bin_shares, psi
 from training.metrics import auroc, auroc_ci, ece, top_k
-from training.report_html import esc, page
 
 STATUSES = ("ok", "warning", "alert")
 EXPERIMENT = "sunshine-monitor-{task}"
@@ -355,7 +355,7 @@ def write_outputs(result: MonitorResult, pooled: dict[str, float], out: Path) ->
 def log_monitor_run(result: MonitorResult, pooled: dict[str, float], files: list[Path]) -> str:
     import mlflow
 
-    from training.tracking import experiment_id
+    from models.tracking import experiment_id
 
     with mlflow.start_run(
         experiment_id=experiment_id(EXPERIMENT.format(task=result.task)),

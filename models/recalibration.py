@@ -23,14 +23,14 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from features.builder import FeatureBuilder
-from features.errors import InputError
+from features.core.errors import InputError
 from features.labels import read_labels
 from features.store import Store
 from models.deployable import RiskModel
 from models.registry import load_model, log_and_register
+from models.tracking import experiment_id
 from training.calibration import Calibrator, choose_calibrator
 from training.metrics import brier, calibration_bins, ece, ece_by_chance
-from training.tracking import experiment_id
 
 MIN_EACH = 100  # outcomes of each kind (events, non-events) a recalibration needs in all
 SEED = 7

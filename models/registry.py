@@ -20,7 +20,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 import features
 import models
 import training
-from features.errors import InputError, RegistryError
+from features.core.errors import InputError, RegistryError
 from features.spec import FEATURES_BY_NAME
 from models.deployable import RiskModel
 from models.pyfunc import ARTIFACT_KEY

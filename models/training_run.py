@@ -22,11 +22,11 @@ from features.store import Store
 from features.tasks import get_task
 from models.deployable import RiskModel
 from models.registry import log_and_register
+from models.tracking import experiment_id, log_training
 from training.config import FIXED, TrainConfig, load_config
 from training.fairness import flag_list
 from training.holdout import read_split
 from training.model_card import evaluation_view, model_card, transport
-from training.tracking import experiment_id, log_training
 from training.trainer import (
     ModelFactory,
     TrainResult,

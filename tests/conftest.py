@@ -138,11 +138,11 @@ def service(served, tmp_path_factory):
     from servers import ServerThread
 
     from features.store import Store
-    from serving.app import create_app
-    from serving.audit import AuditLog
-    from serving.auth import TokenStore
-    from serving.scoring import load_interventions
-    from serving.state import build_state, load_champions
+    from serving.access.audit import AuditLog
+    from serving.access.auth import TokenStore
+    from serving.api.app import create_app
+    from serving.scoring.scorer import load_interventions
+    from serving.state.service import build_state, load_champions
 
     use_mlflow(served)
     tokens = TokenStore([])
@@ -172,7 +172,7 @@ def spark():
     """One local[2] Spark session (on loopback, no UI) for the process's Spark tests; skipped
     with the reason where Spark or Java is missing, failed for it under CI=true."""
     from features import spark as engine
-    from features.errors import InputError
+    from features.core.errors import InputError
 
     os.environ["SUNSHINE_SPARK_PARTITIONS"] = "2"  # the tests' data is small
     # a short-lived JVM beside the other test process: quick compilation, one GC thread
@@ -219,7 +219,7 @@ def sunshine(root: Path, *args: object, check: bool = True, env: dict | None = N
 
     from typer.testing import CliRunner
 
-    from serving.cli import app as cli
+    from serving.cli.main import app as cli
 
     old = Path.cwd()
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)

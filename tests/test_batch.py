@@ -21,11 +21,11 @@ from servers import ServerThread
 
 from features.store import Store
 from features.tasks import get_task
-from serving.app import create_app
-from serving.audit import AuditLog
-from serving.auth import TokenStore
-from serving.scoring import load_interventions
-from serving.state import build_state, load_champions
+from serving.access.audit import AuditLog
+from serving.access.auth import TokenStore
+from serving.api.app import create_app
+from serving.scoring.scorer import load_interventions
+from serving.state.service import build_state, load_champions
 
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
 
@@ -250,7 +250,7 @@ def test_persons_outside_the_cohort_are_not_scored_by_default(served, roster, tm
 
 
 def test_progress_total_counts_the_rows_of_every_format(roster):
-    from serving.batch import count_rows
+    from serving.batch.runner import count_rows
 
     d, frame = roster
     for suffix in ("csv", "parquet", "xlsx"):
@@ -296,7 +296,7 @@ def test_a_roster_with_a_header_and_no_rows_gives_an_empty_output(served, tmp_pa
 
 
 def _sizes(total: int, chunk: int) -> list[int]:
-    from serving.batch import _pieces
+    from serving.batch.runner import _pieces
 
     roster = pd.DataFrame({"person_id": range(total)})
     chunks = (roster.iloc[i : i + chunk] for i in range(0, total, chunk))

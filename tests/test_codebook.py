@@ -10,7 +10,7 @@ import pytest
 from conftest import ev, write_dataset
 
 from features.codebook import read_codebook
-from features.errors import ContractError
+from features.core.errors import ContractError
 from features.store import Store
 
 CODEBOOK = """code,label_en,label_zh,kind,min,max,values,direction
@@ -232,8 +232,8 @@ def test_score_records_answer_the_served_registrys_codebook(tmp_path):
     from fastapi import HTTPException
 
     from features.tasks import get_task
-    from serving.records import records_frame
-    from serving.schemas import RecordIn
+    from serving.api.records import records_frame
+    from serving.api.schemas import RecordIn
 
     registry = Store(dataset(tmp_path, [])).codebook
     record = RecordIn.model_validate(

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from conftest import ev
 
-from features.errors import ContractError, SunshineError
+from features.core.errors import ContractError, SunshineError
 from features.store import Store
 
 

@@ -17,9 +17,9 @@ from features.adapters.ctn0094 import outcome
 from features.adapters.ctn0094.adapter import DAY_ZERO, convert, subset, write_dataset
 from features.adapters.ctn0094.tables import find_data_dir, read_tables
 from features.builder import FeatureBuilder
-from features.errors import SunshineError
+from features.core.errors import SunshineError
 from features.store import Store
-from serving.cli import app
+from serving.cli.main import app
 
 try:
     DATA = find_data_dir()

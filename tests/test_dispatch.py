@@ -1,6 +1,6 @@
-"""The parent's hand-out of connections (serving.dispatch), with real sockets on loopback and
-the test playing the workers: in turn among those that said they are ready, never to one
-still loading or gone; with none ready, a client waits in the backlog for the next."""
+"""The parent's hand-out of connections (serving.processes.dispatch), with real sockets on
+loopback and the test playing the workers: in turn among those that said they are ready, never to
+one still loading or gone; with none ready, a client waits in the backlog for the next."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from serving.dispatch import READY, Dispatcher
-from serving.sockets import listen
+from serving.processes.dispatch import READY, Dispatcher
+from serving.processes.sockets import listen
 
 
 class Loopback:

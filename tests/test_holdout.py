@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import use_mlflow
 
-from features.errors import ConfigError, ContractError, InputError
+from features.core.errors import ConfigError, ContractError, InputError
 from features.store import Store
 from models.training_run import run_training
 from training.config import load_config

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import ev, sunshine, write_dataset
 
-from features.errors import ConfigError, ContractError
+from features.core.errors import ConfigError, ContractError
 from features.indicator_inputs import (
     IndicatorConfig,
     load_indicator_config,
@@ -269,7 +269,7 @@ def test_formula_in_external_workbook_refused(tmp_path):
     sheet.append(["district", "month", "indicator", "value"])
     sheet.append(["huaxi", "2026-03", "satisfaction", "=1+1"])
     book.save(tmp_path / "f.xlsx")
-    from features.errors import InputError
+    from features.core.errors import InputError
 
     with pytest.raises(InputError, match="cell D2 holds a formula"):
         read_external(tmp_path / "f.xlsx", load_indicator_config(), "2026-06")

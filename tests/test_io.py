@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.io import atomic_path, write_table
+from features.core.io import atomic_path, write_table
 
 
 def test_failed_write_leaves_neither_final_nor_temporary_file(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from conftest import ev
 
 from features.builder import build_features
-from features.errors import SunshineError
+from features.core.errors import SunshineError
 from features.labels import build_spine
 from features.store import Store
 

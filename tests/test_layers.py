@@ -58,10 +58,11 @@ def test_serving_runs_without_the_training_only_dependencies():
     """Every serving module imports, and the service app assembles, with optuna, matplotlib,
     shap and pyreadr unimportable: a serving install does without the `train` extra."""
     script = BLOCKER + (
-        "import serving.cli, serving.app, serving.batch, serving.state, serving.roster_io\n"
-        "import models.registry, models.pyfunc, training.tracking\n"
-        "from serving.batch import histogram_svg, log_batch_run\n"
-        "training.tracking.configure()\n"
+        "import serving.cli.main, serving.api.app, serving.batch.runner, serving.state.service\n"
+        "import serving.batch.roster_io\n"
+        "import models.registry, models.pyfunc, models.tracking\n"
+        "from serving.batch.runner import histogram_svg, log_batch_run\n"
+        "models.tracking.configure()\n"
         "print('ok')\n"
     )
     r = python(script)
@@ -73,8 +74,8 @@ def test_a_roster_mistake_is_reported_before_the_model_stack_is_imported():
     fails in a moment."""
     script = (
         "import sys\n"
-        "from serving.roster_job import RosterJob\n"
-        "from serving.cli import app\n"
+        "from serving.batch.job import RosterJob\n"
+        "from serving.cli.main import app\n"
         "print(sorted({'lightgbm', 'mlflow'} & set(sys.modules)))\n"
     )
     r = python(script)

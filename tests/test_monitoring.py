@@ -159,11 +159,11 @@ def test_monitor_command_logs_and_the_service_shows_it(monitored, tmp_path):
     import httpx
     from servers import ServerThread
 
-    from serving.app import create_app
-    from serving.audit import AuditLog
-    from serving.auth import TokenStore
-    from serving.scoring import load_interventions
-    from serving.state import build_state, load_champions
+    from serving.access.audit import AuditLog
+    from serving.access.auth import TokenStore
+    from serving.api.app import create_app
+    from serving.scoring.scorer import load_interventions
+    from serving.state.service import build_state, load_champions
 
     tokens = TokenStore([])
     admin = tokens.create("root", "admin")

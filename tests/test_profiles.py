@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from features.errors import ContractError
+from features.core.errors import ContractError
 from features.profiles import ClearCase, Event, case_features
 from features.tasks import get_task
 

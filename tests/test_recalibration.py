@@ -10,7 +10,7 @@ from conftest import sunshine, use_mlflow
 from mlflow.tracking import MlflowClient
 
 from features.builder import FeatureBuilder
-from features.errors import InputError
+from features.core.errors import InputError
 from features.store import Store
 from models.recalibration import MIN_EACH, halves, recalibrate
 from models.registry import load_model

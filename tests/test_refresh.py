@@ -16,17 +16,17 @@ import pytest
 from conftest import add_positive_tests, use_mlflow
 from servers import ServerThread
 
-from features.errors import ContractError
+from features.core.errors import ContractError
 from features.indicators import last_complete_month
 from features.store import Store
 from features.tasks import get_task
-from serving.app import create_app
-from serving.audit import AuditLog
-from serving.auth import TokenStore
-from serving.collector import settle
-from serving.refresh import DataWatcher, rebuilt, watch_in_place
-from serving.scoring import load_interventions
-from serving.state import build_state, indicator_source, load_champions
+from serving.access.audit import AuditLog
+from serving.access.auth import TokenStore
+from serving.api.app import create_app
+from serving.scoring.scorer import load_interventions
+from serving.state.collector import settle
+from serving.state.refresh import DataWatcher, rebuilt, watch_in_place
+from serving.state.service import build_state, indicator_source, load_champions
 
 
 def replace_events(city, events: pd.DataFrame) -> None:

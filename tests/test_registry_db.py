@@ -13,15 +13,15 @@ import pytest
 from conftest import ev, sunshine, use_mlflow, write_dataset
 from pg import fresh_database
 
-from features.errors import ContractError
+from features.core.errors import ContractError
 from features.store import Store
 from features.tasks import get_task
-from serving.app import create_app
-from serving.audit import AuditLog
-from serving.auth import TokenStore
-from serving.refresh import watch_in_place
-from serving.scoring import load_interventions
-from serving.state import build_state, load_champions
+from serving.access.audit import AuditLog
+from serving.access.auth import TokenStore
+from serving.api.app import create_app
+from serving.scoring.scorer import load_interventions
+from serving.state.refresh import watch_in_place
+from serving.state.service import build_state, load_champions
 
 
 def registry_url(database_url: str, schema: str = "city") -> str:

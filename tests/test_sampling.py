@@ -12,7 +12,7 @@ from conftest import sunshine, use_mlflow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.errors import ConfigError
+from features.core.errors import ConfigError
 from training.sampling import Sampling, stratified_sample
 
 

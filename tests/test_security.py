@@ -18,11 +18,11 @@ from conftest import sunshine, use_mlflow
 from servers import ServerThread, create_token, free_port, server_process
 
 from features.store import Store
-from serving.app import create_app
-from serving.audit import AuditLog
-from serving.auth import TokenStore
-from serving.scoring import load_interventions
-from serving.state import build_state, load_champions
+from serving.access.audit import AuditLog
+from serving.access.auth import TokenStore
+from serving.api.app import create_app
+from serving.scoring.scorer import load_interventions
+from serving.state.service import build_state, load_champions
 
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
 
@@ -195,7 +195,7 @@ def _tamper(db: Path, sql: list[str]) -> None:
     ],
 )
 def test_audit_verify_names_the_first_broken_link(tmp_path, attack, found):
-    from serving.audit import Entry
+    from serving.access.audit import Entry
 
     db = tmp_path / "audit.db"
     log = AuditLog(db)
@@ -319,10 +319,10 @@ def test_one_date_policy_for_every_path(api, served, tmp_path):
 def test_resume_refuses_parts_written_from_other_data(served, tmp_path):
     import shutil
 
-    from features.errors import InputError
+    from features.core.errors import InputError
     from models.registry import load_model
-    from serving.batch import RosterScorer
-    from serving.roster_job import RosterJob
+    from serving.batch.job import RosterJob
+    from serving.batch.runner import RosterScorer
 
     use_mlflow(served)
     city = tmp_path / "city"
@@ -409,7 +409,7 @@ def test_two_writers_of_one_sqlite_trail_take_turns_and_keep_one_chain(tmp_path)
     through the side lock file (owner-only, as the trail is) and the chain never forks."""
     import concurrent.futures as cf
 
-    from serving.audit import Entry
+    from serving.access.audit import Entry
 
     db = tmp_path / "audit.db"
     workers = [AuditLog(db), AuditLog(db)]
@@ -444,7 +444,7 @@ def test_the_writer_commits_what_queued_while_it_waited_in_one_transaction(tmp_p
     """Group commit: while another worker holds the turn, ten more callers queue up behind
     the entry the writer holds; when the turn comes, all eleven go in one transaction, and
     no caller hears back before its entry is on disk."""
-    from serving.audit import Entry
+    from serving.access.audit import Entry
 
     db = tmp_path / "audit.db"
     log = AuditLog(db)
@@ -470,7 +470,7 @@ def test_a_writer_waits_for_the_disk_after_letting_go_of_the_turn(tmp_path, monk
     writer commits."""
     import threading
 
-    from serving.audit import Entry
+    from serving.access.audit import Entry
 
     db = tmp_path / "audit.db"
     slow, other = AuditLog(db), AuditLog(db)
@@ -501,8 +501,8 @@ def test_a_writer_waits_for_the_disk_after_letting_go_of_the_turn(tmp_path, monk
 def test_the_writer_waits_a_moment_for_entries_still_coming(tmp_path, monkeypatch):
     """While requests of its process are still being answered, the writer waits (briefly) for
     their entries to join its commit; with none coming it commits at once."""
-    from serving import audit
-    from serving.audit import Entry
+    from serving.access import audit
+    from serving.access.audit import Entry
 
     monkeypatch.setattr(audit, "GATHER_SECONDS", 30.0)  # a long moment, to see it
     log = AuditLog(tmp_path / "audit.db")
@@ -559,7 +559,7 @@ def test_every_request_is_counted_out_of_the_writers_wait(api):
 def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
     """A request cancelled while its entry waits (a client gone): the entry is written all
     the same, and the writer goes on for the next."""
-    from serving.audit import Entry
+    from serving.access.audit import Entry
 
     db = tmp_path / "audit.db"
     log = AuditLog(db)
@@ -576,7 +576,7 @@ def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
 
 
 def test_a_failed_write_reaches_its_callers_and_the_writer_goes_on(tmp_path):
-    from serving.audit import Entry
+    from serving.access.audit import Entry
 
     log = AuditLog(tmp_path / "audit.db")
     with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):

@@ -22,7 +22,7 @@ from conftest import use_mlflow
 from servers import create_token, free_port, server_process
 
 from features.tasks import get_task
-from serving.audit import AuditLog
+from serving.access.audit import AuditLog
 
 
 def get(svc, path, who=None, **params):
@@ -646,7 +646,7 @@ def test_support_options_belong_to_the_task(service):
 
 def test_request_bodies_are_generated_from_the_data_contract():
     from features.contract import EVENT_COLUMNS, PERSON_COLUMNS
-    from serving.schemas import EventIn, PersonIn
+    from serving.api.schemas import EventIn, PersonIn
 
     assert list(PersonIn.model_fields) == [c.name for c in PERSON_COLUMNS if c.name != "ethnicity"]
     assert list(EventIn.model_fields) == [c.name for c in EVENT_COLUMNS if c.name != "person_id"]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from test_codebook import CODEBOOK
 from test_no_lookahead import a_case, batch_features
 
-from features.errors import ContractError, InputError
+from features.core.errors import ContractError, InputError
 from features.labels import cohort_spine
 from features.store import Store
 from features.tasks import get_task

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.errors import SunshineError
+from features.core.errors import SunshineError
 from training.config import load_config
 from training.splits import cv_split
 

@@ -17,12 +17,12 @@ from features.store import Store
 from features.tasks import SupportOption, Task, default_config, get_task, register, unregister
 from models.registry import promote
 from models.training_run import train_task
-from serving.app import create_app
-from serving.audit import AuditLog
-from serving.auth import TokenStore
-from serving.cli import app as cli
-from serving.scoring import load_interventions
-from serving.state import build_state, load_champions
+from serving.access.audit import AuditLog
+from serving.access.auth import TokenStore
+from serving.api.app import create_app
+from serving.cli.main import app as cli
+from serving.scoring.scorer import load_interventions
+from serving.state.service import build_state, load_champions
 
 OUTREACH = SupportOption(
     ("methadone_missed", "methadone_adherence"), "Methadone clinic outreach", "美沙酮门诊外展随访"

@@ -13,7 +13,7 @@ import pytest
 from conftest import mlflow_workspace, use_mlflow
 from mlflow.tracking import MlflowClient
 
-from features.errors import ConfigError, InputError, RegistryError, SunshineError
+from features.core.errors import ConfigError, InputError, RegistryError, SunshineError
 from features.store import Store
 from features.tasks import get_task
 from models.registry import VersionFacts, gate, list_versions, load_model, promote, warnings
@@ -527,7 +527,7 @@ def test_tune_uses_the_cv_split_and_prints_its_trials(workspace, relapse_v1, tmp
     ],
 )
 def test_errors_say_what_kind_of_thing_went_wrong(workspace, relapse_v1, tmp_path, call, kind):
-    import features.errors as errors
+    import features.core.errors as errors
 
     broken = tmp_path / "broken"
     broken.mkdir()

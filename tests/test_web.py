@@ -19,8 +19,8 @@ from conftest import sunshine, write_dataset
 
 from features.store import Store
 from features.tasks import get_task
-from serving.caseload import month_before
-from serving.profile import history_dates
+from serving.scoring.caseload import month_before
+from serving.scoring.history import history_dates
 from serving.web.caseload_pages import percent, workbook
 from serving.web.i18n import Texts, catalogue
 
@@ -272,7 +272,7 @@ def test_person_page_and_not_found_are_as_the_api_decides(service, signin):
 
 
 def test_risk_history_is_the_api_score_on_each_month(service):
-    from serving.profile import risk_history
+    from serving.scoring.history import risk_history
 
     state = service["state"]
     task = get_task("relapse")

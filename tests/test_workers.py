@@ -21,8 +21,8 @@ import pandas as pd
 from conftest import add_positive_tests, sunshine, use_mlflow
 from servers import create_token, every_worker, free_port, server_process
 
-from serving.audit import AuditLog
-from serving.materialize import CURRENT, current, manifest
+from serving.access.audit import AuditLog
+from serving.state.materialize import CURRENT, current, manifest
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from features.errors import ConfigError
+from features.core.errors import ConfigError
 from features.labels import cadence_dates
 from features.spec import FEATURE_NAMES, PROTECTED_FEATURES
 from features.tasks import get_task

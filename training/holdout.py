@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.errors import ConfigError, ContractError, InputError, Problem
-from features.io import read_text_table
+from features.core.errors import ConfigError, ContractError, InputError, Problem
+from features.core.io import read_text_table
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from training.calibration import choose_calibrator

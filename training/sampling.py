@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from features.errors import ConfigError
+from features.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

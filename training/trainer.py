@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from features.builder import FeatureBuilder
 from features.contract import contract_digest
-from features.errors import ConfigError
+from features.core.errors import ConfigError
 from features.labels import build_spine, read_labels
 from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME, feature_columns

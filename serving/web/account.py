@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import Response
 
-from serving.deps import Services, services
+from serving.api.deps import Services, services
+from serving.storage.web_records import SESSION_HOURS
 from serving.web.i18n import LANGS, N_, Texts
 from serving.web.render import home, redirect, render
 from serving.web.session import (
@@ -24,7 +25,6 @@ from serving.web.session import (
     set_cookie,
     signed_in,
 )
-from serving.web_store import SESSION_HOURS
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 Svc = Annotated[Services, Depends(services)]

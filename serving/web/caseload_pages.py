@@ -12,13 +12,13 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from features.errors import RegistryError
+from features.core.errors import RegistryError
 from features.tasks import Task, get_task, task_names
 from features.vocabulary import DISTRICTS
 from models.deployable import TIERS
-from serving.audit import Entry
-from serving.caseload import Caseload, Filters, page_of, select
-from serving.deps import Services, services
+from serving.access.audit import Entry
+from serving.api.deps import Services, services
+from serving.scoring.caseload import Caseload, Filters, page_of, select
 from serving.web.i18n import N_, Texts
 from serving.web.render import render, secure
 from serving.web.session import PageError, WebUser, signed_in

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from training.report_html import esc
+from features.core.html import esc
 
 RAISES = "#b42318"  # red: raises the risk
 LOWERS = "#067647"  # green: lowers it

@@ -15,16 +15,16 @@ from fastapi import Path as PathParam
 from fastapi.responses import Response
 
 from features.tasks import Task
-from serving.deps import Services, asked_entry, scored_entry, services
-from serving.profile import risk_history, timeline
-from serving.routers.risk import PERSON_ID
-from serving.scoring import score_encoded
+from serving.api.deps import Services, asked_entry, scored_entry, services
+from serving.api.routers.risk import PERSON_ID
+from serving.scoring.history import risk_history, timeline
+from serving.scoring.scorer import score_encoded
+from serving.storage.web_records import NOTE_CHARS, OUTCOMES, Followup
 from serving.web.caseload_pages import allowed_tasks, arrow, chosen_task, percent
 from serving.web.charts import bar, history
 from serving.web.i18n import N_
 from serving.web.render import redirect, render
 from serving.web.session import PageError, WebUser, check_csrf, signed_in
-from serving.web_store import NOTE_CHARS, OUTCOMES, Followup
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 Svc = Annotated[Services, Depends(services)]

@@ -10,16 +10,16 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from features.core.html import line_chart
 from features.indicator_inputs import CITY
 from features.indicators import COMPOSITE, last_complete_month, month_range
 from features.tasks import get_task
 from features.vocabulary import DISTRICTS
-from serving.audit import Entry
-from serving.deps import Services, services
+from serving.access.audit import Entry
+from serving.api.deps import Services, services
 from serving.web.i18n import N_, Texts
 from serving.web.render import render
 from serving.web.session import PageError, signed_in
-from training.report_html import line_chart
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 Svc = Annotated[Services, Depends(services)]

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.io import atomic_path, write_table
+from features.core.io import atomic_path, write_table
 from features.store import METADATA_FILE
 
 DAY_ZERO = dt.date(2000, 1, 1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.errors import InputError
+from features.core.errors import InputError
 
 ENV_VAR = "SUNSHINE_CTN_DIR"
 # ../shared beside the working directory, or beside any folder holding this checkout

@@ -1,0 +1,1 @@
+"""Who may do what: roles, tokens, and the audit trail of what they did."""

@@ -1,0 +1,396 @@
+"""The append-only audit trail of every risk request and score call, refused ones included.
+
+SQLite by default; triggers refuse UPDATE and DELETE, so rows can only be added through the
+service. Against someone with write access to the file itself, triggers are no protection
+(they can be dropped), so each row also carries a SHA-256 hash over its own fields and the
+previous row's hash: deleting, inserting or altering any row breaks the chain from there on,
+and `sunshine audit verify` names the first broken link. Only the pseudonymous person_id is
+stored, never other personal data. The file is created readable by its owner only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.core.errors import ConfigError
+from serving.storage.service_db import DATABASE_URL_ENV, open_database
+from serving.storage.sqlite_file import TurnLock, connect, open_private
+
+DEFAULT_AUDIT_DB = "audit.db"
+GENESIS = "0" * 64  # the "previous hash" of the first row
+CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
+GATHER_SECONDS = 0.002  # the longest a writer waits for entries still coming
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    user TEXT,
+    role TEXT,
+    token_id TEXT,
+    route TEXT NOT NULL,
+    person_id TEXT,
+    task TEXT,
+    as_of TEXT,
+    model_version TEXT,
+    probability REAL,
+    tier TEXT,
+    request_id TEXT NOT NULL,
+    client_request_id TEXT,
+    client TEXT,
+    status INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_person ON audit (person_id);
+CREATE INDEX IF NOT EXISTS audit_user ON audit (user);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+COLUMNS = (
+    "time",
+    "user",
+    "role",
+    "token_id",
+    "route",
+    "person_id",
+    "task",
+    "as_of",
+    "model_version",
+    "probability",
+    "tier",
+    "request_id",
+    "client_request_id",
+    "client",
+    "status",
+)
+
+
+# the columns as SQL names them ("user" is a reserved word in PostgreSQL)
+NAMES = ", ".join(f'"{c}"' if c == "user" else c for c in COLUMNS)
+
+
+def open_audit(path: Path | str = DEFAULT_AUDIT_DB) -> AuditLog:
+    """The trail: in the service's database when SUNSHINE_DATABASE_URL names one (PostgreSQL),
+    else in its SQLite file."""
+    url = os.environ.get(DATABASE_URL_ENV)
+    return AuditLog(path, url) if url and not url.startswith("sqlite") else AuditLog(path)
+
+
+@dataclass
+class Entry:
+    route: str
+    request_id: str
+    status: int
+    user: str | None = None
+    role: str | None = None
+    token_id: str | None = None
+    person_id: str | None = None
+    task: str | None = None
+    as_of: str | None = None
+    model_version: str | None = None
+    probability: float | None = None
+    tier: str | None = None
+    client_request_id: str | None = None
+    client: str | None = None
+
+
+def row_hash(prev: str, row_id: int, values: tuple) -> str:
+    """The hash that seals a row: its id and every field, in order, and the previous hash."""
+    body = json.dumps([prev, row_id, *values], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rows: int
+    broken_at: int | None  # the id of the first row whose link does not hold
+    reason: str
+
+    @property
+    def intact(self) -> bool:
+        return self.broken_at is None
+
+
+class AuditLog:
+    """The trail in its SQLite file, or in the PostgreSQL database `url` names (migrated by
+    `sunshine db upgrade`), where every worker and host appends to one chain."""
+
+    def __init__(self, path: Path | str = DEFAULT_AUDIT_DB, url: str | None = None) -> None:
+        self.path = Path(path)
+        self.url = url
+        self._queue: queue.SimpleQueue[tuple[list[Entry], Future]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._writer: Any = None
+        self._wal: int | None = None  # the writer's descriptor of the SQLite file's log
+        # requests begun in this process whose entries are not submitted yet (counted by
+        # the service's middleware); read by the writer as a hint, so no lock
+        self.coming = 0
+        self._turn: contextlib.AbstractContextManager = contextlib.nullcontext()
+        if url is not None:
+            open_database(url).dispose()  # reachable, and at the service's schema
+            return
+        if "hash" not in open_private(self.path, SCHEMA):
+            raise ConfigError(
+                f"{self.path}: an audit log from before the hash chain; keep it as it is "
+                "(archive it read-only) and start a new one with --audit-db"
+            )
+        self._turn = TurnLock(self.path)  # several workers' writers take turns at once
+
+    def _connect(self) -> Any:
+        """A DB-API connection in autocommit mode: transactions are begun explicitly."""
+        if self.url is None:
+            return connect(self.path)
+        import psycopg
+
+        return psycopg.connect(
+            self.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.url is None else sql.replace("?", "%s")
+
+    def _begin(self, cur: Any) -> None:
+        """Hold the trail's write lock for the transaction, so two writers (threads,
+        processes or hosts) can never fork the chain."""
+        if self.url is None:
+            cur.execute("BEGIN IMMEDIATE")
+        else:
+            cur.execute("BEGIN")
+            # an advisory lock, not LOCK TABLE: the service's role may only insert and read
+            cur.execute(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})")
+
+    def append(self, entries: list[Entry]) -> None:
+        """Add entries to the chain; returns once they are committed."""
+        self._submit(entries).result()
+
+    async def record(self, entries: list[Entry]) -> None:
+        """`append` for the event loop: it waits for the commit without holding a thread."""
+        await asyncio.wrap_future(self._submit(entries))
+
+    def _submit(self, entries: list[Entry]) -> Future:
+        """Hand entries to the trail's one writer thread.
+
+        Group commit: the writer writes everything queued by the time its turn comes, in
+        one transaction, so eight concurrent requests cost one commit rather than eight, and no
+        caller hears back before its own entries are on disk. One thread, rather than each
+        request taking a thread of the pool and queueing on a lock, spares a thread hop and
+        the waiters' lock hand-offs on every request."""
+        done: Future = Future()
+        self._queue.put((entries, done))
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._serve, name="audit-writer", daemon=True
+                    )
+                    self._thread.start()
+        return done
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            self._gather(batch)
+            # the file's turn first, then the batch: what queues while another worker writes
+            # joins this commit instead of waiting for the next turn
+            with self._turn:
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        batch.append(self._queue.get_nowait())
+                # a waiter that has given up (its request cancelled) is not told, but its
+                # entries are written all the same; the others can no longer give up
+                waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
+                failed: BaseException | None = None
+                try:
+                    self._write([e for entries, _ in batch for e in entries])
+                except BaseException as exc:  # each waiter hears of it; the writer goes on
+                    failed = exc
+            if failed is None:
+                try:
+                    self._flush()
+                except BaseException as exc:
+                    self._close()
+                    failed = exc
+            for done in waiting:
+                if failed is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(failed)
+
+    def _gather(self, batch: list[tuple[list[Entry], Future]]) -> None:
+        """Wait a moment for the entries of requests still being answered, so they join
+        this commit: a commit costs the writer about 0.2 ms of CPU whatever it holds (most
+        of it syncing to disk), the same CPU the workers answer with. Only while such
+        requests are in flight, and never longer than GATHER_SECONDS from the first entry
+        taken, so an answer alone never waits."""
+        deadline = time.monotonic() + GATHER_SECONDS
+        with contextlib.suppress(queue.Empty):
+            while self.coming > 0 and (left := deadline - time.monotonic()) > 0:
+                batch.append(self._queue.get(timeout=left))
+
+    def _write(self, entries: list[Entry]) -> None:
+        """Commit the entries, on the writer thread's own connection, kept open.
+
+        A kept PostgreSQL connection that turns out broken before the commit (the database
+        restarted, or dropped it while the writer was idle) is replaced and the entries
+        written on the new one. One lost during the commit is not: the commit may have been
+        made, and its callers hear of the failure."""
+        while True:
+            kept = self._writer is not None
+            try:
+                cur = self._prepare(entries)
+                break
+            except BaseException:
+                # once at most: the connection opened to replace a broken one is not kept
+                if not (self._close() and kept):
+                    raise
+        try:
+            cur.execute("COMMIT")
+        except BaseException:
+            self._close()
+            raise
+
+    def _prepare(self, entries: list[Entry]) -> Any:
+        """A transaction that holds the write lock while it reads the chain's end, with the
+        entries inserted after it; returns its cursor, for the commit."""
+        if self._writer is None:
+            self._writer = self._connect()
+            if self.url is None:
+                # the commit writes the log without waiting for the disk: `_flush` does
+                # that after the turn is let go (SQLite's own wait would hold the turn)
+                self._writer.execute("PRAGMA synchronous=NORMAL")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+        marks = ", ".join("?" * (len(COLUMNS) + 3))
+        cur = self._writer.cursor()
+        self._begin(cur)
+        cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
+        last = cur.fetchone()
+        row_id, prev = last if last else (0, GENESIS)
+        rows = []
+        for e in entries:
+            row_id += 1
+            values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
+            sealed = row_hash(prev, row_id, values)
+            rows.append((row_id, *values, prev, sealed))
+            prev = sealed
+        cur.executemany(
+            self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"), rows
+        )
+        return cur
+
+    def _close(self) -> bool:
+        """Roll back what is left open and close the writer's connection; returns whether the
+        connection had been broken (by the database or the network)."""
+        broken = bool(getattr(self._writer, "broken", False))
+        if self._writer is not None:  # None: it could not be opened
+            # SQLite would keep the write lock of a connection closed mid-transaction
+            with contextlib.suppress(Exception):
+                self._writer.rollback()
+            self._writer.close()
+            self._writer = None
+        if self._wal is not None:
+            os.close(self._wal)
+            self._wal = None
+        return broken
+
+    def _flush(self) -> None:
+        """Put the commit on disk before any waiter hears back, outside the turn.
+
+        In WAL mode SQLite appends a commit to the file's write-ahead log; with
+        synchronous=FULL it waits for the disk while it still holds the write lock, so the
+        other workers' writers wait for this one's disk too. With synchronous=NORMAL it does
+        not wait, and the writer syncs the log itself, as SQLite would (fdatasync), once its
+        turn is let go, while the next worker commits. A sync of the log puts on disk every
+        frame written to it so far, this commit's and those before it; a checkpoint that
+        moved them into the database first has synced both files itself. The log is neither
+        removed nor replaced while this writer's connection is open, so its descriptor is
+        kept as long as the connection.
+        """
+        if self.url is not None:
+            return  # PostgreSQL's COMMIT has waited for its log on disk
+        if self._wal is None:
+            self._wal = os.open(f"{self.path}-wal", os.O_RDONLY)
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the log's name: the file may be new
+            finally:
+                os.close(directory)
+        os.fdatasync(self._wal)
+
+    def query(
+        self, person: str | None = None, user: str | None = None, since: dt.date | None = None
+    ) -> pd.DataFrame:
+        where, args = [], []
+        if person:
+            where.append("person_id = ?")
+            args.append(person)
+        if user:
+            where.append('"user" = ?')
+            args.append(user)
+        if since:
+            where.append("time >= ?")
+            args.append(since.isoformat())
+        sql = f"SELECT id, {NAMES} FROM audit"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        con = self._connect()
+        try:
+            cur = con.cursor()
+            cur.execute(self._sql(sql + " ORDER BY id"), args)
+            return pd.DataFrame(cur.fetchall(), columns=["id", *COLUMNS])
+        finally:
+            con.close()
+
+    def last_used(self) -> dict[str, str]:
+        """When each token was last used: the time of its latest entry."""
+        con = self._connect()
+        try:
+            cur = con.cursor()
+            cur.execute(
+                "SELECT token_id, max(time) FROM audit WHERE token_id IS NOT NULL GROUP BY 1"
+            )
+            return dict(cur.fetchall())
+        finally:
+            con.close()
+
+    def verify(self) -> Verdict:
+        """Walk the chain from the first row: ids must run 1, 2, 3, ... (a gap is a deleted
+        row), each row must link to the hash before it (an insertion breaks that) and its own
+        hash must match its fields (an alteration breaks that)."""
+        con = self._connect()
+        try:
+            cursor = con.cursor()
+            cursor.execute(f"SELECT id, {NAMES}, prev_hash, hash FROM audit ORDER BY id")
+            expected_id, prev, rows = 1, GENESIS, 0
+            for row in cursor:
+                row_id, values, link, sealed = row[0], row[1:-2], row[-2], row[-1]
+                if row_id != expected_id:
+                    return Verdict(
+                        rows, row_id, f"rows {expected_id} to {row_id - 1} are missing (deleted)"
+                    )
+                if link != prev:
+                    return Verdict(rows, row_id, "does not link to the row before it (inserted)")
+                if row_hash(prev, row_id, tuple(values)) != sealed:
+                    return Verdict(rows, row_id, "its fields do not match its hash (altered)")
+                expected_id, prev, rows = row_id + 1, sealed, rows + 1
+            return Verdict(rows, None, "every link holds")
+        finally:
+            con.close()

@@ -1,0 +1,139 @@
+"""What happens around every request: its id, the body limit, metrics and the audit trail.
+
+A plain ASGI middleware rather than Starlette's `BaseHTTPMiddleware`, which runs each request
+through a task group and memory streams: on the one-row risk answer that machinery cost about
+as much as the route. The audit entry is written when the response starts, before its first
+byte is sent, so no answer leaves without its entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from serving.access.audit import Entry
+from serving.access.auth import User
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from serving.api.deps import Services
+
+# counted on the bytes received (FastAPI's own limit, not the Content-Length header), before
+# any route, authentication or parsing reads them
+MAX_BODY_BYTES = 4 * 1024 * 1024
+# every API call and web page, refused ones and admin calls included (not the style sheet)
+AUDITED = ("/v1/", "/app")
+NOT_AUDITED = "/app/static/"
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection first
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, svc: Services) -> None:
+        self.app, self.svc = app, svc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        # the server's own id: a client's is kept apart, and only if it is a plausible one
+        state["request_id"] = request_id = uuid.uuid4().hex
+        offered = _header(scope, b"x-request-id")
+        state["client_request_id"] = offered if CLIENT_REQUEST_ID.fullmatch(offered) else None
+        state["audit"] = []
+        start = time.perf_counter()
+        path: str = scope["path"]
+        audited = path.startswith(AUDITED) and not path.startswith(NOT_AUDITED)
+        metrics = self.svc.metrics
+        audit = self.svc.audit
+        coming = audited  # its entries are still to come, which the audit's writer may await
+        if coming:
+            audit.coming += 1
+
+        async def record(status: int, route: str) -> None:
+            nonlocal coming
+            entries = _entries(Request(scope), status, route)
+            coming, audit.coming = False, audit.coming - 1
+            # the commit waits on the audit's writer thread, not on the loop
+            await audit.record(entries)
+
+        async def started(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = _route(scope)
+                metrics.requests.labels(route, str(status)).inc()
+                metrics.latency.labels(route).observe(time.perf_counter() - start)
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+                if audited:
+                    await record(status, route)
+            await send(message)
+
+        try:
+            size = _header(scope, b"content-length")
+            if size.isdigit() and int(size) > MAX_BODY_BYTES:
+                refusal = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
+                await refusal(scope, receive, started)
+                return
+            await self.app(scope, receive, started)
+        except ClientDisconnect:
+            # gone before its whole body came: no answer to give, and no server error to
+            # log; its entry says so with nginx's "client closed request"
+            if coming:
+                await record(CLIENT_GONE, _route(scope))
+        finally:
+            if coming:  # never answered: the request was cancelled
+                audit.coming -= 1
+
+
+def _route(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", "unmatched")
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _entries(request: Request, status: int, path: str) -> list[Entry]:
+    """The request's audit entries (or one for a refused request), with who and where."""
+    user: User | None = getattr(request.state, "user", None)
+    entries = request.state.audit or [Entry(path, request.state.request_id, status)]
+    params = request.path_params
+    for e in entries:
+        e.status = status if status >= 400 else e.status
+        e.route = path
+        e.user = user.user if user else None
+        e.role = user.role if user else None
+        e.token_id = user.token_id if user else None
+        e.client = request.client.host if request.client else None
+        e.client_request_id = request.state.client_request_id
+        e.person_id = e.person_id or _bounded(params.get("person_id"))
+        e.task = e.task or _bounded(request.query_params.get("task") or params.get("task"))
+        e.as_of = e.as_of or _date_or_none(request.query_params.get("as_of"))
+    return entries
+
+
+def _bounded(value: str | None, limit: int = 64) -> str | None:
+    """What a client sent, as the audit trail keeps it: at most `limit` characters."""
+    return None if value is None else value[:limit]
+
+
+def _date_or_none(value: str | None) -> str | None:
+    try:
+        return dt.date.fromisoformat(value).isoformat() if value else None
+    except ValueError:
+        return "invalid"

@@ -1,0 +1,124 @@
+"""A person's risk from the event store: `GET /v1/persons/{person_id}/risk`.
+
+Access is decided before anything about the person is looked at, so no answer tells a caller
+more than their role allows: a task's scope is checked for every person alike (403), and a
+person outside a caseworker's districts gets the same 404 as an unknown one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+
+from features.contract import as_of_problem
+from features.core.errors import RegistryError
+from features.tasks import Task
+from serving.access.auth import User
+from serving.api.deps import (
+    Services,
+    asked_entry,
+    current_user,
+    error,
+    scored_entry,
+    services,
+    task_of,
+)
+from serving.api.schemas import MAX_FACTORS, ModelRef, RiskResponse, refusals
+from serving.scoring.scorer import DEFAULT_TOP, not_in_cohort, out_of_cohort_warning, score_encoded
+
+PERSON_ID = re.compile(r"[A-Za-z0-9_\-.\u4e00-\u9fff]{1,64}")
+
+router = APIRouter(tags=["risk"])
+
+
+def model_ref(facts: dict) -> ModelRef:
+    return ModelRef(name=facts["name"], version=str(facts["version"]), run_id=facts["run_id"])
+
+
+def champion(svc: Services, task: Task):
+    try:
+        return svc.state.loaded.model(task.name)
+    except RegistryError as exc:
+        raise error(503, str(exc)) from None
+
+
+@router.get(
+    "/v1/persons/{person_id}/risk",
+    response_model=RiskResponse,
+    responses=refusals(401, 403, 404, 409, 503),
+)
+async def person_risk(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    user: Annotated[User, Depends(current_user)],
+    person_id: Annotated[str, PathParam(max_length=64, pattern=f"^{PERSON_ID.pattern}$")],
+    task_name: Annotated[str, Query(alias="task", description="the task")] = "relapse",
+    as_of: Annotated[
+        dt.date | None, Query(description="default: the data's reference date")
+    ] = None,
+    explain: Annotated[int, Query(ge=0, le=MAX_FACTORS, description="top factors")] = DEFAULT_TOP,
+    allow_out_of_cohort: Annotated[
+        bool, Query(description="analysts: score a person outside the cohort anyway")
+    ] = False,
+) -> RiskResponse:
+    """A person's risk, its reasons and suggested support, from the event store.
+
+    Today's answer is a slice of the precomputed feature matrix and a fraction of a
+    millisecond of model time, so it is computed on the event loop, not handed to a thread;
+    another day's builds features from the store, which takes longer, so a thread does it."""
+    args = (request, svc, user, person_id, task_name, as_of, explain, allow_out_of_cohort)
+    if as_of is None or as_of == svc.state.as_of:
+        return _person_risk(*args)
+    return await run_in_threadpool(_person_risk, *args)
+
+
+def _person_risk(
+    request: Request,
+    svc: Services,
+    user: User,
+    person_id: str,
+    task_name: str,
+    as_of: dt.date | None,
+    explain: int,
+    allow_out_of_cohort: bool,
+) -> RiskResponse:
+    state = svc.state
+    task = task_of(task_name)
+    if not user.has_scope(task.scope):
+        raise error(403, f"task {task.name} needs the scope {task.scope!r}")
+    if allow_out_of_cohort and user.role != "analyst":
+        raise error(403, "only analysts may ask for a score outside the task's cohort")
+    if not PERSON_ID.fullmatch(person_id):
+        raise error(422, [{"field": "person_id", "reason": "malformed person id"}])
+    as_of = as_of or state.as_of
+    if why := as_of_problem(as_of, state.as_of):
+        raise error(422, [{"field": "as_of", "reason": why}])
+    # a refusal from here on (no such person, not in the cohort) is audited with the task
+    # and date asked about, the defaulted ones too; a score replaces this entry
+    request.state.audit = [asked_entry(request, person_id, task.name, as_of)]
+    if not state.known(person_id) or not user.may_read(state.district(person_id)):
+        raise error(404, f"no person {person_id}")
+    model, facts = champion(svc, task)
+    member = state.in_cohort(task, person_id, as_of)
+    if not member and not allow_out_of_cohort:
+        raise error(409, not_in_cohort(task, as_of))
+    X = state.encoded(person_id, as_of, model)
+    result = score_encoded(model, X, svc.interventions[task.name], explain)[0]
+    svc.metrics.scores.labels(task.name).observe(result["probability"])
+    request.state.audit = [scored_entry(request, person_id, task.name, facts, result, as_of)]
+    return RiskResponse(
+        person_id=person_id,
+        task=task.name,
+        as_of=as_of,
+        in_cohort=member,
+        warning=None if member else out_of_cohort_warning(task, as_of),
+        history="events" if state.history(person_id, as_of) else "none",
+        model=model_ref(facts),
+        request_id=request.state.request_id,
+        **result,
+    )

@@ -1,0 +1,2 @@
+"""Batch work: rosters (runner, files, job settings), cohort scoring on Spark, the indicator
+report."""

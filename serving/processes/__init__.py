@@ -1,0 +1,1 @@
+"""Several worker processes: their parent, the socket hand-off and listening sockets."""

@@ -1,0 +1,1 @@
+"""The service's own database (sessions, languages, follow-ups) and its migrations."""
