@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from features.cli import console, user_errors
+from features.core.cli import console, user_errors
 
 experiment_app = typer.Typer(help="Benchmarks of the whole pipeline on real data.")
 

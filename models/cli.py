@@ -11,14 +11,14 @@ from typing import Annotated
 
 import typer
 
-from features.cli import (
+from features.cli import open_store
+from features.core.cli import (
     DataOpt,
     FormatOpt,
     LenientOpt,
     RefOpt,
     RejectsOpt,
     console,
-    open_store,
     show_frame,
     user_errors,
 )
@@ -236,7 +236,7 @@ def monitor_cmd(
     """Drift since training and realized performance of the champion: ok, warning or alert
     with reasons, logged to MLflow (sunshine-monitor-<task>) with an HTML report. Exit code
     0 whatever the status; read it from the output or status.json."""
-    from features.cli import parse_date
+    from features.core.cli import parse_date
     from models.monitoring import load_monitor_config, log_monitor_run, run_monitor, write_outputs
     from models.tracking import configure
 

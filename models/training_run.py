@@ -16,7 +16,8 @@ import mlflow
 import pandas as pd
 from rich.markdown import Markdown
 
-from features.cli import console, frame_table, open_store
+from features.cli import open_store
+from features.core.cli import console, frame_table
 from features.spec import feature_columns
 from features.store import Store
 from features.tasks import get_task

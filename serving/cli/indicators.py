@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from features import cli as features_cli
+from features.core import cli
 from features.core.errors import InputError
 
 ExternalOpt = Annotated[
@@ -32,9 +33,9 @@ def register(app: typer.Typer) -> None:
     app.command()(indicators)
 
 
-@features_cli.user_errors
+@cli.user_errors
 def indicators(
-    data: features_cli.DataOpt,
+    data: cli.DataOpt,
     out: Annotated[Path, typer.Option(help="output .xlsx or .parquet; an .html page beside it")],
     from_month: Annotated[
         str | None, typer.Option("--from", help="first month, YYYY-MM (default: 24 months back)")
@@ -45,9 +46,9 @@ def indicators(
     external: ExternalOpt = None,
     population: PopulationOpt = None,
     config: IndicatorConfigOpt = None,
-    lenient: features_cli.LenientOpt = False,
-    rejects: features_cli.RejectsOpt = None,
-    reference_date: features_cli.RefOpt = None,
+    lenient: cli.LenientOpt = False,
+    rejects: cli.RejectsOpt = None,
+    reference_date: cli.RefOpt = None,
 ) -> None:
     """Monthly indicators by district (youth new-user, intake-and-control, abstinence
     consolidation and relapse rates, and any external ones), point in time, ranked."""
@@ -78,13 +79,13 @@ def indicators(
     )
     paths = write_report(table, out, note)
     latest = table[(table["month"] == months[-1]) & (table["indicator"] == "composite")]
-    features_cli.console.print(
-        features_cli.frame_table(
+    cli.console.print(
+        cli.frame_table(
             f"ranking {months[-1]}",
             latest[["district", "district_zh", "value", "rank", "rank_change"]].sort_values("rank"),
         )
     )
-    features_cli.console.print(
+    cli.console.print(
         f"{len(months)} months x {table['indicator'].nunique()} indicators in "
         f"{time.perf_counter() - started:.1f}s -> {', '.join(str(p) for p in paths)}"
     )

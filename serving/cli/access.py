@@ -1,0 +1,136 @@
+"""Access commands: API tokens, and the audit trail (query, verify)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import pandas as pd
+import typer
+
+from features.core import cli
+from features.core.errors import InputError
+from serving.access.audit import DEFAULT_AUDIT_DB, AuditLog, open_audit
+from serving.access.auth import DEFAULT_EXPIRY_DAYS, TokenStore
+
+if TYPE_CHECKING:
+    pass
+
+
+tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
+
+
+AuditDbOpt = Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")]
+audit_app = typer.Typer(
+    help="The audit trail of API calls: query it, or verify its hash chain.",
+    invoke_without_command=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tokens_app, name="tokens")
+    app.add_typer(audit_app, name="audit")
+
+
+def _existing_log(audit_db: Path) -> AuditLog:
+    from serving.storage.service_db import DATABASE_URL_ENV
+
+    if not os.environ.get(DATABASE_URL_ENV) and not audit_db.exists():
+        raise InputError(f"{audit_db}: no audit log yet")
+    return open_audit(audit_db)
+
+
+@tokens_app.command("create")
+@cli.user_errors
+def tokens_create(
+    user: Annotated[str, typer.Option(help="who the token is for")],
+    role: Annotated[str, typer.Option(help="caseworker, analyst or admin")],
+    districts: Annotated[
+        list[str] | None, typer.Option("--districts", help="a caseworker's districts, repeatable")
+    ] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", help="extra scope: youth")] = None,
+    expires: Annotated[int, typer.Option(help="days until it expires")] = DEFAULT_EXPIRY_DAYS,
+) -> None:
+    """Create an API token; it is printed once and only its hash is stored."""
+    tokens = TokenStore.load()
+    token = tokens.create(user, role, districts, scope, expires)
+    tokens.save()
+    entry = tokens.entries[-1]
+    cli.err_console.print(
+        f"token {entry.id} for {user} ({role}), valid until {entry.expires}, saved as a hash in "
+        f"{tokens.where}"
+    )
+    print(token)
+
+
+@tokens_app.command("list")
+@cli.user_errors
+def tokens_list(
+    audit_db: Annotated[
+        Path, typer.Option("--audit-db", help="audit log, for when each was last used")
+    ] = Path(DEFAULT_AUDIT_DB),
+    fmt: cli.FormatOpt = "table",
+) -> None:
+    """Every token: id, user, role, districts, scope, created, expires, status, last used.
+    Never the secret."""
+    from serving.storage.service_db import DATABASE_URL_ENV
+
+    shared = bool(os.environ.get(DATABASE_URL_ENV))
+    used = open_audit(audit_db).last_used() if shared or audit_db.exists() else {}
+    tokens = TokenStore.load()
+    cli.show_frame(pd.DataFrame(tokens.listing(used)), fmt, f"tokens in {tokens.where}")
+
+
+@tokens_app.command("revoke")
+@cli.user_errors
+def tokens_revoke(
+    token_id: Annotated[
+        str | None, typer.Option("--id", help="the token's id (tokens list)")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="revoke every token of this user")] = None,
+) -> None:
+    """Revoke a token, or all of a user's; a running server refuses it within seconds."""
+    tokens = TokenStore.load()
+    revoked = tokens.revoke(token_id, user)
+    tokens.save()
+    for e in revoked:
+        cli.console.print(f"revoked token {e.id} of {e.user} ({e.role})")
+
+
+@audit_app.callback()
+@cli.user_errors
+def audit_cmd(
+    ctx: typer.Context,
+    person: Annotated[str | None, typer.Option(help="only this person_id")] = None,
+    user: Annotated[str | None, typer.Option(help="only this user")] = None,
+    since: Annotated[str | None, typer.Option(help="from this date (YYYY-MM-DD)")] = None,
+    audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB),
+    fmt: cli.FormatOpt = "table",
+) -> None:
+    """Query the audit trail of risk requests, score calls and admin calls."""
+    if ctx.invoked_subcommand is not None:
+        return
+    day = cli.parse_date(since, "--since") if since else None
+    rows = _existing_log(audit_db).query(person, user, day)
+    cli.show_frame(rows, fmt, f"audit: {len(rows)} entries")
+
+
+@audit_app.command("verify")
+@cli.user_errors
+def audit_verify(audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB)) -> None:
+    """Check the hash chain: exit 1 naming the first deleted, inserted or altered row."""
+    log = _existing_log(audit_db)
+    # the trail as the operator knows it: its file, or its database (never with a password)
+    where = log.url.split("@")[-1] if log.url else str(audit_db)
+    verdict = log.verify()
+    if verdict.intact:
+        cli.console.print(f"{where}: {verdict.rows:,} entries, {verdict.reason}", soft_wrap=True)
+        return
+    cli.err_console.print(
+        f"{where}: the chain breaks at row {verdict.broken_at}: {verdict.reason} "
+        f"({verdict.rows:,} entries before it verified)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(1)
