@@ -44,8 +44,9 @@ def model(work: Path) -> str:
 
 
 def child(kind: str, data: Path, uri: str) -> None:
+    from features.core.months import month_range
     from features.indicator_inputs import load_indicator_config, read_population
-    from features.indicators import indicator_table, month_range
+    from features.indicators import indicator_table
     from features.store import Store
 
     with Meter() as total:

@@ -65,7 +65,7 @@ def child(data: Path, db: Path, rows: int, explain: str, reference: bool = False
     from models.registry import load_model
     from serving.batch.job import RosterJob
     from serving.batch.runner import RosterScorer
-    from serving.scoring.scorer import load_interventions
+    from serving.scoring.interventions import load_interventions
 
     uri = f"sqlite:///{db}"
     mlflow.set_tracking_uri(uri)

@@ -118,10 +118,11 @@ def main() -> None:
     from features.tasks import get_task
     from features.vocabulary import DISTRICTS
     from serving.access.audit import AuditLog
-    from serving.access.auth import TokenStore
+    from serving.access.tokens import TokenStore
     from serving.api.app import create_app
-    from serving.scoring.scorer import load_interventions
-    from serving.state.service import build_state, load_champions
+    from serving.scoring.interventions import load_interventions
+    from serving.state.champions import load_champions
+    from serving.state.service import build_state
     from serving.storage.web_records import WebStore
 
     with Meter() as load:

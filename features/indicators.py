@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.core.errors import InputError
+from features.core.months import add_months, month_end, month_start
 from features.indicator_inputs import CITY, IndicatorConfig, residents_under
 from features.labels import cohort_labels
 from features.residence import districts_sql
@@ -73,57 +73,6 @@ _RECORDS = f"""
     SELECT pk, CAST(registration_date AS TIMESTAMP) FROM persons
     WHERE registration_date IS NOT NULL AND CAST(registration_date AS TIMESTAMP) < $end
 """
-
-
-# -- months --------------------------------------------------------------------------------------
-def parse_month(text: str, what: str) -> str:
-    try:
-        return dt.datetime.strptime(text, "%Y-%m").strftime("%Y-%m")
-    except ValueError:
-        raise InputError(f"{what}: {text!r} is not a month (YYYY-MM)") from None
-
-
-def month_start(month: str) -> dt.date:
-    return dt.date(int(month[:4]), int(month[5:7]), 1)
-
-
-def shift(month: str, by: int) -> str:
-    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + by
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def month_end(month: str) -> dt.datetime:
-    """The month's end: the first instant of the next month, which the month does not hold."""
-    return dt.datetime.combine(month_start(shift(month, 1)), dt.time())
-
-
-def last_complete_month(reference: dt.date) -> str:
-    """The latest month whose last day is on or before the data's reference date."""
-    nxt = reference + dt.timedelta(days=1)
-    return shift(nxt.strftime("%Y-%m"), -1)
-
-
-def month_range(first: str | None, last: str | None, reference: dt.date, default: int = 24):
-    """The months asked for, oldest first; by default the last `default` complete months."""
-    newest = last_complete_month(reference)
-    last = last or newest
-    first = first or shift(last, -(default - 1))
-    if last > newest:
-        raise InputError(
-            f"to {last}: the data's reference date is {reference}, so the latest complete "
-            f"month is {newest}"
-        )
-    if first > last:
-        raise InputError(f"from {first} is after to {last}")
-    return months_between(first, last)
-
-
-def months_between(first: str, last: str) -> list[str]:
-    """Every month from `first` to `last`, both included, oldest first."""
-    months = [first]
-    while months[-1] < last:
-        months.append(shift(months[-1], 1))
-    return months
 
 
 # -- the registry's indicators, one month at a time -----------------------------------------------
@@ -211,7 +160,7 @@ def _consolidation(con: duckdb.DuckDBPyConnection, p: dict, years: int) -> pd.Da
 def _relapse(con: duckdb.DuckDBPyConnection, month: str, task_name: str) -> pd.DataFrame:
     """The relapse task's cohort at the start of the month 12 months earlier and its label,
     by the district each person lived in then."""
-    as_of = month_start(shift(month, -12))
+    as_of = month_start(add_months(month, -12))
     labels = cohort_labels(con, get_task(task_name), [as_of])
     where = con.execute(districts_sql("$t"), {"t": dt.datetime.combine(as_of, dt.time())}).df()
     joined = labels.merge(where, on="pk", how="left")
@@ -281,7 +230,7 @@ def compute(
     there, and left there: they cannot change, since later records do not count for it."""
     residents = residents_under(population, config.youth_age_bound)
     cache = {} if cache is None else cache
-    wanted = [shift(months[0], -1), *months]
+    wanted = [add_months(months[0], -1), *months]
     todo = [m for m in wanted if m not in cache]
     if todo:
         con = store.known_at()
@@ -357,7 +306,7 @@ def rank(table: pd.DataFrame, config: IndicatorConfig) -> pd.DataFrame:
     comp["indicator"] = COMPOSITE
     comp["rank"] = comp.groupby("month")["value"].rank(method="min", ascending=False)
     table = pd.concat([table.drop(columns="score"), comp], ignore_index=True)
-    prev = table.assign(month=table["month"].map(lambda m: shift(m, 1)))[
+    prev = table.assign(month=table["month"].map(lambda m: add_months(m, 1)))[
         ["month", "district", "indicator", "value", "rank"]
     ]
     table = table.merge(

@@ -18,7 +18,7 @@ from features.vocabulary import (
     EVENT_TYPES,
     MEDICATIONS,
     OPIOIDS,
-    RESIDENTIAL_REHAB,
+    RESIDENTIAL_SQL,
     SEXES,
     SUBSTANCES,
 )
@@ -160,7 +160,6 @@ def _event_features() -> list[Feature]:
     return out
 
 
-_RESIDENTIAL = ", ".join(f"'{k}'" for k in RESIDENTIAL_REHAB)
 _OPIOIDS = ", ".join(f"'{k}'" for k in OPIOIDS)
 
 
@@ -256,7 +255,8 @@ DOMAIN_FEATURES: tuple[Feature, ...] = (
         "days since discharge from residential rehab",
         "出所至今天数",
         "domain",
-        sql=f"min(d) FILTER (WHERE event_type = 'rehab_discharge' AND detail IN ({_RESIDENTIAL}))",
+        sql="min(d) FILTER (WHERE event_type = 'rehab_discharge' "
+        f"AND detail IN ({RESIDENTIAL_SQL}))",
     ),
     Feature(
         "employed_now",

@@ -25,7 +25,7 @@ import pandas as pd
 
 from features.core.errors import InputError
 from features.profiles import ClearCase, Event
-from features.vocabulary import RESIDENTIAL_REHAB
+from features.vocabulary import RESIDENTIAL_SQL
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,6 @@ def _youth_rule(frame: pd.DataFrame) -> np.ndarray:
     return np.sum(flags, axis=0).astype(float)
 
 
-_RESIDENTIAL = ", ".join(f"'{k}'" for k in RESIDENTIAL_REHAB)
 # a drug record: a positive urine test or a drug-use arrest (registration is a person column)
 DRUG_RECORD = "((e.event_type = 'urine_test' AND e.value = 1) OR e.event_type = 'drug_arrest')"
 
@@ -257,7 +256,7 @@ RELAPSE = register(
                        max(e.event_time) AS last_time
                 FROM dates d JOIN events e ON e.event_time < d.as_of_ts
                 WHERE e.event_type IN ('rehab_admission', 'rehab_discharge')
-                  AND e.detail IN ({_RESIDENTIAL})
+                  AND e.detail IN ({RESIDENTIAL_SQL})
                 GROUP BY ALL
             )
             SELECT pk, as_of FROM res

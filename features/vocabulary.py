@@ -12,7 +12,11 @@ from importlib import resources
 
 import yaml
 
+# the languages every label is kept in, Chinese first (the pages' default)
+LANGS = ("zh", "en")
 RESIDENTIAL_REHAB = ("compulsory_isolation", "voluntary")
+# the residential kinds as a SQL list, for `detail IN (...)`
+RESIDENTIAL_SQL = ", ".join(f"'{k}'" for k in RESIDENTIAL_REHAB)
 COMMUNITY_PROGRAMMES = ("community_rehab", "community_recovery")
 # Medically supervised withdrawal in hospital: clinical, not one of the programme's rehab orders,
 # so it never puts a person into the relapse cohort.

@@ -30,16 +30,16 @@ from features.builder import FeatureBuilder
 from features.core.errors import ConfigError, RegistryError
 from features.core.html import esc, page
 from features.core.io import atomic_path
-from features.indicators import month_start, months_between
+from features.core.months import month_start, months_between
 from features.labels import build_spine, cohort_spine
 from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from features.tasks import get_task
-from models.deployable import RiskModel
 from models.registry import champion_at, champion_history, load_model
+from models.risk_model import RiskModel
 from training.drift import MAJOR_SHIFT, bin_shares, psi
-from training.metrics import auroc, auroc_ci, ece, top_k
+from training.metrics import auroc, auroc_ci, capture_at_top, ece
 
 STATUSES = ("ok", "warning", "alert")
 EXPERIMENT = "sunshine-monitor-{task}"
@@ -205,7 +205,7 @@ def _performance(
                 "ece": ece(y, p),
                 "mean_predicted": float(p.mean()),
                 "observed": float(y.mean()),
-                "precision_at_capacity": top_k(y, raw, capacity)[0],
+                "precision_at_capacity": capture_at_top(y, raw, capacity)[0],
                 "deciles": _deciles(y, p),
             }
             outcomes.append((y, p, raw))

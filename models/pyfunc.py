@@ -7,7 +7,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from models.deployable import RiskModel
+from models.risk_model import RiskModel
 
 ARTIFACT_KEY = "risk_model"
 

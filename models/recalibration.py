@@ -26,8 +26,8 @@ from features.builder import FeatureBuilder
 from features.core.errors import InputError
 from features.labels import read_labels
 from features.store import Store
-from models.deployable import RiskModel
 from models.registry import load_model, log_and_register
+from models.risk_model import RiskModel
 from models.tracking import experiment_id
 from training.calibration import Calibrator, choose_calibrator
 from training.metrics import brier, calibration_bins, ece, ece_by_chance

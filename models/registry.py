@@ -22,8 +22,8 @@ import models
 import training
 from features.core.errors import InputError, RegistryError
 from features.spec import FEATURES_BY_NAME
-from models.deployable import RiskModel
 from models.pyfunc import ARTIFACT_KEY
+from models.risk_model import RiskModel
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_since."

@@ -21,8 +21,8 @@ from features.core.cli import console, frame_table
 from features.spec import feature_columns
 from features.store import Store
 from features.tasks import get_task
-from models.deployable import RiskModel
 from models.registry import log_and_register
+from models.risk_model import RiskModel
 from models.tracking import experiment_id, log_training
 from training.config import FIXED, TrainConfig, load_config
 from training.fairness import flag_list

@@ -139,10 +139,11 @@ def service(served, tmp_path_factory):
 
     from features.store import Store
     from serving.access.audit import AuditLog
-    from serving.access.auth import TokenStore
+    from serving.access.tokens import TokenStore
     from serving.api.app import create_app
-    from serving.scoring.scorer import load_interventions
-    from serving.state.service import build_state, load_champions
+    from serving.scoring.interventions import load_interventions
+    from serving.state.champions import load_champions
+    from serving.state.service import build_state
 
     use_mlflow(served)
     tokens = TokenStore([])

@@ -22,10 +22,11 @@ from servers import ServerThread
 from features.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.api.app import create_app
-from serving.scoring.scorer import load_interventions
-from serving.state.service import build_state, load_champions
+from serving.scoring.interventions import load_interventions
+from serving.state.champions import load_champions
+from serving.state.service import build_state
 
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
 
@@ -269,7 +270,7 @@ def test_unusable_roster_is_a_clear_error(served, tmp_path):
         ((str(empty), str(tmp_path / "o.csv")), "no person_id column"),
         ((str(tmp_path / "missing.csv"), str(tmp_path / "o.csv")), "no such roster"),
         ((str(good), str(tmp_path / "o.json")), "unsupported output format"),
-        ((str(good), str(tmp_path / "o.csv"), "--lang", "fr"), "--lang must be one of en, zh"),
+        ((str(good), str(tmp_path / "o.csv"), "--lang", "fr"), "--lang must be one of zh, en"),
         ((str(good), str(tmp_path / "o.csv"), "--explain", "all"), "--explain must be one of"),
     ]
     for args, message in cases:

@@ -206,7 +206,7 @@ def test_a_model_learns_from_a_codebook_item_and_carries_it(served, tmp_path):
     expected = result.model.score(frame).probability
     script = (
         "import sys, json, pandas as pd\n"
-        "from models.deployable import RiskModel\n"
+        "from models.risk_model import RiskModel\n"
         f"m = RiskModel.load({str(model_dir)!r})\n"
         f"s = m.score(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}), explain=1)\n"
         "from features.spec import FEATURES_BY_NAME\n"

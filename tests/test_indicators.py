@@ -10,6 +10,7 @@ import pytest
 from conftest import ev, sunshine, write_dataset
 
 from features.core.errors import ConfigError, ContractError
+from features.core.months import month_range
 from features.indicator_inputs import (
     IndicatorConfig,
     load_indicator_config,
@@ -17,7 +18,7 @@ from features.indicator_inputs import (
     read_population,
     residents_under,
 )
-from features.indicators import compute, month_range, rank, report_table
+from features.indicators import compute, rank, report_table
 from features.store import Store
 from features.vocabulary import DISTRICTS
 

@@ -61,7 +61,8 @@ def test_serving_runs_without_the_training_only_dependencies():
         "import serving.cli.main, serving.api.app, serving.batch.runner, serving.state.service\n"
         "import serving.batch.roster_io\n"
         "import models.registry, models.pyfunc, models.tracking\n"
-        "from serving.batch.runner import histogram_svg, log_batch_run\n"
+        "from serving.batch.histogram import histogram_svg\n"
+        "from serving.batch.tracking import log_batch_run\n"
         "models.tracking.configure()\n"
         "print('ok')\n"
     )

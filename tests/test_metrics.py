@@ -13,19 +13,19 @@ from sklearn.isotonic import IsotonicRegression
 
 from training.calibration import Calibrator, choose_calibrator, fit_calibrator
 from training.fairness import fairness_table, flag_top, ratio, wilson, worst_disparity
-from training.metrics import auroc, brier, calibration_bins, ece, evaluate, top_k
+from training.metrics import auroc, brier, calibration_bins, capture_at_top, ece, evaluate
 from training.splits import rolling_splits, temporal_split
 
 Y = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 0])
 P = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
 
 
-def test_top_k_precision_and_recall():
-    assert top_k(Y, P, 0.10) == (1.0, pytest.approx(1 / 3))  # k = 1: the 0.9, a positive
-    assert top_k(Y, P, 0.20) == (0.5, pytest.approx(1 / 3))  # k = 2
-    assert top_k(Y, P, 0.30) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
-    assert top_k(Y, P, 0.01) == (1.0, pytest.approx(1 / 3))  # at least one row
-    assert top_k(Y, P, 0.60) == (0.5, 1.0)  # k = 6 holds all three positives
+def test_capture_at_top_precision_and_recall():
+    assert capture_at_top(Y, P, 0.10) == (1.0, pytest.approx(1 / 3))  # k = 1: the 0.9, a positive
+    assert capture_at_top(Y, P, 0.20) == (0.5, pytest.approx(1 / 3))  # k = 2
+    assert capture_at_top(Y, P, 0.30) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    assert capture_at_top(Y, P, 0.01) == (1.0, pytest.approx(1 / 3))  # at least one row
+    assert capture_at_top(Y, P, 0.60) == (0.5, 1.0)  # k = 6 holds all three positives
 
 
 def test_auroc_brier_and_ece_by_hand():

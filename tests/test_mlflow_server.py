@@ -14,7 +14,7 @@ from conftest import SMALL_CONFIG, sunshine
 from pg import fresh_database
 from servers import create_token, free_port, server_process
 
-from models.deployable import META_FILE
+from models.risk_model import META_FILE
 
 BIN = Path(sys.executable).parent
 

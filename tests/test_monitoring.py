@@ -160,10 +160,11 @@ def test_monitor_command_logs_and_the_service_shows_it(monitored, tmp_path):
     from servers import ServerThread
 
     from serving.access.audit import AuditLog
-    from serving.access.auth import TokenStore
+    from serving.access.tokens import TokenStore
     from serving.api.app import create_app
-    from serving.scoring.scorer import load_interventions
-    from serving.state.service import build_state, load_champions
+    from serving.scoring.interventions import load_interventions
+    from serving.state.champions import load_champions
+    from serving.state.service import build_state
 
     tokens = TokenStore([])
     admin = tokens.create("root", "admin")

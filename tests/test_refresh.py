@@ -17,16 +17,18 @@ from conftest import add_positive_tests, use_mlflow
 from servers import ServerThread
 
 from features.core.errors import ContractError
-from features.indicators import last_complete_month
+from features.core.months import last_complete_month
 from features.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.api.app import create_app
-from serving.scoring.scorer import load_interventions
-from serving.state.collector import settle
+from serving.scoring.interventions import load_interventions
+from serving.state.champions import load_champions
+from serving.state.heap import freeze_heap
+from serving.state.indicator_source import indicator_source
 from serving.state.refresh import DataWatcher, rebuilt, watch_in_place
-from serving.state.service import build_state, indicator_source, load_champions
+from serving.state.service import build_state
 
 
 def replace_events(city, events: pd.DataFrame) -> None:
@@ -109,7 +111,7 @@ def test_new_events_are_served_without_a_restart_or_a_gap(served, tmp_path):
 
 def test_settling_freezes_what_is_held_and_frees_what_was_let_go():
     """The collector skips frozen objects, cycles included: a state let go after one
-    settle is freed by the next, not kept frozen for ever."""
+    freeze_heap is freed by the next, not kept frozen for ever."""
 
     class Part:
         pass
@@ -118,12 +120,12 @@ def test_settling_freezes_what_is_held_and_frees_what_was_let_go():
     held.me = held  # a reference cycle, as pandas objects hold
     gone = weakref.ref(held)
     try:
-        settle()
+        freeze_heap()
         assert gc.get_freeze_count() > 0
         del held
         gc.collect()
         assert gone() is not None  # frozen: a plain collection leaves it
-        settle()
+        freeze_heap()
         assert gone() is None
     finally:
         gc.unfreeze()

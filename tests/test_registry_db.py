@@ -17,11 +17,12 @@ from features.core.errors import ContractError
 from features.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.api.app import create_app
-from serving.scoring.scorer import load_interventions
+from serving.scoring.interventions import load_interventions
+from serving.state.champions import load_champions
 from serving.state.refresh import watch_in_place
-from serving.state.service import build_state, load_champions
+from serving.state.service import build_state
 
 
 def registry_url(database_url: str, schema: str = "city") -> str:

@@ -19,10 +19,11 @@ from servers import ServerThread, create_token, free_port, server_process
 
 from features.store import Store
 from serving.access.audit import AuditLog
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.api.app import create_app
-from serving.scoring.scorer import load_interventions
-from serving.state.service import build_state, load_champions
+from serving.scoring.interventions import load_interventions
+from serving.state.champions import load_champions
+from serving.state.service import build_state
 
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))
 
@@ -195,7 +196,7 @@ def _tamper(db: Path, sql: list[str]) -> None:
     ],
 )
 def test_audit_verify_names_the_first_broken_link(tmp_path, attack, found):
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     db = tmp_path / "audit.db"
     log = AuditLog(db)
@@ -409,7 +410,7 @@ def test_two_writers_of_one_sqlite_trail_take_turns_and_keep_one_chain(tmp_path)
     through the side lock file (owner-only, as the trail is) and the chain never forks."""
     import concurrent.futures as cf
 
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     db = tmp_path / "audit.db"
     workers = [AuditLog(db), AuditLog(db)]
@@ -444,7 +445,7 @@ def test_the_writer_commits_what_queued_while_it_waited_in_one_transaction(tmp_p
     """Group commit: while another worker holds the turn, ten more callers queue up behind
     the entry the writer holds; when the turn comes, all eleven go in one transaction, and
     no caller hears back before its entry is on disk."""
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     db = tmp_path / "audit.db"
     log = AuditLog(db)
@@ -470,7 +471,7 @@ def test_a_writer_waits_for_the_disk_after_letting_go_of_the_turn(tmp_path, monk
     writer commits."""
     import threading
 
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     db = tmp_path / "audit.db"
     slow, other = AuditLog(db), AuditLog(db)
@@ -502,7 +503,7 @@ def test_the_writer_waits_a_moment_for_entries_still_coming(tmp_path, monkeypatc
     """While requests of its process are still being answered, the writer waits (briefly) for
     their entries to join its commit; with none coming it commits at once."""
     from serving.access import audit
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     monkeypatch.setattr(audit, "GATHER_SECONDS", 30.0)  # a long moment, to see it
     log = AuditLog(tmp_path / "audit.db")
@@ -559,7 +560,7 @@ def test_every_request_is_counted_out_of_the_writers_wait(api):
 def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
     """A request cancelled while its entry waits (a client gone): the entry is written all
     the same, and the writer goes on for the next."""
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     db = tmp_path / "audit.db"
     log = AuditLog(db)
@@ -576,7 +577,7 @@ def test_a_waiter_that_gives_up_still_has_its_entry_written(tmp_path):
 
 
 def test_a_failed_write_reaches_its_callers_and_the_writer_goes_on(tmp_path):
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     log = AuditLog(tmp_path / "audit.db")
     with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):

@@ -18,10 +18,11 @@ from features.core.errors import ConfigError
 from features.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.api.app import create_app
-from serving.scoring.scorer import load_interventions
-from serving.state.service import build_state, load_champions
+from serving.scoring.interventions import load_interventions
+from serving.state.champions import load_champions
+from serving.state.service import build_state
 from serving.storage.service_db import head
 from serving.storage.web_records import Followup, WebStore
 
@@ -88,7 +89,7 @@ def test_the_web_pages_keep_their_records_in_postgresql(served, tmp_path):
 def test_tokens_in_postgresql_reach_every_worker_and_their_revocation_too(tmp_path, monkeypatch):
     import time
 
-    from serving.access.auth import TokenStore
+    from serving.access.tokens import TokenStore
 
     with fresh_database() as url:
         env = {"SUNSHINE_DATABASE_URL": url}
@@ -129,7 +130,8 @@ def test_the_audit_trail_in_postgresql_is_one_append_only_chain(tmp_path):
 
     from pg import admin_connection
 
-    from serving.access.audit import AuditLog, Entry
+    from serving.access.audit import AuditLog
+    from serving.access.audit_chain import Entry
 
     with fresh_database() as url:
         sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
@@ -190,7 +192,7 @@ def test_the_audit_writer_replaces_a_connection_the_database_dropped(tmp_path):
     written on a new connection, not refused."""
     from pg import admin_connection
 
-    from serving.access.audit import Entry
+    from serving.access.audit_chain import Entry
 
     with fresh_database() as url:
         sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})

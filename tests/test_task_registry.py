@@ -18,11 +18,12 @@ from features.tasks import SupportOption, Task, default_config, get_task, regist
 from models.registry import promote
 from models.training_run import train_task
 from serving.access.audit import AuditLog
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.api.app import create_app
 from serving.cli.main import app as cli
-from serving.scoring.scorer import load_interventions
-from serving.state.service import build_state, load_champions
+from serving.scoring.interventions import load_interventions
+from serving.state.champions import load_champions
+from serving.state.service import build_state
 
 OUTREACH = SupportOption(
     ("methadone_missed", "methadone_adherence"), "Methadone clinic outreach", "美沙酮门诊外展随访"

@@ -69,7 +69,7 @@ def _entry(column: pd.Series, name: str | None) -> dict[str, Any]:
     return entry
 
 
-def shift(before: pd.Series, after: pd.Series, name: str | None = None) -> float:
+def psi_between(before: pd.Series, after: pd.Series, name: str | None = None) -> float:
     """PSI of `after` against `before`, binned as a model's monitoring reference bins it
     (`name` gives a categorical feature its categories)."""
     entry = _entry(before, name)

@@ -22,7 +22,7 @@ from features.core.io import read_text_table
 from features.spec import FEATURES_BY_NAME
 from features.store import Store
 from training.calibration import choose_calibrator
-from training.drift import MAJOR_SHIFT, shift
+from training.drift import MAJOR_SHIFT, psi_between
 from training.explain import contributions
 from training.metrics import auroc, auroc_ci, calibration_bins, ece
 from training.splits import Split, held_out_split
@@ -220,7 +220,7 @@ def shifted_inputs(
         if weight[k] == 0 or len(moved) == SHIFTED_SHOWN:
             break
         name = X.columns[k]
-        value = shift(X.loc[~test, name], X.loc[test, name], name)
+        value = psi_between(X.loc[~test, name], X.loc[test, name], name)
         if value >= MAJOR_SHIFT:
             moved.append((name, value))
     return moved

@@ -141,7 +141,7 @@ def ece_by_chance(
     return float(np.median(sims)), float(np.quantile(sims, 0.95))
 
 
-def top_k(y: np.ndarray, p: np.ndarray, share: float) -> tuple[float, float]:
+def capture_at_top(y: np.ndarray, p: np.ndarray, share: float) -> tuple[float, float]:
     """Precision and recall among the ceil(share * n) highest scores (ties: first come first)."""
     y, p = np.asarray(y), np.asarray(p)
     k = max(1, math.ceil(share * len(y)))
@@ -170,7 +170,7 @@ def evaluate(
     if with_ci:
         out["auroc_ci_low"], out["auroc_ci_high"] = auroc_ci(y, rank)
     for share in TOP_SHARES:
-        prec, rec = top_k(y, rank, share)
+        prec, rec = capture_at_top(y, rank, share)
         pct = round(share * 100)
         out[f"precision_top{pct}"] = prec
         out[f"recall_top{pct}"] = rec

@@ -6,7 +6,7 @@ tested and benchmarked on its own.
 
 Every score that a metric, the calibration, the fairness audit or a behavioural check reads
 comes from the deployed model's own scoring path: `train` is handed the factory that assembles
-the deployable model (`models.deployable.RiskModel.assemble`), so what is reported is what is
+the deployable model (`models.risk_model.RiskModel.assemble`), so what is reported is what is
 served. Ranking (AUROC, top-k, tiers, who is flagged) uses the raw score, which is strictly
 ordered; probabilities are reported calibrated.
 """
@@ -41,7 +41,7 @@ from training.config import FIXED, TrainConfig
 from training.explain import global_importance
 from training.fairness import age_band, fairness_table, flag_list, worst_disparity
 from training.holdout import GROUP, assigned, leave_one_group_out, test_group
-from training.metrics import auroc, evaluate, top_k
+from training.metrics import auroc, capture_at_top, evaluate
 from training.sampling import stratified_sample
 from training.splits import Split, cv_split, held_out_split, rolling_splits, temporal_split
 
@@ -369,7 +369,11 @@ def _baselines(
     rows = []
     for name, p in (("lightgbm", r_test), ("one_rule", rule), ("logistic_regression", p_logit)):
         rows.append(
-            {"model": name, "auroc": auroc(yt, p), "precision_top10": top_k(yt, p, 0.10)[0]}
+            {
+                "model": name,
+                "auroc": auroc(yt, p),
+                "precision_top10": capture_at_top(yt, p, 0.10)[0],
+            }
         )
     table = pd.DataFrame(rows)
     ours, others = table.iloc[0], table.iloc[1:]

@@ -36,7 +36,7 @@ LenientOpt = Annotated[
 RejectsOpt = Annotated[
     Path | None, typer.Option("--rejects", help="rejects file (default DATA/rejects.csv)")
 ]
-FORMATS = ("table", "csv", "json")
+LISTING_FORMATS = ("table", "csv", "json")
 FormatOpt = Annotated[
     str, typer.Option("--format", help="table (for people), csv or json (for programs)")
 ]
@@ -124,4 +124,4 @@ def show_frame(frame: pd.DataFrame, fmt: str, title: str) -> None:
             for c, v in zip(frame.columns, row, strict=True):
                 console.print(f"{str(c):<{name_width}}  {v}", highlight=False, soft_wrap=True)
     else:
-        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise InputError(f"--format must be one of {', '.join(LISTING_FORMATS)}, not {fmt!r}")

@@ -13,25 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
-import json
 import os
 import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from features.core.errors import ConfigError
+from serving.access.audit_chain import COLUMNS, GENESIS, NAMES, Entry, Verdict, row_hash
 from serving.storage.service_db import DATABASE_URL_ENV, open_database
 from serving.storage.sqlite_file import TurnLock, connect, open_private
 
 DEFAULT_AUDIT_DB = "audit.db"
-GENESIS = "0" * 64  # the "previous hash" of the first row
 CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
 GATHER_SECONDS = 0.002  # the longest a writer waits for entries still coming
 
@@ -64,69 +61,12 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
-COLUMNS = (
-    "time",
-    "user",
-    "role",
-    "token_id",
-    "route",
-    "person_id",
-    "task",
-    "as_of",
-    "model_version",
-    "probability",
-    "tier",
-    "request_id",
-    "client_request_id",
-    "client",
-    "status",
-)
-
-
-# the columns as SQL names them ("user" is a reserved word in PostgreSQL)
-NAMES = ", ".join(f'"{c}"' if c == "user" else c for c in COLUMNS)
-
 
 def open_audit(path: Path | str = DEFAULT_AUDIT_DB) -> AuditLog:
     """The trail: in the service's database when SUNSHINE_DATABASE_URL names one (PostgreSQL),
     else in its SQLite file."""
     url = os.environ.get(DATABASE_URL_ENV)
     return AuditLog(path, url) if url and not url.startswith("sqlite") else AuditLog(path)
-
-
-@dataclass
-class Entry:
-    route: str
-    request_id: str
-    status: int
-    user: str | None = None
-    role: str | None = None
-    token_id: str | None = None
-    person_id: str | None = None
-    task: str | None = None
-    as_of: str | None = None
-    model_version: str | None = None
-    probability: float | None = None
-    tier: str | None = None
-    client_request_id: str | None = None
-    client: str | None = None
-
-
-def row_hash(prev: str, row_id: int, values: tuple) -> str:
-    """The hash that seals a row: its id and every field, in order, and the previous hash."""
-    body = json.dumps([prev, row_id, *values], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    rows: int
-    broken_at: int | None  # the id of the first row whose link does not hold
-    reason: str
-
-    @property
-    def intact(self) -> bool:
-        return self.broken_at is None
 
 
 class AuditLog:

@@ -17,14 +17,14 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from serving.access.audit import AuditLog
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.api.deps import Services
 from serving.api.docs import add_docs
 from serving.api.metrics import Metrics
 from serving.api.middleware import MAX_BODY_BYTES, Observe
 from serving.api.routers import admin, health, indicators, risk, score
 from serving.api.schemas import ScoreRequest
-from serving.scoring.scorer import Interventions
+from serving.scoring.interventions import Interventions
 from serving.state.service import ServiceState
 from serving.storage.web_records import DEFAULT_SERVICE_DB, WebStore
 from serving.web import account, caseload_pages, person_pages, programme_pages

@@ -13,12 +13,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from features.core.errors import RegistryError
 from features.tasks import Task, get_task, task_names
-from serving.access.audit import AuditLog, Entry
-from serving.access.auth import TokenStore, User
+from serving.access.audit import AuditLog
+from serving.access.audit_chain import Entry
+from serving.access.roles import User
+from serving.access.tokens import TokenStore
 from serving.api.metrics import Metrics
-from serving.scoring.scorer import Interventions
-from serving.state.collector import settle
-from serving.state.service import ServiceState, load_champions
+from serving.scoring.interventions import Interventions
+from serving.state.champions import load_champions
+from serving.state.heap import freeze_heap
+from serving.state.service import ServiceState
 from serving.storage.web_records import WebStore
 
 
@@ -36,7 +39,7 @@ class Services:
     def swap(self, state: ServiceState) -> None:
         """Serve `state` from now on; a request that began on the old one finishes on it."""
         self.state = state
-        settle()
+        freeze_heap()
 
     def reload(self) -> str | None:
         """Swap in the registry's current champions (in-flight requests finish on the old

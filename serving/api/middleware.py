@@ -18,8 +18,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
-from serving.access.audit import Entry
-from serving.access.auth import User
+from serving.access.audit_chain import Entry
+from serving.access.roles import User
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -31,12 +31,12 @@ HEADERS = {
     "rank_change": "排名变化 rank change",
     "change": "较上月变化 change",
 }
-FORMATS = (".xlsx", ".parquet")
+REPORT_FORMATS = (".xlsx", ".parquet")
 
 
 def check_out(path: Path) -> None:
-    if path.suffix.lower() not in FORMATS:
-        raise InputError(f"{path}: unsupported output format (use {' or '.join(FORMATS)})")
+    if path.suffix.lower() not in REPORT_FORMATS:
+        raise InputError(f"{path}: unsupported output format (use {' or '.join(REPORT_FORMATS)})")
 
 
 def _sheet_name(indicator: str, zh: str, used: set[str]) -> str:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from features.core.errors import InputError
+from features.vocabulary import LANGS
 from serving.batch.roster_io import check_format, check_roster
-from serving.scoring.reasons import LANGS
 
 EXPLAIN_MODES = ("top3", "top", "none")
 

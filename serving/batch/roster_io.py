@@ -13,14 +13,14 @@ import pyarrow.parquet as pq
 from features.core.errors import InputError
 from features.core.io import UNREADABLE, table_columns, text_chunks
 
-FORMATS = (".csv", ".parquet", ".xlsx")
+ROSTER_FORMATS = (".csv", ".parquet", ".xlsx")
 # a cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def check_format(path: Path, what: str) -> None:
-    if path.suffix.lower() not in FORMATS:
-        raise InputError(f"{path}: unsupported {what} format (use {', '.join(FORMATS)})")
+    if path.suffix.lower() not in ROSTER_FORMATS:
+        raise InputError(f"{path}: unsupported {what} format (use {', '.join(ROSTER_FORMATS)})")
 
 
 def check_roster(path: Path) -> None:

@@ -32,29 +32,14 @@ from features.core.io import atomic_path, file_sha256
 from features.labels import cohort_members
 from features.store import Store
 from features.tasks import SupportOption, get_task
-from models.deployable import RiskModel, Scored
+from models.risk_model import RiskModel, Scored
+from serving.batch.columns import RESULT_COLUMNS, empty_result, put_scores, score_and_explain
+from serving.batch.histogram import histogram_svg
 from serving.batch.job import RosterJob
 from serving.batch.roster_io import read_chunks, write_output
-from serving.scoring import reasons
-from serving.scoring.scorer import NOT_IN_COHORT, Support, out_of_cohort_warning
+from serving.scoring.cohort_policy import NOT_IN_COHORT, out_of_cohort_warning
 
 HIST_BINS = 40
-SCORE_COLUMNS = (  # what `put_scores` writes
-    "probability",
-    "tier",
-    "percentile",
-    *[f"factor_{k}{s}" for k in (1, 2, 3) for s in ("", "_value", "_effect")],
-    "support",
-)
-RESULT_COLUMNS = (
-    *SCORE_COLUMNS,
-    "model_name",
-    "model_version",
-    "in_cohort",
-    "status",
-    "error",
-    "warning",
-)
 
 
 @dataclass
@@ -451,109 +436,3 @@ model {self.facts["name"]} version {self.facts["version"]}; written {written} UT
         with atomic_path(path) as tmp:
             tmp.write_text(html, encoding="utf-8")
         return path
-
-
-def score_and_explain(
-    model: RiskModel, frame: pd.DataFrame, explain: str
-) -> tuple[Scored, Scored | None, np.ndarray]:
-    """The model's scores and contributions for a frame of features, as `explain` asks:
-    the scores, the explained scores, and which rows those explain. (Picking the top
-    reasons is left to `put_scores`: `Scored.top` is computed when read.)"""
-    scored = model.score(frame, 3 if explain == "top3" else 0)
-    explained, rows = (scored if scored.explained else None), np.arange(len(frame))
-    if explain == "top":
-        rows = np.flatnonzero(scored.tier == "high")
-        explained = model.score(frame.iloc[rows], 3) if len(rows) else None
-    return scored, explained, rows
-
-
-def put_scores(
-    out: dict[str, np.ndarray],
-    good: np.ndarray,
-    scores: tuple[Scored, Scored | None, np.ndarray],
-    options: tuple[SupportOption, ...],
-    lang: str,
-) -> None:
-    """Scores, readable reasons and support options into the output columns at rows `good`:
-    the one renderer of a batch's rows, on one machine or on Spark's executors. Whole columns
-    at once: a per-row loop over reason objects cost as much as TreeSHAP."""
-    scored, explained, rows = scores
-    out["probability"][good] = scored.probability
-    out["tier"][good] = scored.tier
-    out["percentile"][good] = scored.percentile
-    if explained is None:
-        return
-    top, at = explained.top, good[rows]
-    shown = top.shown
-    for k in range(min(3, top.position.shape[1])):
-        hide = ~shown[:, k]
-        columns = (
-            reasons.labels(top, k, lang),
-            reasons.display_values(top, k),
-            reasons.directions(top, k, lang),
-        )
-        for name, column in zip(("", "_value", "_effect"), columns, strict=True):
-            column[hide] = None
-            out[f"factor_{k + 1}{name}"][at] = column
-    out["support"][at] = Support(top, options).joined(lang)
-
-
-def empty_result(n: int, facts: dict) -> dict[str, np.ndarray]:
-    """The output columns of `n` rows before they are scored: status ok, no error."""
-    out: dict[str, np.ndarray] = {c: np.full(n, None, object) for c in RESULT_COLUMNS}
-    out["status"][:] = "ok"
-    out["error"][:] = ""
-    out["warning"][:] = ""
-    out["model_name"][:] = facts["name"]
-    out["model_version"][:] = str(facts["version"])
-    return out
-
-
-def histogram_svg(counts: np.ndarray, width: int = 480, height: int = 200) -> str:
-    """The score histogram as inline SVG: the summary needs no plotting library."""
-    top = max(int(counts.max()), 1) if len(counts) else 1
-    bar = width / max(len(counts), 1)
-    rects = "".join(
-        f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}">'
-        f"<title>{i / len(counts):.3f}-{(i + 1) / len(counts):.3f}: {c:,}</title></rect>"
-        for i, c in enumerate(counts.tolist())
-        for h in [height * c / top]
-    )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 20}" '
-        f'role="img" aria-label="histogram of probabilities"><g fill="#d98c1f">{rects}</g>'
-        f'<text x="0" y="{height + 15}" font-size="12">0</text>'
-        f'<text x="{width - 10}" y="{height + 15}" font-size="12">1</text></svg>'
-        f"<p>probability (0 to 1) against persons; the tallest bar is {top:,}</p>"
-    )
-
-
-def log_batch_run(scorer: RosterScorer, summary: Summary) -> str:
-    """A batch-inference run in MLflow: model, input hash, counts, tiers, score histogram."""
-    import mlflow
-
-    from models.tracking import experiment_id
-
-    job = scorer.job
-    with mlflow.start_run(
-        experiment_id=experiment_id(f"sunshine-batch-{job.task}"), run_name="score-roster"
-    ) as run:
-        mlflow.set_tags({"kind": "batch-inference", "task": job.task})
-        mlflow.log_params(
-            {
-                "model_name": scorer.facts["name"],
-                "model_version": str(scorer.facts["version"]),
-                "input_sha256": scorer.input_sha,
-                "input": job.roster.name,
-                "as_of": str(scorer.as_of),
-                "explain": job.explain,
-                "lang": job.lang,
-            }
-        )
-        metrics = {"rows": summary.rows}
-        metrics |= {f"rows_{k}": v for k, v in summary.status.items()}
-        metrics |= {f"tier_{k}": v for k, v in summary.tiers.items()}
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        mlflow.log_text(histogram_svg(summary.histogram), "score_histogram.html")
-        mlflow.log_artifact(str(job.out.with_suffix(".html")))
-        return run.info.run_id

@@ -1,5 +1,5 @@
 """Scoring on Spark's executors through the API's own path: the champion `RiskModel`,
-broadcast once, scores each partition's rows, and `serving.batch.runner.put_scores` renders their
+broadcast once, scores each partition's rows, and `serving.batch.columns.put_scores` renders their
 reasons and support options, the renderer of every other batch."""
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import pandas as pd
 from features import spark as engine
 from features.core.io import atomic_dir
 from features.tasks import SupportOption, Task
-from models.deployable import RiskModel
-from serving.batch.job import RosterJob
-from serving.batch.runner import (
+from models.risk_model import RiskModel
+from serving.batch.columns import (
     RESULT_COLUMNS,
     SCORE_COLUMNS,
-    RosterScorer,
     empty_result,
     put_scores,
     score_and_explain,
 )
+from serving.batch.job import RosterJob
+from serving.batch.runner import RosterScorer
 
 if TYPE_CHECKING:
     from pyspark import Broadcast

@@ -12,7 +12,7 @@ import typer
 from features.core import cli
 from features.core.errors import InputError
 from serving.access.audit import DEFAULT_AUDIT_DB, AuditLog, open_audit
-from serving.access.auth import DEFAULT_EXPIRY_DAYS, TokenStore
+from serving.access.tokens import DEFAULT_EXPIRY_DAYS, TokenStore
 
 if TYPE_CHECKING:
     pass

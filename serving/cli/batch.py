@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import datetime as dt
 
     from features.tasks import SupportOption, Task
-    from models.deployable import RiskModel
+    from models.risk_model import RiskModel
     from serving.batch.job import RosterJob
     from serving.batch.runner import RosterScorer
 
@@ -69,7 +69,7 @@ def score_roster(
 
     from features.tasks import get_task
     from serving.batch.job import RosterJob
-    from serving.scoring.scorer import load_interventions
+    from serving.scoring.interventions import load_interventions
 
     get_task(task)
     features_cli.check_engine(engine, data)
@@ -81,7 +81,8 @@ def score_roster(
 
     from models.registry import load_model
     from models.tracking import configure
-    from serving.batch.runner import count_rows, log_batch_run
+    from serving.batch.runner import count_rows
+    from serving.batch.tracking import log_batch_run
 
     configure()
     model, facts = load_model(task, alias=alias, version=model_version)
@@ -174,7 +175,7 @@ def score_cohort(
     from models.registry import load_model
     from models.tracking import configure
     from serving.batch.job import EXPLAIN_MODES
-    from serving.scoring.scorer import load_interventions
+    from serving.scoring.interventions import load_interventions
 
     t = get_task(task)
     if explain not in EXPLAIN_MODES:

@@ -12,7 +12,7 @@ from features.core import cli
 from features.store import Store
 from features.synth import synthesize, write_population
 from features.tasks import task_names
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 
 if TYPE_CHECKING:
     pass

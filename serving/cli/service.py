@@ -13,7 +13,7 @@ import typer
 from features.core import cli
 from features.store import Store
 from serving.access.audit import DEFAULT_AUDIT_DB, open_audit
-from serving.access.auth import TokenStore
+from serving.access.tokens import TokenStore
 from serving.cli import indicators as indicators_cli
 from serving.processes.sockets import listen
 from serving.scoring.caseload import DEFAULT_RISING
@@ -122,10 +122,12 @@ def serve(
     from models.tracking import configure
     from serving.api.app import create_app
     from serving.processes.workers import FOLLOW_S
-    from serving.scoring.scorer import load_interventions
-    from serving.state.collector import settle
+    from serving.scoring.interventions import load_interventions
+    from serving.state.champions import load_champions
+    from serving.state.heap import freeze_heap
+    from serving.state.indicator_source import indicator_source
     from serving.state.refresh import Follower, watch_in_place
-    from serving.state.service import build_state, indicator_source, load_champions
+    from serving.state.service import build_state
 
     options = load_interventions(interventions)
     settings = load_indicator_config(indicators_config)
@@ -177,7 +179,7 @@ def serve(
     if refresh_seconds:
         watch_in_place(api.state.services, refresh_seconds, lenient, cli.console.print).start()
     Follower(api.state.services, FOLLOW_S, say=cli.console.print).start()
-    settle()
+    freeze_heap()
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
 
     class Announcing(uvicorn.Server):

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING
 from features.indicator_inputs import load_indicator_config, read_population
 from features.store import Store, open_registry
 from serving.processes.dispatch import Dispatcher, HandedServer
+from serving.state.champions import Loaded, load_champions
+from serving.state.indicator_source import indicator_source
 from serving.state.materialize import FAILED, current, ensure_state, materialize, open_state
 from serving.state.refresh import DataWatcher, Follower
-from serving.state.service import Loaded, ServiceState, indicator_source, load_champions
+from serving.state.service import ServiceState
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -131,10 +133,10 @@ def app() -> FastAPI:
     """The factory each worker's uvicorn calls: the API and pages over the current generation."""
     from models.tracking import configure
     from serving.access.audit import open_audit
-    from serving.access.auth import TokenStore
+    from serving.access.tokens import TokenStore
     from serving.api.app import create_app
-    from serving.scoring.scorer import load_interventions
-    from serving.state.collector import settle
+    from serving.scoring.interventions import load_interventions
+    from serving.state.heap import freeze_heap
     from serving.storage.web_records import WebStore
 
     cfg = WorkerConfig(**json.loads(os.environ[CONFIG_ENV]))
@@ -162,5 +164,5 @@ def app() -> FastAPI:
         WebStore(cfg.service_db),
     )
     Follower(api.state.services, FOLLOW_S, opened, root).start()
-    settle()
+    freeze_heap()
     return api

@@ -18,7 +18,7 @@ import pandas as pd
 from serving.scoring.reasons import display_values, labels
 
 if TYPE_CHECKING:  # LightGBM is imported only where a model is scored: the CLI starts fast
-    from models.deployable import RiskModel
+    from models.risk_model import RiskModel
 
 DEFAULT_RISING = 0.05  # a rise in probability (absolute) that counts as rising, tier unchanged
 PAGE_ROWS = 25
@@ -86,7 +86,7 @@ def build_caseload(
         frame.loc[before.index, "previous_probability"] = earlier.probability
         frame.loc[before.index, "previous_tier"] = earlier.tier
     frame["change"] = frame["probability"] - frame["previous_probability"]
-    from models.deployable import TIERS
+    from models.risk_model import TIERS
 
     rank = {t: i for i, t in enumerate(TIERS)}
     up = frame["tier"].map(rank) > frame["previous_tier"].map(rank).fillna(np.inf)

@@ -8,7 +8,7 @@ import datetime as dt
 import pandas as pd
 
 from features.tasks import Task
-from models.deployable import RiskModel
+from models.risk_model import RiskModel
 from serving.scoring.caseload import month_before
 from serving.state.service import ServiceState
 

@@ -18,7 +18,6 @@ from features.spec import FEATURES_BY_NAME
 if TYPE_CHECKING:  # LightGBM is imported only where a model is loaded
     from training.explain import TopK
 
-LANGS = ("en", "zh")
 EFFECT = {
     "en": {"raises": "raises", "lowers": "lowers"},
     "zh": {"raises": "升高", "lowers": "降低"},

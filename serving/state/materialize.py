@@ -28,14 +28,9 @@ from features.core.io import atomic_path
 from features.matrix import open_matrix
 from features.store import LoadReport, Store, identity_of, open_registry, reference_date_of
 from serving.scoring.caseload import Caseload, month_before
-from serving.state.service import (
-    IndicatorSource,
-    Loaded,
-    ServiceState,
-    build_state,
-    indicator_source,
-    load_champions,
-)
+from serving.state.champions import Loaded, load_champions
+from serving.state.indicator_source import IndicatorSource, indicator_source
+from serving.state.service import ServiceState, build_state
 
 CURRENT = "CURRENT"
 FAILED = "REFRESH_FAILED"  # why the last build from a changed registry failed, for /readyz

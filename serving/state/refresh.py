@@ -20,8 +20,10 @@ from typing import Self
 from features.registry_db import DatabaseRegistry
 from features.store import Store, file_stamp, stamp_of
 from serving.api.deps import Services
+from serving.state.champions import Loaded
+from serving.state.indicator_source import indicator_source
 from serving.state.materialize import FAILED, current
-from serving.state.service import Loaded, ServiceState, build_state, indicator_source
+from serving.state.service import ServiceState, build_state
 
 
 def rebuilt(old: ServiceState, lenient: bool) -> ServiceState:

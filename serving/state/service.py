@@ -17,22 +17,14 @@ import numpy as np
 import pandas as pd
 
 from features.builder import FeatureBuilder
-from features.core.errors import RegistryError
-from features.indicator_inputs import (
-    IndicatorConfig,
-    load_indicator_config,
-    read_external,
-    read_population,
-)
-from features.indicators import indicator_table, last_complete_month
 from features.labels import cohort_mask
 from features.matrix import FeatureMatrix, build_matrix
 from features.store import Store
 from features.tasks import Task, get_task, task_names
-from models.deployable import RiskModel
-from models.monitoring import latest_status
-from models.registry import load_model
+from models.risk_model import RiskModel
 from serving.scoring.caseload import DEFAULT_RISING, Caseload, build_caseload, month_before
+from serving.state.champions import Loaded
+from serving.state.indicator_source import IndicatorSource, indicator_source
 
 # a person has history at $d when an event both happened and was recorded before it
 HAS_HISTORY = (
@@ -43,51 +35,6 @@ HAS_HISTORY = (
 
 LAST_CONTACT = "social_worker_contact__days_since"
 COHORT_CACHE = 32  # (task, as_of) cohorts kept in memory: a bit per person each
-
-
-@dataclass(frozen=True)
-class Loaded:
-    models: dict[str, tuple[RiskModel, dict]]
-    loaded_at: str
-    # each task's latest `sunshine monitor` verdict, read from MLflow when the models load
-    monitoring: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def missing(self) -> list[str]:
-        """Tasks with no champion yet: their endpoints answer 503 until one is promoted and
-        the service reloads."""
-        return [t for t in task_names() if t not in self.models]
-
-    def model(self, task: str) -> tuple[RiskModel, dict]:
-        if task not in self.models:
-            raise RegistryError(
-                f"no champion model for {task} yet: an analyst trains and promotes one "
-                "(`sunshine train`, `sunshine promote`), then an admin reloads the service"
-            )
-        return self.models[task]
-
-
-@dataclass
-class IndicatorSource:
-    """The programme indicators over the served registry. A month's figures are those of the
-    registry as it stood at the month's end, so once computed they never change: each month is
-    computed once, on first request, and kept."""
-
-    store: Store
-    config: IndicatorConfig
-    population: pd.DataFrame
-    external: pd.DataFrame | None = None
-    # where `external` was read from: read again with the registry, whose new months it may
-    # now hold figures for
-    external_path: Path | None = None
-    _months: dict = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def table(self, months: list[str]) -> pd.DataFrame:
-        with self._lock:  # one point-in-time connection at a time
-            return indicator_table(
-                self.store, months, self.config, self.population, self.external, self._months
-            )
 
 
 @dataclass
@@ -239,41 +186,6 @@ class ServiceState:
         pk = self.pk(person_id)
         sql = f"SELECT {HAS_HISTORY} FROM persons p WHERE p.pk = $pk"
         return bool(self.builder().con.execute(sql, {"pk": pk, "d": as_of}).fetchall()[0][0])
-
-
-def load_champions() -> Loaded:
-    """The champions of the tasks that have one: a programme may start with one model.
-    Raises RegistryError, saying what to do, when no task has a champion."""
-    models = {}
-    for task in task_names():
-        try:
-            models[task] = load_model(task)
-        except RegistryError:
-            continue
-    if not models:
-        raise RegistryError(
-            "no champion for "
-            + ", ".join(task_names())
-            + ": train with `sunshine train --task T --data DIR`, then `sunshine promote --task T`"
-        )
-    monitoring = {t: status for t in models if (status := latest_status(t)) is not None}
-    return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), monitoring)
-
-
-def indicator_source(
-    store: Store,
-    settings: IndicatorConfig | None = None,
-    people: pd.DataFrame | None = None,
-    external: Path | None = None,
-) -> IndicatorSource:
-    """The programme indicators over `store`: the given settings and population (the
-    defaults otherwise), and the external figures of the last month complete before the
-    data's reference date."""
-    settings = settings if settings is not None else load_indicator_config()
-    people = people if people is not None else read_population()
-    month = last_complete_month(store.reference_date)
-    outside = read_external(external, settings, month) if external else None
-    return IndicatorSource(store, settings, people, outside, external)
 
 
 def build_state(

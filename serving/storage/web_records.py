@@ -24,7 +24,6 @@ DEFAULT_SERVICE_DB = "service.db"
 SESSION_HOURS = 12
 OUTCOMES = ("offered", "accepted", "declined")
 NOTE_CHARS = 500
-LANGS = ("zh", "en")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from fastapi.responses import Response
 from features.core.errors import RegistryError
 from features.tasks import Task, get_task, task_names
 from features.vocabulary import DISTRICTS
-from models.deployable import TIERS
-from serving.access.audit import Entry
+from models.risk_model import TIERS
+from serving.access.audit_chain import Entry
 from serving.api.deps import Services, services
 from serving.scoring.caseload import Caseload, Filters, page_of, select
 from serving.web.i18n import N_, Texts

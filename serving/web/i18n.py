@@ -25,7 +25,6 @@ from features.tasks import SupportOption, Task
 from features.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME
 
 CATALOGUE = Path(__file__).parent / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
-LANGS = ("zh", "en")
 DEFAULT_LANG = "zh"
 HTML_LANG = {"zh": "zh-CN", "en": "en"}
 
@@ -35,15 +34,19 @@ def N_(message: str) -> str:
     return message
 
 
-TIERS = {"high": N_("High risk"), "medium": N_("Medium risk"), "low": N_("Low risk")}
-OUTCOMES = {"offered": N_("Offered"), "accepted": N_("Accepted"), "declined": N_("Declined")}
+TIER_LABELS = {"high": N_("High risk"), "medium": N_("Medium risk"), "low": N_("Low risk")}
+OUTCOME_LABELS = {"offered": N_("Offered"), "accepted": N_("Accepted"), "declined": N_("Declined")}
 STATUSES = {
     "ok": N_("OK"),
     "warning": N_("Warning"),
     "alert": N_("Alert"),
     None: N_("Not checked yet"),
 }
-ROLES = {"caseworker": N_("Caseworker"), "analyst": N_("Analyst"), "admin": N_("Administrator")}
+ROLE_LABELS = {
+    "caseworker": N_("Caseworker"),
+    "analyst": N_("Analyst"),
+    "admin": N_("Administrator"),
+}
 
 
 @cache
@@ -81,16 +84,16 @@ class Texts:
         return self.both(code.capitalize(), DISTRICT_LABELS_ZH.get(code, code))
 
     def tier(self, tier: str) -> str:
-        return self(TIERS[tier])
+        return self(TIER_LABELS[tier])
 
     def outcome(self, outcome: str) -> str:
-        return self(OUTCOMES[outcome])
+        return self(OUTCOME_LABELS[outcome])
 
     def status(self, status: str | None) -> str:
         return self(STATUSES.get(status, STATUSES[None]))
 
     def role(self, role: str) -> str:
-        return self(ROLES[role])
+        return self(ROLE_LABELS[role])
 
     def event(self, name: str) -> str:
         e = EVENT_TYPES_BY_NAME.get(name)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import Response
 
-from serving.access.auth import User
+from features.vocabulary import LANGS
+from serving.access.roles import User
 from serving.api.deps import Services
 from serving.storage.web_records import Session
-from serving.web.i18n import DEFAULT_LANG, LANGS, Texts
+from serving.web.i18n import DEFAULT_LANG, Texts
 
 SESSION_COOKIE = "sunshine_session"
 SIGNIN_COOKIE = "sunshine_signin"

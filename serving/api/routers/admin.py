@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from serving.access.auth import User
+from serving.access.roles import User
 from serving.api.deps import Services, require, services
 from serving.api.schemas import ModelInfo, refusals
 

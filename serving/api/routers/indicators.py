@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from features.core.errors import InputError
+from features.core.months import add_months, last_complete_month, month_range, parse_month
 from features.indicator_inputs import CITY
-from features.indicators import last_complete_month, month_range, parse_month, shift
 from features.vocabulary import DISTRICTS
-from serving.access.auth import User
+from serving.access.roles import User
 from serving.api.deps import Services, error, require, services
 from serving.api.schemas import IndicatorRow, Indicators, refusals
 
@@ -64,7 +64,7 @@ def indicators(
         raise error(422, [{"field": field, "reason": str(exc)}]) from None
     # the service answers for the last MAX_MONTHS months only: all a caller can make it
     # compute is that many months, once (older ones: `sunshine indicators`)
-    oldest = shift(last_complete_month(svc.state.as_of), -(MAX_MONTHS - 1))
+    oldest = add_months(last_complete_month(svc.state.as_of), -(MAX_MONTHS - 1))
     if months[0] < oldest:
         reason = f"the service keeps the last {MAX_MONTHS} months, from {oldest}"
         raise error(422, [{"field": "from", "reason": reason}])

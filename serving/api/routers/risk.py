@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from features.contract import as_of_problem
 from features.core.errors import RegistryError
 from features.tasks import Task
-from serving.access.auth import User
+from serving.access.roles import User
 from serving.api.deps import (
     Services,
     asked_entry,
@@ -29,7 +29,8 @@ from serving.api.deps import (
     task_of,
 )
 from serving.api.schemas import MAX_FACTORS, ModelRef, RiskResponse, refusals
-from serving.scoring.scorer import DEFAULT_TOP, not_in_cohort, out_of_cohort_warning, score_encoded
+from serving.scoring.cohort_policy import not_in_cohort, out_of_cohort_warning
+from serving.scoring.scorer import DEFAULT_TOP, score_encoded
 
 PERSON_ID = re.compile(r"[A-Za-z0-9_\-.\u4e00-\u9fff]{1,64}")
 

@@ -15,19 +15,14 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from features.tasks import Task
-from models.deployable import FeatureInputError
-from serving.access.auth import User
+from models.risk_model import FeatureInputError
+from serving.access.roles import User
 from serving.api.deps import Services, error, require, scored_entry, services, task_of
 from serving.api.records import records_frame
 from serving.api.routers.risk import champion, model_ref
 from serving.api.schemas import MAX_FACTORS, RecordIn, ScoredRecord, ScoreResponse, refusals
-from serving.scoring.scorer import (
-    DEFAULT_TOP,
-    NOT_IN_COHORT,
-    not_in_cohort,
-    out_of_cohort_warning,
-    score_frame,
-)
+from serving.scoring.cohort_policy import NOT_IN_COHORT, not_in_cohort, out_of_cohort_warning
+from serving.scoring.scorer import DEFAULT_TOP, score_frame
 
 MAX_RECORDS = 1000
 

@@ -24,31 +24,11 @@ from sqlalchemy import Engine, text
 from features.core.errors import ConfigError, InputError
 from features.core.io import atomic_path
 from features.vocabulary import DISTRICTS
+from serving.access.roles import ROLES, SCOPES, User
 from serving.storage.service_db import DATABASE_URL_ENV, open_database
 
-ROLES = ("caseworker", "analyst", "admin")
 DEFAULT_EXPIRY_DAYS = 90
-SCOPES = ("youth",)
 DEFAULT_TOKENS_FILE = "tokens.json"
-
-
-@dataclass(frozen=True)
-class User:
-    user: str
-    role: str
-    districts: tuple[str, ...] = ()
-    scopes: tuple[str, ...] = ()
-    token_id: str | None = None
-
-    def may_read(self, district: str | None) -> bool:
-        """Whether this user may see a person of this district at all."""
-        if self.role == "analyst":
-            return True
-        return self.role == "caseworker" and district is not None and district in self.districts
-
-    def has_scope(self, scope: str | None) -> bool:
-        """Whether this user may see a task that needs `scope` (analysts see every task)."""
-        return scope is None or self.role == "analyst" or scope in self.scopes
 
 
 @dataclass

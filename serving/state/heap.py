@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 
 
-def settle() -> None:
+def freeze_heap() -> None:
     """Freeze what the process holds now, once its state is in place or a new one swapped in.
     What was frozen before is thawed and collected first, so a state swapped out is freed,
     its reference cycles included, rather than kept frozen for ever: one full collection per
