@@ -28,6 +28,7 @@ from features import contract
 from features.codebook import Codebook, find_codebook, read_codebook
 from features.core.errors import ContractError, InputError, Problem
 from features.core.io import atomic_dir
+from features.core.settings import settings
 from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
@@ -71,7 +72,7 @@ def session(master: str | None = None, app: str = "sunshine") -> SparkSession:
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", os.environ.get("SUNSHINE_SPARK_PARTITIONS", "8"))
+        .config("spark.sql.shuffle.partitions", str(settings().spark_partitions))
     )
     if master.startswith("local"):
         os.environ["SPARK_LOCAL_IP"] = LOOPBACK

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from features.contract import (
 )
 from features.core.errors import ContractError, InputError, Problem
 from features.core.io import atomic_path, file_sha256
+from features.core.settings import settings
 from features.registry_db import DatabaseRegistry, is_database
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
@@ -61,13 +61,12 @@ def connect(
     """A DuckDB connection that spills to disk instead of failing on inputs larger than memory."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.execute(
-        f"SET memory_limit = '{memory_limit or os.environ.get('SUNSHINE_DUCKDB_MEMORY', '3GB')}'"
-    )
+    given = settings()
+    con.execute(f"SET memory_limit = '{memory_limit or given.duckdb_memory}'")
     spill = Path(tempfile.gettempdir()) / "sunshine-duckdb-spill"
     con.execute(f"SET temp_directory = '{spill}'")
-    if threads or os.environ.get("SUNSHINE_DUCKDB_THREADS"):
-        con.execute(f"SET threads = {int(threads or os.environ['SUNSHINE_DUCKDB_THREADS'])}")
+    if threads or given.duckdb_threads:
+        con.execute(f"SET threads = {int(threads or given.duckdb_threads or 1)}")
     con.execute("SET preserve_insertion_order = false")
     return con
 

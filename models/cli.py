@@ -113,7 +113,7 @@ def promote_cmd(
     from models.tracking import configure
 
     get_task(task)
-    configure()
+    configure(existing=True)
     decision = promote(task, version, force, reason)
     for shown in decision.warnings:
         console.print(shown, style="yellow")
@@ -144,7 +144,7 @@ def rollback_cmd(
     from models.tracking import configure
 
     get_task(task)
-    configure()
+    configure(existing=True)
     decision = rollback(task, reason, to)
     console.print(
         f"sunshine-{task} version {decision.version} is champion again"
@@ -170,7 +170,7 @@ def recalibrate_cmd(
     from models.tracking import configure
 
     get_task(task)
-    configure()
+    configure(existing=True)
     store = open_store(data, lenient, None, reference_date)
     r = recalibrate(store, task, labels, from_version)
     console.print(
@@ -208,7 +208,7 @@ def list_cmd(
     from models.registry import list_versions
     from models.tracking import configure
 
-    configure()
+    configure(existing=True)
     tasks = [get_task(task).name] if task else list(task_names())
     frame = list_versions(tasks)
     if frame.empty and fmt == "table":
@@ -243,7 +243,7 @@ def monitor_cmd(
     get_task(task)
     thresholds = load_monitor_config(config)
     day = parse_date(as_of, "--as-of") if as_of else None
-    configure()
+    configure(existing=True)
     store = open_store(data, lenient, rejects, reference_date)
     result, pooled = run_monitor(store, task, day, thresholds, model_version)
     files = write_outputs(result, pooled, out)

@@ -318,6 +318,8 @@ def list_versions(tasks: list[str]) -> pd.DataFrame:
             aliases.setdefault(str(v), []).append(alias)
         for mv in sorted(versions, key=lambda v: int(v.version)):
             m = _metrics(client, mv.run_id)
+            disparity = m.get("test_fairness_worst_disparity")
+            unbounded = disparity is not None and math.isinf(disparity)
             rows.append(
                 {
                     "model": name,
@@ -329,7 +331,14 @@ def list_versions(tasks: list[str]) -> pd.DataFrame:
                     "auroc": m.get("test_auroc"),
                     "ece": m.get("test_ece"),
                     "precision_top10": m.get("test_precision_top10"),
-                    "worst_disparity": m.get("test_fairness_worst_disparity"),
+                    # infinite when a gated group's rate is 0: said in words, not as a number
+                    "worst_disparity": None if unbounded else disparity,
+                    "note": (
+                        "worst_disparity unbounded: a group's rate is 0 against a non-zero one "
+                        "(the run's fairness table names it)"
+                        if unbounded
+                        else ""
+                    ),
                 }
             )
     return pd.DataFrame(rows)
@@ -348,9 +357,10 @@ def load_model(
             else client.get_model_version_by_alias(name, alias)
         )
     except MlflowException:
-        what = f"version {version}" if version else f"a {alias}"
+        what = f"version {version}" if version else alias
         raise RegistryError(
-            f"{name} has no {what}: train with `sunshine train --task {task}` and promote with "
+            f"{name} has no {what} in the model registry at {mlflow.get_tracking_uri()}: "
+            f"train with `sunshine train --task {task}` and promote with "
             f"`sunshine promote --task {task}`"
         ) from None
     # MLflow puts the model's copy of this project's code (its code_paths, for `mlflow models

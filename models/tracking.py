@@ -13,17 +13,27 @@ from typing import Any
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from features.core.errors import RegistryError
+from features.core.settings import HOME_ENV, MLFLOW_ARTIFACTS, MLFLOW_DB, settings
 from features.spec import FEATURES, FEATURES_BY_NAME
 from training.fairness import flag_list
 
-DEFAULT_DB = "mlflow.db"
-DEFAULT_ARTIFACTS = "mlartifacts"
 
-
-def configure() -> str:
-    """Point MLflow at the configured store and return its URI."""
+def configure(existing: bool = False) -> str:
+    """Point MLflow at the configured store (MLFLOW_TRACKING_URI, else the home's SQLite
+    file) and return its URI. A command that only reads the registry passes `existing`: a
+    local store that is not there is a mistake to name (which file, and how to point at the
+    right one), not an empty registry to create in whatever folder the command ran from."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
+    given = settings()
+    uri = given.mlflow_uri
+    if existing and given.mlflow_db is not None and not given.mlflow_db.exists():
+        raise RegistryError(
+            f"no model registry at {given.mlflow_db}: run the command from the folder that "
+            f"holds {MLFLOW_DB} (or a folder below it), or set {HOME_ENV} to that folder "
+            "(or MLFLOW_TRACKING_URI to an MLflow server); or make one: `sunshine train --task T "
+            "--data DIR` then `sunshine promote --task T` (or `sunshine demo`)"
+        )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -37,7 +47,7 @@ def experiment_id(name: str) -> str:
     location = None
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):  # a local store keeps its artifacts beside the database
-        location = (Path(uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS).as_uri()
+        location = (Path(uri.removeprefix("sqlite:///")).parent / MLFLOW_ARTIFACTS).as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

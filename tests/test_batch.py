@@ -272,6 +272,11 @@ def test_unusable_roster_is_a_clear_error(served, tmp_path):
         ((str(good), str(tmp_path / "o.json")), "unsupported output format"),
         ((str(good), str(tmp_path / "o.csv"), "--lang", "fr"), "--lang must be one of zh, en"),
         ((str(good), str(tmp_path / "o.csv"), "--explain", "all"), "--explain must be one of"),
+        # the run's own date is a flag: every row would be an error, so the run is refused
+        (
+            (str(good), str(tmp_path / "o.csv"), "--as-of", "2099-01-01"),
+            "--as-of 2099-01-01: after the data's reference date",
+        ),
     ]
     for args, message in cases:
         r = score_roster(served, *args, check=False)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features.core.errors import InputError, SunshineError
+from features.core.settings import home
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,6 +57,11 @@ RefOpt = Annotated[
     str | None,
     typer.Option("--reference-date", help="the data's 'today' (default: DATA/dataset.json)"),
 ]
+
+
+def in_home(path: Path | None, name: str) -> Path:
+    """A store's file or folder: the one given, else `name` in the home (features.core.settings)."""
+    return path if path is not None else home() / name
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -103,10 +109,12 @@ def show_frame(frame: pd.DataFrame, fmt: str, title: str) -> None:
     if fmt == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "json":
-        clean = frame.astype(object).where(frame.notna(), None)
-        sys.stdout.write(
-            json.dumps(clean.to_dict(orient="records"), ensure_ascii=False, default=str)
-        )
+        # JSON has no NaN or infinity (JSON.parse rejects them): a missing or unbounded
+        # number is null, and a listing that can hold one says why in a column of its own
+        finite = frame.replace([math.inf, -math.inf], None)
+        clean = finite.astype(object).where(finite.notna(), None)
+        records = clean.to_dict(orient="records")
+        sys.stdout.write(json.dumps(records, ensure_ascii=False, default=str, allow_nan=False))
         sys.stdout.write("\n")
     elif fmt == "table":
         cells = [[cell(v) for v in row] for row in frame.itertuples(index=False)]

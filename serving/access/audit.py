@@ -24,11 +24,11 @@ from typing import Any
 import pandas as pd
 
 from features.core.errors import ConfigError
+from features.core.settings import AUDIT_DB, home, settings
 from serving.access.audit_chain import COLUMNS, GENESIS, NAMES, Entry, Verdict, row_hash
-from serving.storage.service_db import DATABASE_URL_ENV, open_database
+from serving.storage.service_db import open_database
 from serving.storage.sqlite_file import TurnLock, connect, open_private
 
-DEFAULT_AUDIT_DB = "audit.db"
 CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
 GATHER_SECONDS = 0.002  # the longest a writer waits for entries still coming
 
@@ -62,10 +62,11 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
-def open_audit(path: Path | str = DEFAULT_AUDIT_DB) -> AuditLog:
+def open_audit(path: Path | str | None = None) -> AuditLog:
     """The trail: in the service's database when SUNSHINE_DATABASE_URL names one (PostgreSQL),
-    else in its SQLite file."""
-    url = os.environ.get(DATABASE_URL_ENV)
+    else in its SQLite file (by default the home's `audit.db`)."""
+    path = path or home() / AUDIT_DB
+    url = settings().database_url
     return AuditLog(path, url) if url and not url.startswith("sqlite") else AuditLog(path)
 
 
@@ -73,7 +74,7 @@ class AuditLog:
     """The trail in its SQLite file, or in the PostgreSQL database `url` names (migrated by
     `sunshine db upgrade`), where every worker and host appends to one chain."""
 
-    def __init__(self, path: Path | str = DEFAULT_AUDIT_DB, url: str | None = None) -> None:
+    def __init__(self, path: Path | str, url: str | None = None) -> None:
         self.path = Path(path)
         self.url = url
         self._queue: queue.SimpleQueue[tuple[list[Entry], Future]] = queue.SimpleQueue()
@@ -276,9 +277,17 @@ class AuditLog:
         os.fdatasync(self._wal)
 
     def query(
-        self, person: str | None = None, user: str | None = None, since: dt.date | None = None
+        self,
+        person: str | None = None,
+        user: str | None = None,
+        since: dt.date | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> pd.DataFrame:
-        where, args = [], []
+        """The entries that match, in the order written (or newest first); with `limit`, those
+        of the latest `limit` requests only (a caseload page is one request of many entries)."""
+        where: list[str] = []
+        args: list = []
         if person:
             where.append("person_id = ?")
             args.append(person)
@@ -291,10 +300,19 @@ class AuditLog:
         sql = f"SELECT id, {NAMES} FROM audit"
         if where:
             sql += " WHERE " + " AND ".join(where)
+        if limit is not None:
+            latest = (
+                "SELECT request_id FROM audit"
+                + (" WHERE " + " AND ".join(where) if where else "")
+                + f" GROUP BY request_id ORDER BY max(id) DESC LIMIT {int(limit)}"
+            )
+            sql += (" AND" if where else " WHERE") + f" request_id IN ({latest})"
+            args = args * 2
+        sql += " ORDER BY id" + (" DESC" if newest_first else "")
         con = self._connect()
         try:
             cur = con.cursor()
-            cur.execute(self._sql(sql + " ORDER BY id"), args)
+            cur.execute(self._sql(sql), args)
             return pd.DataFrame(cur.fetchall(), columns=["id", *COLUMNS])
         finally:
             con.close()

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
@@ -23,12 +22,12 @@ from sqlalchemy import Engine, text
 
 from features.core.errors import ConfigError, InputError
 from features.core.io import atomic_path
+from features.core.settings import settings
 from features.vocabulary import DISTRICTS
 from serving.access.roles import ROLES, SCOPES, User
-from serving.storage.service_db import DATABASE_URL_ENV, open_database
+from serving.storage.service_db import open_database
 
 DEFAULT_EXPIRY_DAYS = 90
-DEFAULT_TOKENS_FILE = "tokens.json"
 
 
 @dataclass
@@ -58,7 +57,7 @@ def digest(token: str) -> str:
 
 
 def tokens_path() -> Path:
-    return Path(os.environ.get("SUNSHINE_TOKENS_FILE", DEFAULT_TOKENS_FILE))
+    return settings().tokens_file
 
 
 def _read(path: Path) -> list[TokenEntry]:
@@ -87,7 +86,7 @@ class TokenStore:
 
     @classmethod
     def load(cls, path: Path | None = None) -> TokenStore:
-        url = os.environ.get(DATABASE_URL_ENV)
+        url = settings().database_url
         if url and path is None:
             engine = open_database(url)
             store = cls(_read_table(engine), None)

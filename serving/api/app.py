@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from features.core.settings import SERVICE_DB
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
 from serving.api.deps import Services
@@ -26,7 +27,7 @@ from serving.api.routers import admin, health, indicators, risk, score
 from serving.api.schemas import ScoreRequest
 from serving.scoring.interventions import Interventions
 from serving.state.service import ServiceState
-from serving.storage.web_records import DEFAULT_SERVICE_DB, WebStore
+from serving.storage.web_records import WebStore
 from serving.web import account, caseload_pages, person_pages, programme_pages
 from serving.web.render import HERE
 
@@ -50,7 +51,7 @@ def create_app(
         redoc_url=None,
     )
     add_docs(app, bodies=(ScoreRequest,))
-    web = web or WebStore(audit.path.with_name(DEFAULT_SERVICE_DB))
+    web = web or WebStore(audit.path.with_name(SERVICE_DB))
     svc = Services(state, tokens, audit, interventions, Metrics(), web, web.reload_generation())
     svc.metrics.observe_monitoring(state.loaded.monitoring)
     app.state.services = svc

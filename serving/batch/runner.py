@@ -172,6 +172,9 @@ class RosterScorer:
         self.reference_date: dt.date = registry.reference_date
         self.data_identity = registry.identity()
         self.as_of = job.as_of or self.reference_date
+        if why := as_of_problem(self.as_of, self.reference_date):
+            # the run's own date is the user's flag: every row would be an error
+            raise InputError(f"--as-of {self.as_of}: {why}")
         self.parts_dir = job.out.with_name(job.out.name + ".parts")
         self.input_sha = file_sha256(job.roster)
         self.timings: Counter = Counter()  # seconds by stage, for the benchmark

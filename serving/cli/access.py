@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,8 +10,10 @@ import typer
 
 from features.core import cli
 from features.core.errors import InputError
-from serving.access.audit import DEFAULT_AUDIT_DB, AuditLog, open_audit
+from features.core.settings import AUDIT_DB, settings
+from serving.access.audit import AuditLog, open_audit
 from serving.access.tokens import DEFAULT_EXPIRY_DAYS, TokenStore
+from serving.cli.service import AuditDbOpt
 
 if TYPE_CHECKING:
     pass
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 
 
-AuditDbOpt = Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")]
 audit_app = typer.Typer(
     help="The audit trail of API calls: query it, or verify its hash chain.",
     invoke_without_command=True,
@@ -33,12 +33,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
 
 
-def _existing_log(audit_db: Path) -> AuditLog:
-    from serving.storage.service_db import DATABASE_URL_ENV
-
-    if not os.environ.get(DATABASE_URL_ENV) and not audit_db.exists():
-        raise InputError(f"{audit_db}: no audit log yet")
-    return open_audit(audit_db)
+def _existing_log(audit_db: Path | None) -> AuditLog:
+    path = cli.in_home(audit_db, AUDIT_DB)
+    if not settings().database_url and not path.exists():
+        raise InputError(f"{path}: no audit log yet (see --audit-db, or SUNSHINE_HOME)")
+    return open_audit(path)
 
 
 @tokens_app.command("create")
@@ -67,17 +66,13 @@ def tokens_create(
 @tokens_app.command("list")
 @cli.user_errors
 def tokens_list(
-    audit_db: Annotated[
-        Path, typer.Option("--audit-db", help="audit log, for when each was last used")
-    ] = Path(DEFAULT_AUDIT_DB),
+    audit_db: AuditDbOpt = None,
     fmt: cli.FormatOpt = "table",
 ) -> None:
     """Every token: id, user, role, districts, scope, created, expires, status, last used.
     Never the secret."""
-    from serving.storage.service_db import DATABASE_URL_ENV
-
-    shared = bool(os.environ.get(DATABASE_URL_ENV))
-    used = open_audit(audit_db).last_used() if shared or audit_db.exists() else {}
+    path = cli.in_home(audit_db, AUDIT_DB)
+    used = open_audit(path).last_used() if settings().database_url or path.exists() else {}
     tokens = TokenStore.load()
     cli.show_frame(pd.DataFrame(tokens.listing(used)), fmt, f"tokens in {tokens.where}")
 
@@ -105,24 +100,53 @@ def audit_cmd(
     person: Annotated[str | None, typer.Option(help="only this person_id")] = None,
     user: Annotated[str | None, typer.Option(help="only this user")] = None,
     since: Annotated[str | None, typer.Option(help="from this date (YYYY-MM-DD)")] = None,
-    audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB),
+    limit: Annotated[
+        int,
+        typer.Option(min=0, help="the latest N requests (0: all); a caseload page is one"),
+    ] = 50,
+    oldest_first: Annotated[
+        bool, typer.Option("--oldest-first", help="in the order written (default newest first)")
+    ] = False,
+    audit_db: AuditDbOpt = None,
     fmt: cli.FormatOpt = "table",
 ) -> None:
-    """Query the audit trail of risk requests, score calls and admin calls."""
+    """Query the audit trail of risk requests, score calls, pages and admin calls, newest
+    first. In a table, a request that read many persons (a caseload page, a roster) is one
+    line with its count; CSV and JSON give every entry."""
     if ctx.invoked_subcommand is not None:
         return
     day = cli.parse_date(since, "--since") if since else None
-    rows = _existing_log(audit_db).query(person, user, day)
-    cli.show_frame(rows, fmt, f"audit: {len(rows)} entries")
+    rows = _existing_log(audit_db).query(person, user, day, limit or None, not oldest_first)
+    entries = len(rows)
+    if fmt == "table":
+        rows = one_line_a_request(rows)
+    shown = f"audit: {entries:,} entries" + (
+        f" of {len(rows):,} requests" if len(rows) != entries else ""
+    )
+    cli.show_frame(rows, fmt, shown + (f" (the latest {limit})" if limit else ""))
+
+
+def one_line_a_request(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line a request: a request of several entries (a caseload page lists its persons,
+    one entry each) shows its first entry, with the count of persons in place of one."""
+    if rows.empty or not rows["request_id"].duplicated().any():
+        return rows
+    grouped = rows.groupby("request_id", sort=False)
+    first = grouped.head(1).set_index("request_id")
+    counts = grouped["person_id"].nunique()
+    many = counts[grouped.size() > 1]
+    first.loc[many.index, "person_id"] = [f"({n} persons)" for n in many]
+    first.loc[many.index, ["probability", "tier"]] = None
+    return first.reset_index()[rows.columns]
 
 
 @audit_app.command("verify")
 @cli.user_errors
-def audit_verify(audit_db: AuditDbOpt = Path(DEFAULT_AUDIT_DB)) -> None:
+def audit_verify(audit_db: AuditDbOpt = None) -> None:
     """Check the hash chain: exit 1 naming the first deleted, inserted or altered row."""
     log = _existing_log(audit_db)
     # the trail as the operator knows it: its file, or its database (never with a password)
-    where = log.url.split("@")[-1] if log.url else str(audit_db)
+    where = log.url.split("@")[-1] if log.url else str(log.path)
     verdict = log.verify()
     if verdict.intact:
         cli.console.print(f"{where}: {verdict.rows:,} entries, {verdict.reason}", soft_wrap=True)

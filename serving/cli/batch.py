@@ -84,7 +84,7 @@ def score_roster(
     from serving.batch.runner import count_rows
     from serving.batch.tracking import log_batch_run
 
-    configure()
+    configure(existing=True)
     model, facts = load_model(task, alias=alias, version=model_version)
     console = cli.console
     with (
@@ -184,7 +184,7 @@ def score_cohort(
         raise InputError(f"{out}: score-cohort writes Parquet (.parquet)")
     options = load_interventions(interventions)[task]
     day = cli.parse_date(as_of, "--as-of") if as_of else None
-    configure()
+    configure(existing=True)
     model, facts = load_model(task, alias=alias, version=model_version)
     started = time.perf_counter()
     if features_cli.check_engine(engine, data) == "spark":
@@ -194,15 +194,24 @@ def score_cohort(
         with spark.command_session(master) as session:
             registry = spark.SparkRegistry(session, Path(data))
             day = day or registry.reference_date
+            _check_day(day, registry.reference_date)
             rows = on_spark(registry, t, day, model, facts, options, lang, explain, out)
     else:
         store = Store(data)
         day = day or store.reference_date
+        _check_day(day, store.reference_date)
         rows = _score_cohort_here(t, store, day, model, facts, options, lang, explain, out)
     cli.console.print(
         f"{task}: scored {rows:,} persons in the cohort on {day} -> "
         f"{out} ({engine}, {time.perf_counter() - started:.1f}s)"
     )
+
+
+def _check_day(day: dt.date, reference: dt.date) -> None:
+    from features.contract import as_of_problem
+
+    if why := as_of_problem(day, reference):
+        raise InputError(f"--as-of {day}: {why}")
 
 
 def _score_cohort_here(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +10,8 @@ import typer
 from features.core import cli
 from features.core.errors import InputError
 from features.core.io import atomic_path
-from serving.storage.web_records import DEFAULT_SERVICE_DB, WebStore
+from features.core.settings import SERVICE_DB, settings
+from serving.storage.web_records import WebStore
 
 if TYPE_CHECKING:
     pass
@@ -28,13 +28,12 @@ def register(app: typer.Typer) -> None:
 @cli.user_errors
 def followups_export(
     out: Annotated[Path, typer.Option(help="events file to write (.csv or .parquet)")],
-    service_db: ServiceDbOpt = Path(DEFAULT_SERVICE_DB),
+    service_db: ServiceDbOpt = None,
 ) -> None:
     """Every follow-up as a `support_offered` event of the data contract, for the next
     registry extract."""
-    from serving.storage.service_db import DATABASE_URL_ENV
-
-    if not os.environ.get(DATABASE_URL_ENV) and not service_db.exists():
+    service_db = cli.in_home(service_db, SERVICE_DB)
+    if not settings().database_url and not service_db.exists():
         raise InputError(f"{service_db}: no such service database (see --service-db)")
     if out.suffix not in (".csv", ".parquet"):
         raise InputError(f"{out}: write .csv or .parquet")

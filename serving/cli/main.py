@@ -17,6 +17,9 @@ app = typer.Typer(
     help="Sunshine Risk: relapse and youth-uptake risk scores for supportive intervention.",
     no_args_is_help=True,
     add_completion=False,
+    # plain help, wrapped at the terminal's width: rich's boxed tables cut long flag names
+    # short at 80 columns
+    rich_markup_mode=None,
 )
 for group in (
     features_cli,

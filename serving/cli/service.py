@@ -11,25 +11,30 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from features.core import cli
+from features.core.settings import AUDIT_DB, SERVICE_DB, STATE_DIR
 from features.store import Store
-from serving.access.audit import DEFAULT_AUDIT_DB, open_audit
+from serving.access.audit import open_audit
 from serving.access.tokens import TokenStore
 from serving.cli import indicators as indicators_cli
 from serving.processes.sockets import listen
 from serving.scoring.caseload import DEFAULT_RISING
-from serving.storage.web_records import DEFAULT_SERVICE_DB, WebStore
+from serving.storage.web_records import WebStore
 
 if TYPE_CHECKING:
-    pass
-
+    from serving.processes.workers import WorkerConfig
 
 ServiceDbOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
-        "--service-db", help="the web pages' sessions, language choices and follow-ups (SQLite)"
+        "--service-db",
+        help="the web pages' sessions, language choices and follow-ups (SQLite; default "
+        f"{SERVICE_DB} in the home)",
     ),
 ]
-DEFAULT_STATE_DIR = "service-state"
+AuditDbOpt = Annotated[
+    Path | None,
+    typer.Option("--audit-db", help=f"audit log (SQLite; default {AUDIT_DB} in the home)"),
+]
 
 
 db_app = typer.Typer(help="The service's own database.", no_args_is_help=True)
@@ -44,13 +49,13 @@ def register(app: typer.Typer) -> None:
 @db_app.command("upgrade")
 @cli.user_errors
 def db_upgrade(
-    service_db: ServiceDbOpt = Path(DEFAULT_SERVICE_DB),
+    service_db: ServiceDbOpt = None,
 ) -> None:
     """Migrate the service's database to the newest schema: the database SUNSHINE_DATABASE_URL
     names (run once, before the services start), else the SQLite file."""
     from serving.storage.service_db import database_url, head, upgrade
 
-    url = database_url(service_db)
+    url = database_url(cli.in_home(service_db, SERVICE_DB))
     upgrade(url)
     where = url.split("@")[-1] if "@" in url else url
     cli.console.print(f"{where}: schema at {head()}")
@@ -61,14 +66,12 @@ def serve(
     data: cli.DataOpt,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    audit_db: Annotated[Path, typer.Option("--audit-db", help="audit log (SQLite)")] = Path(
-        DEFAULT_AUDIT_DB
-    ),
+    audit_db: AuditDbOpt = None,
     interventions: Annotated[
         Path | None, typer.Option(help="YAML: each task's support options")
     ] = None,
     lenient: cli.LenientOpt = False,
-    service_db: ServiceDbOpt = Path(DEFAULT_SERVICE_DB),
+    service_db: ServiceDbOpt = None,
     rising: Annotated[
         float,
         typer.Option(
@@ -104,7 +107,7 @@ def serve(
             min=1,
             max=64,
             help="worker processes; with more than one (or with --state-dir), the state is "
-            f"materialized once into --state-dir (default {DEFAULT_STATE_DIR}) and every "
+            f"materialized once into --state-dir (default {STATE_DIR} in the home) and every "
             "worker reads it",
         ),
     ] = 1,
@@ -116,10 +119,50 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the registry's champion models over HTTP (uvicorn)."""
+    from features.indicator_inputs import load_indicator_config, read_population
+    from models.tracking import configure
+    from serving.processes import workers as several
+    from serving.scoring.interventions import load_interventions
+
+    load_interventions(interventions)  # a mistake in a settings file fails before the slow start
+    load_indicator_config(indicators_config)
+    read_population(population)
+    sock = listen(host, port)  # before the slow start, so a taken port fails at once
+    configure(existing=True)
+
+    def as_text(path: Path | None) -> str | None:
+        return str(path.resolve()) if path else None
+
+    cfg = several.WorkerConfig(
+        data=data,
+        state_dir=str(cli.in_home(state_dir, STATE_DIR).resolve()),
+        audit_db=str(cli.in_home(audit_db, AUDIT_DB).resolve()),
+        service_db=str(cli.in_home(service_db, SERVICE_DB).resolve()),
+        rising=rising,
+        interventions=as_text(interventions),
+        indicators_config=as_text(indicators_config),
+        population=as_text(population),
+        external=as_text(external),
+    )
+    proxies = ",".join(trusted_proxy or [])
+    if workers > 1 or state_dir is not None:
+        say = cli.console.print
+        several.prepare(cfg, lenient, say)
+        if refresh_seconds:
+            several.watch_registry(cfg, refresh_seconds, lenient, say).start()
+        say(f"serving with {workers} workers on http://{host}:{port} (web pages at /app/)")
+        several.run(cfg, workers, sock, proxies, say)  # the parent accepts, workers serve
+        return
+    _serve_in_process(cfg, sock, proxies, lenient, refresh_seconds)
+
+
+def _serve_in_process(
+    cfg: WorkerConfig, sock: socket.socket, proxies: str, lenient: bool, refresh_seconds: float
+) -> None:
+    """One process: build the state from the registry here and serve it with uvicorn."""
     import uvicorn
 
     from features.indicator_inputs import load_indicator_config, read_population
-    from models.tracking import configure
     from serving.api.app import create_app
     from serving.processes.workers import FOLLOW_S
     from serving.scoring.interventions import load_interventions
@@ -129,41 +172,15 @@ def serve(
     from serving.state.refresh import Follower, watch_in_place
     from serving.state.service import build_state
 
-    options = load_interventions(interventions)
-    settings = load_indicator_config(indicators_config)
-    people = read_population(population)
-    sock = listen(host, port)  # before the slow start, so a taken port fails at once
-    configure()
-    proxies = ",".join(trusted_proxy or [])
-    if workers > 1 or state_dir is not None:
-        from serving.processes import workers as several
+    def path(text: str | None) -> Path | None:
+        return Path(text) if text else None
 
-        def as_text(path: Path | None) -> str | None:
-            return str(path.resolve()) if path else None
-
-        cfg = several.WorkerConfig(
-            data=data,
-            state_dir=str((state_dir or Path(DEFAULT_STATE_DIR)).resolve()),
-            audit_db=str(audit_db.resolve()),
-            service_db=str(service_db.resolve()),
-            rising=rising,
-            interventions=as_text(interventions),
-            indicators_config=as_text(indicators_config),
-            population=as_text(population),
-            external=as_text(external),
-        )
-        say = cli.console.print
-        several.prepare(cfg, lenient, say)
-        if refresh_seconds:
-            several.watch_registry(cfg, refresh_seconds, lenient, say).start()
-        say(f"serving with {workers} workers on http://{host}:{port} (web pages at /app/)")
-        several.run(cfg, workers, sock, proxies, say)  # the parent accepts, workers serve
-        return
     loaded = load_champions()
-    store = Store(data, lenient=lenient)
-    state = build_state(
-        store, loaded, indicator_source(store, settings, people, external), rising=rising
-    )
+    store = Store(cfg.data, lenient=lenient)
+    settings = load_indicator_config(path(cfg.indicators_config))
+    people = read_population(path(cfg.population))
+    source = indicator_source(store, settings, people, path(cfg.external))
+    state = build_state(store, loaded, source, rising=cfg.rising)
     tokens = TokenStore.load()
     if not tokens.entries:
         cli.err_console.print(
@@ -175,12 +192,15 @@ def serve(
             "and an admin calls POST /v1/admin/reload",
             style="yellow",
         )
-    api = create_app(state, tokens, open_audit(audit_db), options, WebStore(service_db))
+    options = load_interventions(path(cfg.interventions))
+    audit, web = open_audit(Path(cfg.audit_db)), WebStore(Path(cfg.service_db))
+    api = create_app(state, tokens, audit, options, web)
     if refresh_seconds:
         watch_in_place(api.state.services, refresh_seconds, lenient, cli.console.print).start()
     Follower(api.state.services, FOLLOW_S, say=cli.console.print).start()
     freeze_heap()
     versions = ", ".join(f"{t} v{f['version']}" for t, (_, f) in loaded.models.items())
+    host, port = sock.getsockname()[:2]
 
     class Announcing(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -205,8 +225,12 @@ def serve(
 def materialize(
     data: cli.DataOpt,
     out: Annotated[
-        Path, typer.Option("--out", help="the state folder `serve --state-dir` reads")
-    ] = Path(DEFAULT_STATE_DIR),
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"the state folder `serve --state-dir` reads (default {STATE_DIR} in the home)",
+        ),
+    ] = None,
     lenient: cli.LenientOpt = False,
     rising: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="as `sunshine serve --rising`")
@@ -221,7 +245,7 @@ def materialize(
     from models.tracking import configure
     from serving.state.materialize import ensure_state
 
-    configure()
+    configure(existing=True)
     started = time.perf_counter()
-    ensure_state(data, out, rising, lenient, cli.console.print, force)
+    ensure_state(data, cli.in_home(out, STATE_DIR), rising, lenient, cli.console.print, force)
     cli.console.print(f"({time.perf_counter() - started:.1f}s)")

@@ -140,7 +140,7 @@ def app() -> FastAPI:
     from serving.storage.web_records import WebStore
 
     cfg = WorkerConfig(**json.loads(os.environ[CONFIG_ENV]))
-    configure()
+    configure(existing=True)
     root = Path(cfg.state_dir)
     settings = load_indicator_config(_optional(cfg.indicators_config))
     people = read_population(_optional(cfg.population))

@@ -8,7 +8,6 @@ a shared schema under the feet of another. Migrations are Alembic's (serving/sto
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic import command
@@ -17,14 +16,15 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine
 
 from features.core.errors import ConfigError
+from features.core.settings import DATABASE_URL_ENV, settings
 from serving.storage.sqlite_file import create_private
 
-DATABASE_URL_ENV = "SUNSHINE_DATABASE_URL"
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def database_url(sqlite_path: Path) -> str:
-    return os.environ.get(DATABASE_URL_ENV) or f"sqlite:///{Path(sqlite_path).resolve()}"
+    """The service's database: the shared one SUNSHINE_DATABASE_URL names, else its file."""
+    return settings().database_url or f"sqlite:///{Path(sqlite_path).resolve()}"
 
 
 def _config(url: str) -> Config:

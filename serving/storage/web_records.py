@@ -20,7 +20,6 @@ from sqlalchemy import text
 
 from serving.storage.service_db import database_url, open_database
 
-DEFAULT_SERVICE_DB = "service.db"
 SESSION_HOURS = 12
 OUTCOMES = ("offered", "accepted", "declined")
 NOTE_CHARS = 500
@@ -54,7 +53,7 @@ class WebStore:
     """The records in the service's database (see serving.storage.service_db): a SQLite file by
     default, the production database when SUNSHINE_DATABASE_URL names one."""
 
-    def __init__(self, path: Path | str = DEFAULT_SERVICE_DB, url: str | None = None) -> None:
+    def __init__(self, path: Path | str, url: str | None = None) -> None:
         self.path = Path(path)
         self.url = url or database_url(self.path)
         self.engine = open_database(self.url)
