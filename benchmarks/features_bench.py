@@ -21,9 +21,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Meter, arguments, interleave, medians, report, run_child  # noqa: E402
 
-from features.builder import FeatureBuilder  # noqa: E402
-from features.store import Store  # noqa: E402
-from features.synth import synthesize, write_population  # noqa: E402
+from features.compute.builder import FeatureBuilder  # noqa: E402
+from features.storage.store import Store  # noqa: E402
+from features.synth.city import synthesize, write_population  # noqa: E402
 
 DATES = [dt.date(2024, 7, 1), dt.date(2024, 10, 1), dt.date(2025, 1, 1), dt.date(2025, 4, 1)]
 

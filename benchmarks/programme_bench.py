@@ -6,7 +6,7 @@ The city is synthesized once into WORK/registry-N-1 (reused by later runs); a re
 trained once on a 20,000-person city of the same generator into WORK/programme-mlflow.db (the
 monitored model's size does not depend on the city it watches). Each measured run is its own
 process, as a user's command would be: loading and validating the registry, then 24 months of
-indicators (`features.indicators.compute` and the ranking), or one task's monitoring (drift,
+indicators (`features.indicators.monthly.compute` and the ranking), or one task's monitoring (drift,
 recording gaps, realized performance for every matured month). Medians and peak RSS reported.
 """
 
@@ -22,7 +22,7 @@ from benchmarks.common import Meter, arguments, interleave, medians, report, run
 
 
 def city(work: Path, persons: int) -> Path:
-    from features.synth import synthesize, write_population
+    from features.synth.city import synthesize, write_population
 
     path = work / f"registry-{persons}-1"
     if not (path / "events.parquet").exists():
@@ -45,9 +45,9 @@ def model(work: Path) -> str:
 
 def child(kind: str, data: Path, uri: str) -> None:
     from features.core.months import month_range
-    from features.indicator_inputs import load_indicator_config, read_population
-    from features.indicators import indicator_table
-    from features.store import Store
+    from features.indicators.inputs import load_indicator_config, read_population
+    from features.indicators.monthly import indicator_table
+    from features.storage.store import Store
 
     with Meter() as total:
         with Meter() as load:

@@ -36,8 +36,8 @@ def reference_booster(store, model, trees: int, leaves: int):
 
     import lightgbm as lgb
 
-    from features.builder import FeatureBuilder
-    from features.labels import build_spine
+    from features.compute.builder import FeatureBuilder
+    from features.compute.labels import build_spine
 
     as_of = store.reference_date - dt.timedelta(days=400)
     spine = build_spine(store, "relapse", [as_of.replace(day=1)])
@@ -61,7 +61,7 @@ def child(data: Path, db: Path, rows: int, explain: str, reference: bool = False
 
     import mlflow
 
-    from features.store import Store
+    from features.storage.store import Store
     from models.registry import load_model
     from serving.batch.job import RosterJob
     from serving.batch.runner import RosterScorer

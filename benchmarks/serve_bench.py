@@ -120,8 +120,8 @@ def main() -> None:
         frame = pd.read_parquet(work / "city" / "persons.parquet")
         ids = frame.person_id.sample(args.requests, replace=True, random_state=0).tolist()
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from features.builder import FeatureBuilder
-        from features.store import Store
+        from features.compute.builder import FeatureBuilder
+        from features.storage.store import Store
         from training.config import load_config
 
         names = load_config("relapse").model_features()

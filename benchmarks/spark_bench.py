@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleave  # noqa: E402
 
-from features.synth import synthesize, write_population  # noqa: E402
+from features.synth.city import synthesize, write_population  # noqa: E402
 
 DATES = ["2024-07-01", "2024-10-01", "2025-01-01", "2025-04-01"]
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))

@@ -39,8 +39,8 @@ def frame_path(work: Path, persons: int) -> Path:
 
 
 def build_frame(work: Path, persons: int, seed: int) -> Path:
-    from features.store import Store
-    from features.synth import synthesize, write_population
+    from features.storage.store import Store
+    from features.synth.city import synthesize, write_population
     from training.trainer import prepare_frame
 
     out = frame_path(work, persons)

@@ -88,7 +88,7 @@ def per_request_change(state, districts) -> list[float]:
     """The competitor: a district's month-earlier features built and scored on request."""
     import pandas as pd
 
-    from features.builder import FeatureBuilder
+    from features.compute.builder import FeatureBuilder
     from features.tasks import get_task
 
     task = get_task("relapse")
@@ -114,12 +114,12 @@ def main() -> None:
     data = city(args.work, args.persons)
     champions(args.work)
 
-    from features.store import Store
+    from features.contract.vocabulary import DISTRICTS
+    from features.storage.store import Store
     from features.tasks import get_task
-    from features.vocabulary import DISTRICTS
     from serving.access.audit import AuditLog
     from serving.access.tokens import TokenStore
-    from serving.api.app import create_app
+    from serving.app import create_app
     from serving.scoring.interventions import load_interventions
     from serving.state.champions import load_champions
     from serving.state.service import build_state

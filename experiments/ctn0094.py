@@ -26,7 +26,7 @@ from features.adapters.ctn0094 import outcome
 from features.adapters.ctn0094.adapter import Trial, convert, subset, write_dataset
 from features.adapters.ctn0094.tables import read_tables
 from features.core.io import atomic_path
-from features.store import Store
+from features.storage.store import Store
 from models.recalibration import refit
 from models.tracking import experiment_id
 from models.training_run import run_training

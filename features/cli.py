@@ -11,7 +11,8 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from features.builder import FeatureBuilder
+from features.compute.builder import FeatureBuilder
+from features.compute.labels import build_spine, check_label_window
 from features.core.cli import (
     ENGINES,
     DataOpt,
@@ -26,9 +27,8 @@ from features.core.cli import (
 )
 from features.core.errors import InputError
 from features.core.io import write_table
-from features.labels import build_spine, check_label_window
-from features.store import LoadReport, Store
-from features.synth import synthesize, write_population
+from features.storage.store import LoadReport, Store
+from features.synth.city import synthesize, write_population
 from features.tasks import get_task, task_names
 
 
@@ -77,8 +77,8 @@ def synth(
     ] = "nanming",
 ) -> None:
     """Generate a synthetic Guiyang-like registry (persons, events) as Parquet."""
-    from features.synth import Drift
-    from features.vocabulary import DISTRICTS
+    from features.contract.vocabulary import DISTRICTS
+    from features.synth.city import Drift
 
     drift = None
     if drift_from:
@@ -158,7 +158,7 @@ def build_on_spark(
     master: str | None,
 ) -> None:
     """The same cohort, labels and features, built by Spark; Parquet partitioned by as_of."""
-    from features import spark
+    from features.compute import spark
 
     started = time.perf_counter()
     with spark.command_session(master) as session:
@@ -193,8 +193,8 @@ def load_registry(
 ) -> None:
     """Validate a registry and load it into PostgreSQL (tables created by migrations), in
     one transaction."""
-    from features.registry_db import DatabaseRegistry, is_database
-    from features.registry_load import load_registry as load
+    from features.storage.postgres import DatabaseRegistry, is_database
+    from features.storage.postgres_load import load_registry as load
 
     if not is_database(to):
         raise InputError(f"--to {to}: not a PostgreSQL URL (postgresql://user@host/db)")

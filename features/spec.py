@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from features.core.errors import ContractError
-from features.vocabulary import (
+from features.contract.vocabulary import (
     DISTRICTS,
     EVENT_TYPES,
     MEDICATIONS,
@@ -22,9 +21,10 @@ from features.vocabulary import (
     SEXES,
     SUBSTANCES,
 )
+from features.core.errors import ContractError
 
 if TYPE_CHECKING:
-    from features.codebook import Codebook
+    from features.contract.codebook import Codebook
 
 WINDOWS: tuple[int | None, ...] = (30, 90, 180, 365, None)  # days; None = all history
 

@@ -18,14 +18,33 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from features.contract.vocabulary import RESIDENTIAL_SQL
 from features.core.errors import InputError
-from features.profiles import ClearCase, Event
-from features.vocabulary import RESIDENTIAL_SQL
+
+
+class Event(NamedTuple):
+    """One event of a clear case's history, dated in days before as_of."""
+
+    event_type: str
+    days_before: int  # before as_of
+    value: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class ClearCase:
+    """A clear-cut person a task declares (training.behaviour's minimum-function check):
+    their age, history and registration; features.compute.profiles turns it into features."""
+
+    age_years: float
+    events: tuple[Event, ...]
+    registered_years_before: float | None = None  # None: never registered as a drug user
+    primary_substance: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +79,9 @@ class Task:
     baseline_en: str
     clear_cases: tuple[ClearCase, ClearCase]  # (high risk, low risk), as histories
     support: tuple[SupportOption, ...]
-    config: Mapping[str, Any]
+    # the task's own training settings over training.config.default_config's (dates, LightGBM,
+    # allowed protected features...): declared with the task, applied by training
+    training: Mapping[str, Any] = field(default_factory=dict)
     scope: str | None = None  # the token scope a caseworker needs, beyond their districts
     label_days: int = 365
     cadence_months: int = 3
@@ -107,43 +128,6 @@ def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
     return (
         frame[name].astype(float).fillna(0.0).to_numpy() if name in frame else np.zeros(len(frame))
     )
-
-
-def default_config(**overrides: Any) -> dict[str, Any]:
-    """The training settings both built-in tasks start from (dates are as-of dates)."""
-    config: dict[str, Any] = {
-        # as-of dates: every cadence step from `first` to `last` (inclusive)
-        "as_of": {"first": "2021-07-01", "last": "2025-04-01"},
-        # validation and test periods; a row's label window may not reach past the start of
-        # the next period, so training labels never see the test period
-        "split": {
-            "valid_start": "2023-07-01",
-            "test_start": "2025-01-01",
-            "rolling_test_starts": ["2024-01-01", "2024-07-01", "2025-01-01"],
-        },
-        "lightgbm": {
-            "objective": "binary",
-            "learning_rate": 0.05,
-            "num_leaves": 15,
-            "max_depth": 5,
-            "min_child_samples": 40,
-            "feature_fraction": 0.8,
-            "bagging_fraction": 0.8,
-            "bagging_freq": 1,
-            "lambda_l2": 1.0,
-            "n_estimators": 400,
-            "early_stopping_rounds": 40,
-        },
-        # caseworkers' capacity: the share of the cohort they can reach (top-k metrics, tiers)
-        "capacity": 0.10,
-        # audited for fairness; never model features unless allowed below with a reason
-        "protected_attributes": ["sex", "ethnicity", "age_band", "district"],
-        "allowed_features": {},
-        # groups smaller than this are reported with their counts and CIs, never flagged
-        "fairness_min_group": 30,
-    }
-    config.update(overrides)
-    return config
 
 
 # Clear-cut persons (training.behaviour's minimum-function check), as histories: days before
@@ -301,7 +285,6 @@ RELAPSE = register(
                 "防复吸心理辅导",
             ),
         ),
-        config=default_config(),
     )
 )
 
@@ -356,7 +339,7 @@ YOUTH_UPTAKE = register(
             ),
             SupportOption(("prevention_class",), "Prevention class enrolment", "参加禁毒预防课程"),
         ),
-        config=default_config(
+        training=dict(
             allowed_features={
                 "age_band": "the programme's prevention work is organised by age (12-24), and "
                 "the risk of first use rises in the late teens; the fairness audit reports "

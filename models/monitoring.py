@@ -26,15 +26,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from features.builder import FeatureBuilder
+from features.compute.builder import FeatureBuilder
+from features.compute.labels import build_spine, cohort_spine
 from features.core.errors import ConfigError, RegistryError
 from features.core.html import esc, page
 from features.core.io import atomic_path
 from features.core.months import month_start, months_between
-from features.labels import build_spine, cohort_spine
 from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from models.registry import champion_at, champion_history, load_model
 from models.risk_model import RiskModel

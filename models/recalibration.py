@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.builder import FeatureBuilder
+from features.compute.builder import FeatureBuilder
+from features.compute.labels import read_labels
 from features.core.errors import InputError
-from features.labels import read_labels
-from features.store import Store
+from features.storage.store import Store
 from models.registry import load_model, log_and_register
 from models.risk_model import RiskModel
 from models.tracking import experiment_id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -25,6 +26,10 @@ def configure(existing: bool = False) -> str:
     local store that is not there is a mistake to name (which file, and how to point at the
     right one), not an empty registry to create in whatever folder the command ran from."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's and its migrations' INFO lines ("Creating initial MLflow database tables...")
+    # say nothing a user acts on; warnings and errors still show
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     given = settings()
     uri = given.mlflow_uri
     if existing and given.mlflow_db is not None and not given.mlflow_db.exists():

@@ -19,7 +19,7 @@ from rich.markdown import Markdown
 from features.cli import open_store
 from features.core.cli import console, frame_table
 from features.spec import feature_columns
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from models.registry import log_and_register
 from models.risk_model import RiskModel

@@ -97,7 +97,7 @@ protected_attributes: [sex, ethnicity, age_band, district]
 @contextlib.contextmanager
 def mlflow_workspace(root: Path, persons: int, seed: int):
     """A synthetic city, fast task configs and a local MLflow store, in `root` as the cwd."""
-    from features.synth import synthesize, write_population
+    from features.synth.city import synthesize, write_population
 
     old = Path.cwd()
     os.chdir(root)
@@ -137,10 +137,10 @@ def service(served, tmp_path_factory):
     token per kind of user."""
     from servers import ServerThread
 
-    from features.store import Store
+    from features.storage.store import Store
     from serving.access.audit import AuditLog
     from serving.access.tokens import TokenStore
-    from serving.api.app import create_app
+    from serving.app import create_app
     from serving.scoring.interventions import load_interventions
     from serving.state.champions import load_champions
     from serving.state.service import build_state
@@ -172,7 +172,7 @@ def service(served, tmp_path_factory):
 def spark():
     """One local[2] Spark session (on loopback, no UI) for the process's Spark tests; skipped
     with the reason where Spark or Java is missing, failed for it under CI=true."""
-    from features import spark as engine
+    from features.compute import spark as engine
     from features.core.errors import InputError
 
     os.environ["SUNSHINE_SPARK_PARTITIONS"] = "2"  # the tests' data is small

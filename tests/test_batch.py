@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from servers import ServerThread
 
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
-from serving.api.app import create_app
+from serving.app import create_app
 from serving.scoring.interventions import load_interventions
 from serving.state.champions import load_champions
 from serving.state.service import build_state

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import ev, write_dataset
 
-from features.codebook import read_codebook
+from features.contract.codebook import read_codebook
 from features.core.errors import ContractError
-from features.store import Store
+from features.storage.store import Store
 
 CODEBOOK = """code,label_en,label_zh,kind,min,max,values,direction
 k6_total,Kessler-6 distress score,凯斯勒心理困扰量表总分,numeric,0,24,,+1
@@ -103,7 +103,7 @@ def test_codebook_features_by_hand(tmp_path):
 
     import pandas as pd
 
-    from features.builder import FeatureBuilder
+    from features.compute.builder import FeatureBuilder
 
     root = dataset(
         tmp_path,
@@ -144,7 +144,7 @@ def test_a_model_learns_from_a_codebook_item_and_carries_it(served, tmp_path):
     import pandas as pd
     from conftest import use_mlflow
 
-    from features.builder import FeatureBuilder
+    from features.compute.builder import FeatureBuilder
     from models.training_run import run_training
     from training.config import load_config
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import ev
 
 from features.core.errors import ContractError, SunshineError
-from features.store import Store
+from features.storage.store import Store
 
 
 def problems_of(path) -> list[str]:

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from features.adapters.ctn0094 import outcome
 from features.adapters.ctn0094.adapter import DAY_ZERO, convert, subset, write_dataset
 from features.adapters.ctn0094.tables import find_data_dir, read_tables
-from features.builder import FeatureBuilder
+from features.compute.builder import FeatureBuilder
 from features.core.errors import SunshineError
-from features.store import Store
+from features.storage.store import Store
 from serving.cli.main import app
 
 try:

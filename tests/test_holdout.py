@@ -9,7 +9,7 @@ import pytest
 from conftest import use_mlflow
 
 from features.core.errors import ConfigError, ContractError, InputError
-from features.store import Store
+from features.storage.store import Store
 from models.training_run import run_training
 from training.config import load_config
 from training.holdout import shifted_inputs, view

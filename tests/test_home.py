@@ -44,8 +44,8 @@ def strict_json(text: str):
 
 
 def test_the_home_is_the_nearest_folder_upward_that_holds_a_store(tmp_path, monkeypatch):
-    monkeypatch.delenv("SUNSHINE_HOME", raising=False)
-    monkeypatch.delenv("SUNSHINE_TOKENS_FILE", raising=False)
+    for name in ("SUNSHINE_HOME", "SUNSHINE_TOKENS_FILE", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
     deep = tmp_path / "project" / "rosters" / "2026"
     deep.mkdir(parents=True)
     monkeypatch.chdir(deep)
@@ -147,3 +147,20 @@ def test_help_shows_every_flag_whole_at_80_columns(tmp_path):
     out = run("score-roster", "--help", cwd=tmp_path).stdout
     assert "--include-out-of-cohort" in out and "…" not in out
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_the_demo_names_a_person_its_caseworker_may_read(served):
+    from features.compute.labels import cohort_spine
+    from features.storage.store import Store
+    from features.tasks import get_task
+    from serving.cli.demo import DEMO_DISTRICTS, demo_person
+
+    store = Store(served / "city")
+    person = demo_person(store)
+    cohort = cohort_spine(store, get_task("relapse"), store.reference_date)
+    assert person in set(cohort.person_id)
+    lives = store.cursor().execute(
+        "SELECT h.district FROM persons p JOIN residence h USING (pk) WHERE p.person_id = ?",
+        [person],
+    )
+    assert lives.fetchall()[0][0] in DEMO_DISTRICTS

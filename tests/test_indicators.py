@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 from conftest import ev, sunshine, write_dataset
 
+from features.contract.vocabulary import DISTRICTS
 from features.core.errors import ConfigError, ContractError
 from features.core.months import month_range
-from features.indicator_inputs import (
+from features.indicators.inputs import (
     IndicatorConfig,
     load_indicator_config,
     read_external,
     read_population,
     residents_under,
 )
-from features.indicators import compute, rank, report_table
-from features.store import Store
-from features.vocabulary import DISTRICTS
+from features.indicators.monthly import compute, rank, report_table
+from features.storage.store import Store
 
 PERSONS = [
     {"person_id": "Y1", "birth_date": "2000-01-01", "district": "nanming"},

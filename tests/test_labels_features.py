@@ -8,10 +8,10 @@ import math
 import pytest
 from conftest import ev
 
-from features.builder import build_features
+from features.compute.builder import build_features
+from features.compute.labels import build_spine
 from features.core.errors import SunshineError
-from features.labels import build_spine
-from features.store import Store
+from features.storage.store import Store
 
 AS_OF = dt.date(2024, 7, 1)
 
@@ -192,7 +192,7 @@ def test_spine_with_unknown_person_is_a_clear_error(store):
 def test_output_keeps_spine_order_across_chunks(store):
     import pandas as pd
 
-    from features.builder import FeatureBuilder
+    from features.compute.builder import FeatureBuilder
 
     spine = pd.DataFrame(
         {
@@ -206,7 +206,7 @@ def test_output_keeps_spine_order_across_chunks(store):
 
 
 def test_cohort_mask_on_any_date_up_to_the_reference_date(store):
-    from features.labels import cohort_mask
+    from features.compute.labels import cohort_mask
     from features.tasks import get_task
 
     ids = store.con.execute("SELECT person_id FROM persons ORDER BY pk").df().person_id

@@ -1,5 +1,5 @@
-"""The layers' rules, checked on the source: data flows one way, and serving needs nothing
-that only training uses."""
+"""The layers' rules, checked on the source: data flows one way, between the layers and
+between the rooms inside a layer, and serving needs nothing that only training uses."""
 
 from __future__ import annotations
 
@@ -14,6 +14,36 @@ ROOT = Path(__file__).resolve().parents[1]
 # features -> training -> models -> serving; experiments train through models, below serving
 ORDER = ("features", "training", "models", "experiments", "serving")
 TRAINING_ONLY = ("optuna", "matplotlib", "shap", "pyreadr")
+# The rooms of the layers that have them, lowest first: a room imports only from itself and
+# the rooms before it (docs/architecture.md says what each holds). A module at the top of a
+# layer is a room of its own.
+ROOMS = {
+    "features": (
+        "core",
+        "contract",
+        "spec",
+        "residence",
+        "storage",
+        "tasks",
+        "compute",
+        "synth",
+        "adapters",
+        "indicators",
+        "cli",
+    ),
+    "serving": (
+        "storage",
+        "access",
+        "scoring",
+        "state",
+        "api",
+        "web",
+        "app",
+        "batch",
+        "processes",
+        "cli",
+    ),
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -38,6 +68,45 @@ def test_a_lower_layer_never_imports_a_higher_one(layer):
     assert offenders == {}
 
 
+def _modules(path: Path) -> set[str]:
+    """Every module an import names, whole (`from a.b import c` names a.b and a.b.c)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _room(layer: str, path: Path) -> str:
+    return path.relative_to(ROOT / layer).parts[0].removesuffix(".py")
+
+
+@pytest.mark.parametrize("layer", sorted(ROOMS))
+def test_every_room_is_placed_and_imports_only_the_rooms_below_it(layer):
+    order = ROOMS[layer]
+    present = {_room(layer, p) for p in (ROOT / layer).rglob("*.py") if p.name != "__init__.py"} - {
+        "__pycache__"
+    }
+    assert present == set(order), "a room that is not in ROOMS, or one that is gone"
+    upward = {}
+    for path in (ROOT / layer).rglob("*.py"):
+        own = _room(layer, path)
+        if own not in order:
+            continue
+        higher = {
+            m.split(".")[1]
+            for m in _modules(path)
+            if m.startswith(f"{layer}.") and m.split(".")[1] in order
+        }
+        higher = {r for r in higher if order.index(r) > order.index(own)}
+        if higher:
+            upward[str(path.relative_to(ROOT))] = sorted(higher)
+    assert upward == {}
+
+
 BLOCKER = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -58,7 +127,7 @@ def test_serving_runs_without_the_training_only_dependencies():
     """Every serving module imports, and the service app assembles, with optuna, matplotlib,
     shap and pyreadr unimportable: a serving install does without the `train` extra."""
     script = BLOCKER + (
-        "import serving.cli.main, serving.api.app, serving.batch.runner, serving.state.service\n"
+        "import serving.cli.main, serving.app, serving.batch.runner, serving.state.service\n"
         "import serving.batch.roster_io\n"
         "import models.registry, models.pyfunc, models.tracking\n"
         "from serving.batch.histogram import histogram_svg\n"

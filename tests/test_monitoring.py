@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from conftest import mlflow_workspace, sunshine, use_mlflow
 
-from features.store import Store
-from features.synth import Drift, synthesize, write_population
+from features.storage.store import Store
+from features.synth.city import Drift, synthesize, write_population
 from models.monitoring import MonitorConfig, latest_status, run_monitor
 from models.registry import champion_at, champion_history
 from training.drift import bin_shares, psi, reference
@@ -161,7 +161,7 @@ def test_monitor_command_logs_and_the_service_shows_it(monitored, tmp_path):
 
     from serving.access.audit import AuditLog
     from serving.access.tokens import TokenStore
-    from serving.api.app import create_app
+    from serving.app import create_app
     from serving.scoring.interventions import load_interventions
     from serving.state.champions import load_champions
     from serving.state.service import build_state

@@ -13,9 +13,9 @@ from conftest import write_dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.builder import build_features
-from features.store import Store
-from features.vocabulary import EVENT_TYPES
+from features.compute.builder import build_features
+from features.contract.vocabulary import EVENT_TYPES
+from features.storage.store import Store
 
 START = dt.datetime(2019, 1, 1)
 AS_OF = dt.date(2023, 1, 1)
@@ -162,7 +162,7 @@ def batch_features(cases: list, tmp: Path, engine: str, spark=None) -> pd.DataFr
     if engine == "duckdb":
         built = build_features(Store(tmp), spine)
     else:
-        from features import spark as engine_
+        from features.compute import spark as engine_
 
         registry = engine_.SparkRegistry(spark, tmp)
         rows = spark.createDataFrame(

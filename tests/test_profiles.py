@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from features.compute.profiles import case_features
 from features.core.errors import ContractError
-from features.profiles import ClearCase, Event, case_features
-from features.tasks import get_task
+from features.tasks import ClearCase, Event, get_task
 
 
 def test_a_case_history_becomes_features_whose_windows_agree():

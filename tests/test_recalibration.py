@@ -9,9 +9,9 @@ import pytest
 from conftest import sunshine, use_mlflow
 from mlflow.tracking import MlflowClient
 
-from features.builder import FeatureBuilder
+from features.compute.builder import FeatureBuilder
 from features.core.errors import InputError
-from features.store import Store
+from features.storage.store import Store
 from models.recalibration import MIN_EACH, halves, recalibrate
 from models.registry import load_model
 

@@ -18,16 +18,16 @@ from servers import ServerThread
 
 from features.core.errors import ContractError
 from features.core.months import last_complete_month
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
-from serving.api.app import create_app
+from serving.app import create_app
+from serving.processes.refresh import DataWatcher, rebuilt, watch_in_place
 from serving.scoring.interventions import load_interventions
 from serving.state.champions import load_champions
 from serving.state.heap import freeze_heap
 from serving.state.indicator_source import indicator_source
-from serving.state.refresh import DataWatcher, rebuilt, watch_in_place
 from serving.state.service import build_state
 
 

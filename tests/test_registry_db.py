@@ -14,14 +14,14 @@ from conftest import ev, sunshine, use_mlflow, write_dataset
 from pg import fresh_database
 
 from features.core.errors import ContractError
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
-from serving.api.app import create_app
+from serving.app import create_app
+from serving.processes.refresh import watch_in_place
 from serving.scoring.interventions import load_interventions
 from serving.state.champions import load_champions
-from serving.state.refresh import watch_in_place
 from serving.state.service import build_state
 
 

@@ -17,10 +17,10 @@ import pytest
 from conftest import sunshine, use_mlflow
 from servers import ServerThread, create_token, free_port, server_process
 
-from features.store import Store
+from features.storage.store import Store
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
-from serving.api.app import create_app
+from serving.app import create_app
 from serving.scoring.interventions import load_interventions
 from serving.state.champions import load_champions
 from serving.state.service import build_state

@@ -15,11 +15,11 @@ from pg import fresh_database
 from servers import ServerThread
 
 from features.core.errors import ConfigError
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
-from serving.api.app import create_app
+from serving.app import create_app
 from serving.scoring.interventions import load_interventions
 from serving.state.champions import load_champions
 from serving.state.service import build_state

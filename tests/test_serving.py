@@ -645,7 +645,7 @@ def test_support_options_belong_to_the_task(service):
 
 
 def test_request_bodies_are_generated_from_the_data_contract():
-    from features.contract import EVENT_COLUMNS, PERSON_COLUMNS
+    from features.contract.checks import EVENT_COLUMNS, PERSON_COLUMNS
     from serving.api.schemas import EventIn, PersonIn
 
     assert list(PersonIn.model_fields) == [c.name for c in PERSON_COLUMNS if c.name != "ethnicity"]
@@ -679,8 +679,8 @@ def test_indicators_by_role(service):
     assert {"city", "huaxi", "nanming"} <= set(rows.district)
     assert set(rows.indicator) >= {"relapse_rate", "intake_control_rate", "composite"}
     # the same figures as the command computes from the same registry
-    from features.indicator_inputs import load_indicator_config, read_population
-    from features.indicators import indicator_table
+    from features.indicators.inputs import load_indicator_config, read_population
+    from features.indicators.monthly import indicator_table
 
     config = load_indicator_config()
     months = ["2026-04", "2026-05", "2026-06"]

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from test_codebook import CODEBOOK
 from test_no_lookahead import a_case, batch_features
 
+from features.compute.labels import cohort_spine
 from features.core.errors import ContractError, InputError
-from features.labels import cohort_spine
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 
 AS_OF = dt.date(2025, 4, 1)
@@ -69,8 +69,8 @@ def test_every_feature_and_label_is_the_same_on_spark_and_duckdb(served, spark, 
 def test_the_youth_cohort_and_labels_are_the_same_on_spark_and_duckdb(served, spark):
     """The other task's own SQL (its cohort by age, no drug record, its label window); its
     features are the same function of (person, as_of) as the test above checks."""
-    from features import spark as engine
-    from features.labels import build_spine
+    from features.compute import spark as engine
+    from features.compute.labels import build_spine
 
     task, dates = get_task("youth_uptake"), [dt.date(2024, 7, 1), dt.date(2025, 4, 1)]
     duck = build_spine(Store(served / "city"), task, dates).reset_index(drop=True)
@@ -154,7 +154,7 @@ def test_spark_binds_loopback_and_shows_no_ui(spark):
 
 
 def test_spark_refuses_what_it_cannot_read_with_a_clear_error(spark, tmp_path):
-    from features import spark as engine
+    from features.compute import spark as engine
 
     csv_city = write_dataset(tmp_path / "csv", [{"person_id": "A"}], [], fmt="csv")
     with pytest.raises(InputError, match="reads Parquet"):
@@ -210,7 +210,7 @@ def test_spark_refuses_what_duckdb_refuses_naming_the_same_rows(spark, tmp_path)
     """The whole contract on Spark: persons (duplicates, codes, dates, answers at
     registration) and events (persons unknown or rejected, types, dates, values, kinds,
     codebook items), each problem named by file, row, field and reason as DuckDB names it."""
-    from features import spark as engine
+    from features.compute import spark as engine
 
     root = write_dataset(tmp_path / "broken", BROKEN_PERSONS, BROKEN_EVENTS, fmt="parquet")
     (root / "codebook.csv").write_text(CODEBOOK, encoding="utf-8")
@@ -225,7 +225,7 @@ def test_spark_refuses_what_duckdb_refuses_naming_the_same_rows(spark, tmp_path)
 
 
 def test_without_java_the_setup_says_how_to_install_it(monkeypatch):
-    from features import spark as engine
+    from features.compute import spark as engine
 
     monkeypatch.delenv("JAVA_HOME", raising=False)
     monkeypatch.setenv("PATH", "/nonexistent")

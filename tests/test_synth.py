@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from features.labels import build_spine
-from features.store import Store
-from features.synth import synthesize, write_population
-from features.vocabulary import EVENT_TYPES
+from features.compute.labels import build_spine
+from features.contract.vocabulary import EVENT_TYPES
+from features.storage.store import Store
+from features.synth.city import synthesize, write_population
 
 
 def test_same_seed_same_data_other_seed_other_data():
@@ -80,7 +80,7 @@ def test_drift_scenario_is_a_twin_of_the_same_seed(tmp_path):
 
     import pandas as pd
 
-    from features.synth import Drift
+    from features.synth.city import Drift
 
     drift = Drift(dt.date(2025, 1, 1), "huaxi")
     clean, drifted = synthesize(3000, 5), synthesize(3000, 5, drift)

@@ -11,15 +11,14 @@ from conftest import mlflow_workspace
 from servers import ServerThread
 from typer.testing import CliRunner
 
-from features.labels import build_spine
-from features.profiles import ClearCase, Event
-from features.store import Store
-from features.tasks import SupportOption, Task, default_config, get_task, register, unregister
+from features.compute.labels import build_spine
+from features.storage.store import Store
+from features.tasks import ClearCase, Event, SupportOption, Task, get_task, register, unregister
 from models.registry import promote
 from models.training_run import train_task
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
-from serving.api.app import create_app
+from serving.app import create_app
 from serving.cli.main import app as cli
 from serving.scoring.interventions import load_interventions
 from serving.state.champions import load_champions
@@ -68,7 +67,7 @@ DROPOUT = Task(
         ),
     ),
     support=(OUTREACH,),
-    config=default_config(
+    training=dict(
         as_of={"first": "2022-01-01", "last": "2025-10-01"},
         split={
             "valid_start": "2024-07-01",

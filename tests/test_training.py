@@ -14,7 +14,7 @@ from conftest import mlflow_workspace, use_mlflow
 from mlflow.tracking import MlflowClient
 
 from features.core.errors import ConfigError, InputError, RegistryError, SunshineError
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from models.registry import VersionFacts, gate, list_versions, load_model, promote, warnings
 from models.training_run import train_task
@@ -196,8 +196,8 @@ def test_promote_errors_name_the_fix(workspace, relapse_v1):
 def test_the_matrix_path_scores_as_the_training_frame_path(workspace, relapse_v1):
     model, _ = load_model("relapse", version="1")
     store = Store(workspace / "city")
-    from features.builder import build_features
-    from features.labels import build_spine
+    from features.compute.builder import build_features
+    from features.compute.labels import build_spine
 
     spine = build_spine(store, "relapse", [dt.date(2025, 1, 1)]).head(200)
     frame = build_features(store, spine)

@@ -17,10 +17,10 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from conftest import sunshine, write_dataset
 
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
-from serving.scoring.caseload import month_before
-from serving.scoring.history import history_dates
+from serving.state.caseload import month_before
+from serving.state.history import history_dates
 from serving.web.caseload_pages import percent, workbook
 from serving.web.i18n import Texts, catalogue
 
@@ -272,7 +272,7 @@ def test_person_page_and_not_found_are_as_the_api_decides(service, signin):
 
 
 def test_risk_history_is_the_api_score_on_each_month(service):
-    from serving.scoring.history import risk_history
+    from serving.state.history import risk_history
 
     state = service["state"]
     task = get_task("relapse")

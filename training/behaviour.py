@@ -5,7 +5,7 @@
 - invariance: changing the model inputs that carry a protected attribute changes no score
   (an attribute the config allows as a feature, with its reason, is reported, not tested);
 - minimum function: the task's clear-cut persons (histories, built into features by the spec:
-  features.profiles) rank as any caseworker would expect.
+  features.compute.profiles) rank as any caseworker would expect.
 
 A failed check blocks promotion unless forced with a reason.
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from features.profiles import case_features
+from features.compute.profiles import case_features
 from features.spec import FEATURES_BY_NAME, PROTECTED_FEATURES
 from features.tasks import Task
 

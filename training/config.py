@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
+from features.compute.labels import cadence_dates
 from features.core.errors import ConfigError
-from features.labels import cadence_dates
 from features.spec import FEATURE_NAMES, PROTECTED_FEATURES
 from features.tasks import get_task
 
@@ -110,11 +110,50 @@ def _date(raw: Any, where: str) -> dt.date:
         raise ConfigError(f"{where}: {raw!r} is not a date (YYYY-MM-DD)") from None
 
 
+def default_config(**overrides: Any) -> dict[str, Any]:
+    """The training settings both built-in tasks start from (dates are as-of dates)."""
+    config: dict[str, Any] = {
+        # as-of dates: every cadence step from `first` to `last` (inclusive)
+        "as_of": {"first": "2021-07-01", "last": "2025-04-01"},
+        # validation and test periods; a row's label window may not reach past the start of
+        # the next period, so training labels never see the test period
+        "split": {
+            "valid_start": "2023-07-01",
+            "test_start": "2025-01-01",
+            "rolling_test_starts": ["2024-01-01", "2024-07-01", "2025-01-01"],
+        },
+        "lightgbm": {
+            "objective": "binary",
+            "learning_rate": 0.05,
+            "num_leaves": 15,
+            "max_depth": 5,
+            "min_child_samples": 40,
+            "feature_fraction": 0.8,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+            "n_estimators": 400,
+            "early_stopping_rounds": 40,
+        },
+        # caseworkers' capacity: the share of the cohort they can reach (top-k metrics, tiers)
+        "capacity": 0.10,
+        # audited for fairness; never model features unless allowed below with a reason
+        "protected_attributes": ["sex", "ethnicity", "age_band", "district"],
+        "allowed_features": {},
+        # groups smaller than this are reported with their counts and CIs, never flagged
+        "fairness_min_group": 30,
+    }
+    config.update(overrides)
+    return config
+
+
 def load_config(task: str, path: Path | None = None) -> TrainConfig:
     """Read a task's config; without a path, the task's default from the registry."""
     declared = get_task(task)
     if path is None:
-        text = yaml.safe_dump({"task": task, **declared.config}, sort_keys=False)
+        text = yaml.safe_dump(
+            {"task": task, **default_config(**declared.training)}, sort_keys=False
+        )
         source = f"the default config of task {task}"
     else:
         try:

@@ -20,7 +20,7 @@ import pandas as pd
 from features.core.errors import ConfigError, ContractError, InputError, Problem
 from features.core.io import read_text_table
 from features.spec import FEATURES_BY_NAME
-from features.store import Store
+from features.storage.store import Store
 from training.calibration import choose_calibrator
 from training.drift import MAJOR_SHIFT, psi_between
 from training.explain import contributions

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from features.builder import FeatureBuilder
-from features.contract import contract_digest
+from features.compute.builder import FeatureBuilder
+from features.compute.labels import build_spine, read_labels
+from features.contract.checks import contract_digest
 from features.core.errors import ConfigError
-from features.labels import build_spine, read_labels
 from features.residence import districts_on
 from features.spec import FEATURES_BY_NAME, feature_columns
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import get_task
 from training import drift, plots
 from training.baselines import as_logit_input, logistic_regression

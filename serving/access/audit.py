@@ -65,7 +65,6 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 def open_audit(path: Path | str | None = None) -> AuditLog:
     """The trail: in the service's database when SUNSHINE_DATABASE_URL names one (PostgreSQL),
     else in its SQLite file (by default the home's `audit.db`)."""
-    path = path or home() / AUDIT_DB
     url = settings().database_url
     return AuditLog(path, url) if url and not url.startswith("sqlite") else AuditLog(path)
 
@@ -74,8 +73,8 @@ class AuditLog:
     """The trail in its SQLite file, or in the PostgreSQL database `url` names (migrated by
     `sunshine db upgrade`), where every worker and host appends to one chain."""
 
-    def __init__(self, path: Path | str, url: str | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str | None = None, url: str | None = None) -> None:
+        self.path = Path(path) if path else home() / AUDIT_DB
         self.url = url
         self._queue: queue.SimpleQueue[tuple[list[Entry], Future]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None

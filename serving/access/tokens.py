@@ -20,10 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from features.contract.vocabulary import DISTRICTS
 from features.core.errors import ConfigError, InputError
 from features.core.io import atomic_path
 from features.core.settings import settings
-from features.vocabulary import DISTRICTS
 from serving.access.roles import ROLES, SCOPES, User
 from serving.storage.service_db import open_database
 

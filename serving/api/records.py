@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.builder import FeatureBuilder
-from features.codebook import Codebook
-from features.contract import as_of_problem
+from features.compute.builder import FeatureBuilder
+from features.compute.labels import cohort_members
+from features.contract.checks import as_of_problem
+from features.contract.codebook import Codebook
 from features.core.errors import ContractError
-from features.labels import cohort_members
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import Task
 from serving.api.deps import error
 from serving.api.schemas import EventIn, PersonIn, RecordIn

@@ -1,7 +1,7 @@
 """Request and response bodies of the risk API.
 
 What a client sends about a person and their events is generated from the data contract's
-own columns (`features.contract`), so the API accepts exactly what a registry extract holds
+own columns (`features.contract.checks`), so the API accepts exactly what a registry extract holds
 and a new contract column reaches the API without a hand-kept copy.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.config import JsonDict
 
-from features.contract import EVENT_COLUMNS, PERSON_COLUMNS, Column
+from features.contract.checks import EVENT_COLUMNS, PERSON_COLUMNS, Column
 
 MAX_FACTORS = 300  # enough for every feature: base_value + all contributions = raw_score
 # never sent to the API: the person is known by the record, and protected attributes are

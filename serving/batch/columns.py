@@ -59,9 +59,10 @@ def put_scores(
     out["probability"][good] = scored.probability
     out["tier"][good] = scored.tier
     out["percentile"][good] = scored.percentile
-    if explained is None:
+    top = explained.top if explained is not None else None
+    if top is None:  # nothing explained: scores only
         return
-    top, at = explained.top, good[rows]
+    at = good[rows]
     shown = top.shown
     for k in range(min(3, top.position.shape[1])):
         hide = ~shown[:, k]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.contract.vocabulary import DISTRICT_LABELS_ZH, DISTRICTS
 from features.core.errors import InputError
 from features.core.html import esc, line_chart, page
 from features.core.io import atomic_path, write_table
-from features.indicator_inputs import CITY
-from features.indicators import COMPOSITE
-from features.vocabulary import DISTRICT_LABELS_ZH, DISTRICTS
+from features.indicators.inputs import CITY
+from features.indicators.monthly import COMPOSITE
 
 HEADERS = {
     "month": "月份 month",

@@ -6,8 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from features.contract.vocabulary import LANGS
 from features.core.errors import InputError
-from features.vocabulary import LANGS
 from serving.batch.roster_io import check_format, check_roster
 
 EXPLAIN_MODES = ("top3", "top", "none")

@@ -25,12 +25,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.builder import FeatureBuilder
-from features.contract import as_of_problem
+from features.compute.builder import FeatureBuilder
+from features.compute.labels import cohort_members
+from features.contract.checks import as_of_problem
 from features.core.errors import InputError
 from features.core.io import atomic_path, file_sha256
-from features.labels import cohort_members
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import SupportOption, get_task
 from models.risk_model import RiskModel, Scored
 from serving.batch.columns import RESULT_COLUMNS, empty_result, put_scores, score_and_explain

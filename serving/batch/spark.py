@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features import spark as engine
+from features.compute import spark as engine
 from features.core.io import atomic_dir
 from features.tasks import SupportOption, Task
 from models.risk_model import RiskModel

@@ -15,7 +15,7 @@ from features import cli as features_cli
 from features.core import cli
 from features.core.errors import InputError
 from features.core.io import atomic_path
-from features.store import Store
+from features.storage.store import Store
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -147,7 +147,7 @@ def _roster_scorer(
     if engine != "spark":
         yield RosterScorer(job, Store(data), model, facts, options)
         return
-    from features import spark
+    from features.compute import spark
     from serving.batch.spark import SparkRosterScorer
 
     with spark.command_session(master) as session:
@@ -188,7 +188,7 @@ def score_cohort(
     model, facts = load_model(task, alias=alias, version=model_version)
     started = time.perf_counter()
     if features_cli.check_engine(engine, data) == "spark":
-        from features import spark
+        from features.compute import spark
         from serving.batch.spark import score_cohort as on_spark
 
         with spark.command_session(master) as session:
@@ -208,7 +208,7 @@ def score_cohort(
 
 
 def _check_day(day: dt.date, reference: dt.date) -> None:
-    from features.contract import as_of_problem
+    from features.contract.checks import as_of_problem
 
     if why := as_of_problem(day, reference):
         raise InputError(f"--as-of {day}: {why}")
@@ -226,7 +226,7 @@ def _score_cohort_here(
     out: Path,
 ) -> int:
     """The cohort as a roster, through the roster scorer: one machine, DuckDB."""
-    from features.labels import cohort_spine
+    from features.compute.labels import cohort_spine
     from serving.batch.job import RosterJob
     from serving.batch.runner import RosterScorer
 

@@ -9,8 +9,9 @@ import typer
 
 from features import cli as features_cli
 from features.core import cli
-from features.store import Store
-from features.synth import synthesize, write_population
+from features.core.settings import settings
+from features.storage.store import Store
+from features.synth.city import synthesize, write_population
 from features.tasks import task_names
 from serving.access.tokens import TokenStore
 
@@ -61,15 +62,37 @@ def demo(
             )
         )
     cli.console.print(
-        "MLflow runs and models: ./mlflow.db and ./mlartifacts (browse with `make mlflow-ui`)."
+        f"MLflow runs and models: {settings().mlflow_uri} (browse with `make mlflow-ui`)",
+        soft_wrap=True,
     )
     tokens = TokenStore.load()
     secret = tokens.create("demo-caseworker", "caseworker", list(DEMO_DISTRICTS), ["youth"], 7)
     tokens.save()
+    person = demo_person(store)
     cli.console.print(
-        f"\nThe web pages: run `sunshine serve --data {data}` (`make serve`), open "
-        "http://127.0.0.1:8000/app/ and sign in as a caseworker of "
-        f"{' and '.join(DEMO_DISTRICTS)} (with the youth scope; valid 7 days) with this "
-        f"token:\n{secret}",
+        f"\nServe it: `sunshine serve --data {data}` (or `make serve`). Then, as a caseworker "
+        f"of {' and '.join(DEMO_DISTRICTS)} (with the youth scope; the token is valid 7 days):\n"
+        f"  export TOKEN={secret}\n"
+        '  curl -H "Authorization: Bearer $TOKEN" '
+        f"'http://127.0.0.1:8000/v1/persons/{person}/risk?task=relapse'\n"
+        f"  ({person} is in the relapse cohort on {store.reference_date}, in "
+        f"{' or '.join(DEMO_DISTRICTS)})\n"
+        "  and the web pages: http://127.0.0.1:8000/app/ (sign in with the same token)",
         soft_wrap=True,
+        highlight=False,
     )
+
+
+def demo_person(store: Store) -> str:
+    """A person the demo's caseworker may read: in the relapse cohort on the reference date,
+    living in one of the demo districts (the first by id, so every run names the same)."""
+    from features.compute.labels import cohort_spine
+    from features.tasks import get_task
+
+    cohort = cohort_spine(store, get_task("relapse"), store.reference_date)
+    lives = store.cursor().execute(
+        "SELECT p.person_id FROM persons p JOIN residence h USING (pk) "
+        f"WHERE h.district IN ({', '.join(repr(d) for d in DEMO_DISTRICTS)})"
+    )
+    here = {row[0] for row in lives.fetchall()}
+    return str(min(set(cohort.person_id) & here))

@@ -53,8 +53,8 @@ def indicators(
     """Monthly indicators by district (youth new-user, intake-and-control, abstinence
     consolidation and relapse rates, and any external ones), point in time, ranked."""
     from features.core.months import month_range, parse_month
-    from features.indicator_inputs import load_indicator_config, read_external, read_population
-    from features.indicators import indicator_table
+    from features.indicators.inputs import load_indicator_config, read_external, read_population
+    from features.indicators.monthly import indicator_table
     from serving.batch.indicator_report import check_out, write_report
 
     check_out(out)

@@ -12,12 +12,12 @@ import typer
 
 from features.core import cli
 from features.core.settings import AUDIT_DB, SERVICE_DB, STATE_DIR
-from features.store import Store
+from features.storage.store import Store
 from serving.access.audit import open_audit
 from serving.access.tokens import TokenStore
 from serving.cli import indicators as indicators_cli
 from serving.processes.sockets import listen
-from serving.scoring.caseload import DEFAULT_RISING
+from serving.state.caseload import DEFAULT_RISING
 from serving.storage.web_records import WebStore
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the registry's champion models over HTTP (uvicorn)."""
-    from features.indicator_inputs import load_indicator_config, read_population
+    from features.indicators.inputs import load_indicator_config, read_population
     from models.tracking import configure
     from serving.processes import workers as several
     from serving.scoring.interventions import load_interventions
@@ -162,14 +162,14 @@ def _serve_in_process(
     """One process: build the state from the registry here and serve it with uvicorn."""
     import uvicorn
 
-    from features.indicator_inputs import load_indicator_config, read_population
-    from serving.api.app import create_app
+    from features.indicators.inputs import load_indicator_config, read_population
+    from serving.app import create_app
+    from serving.processes.refresh import Follower, watch_in_place
     from serving.processes.workers import FOLLOW_S
     from serving.scoring.interventions import load_interventions
     from serving.state.champions import load_champions
     from serving.state.heap import freeze_heap
     from serving.state.indicator_source import indicator_source
-    from serving.state.refresh import Follower, watch_in_place
     from serving.state.service import build_state
 
     def path(text: str | None) -> Path | None:

@@ -5,8 +5,9 @@ generation already built for this data and these champions), then starts N uvico
 Each worker reads that state, read-only: none of them rebuilds anyone's features, and the
 operating system keeps one copy of the matrices for all. The parent watches the registry and
 materializes a new generation when it changes; each worker follows `CURRENT`, and the service
-database's reload counter, every few seconds (serving.state.refresh.Follower). The parent holds the
-listening socket and hands each connection to the next ready worker (serving.processes.dispatch).
+database's reload counter, every few seconds (serving.processes.refresh.Follower). The parent
+holds the listening socket and hands each connection to the next ready worker
+(serving.processes.dispatch).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.indicator_inputs import load_indicator_config, read_population
-from features.store import Store, open_registry
+from features.indicators.inputs import load_indicator_config, read_population
+from features.storage.store import Store, open_registry
 from serving.processes.dispatch import Dispatcher, HandedServer
+from serving.processes.refresh import DataWatcher, Follower
 from serving.state.champions import Loaded, load_champions
 from serving.state.indicator_source import indicator_source
 from serving.state.materialize import FAILED, current, ensure_state, materialize, open_state
-from serving.state.refresh import DataWatcher, Follower
 from serving.state.service import ServiceState
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def app() -> FastAPI:
     from models.tracking import configure
     from serving.access.audit import open_audit
     from serving.access.tokens import TokenStore
-    from serving.api.app import create_app
+    from serving.app import create_app
     from serving.scoring.interventions import load_interventions
     from serving.state.heap import freeze_heap
     from serving.storage.web_records import WebStore

@@ -9,14 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from features.core.months import last_complete_month
-from features.indicator_inputs import (
+from features.indicators.inputs import (
     IndicatorConfig,
     load_indicator_config,
     read_external,
     read_population,
 )
-from features.indicators import indicator_table
-from features.store import Store
+from features.indicators.monthly import indicator_table
+from features.storage.store import Store
 
 
 @dataclass

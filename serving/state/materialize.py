@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.codebook import COLUMNS as CODEBOOK_COLUMNS
-from features.codebook import parse_codebook
+from features.compute.matrix import open_matrix
+from features.contract.codebook import COLUMNS as CODEBOOK_COLUMNS
+from features.contract.codebook import parse_codebook
 from features.core.errors import InputError
 from features.core.io import atomic_path
-from features.matrix import open_matrix
-from features.store import LoadReport, Store, identity_of, open_registry, reference_date_of
-from serving.scoring.caseload import Caseload, month_before
+from features.storage.store import LoadReport, Store, identity_of, open_registry, reference_date_of
+from serving.state.caseload import Caseload, month_before
 from serving.state.champions import Loaded, load_champions
 from serving.state.indicator_source import IndicatorSource, indicator_source
 from serving.state.service import ServiceState, build_state

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.builder import FeatureBuilder
-from features.labels import cohort_mask
-from features.matrix import FeatureMatrix, build_matrix
-from features.store import Store
+from features.compute.builder import FeatureBuilder
+from features.compute.labels import cohort_mask
+from features.compute.matrix import FeatureMatrix, build_matrix
+from features.storage.store import Store
 from features.tasks import Task, get_task, task_names
 from models.risk_model import RiskModel
-from serving.scoring.caseload import DEFAULT_RISING, Caseload, build_caseload, month_before
+from serving.state.caseload import DEFAULT_RISING, Caseload, build_caseload, month_before
 from serving.state.champions import Loaded
 from serving.state.indicator_source import IndicatorSource, indicator_source
 

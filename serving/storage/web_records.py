@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import text
 
+from features.core.settings import SERVICE_DB, home
 from serving.storage.service_db import database_url, open_database
 
 SESSION_HOURS = 12
@@ -53,8 +54,8 @@ class WebStore:
     """The records in the service's database (see serving.storage.service_db): a SQLite file by
     default, the production database when SUNSHINE_DATABASE_URL names one."""
 
-    def __init__(self, path: Path | str, url: str | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str | None = None, url: str | None = None) -> None:
+        self.path = Path(path) if path else home() / SERVICE_DB
         self.url = url or database_url(self.path)
         self.engine = open_database(self.url)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import Response
 
-from features.vocabulary import LANGS
+from features.contract.vocabulary import LANGS
 from serving.api.deps import Services, services
 from serving.storage.web_records import SESSION_HOURS
 from serving.web.i18n import N_, Texts

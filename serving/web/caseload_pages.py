@@ -12,13 +12,13 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from features.contract.vocabulary import DISTRICTS
 from features.core.errors import RegistryError
 from features.tasks import Task, get_task, task_names
-from features.vocabulary import DISTRICTS
 from models.risk_model import TIERS
 from serving.access.audit_chain import Entry
 from serving.api.deps import Services, services
-from serving.scoring.caseload import Caseload, Filters, page_of, select
+from serving.state.caseload import Caseload, Filters, page_of, select
 from serving.web.i18n import N_, Texts
 from serving.web.render import render, secure
 from serving.web.session import PageError, WebUser, signed_in

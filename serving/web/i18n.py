@@ -20,9 +20,9 @@ from typing import Any
 
 from babel.messages.pofile import read_po
 
-from features.indicator_inputs import CITY
+from features.contract.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME
+from features.indicators.inputs import CITY
 from features.tasks import SupportOption, Task
-from features.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME
 
 CATALOGUE = Path(__file__).parent / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
 DEFAULT_LANG = "zh"

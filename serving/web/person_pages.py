@@ -17,8 +17,8 @@ from fastapi.responses import Response
 from features.tasks import Task
 from serving.api.deps import Services, asked_entry, scored_entry, services
 from serving.api.routers.risk import PERSON_ID
-from serving.scoring.history import risk_history, timeline
 from serving.scoring.scorer import score_encoded
+from serving.state.history import risk_history, timeline
 from serving.storage.web_records import NOTE_CHARS, OUTCOMES, Followup
 from serving.web.caseload_pages import allowed_tasks, arrow, chosen_task, percent
 from serving.web.charts import bar, history

@@ -10,12 +10,12 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from features.contract.vocabulary import DISTRICTS
 from features.core.html import line_chart
 from features.core.months import last_complete_month, month_range
-from features.indicator_inputs import CITY
-from features.indicators import COMPOSITE
+from features.indicators.inputs import CITY
+from features.indicators.monthly import COMPOSITE
 from features.tasks import get_task
-from features.vocabulary import DISTRICTS
 from serving.access.audit_chain import Entry
 from serving.api.deps import Services, services
 from serving.web.i18n import N_, Texts

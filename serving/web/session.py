@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.responses import Response
 
-from features.vocabulary import LANGS
+from features.contract.vocabulary import LANGS
 from serving.access.roles import User
 from serving.api.deps import Services
 from serving.storage.web_records import Session

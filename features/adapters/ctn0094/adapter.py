@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from features.core.io import atomic_path, write_table
-from features.store import METADATA_FILE
+from features.storage.store import METADATA_FILE
 
 DAY_ZERO = dt.date(2000, 1, 1)
 

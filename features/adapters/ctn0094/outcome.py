@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features.adapters.ctn0094.adapter import DAY_ZERO, Trial
-from features.vocabulary import OPIOIDS
+from features.contract.vocabulary import OPIOIDS
 
 WEEKS = 12
 RUN = 4

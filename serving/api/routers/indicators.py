@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from features.contract.vocabulary import DISTRICTS
 from features.core.errors import InputError
 from features.core.months import add_months, last_complete_month, month_range, parse_month
-from features.indicator_inputs import CITY
-from features.vocabulary import DISTRICTS
+from features.indicators.inputs import CITY
 from serving.access.roles import User
 from serving.api.deps import Services, error, require, services
 from serving.api.schemas import IndicatorRow, Indicators, refusals

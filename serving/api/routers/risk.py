@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 
-from features.contract import as_of_problem
+from features.contract.checks import as_of_problem
 from features.core.errors import RegistryError
 from features.tasks import Task
 from serving.access.roles import User

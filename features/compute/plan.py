@@ -3,16 +3,16 @@
 The plan is made once from the features: which aggregates each pass over `j` computes (long
 form, one row per spine row and event type, or per spine row and assessment item), which
 feature each (aggregate, type) cell lands in, the domain and static expressions, the fills and
-the ratios. DuckDB runs it and scatters the long rows with numpy (`features.builder`); Spark
-runs the same statements, compiled to its dialect, and pivots them (`features.spark`).
+the ratios. DuckDB runs it and scatters the long rows with numpy (`features.compute.builder`); Spark
+runs the same statements, compiled to its dialect, and pivots them (`features.compute.spark`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from features.contract.vocabulary import EVENT_TYPES
 from features.spec import Feature, window_suffix
-from features.vocabulary import EVENT_TYPES
 
 TYPE_INDEX = {e.name: i for i, e in enumerate(EVENT_TYPES)}
 

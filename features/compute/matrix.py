@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.builder import DEFAULT_CHUNK_ROWS, FeatureBuilder
+from features.compute.builder import DEFAULT_CHUNK_ROWS, FeatureBuilder
 from features.spec import FEATURES_BY_NAME
 
 

@@ -1,9 +1,10 @@
 """The feature spec on Apache Spark, for registries that outgrow one machine.
 
 Nothing here restates a feature, a cohort or a label: the statements are the plan's
-(`features.plan`) and the tasks' (`features.tasks`), written in DuckDB's dialect and compiled
-to Spark's by sqlglot. Where DuckDB scatters a long-form pass into the wide matrix with numpy,
-Spark pivots it with one conditional aggregate per (column, type) cell of the same scatter map.
+(`features.compute.plan`) and the tasks' (`features.tasks`), written in DuckDB's dialect and
+compiled to Spark's by sqlglot. Where DuckDB scatters a long-form pass into the wide matrix with
+numpy, Spark pivots it with one conditional aggregate per (column, type) cell of the same scatter
+map.
 
 Spark keys persons by their `person_id` (DuckDB numbers them, `pk`): the statements only join
 on the key, and numbering tens of millions of ids would take a global sort.
@@ -24,15 +25,16 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
-from features import contract
-from features.codebook import Codebook, find_codebook, read_codebook
+from features.compute.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
+from features.contract import checks as contract
+from features.contract.codebook import Codebook, find_codebook, read_codebook
+from features.contract.vocabulary import EVENT_TYPES
 from features.core.errors import ContractError, InputError, Problem
 from features.core.io import atomic_dir
 from features.core.settings import settings
-from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
-from features.store import (
+from features.storage.store import (
     MAX_LISTED_PROBLEMS,
     METADATA_FILE,
     find_table,
@@ -40,7 +42,6 @@ from features.store import (
     read_reference_date,
 )
 from features.tasks import Task
-from features.vocabulary import EVENT_TYPES
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -220,7 +221,7 @@ class SparkRegistry:
 
     def _check(self) -> None:
         """The data contract, row by row, as the DuckDB store applies it: the same checks
-        (features.contract), in Spark's dialect. Spark has no --lenient, so a registry with a
+        (features.contract.checks), in Spark's dialect. Spark has no --lenient, so a registry with a
         row that breaks the contract is refused, naming the first problems, as a strict run
         on DuckDB refuses it."""
         spark = self.spark
@@ -332,7 +333,7 @@ class SparkRegistry:
         return identity_of(self.data, self.reference_date)
 
     def default_dates(self, task: Task) -> list[dt.date]:
-        from features.labels import task_dates
+        from features.compute.labels import task_dates
 
         first = self.spark.sql("SELECT min(event_time) AS t FROM events").first()
         return task_dates(task, first.t if first else None, self.reference_date)

@@ -10,9 +10,9 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from features.codebook import Codebook, Item
+from features.contract.codebook import Codebook, Item
+from features.contract.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
 from features.core.errors import ContractError
-from features.vocabulary import DISTRICTS, EVENT_TYPES, SEXES, SUBSTANCES
 
 # One date policy for every path (the registry, the API, rosters): no date before this, none
 # after the data's reference date.

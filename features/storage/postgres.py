@@ -9,7 +9,7 @@ table's `row_id` key where it has one). A column whose database type cannot hold
 contract expects (text where a timestamp belongs) is refused before any row is read, naming
 the column: casting it row by row would turn a schema mistake into a million rejects.
 
-`sunshine load-registry` creates these tables (Alembic migrations in `registry_migrations/`,
+`sunshine load-registry` creates these tables (Alembic migrations in `postgres_migrations/`,
 with keys and indexes) and fills them from a data folder.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from features.codebook import COLUMNS as CODEBOOK_COLUMNS
-from features.codebook import Codebook, parse_codebook
-from features.contract import Column
+from features.contract.checks import Column
+from features.contract.codebook import COLUMNS as CODEBOOK_COLUMNS
+from features.contract.codebook import Codebook, parse_codebook
 from features.core.errors import ContractError, InputError
 
 SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")

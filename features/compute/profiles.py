@@ -13,31 +13,15 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import pandas as pd
 
-from features.builder import FeatureBuilder
-from features.store import Store
+from features.compute.builder import FeatureBuilder
+from features.storage.store import Store
+from features.tasks import ClearCase
 
 AS_OF = dt.date(2025, 1, 1)  # any date: a clear case is written relative to it
-
-
-class Event(NamedTuple):
-    event_type: str
-    days_before: int  # before as_of
-    value: float | None = None
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class ClearCase:
-    age_years: float
-    events: tuple[Event, ...]
-    registered_years_before: float | None = None  # None: never registered as a drug user
-    primary_substance: str | None = None
 
 
 def case_features(cases: Sequence[ClearCase], as_of: dt.date = AS_OF) -> pd.DataFrame:

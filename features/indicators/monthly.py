@@ -17,18 +17,18 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.core.months import add_months, month_end, month_start
-from features.indicator_inputs import CITY, IndicatorConfig, residents_under
-from features.labels import cohort_labels
-from features.residence import districts_sql
-from features.store import Store
-from features.tasks import DRUG_RECORD, get_task
-from features.vocabulary import (
+from features.compute.labels import cohort_labels
+from features.contract.vocabulary import (
     COMMUNITY_PROGRAMMES,
     DISTRICT_LABELS_ZH,
     DISTRICTS,
     RESIDENTIAL_REHAB,
 )
+from features.core.months import add_months, month_end, month_start
+from features.indicators.inputs import CITY, IndicatorConfig, residents_under
+from features.residence import districts_sql
+from features.storage.store import Store
+from features.tasks import DRUG_RECORD, get_task
 
 COMPOSITE = "composite"
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.core.errors import ContractError, InputError, Problem
 from features.core.io import read_text_table
-from features.store import Store
+from features.storage.store import Store
 from features.tasks import Task, get_task
 
 

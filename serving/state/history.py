@@ -9,7 +9,7 @@ import pandas as pd
 
 from features.tasks import Task
 from models.risk_model import RiskModel
-from serving.scoring.caseload import month_before
+from serving.state.caseload import month_before
 from serving.state.service import ServiceState
 
 HISTORY_MONTHS = 12

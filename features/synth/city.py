@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.contract.vocabulary import DISTRICTS, EVENT_TYPES, SUBSTANCES
 from features.core.io import atomic_path
-from features.store import METADATA_FILE
-from features.vocabulary import DISTRICTS, EVENT_TYPES, SUBSTANCES
+from features.storage.store import METADATA_FILE
 
 REFERENCE_DATE = dt.date(2026, 6, 30)
 HISTORY_START = dt.date(2020, 7, 1)

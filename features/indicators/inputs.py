@@ -16,14 +16,17 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from features.contract.vocabulary import DISTRICTS
 from features.core.errors import ConfigError, ContractError, InputError, Problem
 from features.core.io import UNREADABLE, table_columns, text_chunks
-from features.vocabulary import DISTRICTS
 
 CITY = "city"  # the whole city's row, beside the districts
 MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 BAND = re.compile(r"(\d{1,3})(?:-(\d{1,3})|\+)")
 MAX_LISTED = 20
+
+# the package that ships the default settings and population file
+HERE = resources.files("features.indicators")
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,12 @@ class IndicatorConfig:
 
 def load_indicator_config(path: Path | None = None) -> IndicatorConfig:
     """The package's `indicators.yaml`, or a user's file of the same shape."""
-    where = str(path) if path else "features/indicators.yaml"
+    where = str(path) if path else "features/indicators/indicators.yaml"
     try:
         text = (
             Path(path).read_text(encoding="utf-8")
             if path
-            else resources.files("features").joinpath("indicators.yaml").read_text("utf-8")
+            else HERE.joinpath("indicators.yaml").read_text("utf-8")
         )
         raw = yaml.safe_load(text) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -81,7 +84,7 @@ def load_indicator_config(path: Path | None = None) -> IndicatorConfig:
 
 
 def default_population() -> Path:
-    return Path(str(resources.files("features").joinpath("data/guiyang_population_2020.csv")))
+    return Path(str(HERE.joinpath("data/guiyang_population_2020.csv")))
 
 
 def _band(text: str) -> tuple[int, int] | None:

@@ -1,5 +1,5 @@
 """Point-in-time features for (person, as_of) spine rows, computed in DuckDB from the plan
-of the spec (`features.plan`).
+of the spec (`features.compute.plan`).
 
 A row sees only events that happened *and* were recorded strictly before its as_of (00:00 of
 that date). Aggregation runs in long form, one row per (spine row, event type), and is scattered
@@ -22,11 +22,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.compute.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.core.errors import InputError
 from features.core.io import atomic_path
-from features.plan import JOIN_SQL, NEGATIVE_RUN_SQL, FeaturePlan
 from features.spec import Feature
-from features.store import Store
+from features.storage.store import Store
 
 DEFAULT_CHUNK_ROWS = 250_000
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
-from features.registry_db import DatabaseRegistry
-from features.store import Store, file_stamp, stamp_of
+from features.storage.postgres import DatabaseRegistry
+from features.storage.store import Store, file_stamp, stamp_of
 from serving.api.deps import Services
 from serving.state.champions import Loaded
 from serving.state.indicator_source import indicator_source

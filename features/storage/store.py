@@ -1,6 +1,6 @@
 """The event store: validated persons and events in an embedded DuckDB, read from CSV or Parquet.
 
-Loading validates every row once (see `features.contract`), keeps the accepted rows in typed
+Loading validates every row once (see `features.contract.checks`), keeps the accepted rows in typed
 tables, and accounts for every other row: in strict mode it raises with the first problems, in
 lenient mode it writes them to a rejects file. Exact duplicate events, a known wart of registry
 extracts, are collapsed and counted rather than dropped silently.
@@ -19,8 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from features.codebook import Codebook, find_codebook, read_codebook
-from features.contract import (
+from features.contract.checks import (
     EVENT_COLUMNS,
     PERSON_COLUMNS,
     Column,
@@ -31,13 +30,14 @@ from features.contract import (
     registration_answer_checks,
     require_columns,
 )
+from features.contract.codebook import Codebook, find_codebook, read_codebook
+from features.contract.vocabulary import EVENT_TYPES
 from features.core.errors import ContractError, InputError, Problem
 from features.core.io import atomic_path, file_sha256
 from features.core.settings import settings
-from features.registry_db import DatabaseRegistry, is_database
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
-from features.vocabulary import EVENT_TYPES
+from features.storage.postgres import DatabaseRegistry, is_database
 
 MAX_LISTED_PROBLEMS = 20
 METADATA_FILE = "dataset.json"
@@ -213,7 +213,7 @@ class Store:
     """Validated persons and events, with the dataset's reference date ("today" of the data).
 
     `data` is a data folder (persons and events as CSV or Parquet) or a PostgreSQL registry's
-    URL (`features.registry_db`); both pass the same contract."""
+    URL (`features.storage.postgres`); both pass the same contract."""
 
     def __init__(
         self,

@@ -117,7 +117,9 @@ CHOICES = {
 def _load() -> tuple[EventType, ...]:
     """The declarations in vocabulary.yaml, a data file so that adding a type is adding a
     record (the closed lists of `detail` are named there, and defined above)."""
-    raw = yaml.safe_load(resources.files("features").joinpath("vocabulary.yaml").read_text("utf-8"))
+    raw = yaml.safe_load(
+        resources.files("features.contract").joinpath("vocabulary.yaml").read_text("utf-8")
+    )
     out = []
     for entry in raw:
         e = dict(entry)

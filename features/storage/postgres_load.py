@@ -15,12 +15,12 @@ import pyarrow as pa
 from alembic import command
 from alembic.config import Config
 
-from features.contract import PERSON_COLUMNS
+from features.contract.checks import PERSON_COLUMNS
 from features.core.errors import InputError
-from features.registry_db import DatabaseRegistry
-from features.store import Store
+from features.storage.postgres import DatabaseRegistry
+from features.storage.store import Store
 
-MIGRATIONS = Path(__file__).with_name("registry_migrations")
+MIGRATIONS = Path(__file__).with_name("postgres_migrations")
 TABLES = ("events", "persons", "codebook", "dataset")  # children first: what TRUNCATE takes
 BATCH_ROWS = 500_000
 
