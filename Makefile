@@ -1,4 +1,6 @@
 PY ?= python3
+# `make serve PORT=8080`
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -91,12 +93,12 @@ bench-ctn: $(STAMP)
 bench-ctn-docs: $(STAMP)
 	$(BIN)/sunshine experiment ctn0094 --write-docs $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-# the demo city's API and web pages (after `make demo`) on http://127.0.0.1:8000/app/
+# the demo city's API and web pages (after `make demo`) on http://127.0.0.1:$(PORT)/app/
 serve: $(STAMP)
-	$(BIN)/sunshine serve --data demo-data/registry
+	$(BIN)/sunshine serve --data demo-data/registry --port $(PORT)
 
 mlflow-ui: $(STAMP)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$${SUNSHINE_HOME:-$(CURDIR)}/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf demo-data bench-out .pytest_cache mlflow.db mlartifacts

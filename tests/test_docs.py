@@ -1,20 +1,35 @@
-"""The README documents the vocabulary exactly as the code defines it."""
+"""The documentation says what the code does: the vocabulary exactly as the code defines it,
+the deployment guide's commands and options, and links that lead somewhere."""
 
 from pathlib import Path
 
-from features.vocabulary import markdown_table
+from features.contract.vocabulary import markdown_table
+
+ROOT = Path(__file__).parents[1]
 
 
-def test_readme_vocabulary_table_matches_the_code():
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    assert markdown_table() in readme
+def test_the_contract_documents_the_vocabulary_as_the_code_defines_it():
+    contract = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
+    assert markdown_table() in contract
+
+
+def test_every_relative_link_in_the_documentation_leads_to_a_file():
+    import re
+
+    pages = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []
 
 
 def test_every_feature_has_distinct_readable_labels_in_both_languages():
     import re
 
+    from features.contract.vocabulary import EVENT_TYPES
     from features.spec import FEATURES, PROTECTED_ATTRIBUTES
-    from features.vocabulary import EVENT_TYPES
 
     assert all(e.singular for e in EVENT_TYPES)  # every type says what one of it is
     assert len({f.label_en for f in FEATURES}) == len(FEATURES)
