@@ -24,7 +24,7 @@ test: $(STAMP) browser java
 
 # the Spark equality test on local-cluster mode: separate executor processes, as on a cluster
 spark-cluster-check: $(STAMP) java
-	SUNSHINE_SPARK_CLUSTER=1 $(BIN)/pytest -q tests/test_spark.py -k local_cluster -rs
+	SUNSHINE_SPARK_CLUSTER=1 $(BIN)/pytest -q tests/features/test_spark.py -k local_cluster -rs
 
 # Spark (the `spark` extra, in dev) runs on a Java runtime, 17 or newer
 java:
@@ -58,20 +58,23 @@ deploy-check: $(STAMP)
 	  else echo "deploy-check needs nginx: sudo apt-get install nginx-light"; exit 1; fi
 	$(BIN)/python docs/deploy_check.py
 
+# ruff, mypy, and the source's own rules (tests/test_layers.py: layers and rooms one way,
+# no function body over 80 lines, serving without the training-only packages)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_layers.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/features_bench.py
+	$(BIN)/python -m benchmarks.features_bench
 
 bench-web: $(STAMP)
-	$(BIN)/python benchmarks/web_bench.py
+	$(BIN)/python -m benchmarks.web_bench
 
 # the README's screenshots, from a fresh run of the browser tests
 screenshots: $(STAMP) browser
-	$(BIN)/pytest -q tests/test_browser.py
+	$(BIN)/pytest -q tests/serving/test_browser.py
 	$(BIN)/python docs/refresh_screenshots.py
 
 # the web pages' catalogue: extract their messages and merge them into the Chinese one
@@ -83,7 +86,7 @@ messages: $(STAMP)
 	rm serving/web/messages.pot
 
 bench-train: $(STAMP)
-	$(BIN)/python benchmarks/train_bench.py
+	$(BIN)/python -m benchmarks.train_bench
 
 # the CTN-0094 real-data benchmark; DATA_DIR overrides $$SUNSHINE_CTN_DIR / ../shared/data/ctn0094.
 # The report goes to bench-out/ctn0094/ (ignored); `make bench-ctn-docs` refreshes the tracked one.

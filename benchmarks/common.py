@@ -48,9 +48,15 @@ def report(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_child(script: str, args: list[str]) -> dict[str, Any]:
+def run_child(module: str, args: list[str]) -> dict[str, Any]:
+    """Run a benchmark module's child (`python -m MODULE ARGS`) in a process of its own, from
+    the repository's folder, and return the JSON its last line prints."""
     proc = subprocess.run(
-        [sys.executable, script, *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
     )
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr}")

@@ -24,11 +24,10 @@ import httpx
 import numpy as np
 import psutil
 
+from benchmarks.common import arguments
+from benchmarks.servers import create_token, free_port, server_process
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arguments  # noqa: E402
-from servers import create_token, free_port, server_process  # noqa: E402
 
 BIN = Path(sys.executable).parent
 HUGE_BYTES = 600 * 1024 * 1024

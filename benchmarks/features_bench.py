@@ -13,17 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Meter, arguments, interleave, medians, report, run_child  # noqa: E402
-
-from features.compute.builder import FeatureBuilder  # noqa: E402
-from features.storage.store import Store  # noqa: E402
-from features.synth.city import synthesize, write_population  # noqa: E402
+from benchmarks.common import Meter, arguments, interleave, medians, report, run_child
+from features.compute.builder import FeatureBuilder
+from features.storage.store import Store
+from features.synth.city import synthesize, write_population
 
 DATES = [dt.date(2024, 7, 1), dt.date(2024, 10, 1), dt.date(2025, 1, 1), dt.date(2025, 4, 1)]
 
@@ -135,7 +132,7 @@ def main() -> None:
     runs = interleave(
         ["builder", "baseline"],
         args.repeats,
-        lambda c: run_child(__file__, ["--child", c, str(data), str(out)]),
+        lambda c: run_child(__spec__.name, ["--child", c, str(data), str(out)]),
     )
     keys = ["wall_s", "cpu_s", "peak_rss_mib", "load_wall_s"]
     med = {c: medians(r, keys) for c, r in runs.items()}

@@ -13,12 +13,9 @@ recording gaps, realized performance for every matured month). Medians and peak 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.common import Meter, arguments, interleave, medians, report, run_child  # noqa: E402
+from benchmarks.common import Meter, arguments, interleave, medians, report, run_child
 
 
 def city(work: Path, persons: int) -> Path:
@@ -91,7 +88,7 @@ def main() -> None:
     runs = interleave(
         ["indicators", "monitor"],
         args.repeats,
-        lambda kind: run_child(__file__, ["--child", kind, "--data", str(data), "--uri", uri]),
+        lambda kind: run_child(__spec__.name, ["--child", kind, "--data", str(data), "--uri", uri]),
     )
     keys = ["wall_s", "cpu_s", "load_s", "work_s", "work_cpu_s", "peak_rss_mib"]
     print(f"{args.persons:,} persons, {args.repeats} runs each, medians:")

@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Meter, medians, report, run_child  # noqa: E402
+from benchmarks.common import Meter, medians, report, run_child
 
 
 def reference_booster(store, model, trees: int, leaves: int):
@@ -137,7 +135,7 @@ def main() -> None:
     common_args = ["--data", str(args.data), "--mlflow", str(args.mlflow)]
     for n, explain, extra in runs:
         reps = [
-            run_child(__file__, [*common_args, "--child", str(n), explain, *extra])
+            run_child(__spec__.name, [*common_args, "--child", str(n), explain, *extra])
             for _ in range(args.repeats)
         ]
         keys = ["wall_s", "rows_per_s", "peak_rss_mib"]

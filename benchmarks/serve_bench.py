@@ -10,6 +10,7 @@ alternately, run by run, and medians are reported.
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import json
 import os
@@ -23,10 +24,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import arguments  # noqa: E402
-from servers import create_token, free_port, server_process  # noqa: E402
+from benchmarks.common import arguments
+from benchmarks.servers import create_token, free_port, server_process
 
 BIN = Path(sys.executable).parent
 
@@ -68,6 +67,63 @@ def load(send, n: int, clients: int) -> dict[str, float]:
         "p99_ms": float(np.percentile(lat, 99) * 1000),
         "rps": len(lat) / wall,
     }
+
+
+def mlflow_rows(work: Path, ids: list[str]) -> list[str]:
+    """MLflow's request bodies for the same persons: their features as the project builds
+    them, one row a request (MLflow serving takes features, not a person id)."""
+    from features.compute.builder import FeatureBuilder
+    from features.storage.store import Store
+    from training.config import load_config
+
+    names = load_config("relapse").model_features()
+
+    store = Store(work / "city")
+    feats = FeatureBuilder(store).build(
+        pd.DataFrame({"person_id": ids, "as_of": store.reference_date})
+    )[names]
+    return [
+        json.dumps(
+            {
+                "dataframe_split": {
+                    "columns": names,
+                    "data": [
+                        [None if pd.isna(v) else (v if isinstance(v, str) else float(v)) for v in r]
+                    ],
+                }
+            }
+        )
+        for r in feats.astype(object).itertuples(index=False)
+    ]
+
+
+def summarize(results: dict[str, list], args: argparse.Namespace) -> list[dict]:
+    """Medians per server and client count, printed with the ratios the targets are on."""
+    table = []
+    for key, runs in results.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        name, clients = key.split("_")
+        table.append(
+            {
+                "server": name,
+                "clients": int(clients),
+                **{k: round(v, 2) for k, v in med.items()},
+            }
+        )
+    out = pd.DataFrame(table)
+    print(
+        f"persons {args.persons:,}; {args.requests} requests per run; {args.repeats} runs; medians"
+    )
+    print(out.to_string(index=False))
+    for clients in (1, 8):
+        o = out[(out.server == "ours") & (out.clients == clients)].iloc[0]
+        m = out[(out.server == "mlflow") & (out.clients == clients)].iloc[0]
+        print(
+            f"{clients} client(s): p99 ratio ours/mlflow {o.p99_ms / m.p99_ms:.2f} "
+            "(target <= 0.5), "
+            f"throughput ratio {o.rps / m.rps:.2f} (target >= 3)"
+        )
+    return table
 
 
 def main() -> None:
@@ -119,33 +175,7 @@ def main() -> None:
     ):
         frame = pd.read_parquet(work / "city" / "persons.parquet")
         ids = frame.person_id.sample(args.requests, replace=True, random_state=0).tolist()
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from features.compute.builder import FeatureBuilder
-        from features.storage.store import Store
-        from training.config import load_config
-
-        names = load_config("relapse").model_features()
-
-        store = Store(work / "city")
-        feats = FeatureBuilder(store).build(
-            pd.DataFrame({"person_id": ids[:200], "as_of": store.reference_date})
-        )[names]
-        rows = [
-            json.dumps(
-                {
-                    "dataframe_split": {
-                        "columns": names,
-                        "data": [
-                            [
-                                None if pd.isna(v) else (v if isinstance(v, str) else float(v))
-                                for v in r
-                            ]
-                        ],
-                    }
-                }
-            )
-            for r in feats.astype(object).itertuples(index=False)
-        ]
+        rows = mlflow_rows(work, ids[:200])
         headers = {"Authorization": f"Bearer {token}"}
 
         def ours_send(c: httpx.Client, i: int):
@@ -173,31 +203,7 @@ def main() -> None:
                     results.setdefault(f"{name}_{clients}", []).append(
                         load(send, args.requests, clients)
                     )
-        table = []
-        for key, runs in results.items():
-            med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            name, clients = key.split("_")
-            table.append(
-                {
-                    "server": name,
-                    "clients": int(clients),
-                    **{k: round(v, 2) for k, v in med.items()},
-                }
-            )
-        out = pd.DataFrame(table)
-        print(
-            f"persons {args.persons:,}; {args.requests} requests per run; "
-            f"{args.repeats} runs; medians"
-        )
-        print(out.to_string(index=False))
-        for clients in (1, 8):
-            o = out[(out.server == "ours") & (out.clients == clients)].iloc[0]
-            m = out[(out.server == "mlflow") & (out.clients == clients)].iloc[0]
-            print(
-                f"{clients} client(s): p99 ratio ours/mlflow {o.p99_ms / m.p99_ms:.2f} "
-                "(target <= 0.5), "
-                f"throughput ratio {o.rps / m.rps:.2f} (target >= 3)"
-            )
+        table = summarize(results, args)
         (work / "serve_bench.json").write_text(json.dumps(table, indent=2))
 
 

@@ -32,10 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleave  # noqa: E402
-
-from features.synth.city import synthesize, write_population  # noqa: E402
+from benchmarks.common import interleave
+from features.synth.city import synthesize, write_population
 
 DATES = ["2024-07-01", "2024-10-01", "2025-01-01", "2025-04-01"]
 SUNSHINE = str(Path(sys.executable).with_name("sunshine"))

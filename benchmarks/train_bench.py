@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,12 +23,10 @@ from pathlib import Path
 import lightgbm as lgb
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Meter, report, run_child  # noqa: E402
-
-from training.config import load_config  # noqa: E402
-from training.metrics import auroc  # noqa: E402
-from training.splits import temporal_split  # noqa: E402
+from benchmarks.common import Meter, report, run_child
+from training.config import load_config
+from training.metrics import auroc
+from training.splits import temporal_split
 
 SIZES = [(100, 15, 0.1), (400, 31, 0.05), (800, 63, 0.03)]  # trees, leaves, learning rate
 
@@ -174,7 +171,9 @@ def main() -> None:
     results = {}
     for n in args.sizes:
         path = build_frame(args.work, n, args.seed)
-        runs = [run_child(__file__, ["--child", "train", str(path)]) for _ in range(args.repeats)]
+        runs = [
+            run_child(__spec__.name, ["--child", "train", str(path)]) for _ in range(args.repeats)
+        ]
         med = {
             k: statistics.median(r[k] for r in runs) for k in ("wall_s", "cpu_s", "peak_rss_mib")
         }
@@ -186,13 +185,13 @@ def main() -> None:
             f"test AUROC {runs[0]['auroc']}"
         )
     small = build_frame(args.work, min(args.sizes), args.seed)
-    py = run_child(__file__, ["--child", "pyfunc", str(small)])
+    py = run_child(__spec__.name, ["--child", "pyfunc", str(small)])
     results["pyfunc"] = py
     print(
         f"pyfunc predict: {py['batch_rows_per_s']:,} rows/s in one batch of {py['rows']:,}; "
         f"single row {py['single_row_ms_median']} ms (median of 200)"
     )
-    sizes = run_child(__file__, ["--child", "sizes", str(small)])
+    sizes = run_child(__spec__.name, ["--child", "sizes", str(small)])
     results["model_sizes"] = sizes["sizes"]
     print(pd.DataFrame(sizes["sizes"]).to_string(index=False))
     (args.work / "train_bench.json").write_text(json.dumps(results, indent=2))

@@ -22,21 +22,17 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
+from benchmarks.common import Meter, arguments, peak_rss_mib
+from benchmarks.programme_bench import city
+from benchmarks.servers import ServerThread
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from servers import ServerThread  # noqa: E402
-
-from benchmarks.common import Meter, arguments, peak_rss_mib  # noqa: E402
-from benchmarks.programme_bench import city  # noqa: E402
 
 COLD = 3  # person pages that pay for the monthly cohorts, measured apart
 

@@ -22,6 +22,7 @@ Memory, per worker, after its load: the high-water RSS (VmHWM), and the proporti
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -35,13 +36,10 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from servers import create_token, every_worker, free_port, server_process  # noqa: E402
-
-from benchmarks.common import arguments  # noqa: E402
-from benchmarks.programme_bench import city  # noqa: E402
-from benchmarks.web_bench import champions  # noqa: E402
+from benchmarks.common import arguments
+from benchmarks.programme_bench import city
+from benchmarks.servers import create_token, every_worker, free_port, server_process
+from benchmarks.web_bench import champions
 
 BIN = Path(sys.executable).parent
 LUA = """
@@ -179,6 +177,15 @@ def main() -> None:
             result = measure(work, data, state, n, script, args.seconds, codes[code])
             runs[code, n].append(result)
             print(code, n, json.dumps(result), flush=True)
+    report_runs(runs, args, materialize_s)
+
+
+def report_runs(
+    runs: dict[tuple[str, int], list[dict]], args: argparse.Namespace, materialize_s: float
+) -> None:
+    """The runs as Markdown tables (throughput and memory; CPU per answer) and the 2/1 ratio
+    of each code with the bound its one-worker costs set."""
+    codes = sorted({code for code, _ in runs}, key=[c for c, _ in runs].index)
     print(
         f"\npersons {args.persons:,}; materialize {materialize_s:.1f} s (or its reuse); "
         f"{args.repeats} runs of {args.seconds} s per server; medians"

@@ -15,8 +15,8 @@ import pytest
 os.environ["COLUMNS"] = "200"
 # Two test processes share two cores, and LightGBM's OpenMP threads spin while they wait for
 # work by default: with both processes training at once, the spinning took a quarter of the
-# CPU (tests/test_holdout.py beside tests/test_monitoring.py: 103 s, 77 s with this). Set
-# before anything loads OpenMP; servers and commands the tests start inherit it.
+# CPU (tests/training/test_holdout.py beside tests/models/test_monitoring.py: 103 s, 77 s with
+# this). Set before anything loads OpenMP; servers and commands the tests start inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REF = "2026-06-30"
@@ -135,8 +135,7 @@ def served(tmp_path_factory):
 def service(served, tmp_path_factory):
     """The API and the web pages over the `served` models, on a real uvicorn server, with a
     token per kind of user."""
-    from servers import ServerThread
-
+    from benchmarks.servers import ServerThread
     from features.storage.store import Store
     from serving.access.audit import AuditLog
     from serving.access.tokens import TokenStore
@@ -238,6 +237,16 @@ def sunshine(root: Path, *args: object, check: bool = True, env: dict | None = N
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def until(check, timeout: float = 10.0) -> None:
+    """Wait for `check()` to hold, failing the test after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def add_positive_tests(city: Path, person_id: str, reference) -> None:

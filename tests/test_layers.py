@@ -150,3 +150,25 @@ def test_a_roster_mistake_is_reported_before_the_model_stack_is_imported():
     )
     r = python(script)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+LONGEST_BODY = 80  # lines: past that, a part wants a name of its own
+
+
+def test_no_function_is_longer_than_a_reader_can_hold():
+    """Every function of the layers, the benchmarks and the docs' scripts keeps its body (after
+    its docstring; a command's long signature is its help, not its length) to LONGEST_BODY
+    lines. The tests' scenarios read top to bottom and are left out."""
+    long = {}
+    for folder in (*ORDER, "benchmarks", "docs"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                body = node.body
+                if len(body) > 1 and isinstance(body[0], ast.Expr):
+                    body = body[1:]  # the docstring
+                lines = (node.end_lineno or 0) - body[0].lineno + 1
+                if lines > LONGEST_BODY:
+                    long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = lines
+    assert long == {}

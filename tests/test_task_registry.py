@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import mlflow_workspace
-from servers import ServerThread
 from typer.testing import CliRunner
 
+from benchmarks.servers import ServerThread
 from features.compute.labels import build_spine
 from features.storage.store import Store
 from features.tasks import ClearCase, Event, SupportOption, Task, get_task, register, unregister

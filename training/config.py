@@ -161,6 +161,14 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
         source = str(path)
+    cfg = _parse(text, source, task)
+    _check(cfg, task)
+    return cfg
+
+
+def _parse(text: str, source: str, task: str) -> TrainConfig:
+    """The settings of a config's text, typed; a missing or malformed one names itself."""
+    declared = get_task(task)
     try:
         raw = yaml.safe_load(text) or {}
         split = raw["split"]
@@ -209,6 +217,12 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
         raise ConfigError(f"{source}: not valid YAML ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: missing or malformed setting {exc}") from None
+    return cfg
+
+
+def _check(cfg: TrainConfig, task: str) -> None:
+    """Settings that are each well formed but do not fit together, or the task."""
+    source, temporal, mode = cfg.source, cfg.split_mode == "temporal", cfg.split_mode
     if cfg.task != task:
         raise ConfigError(f"{source}: is for task {cfg.task!r}, not {task!r}")
     if temporal:
@@ -235,4 +249,3 @@ def load_config(task: str, path: Path | None = None) -> TrainConfig:
         raise ConfigError(f"{source}: every allowed feature needs its reason")
     if not 0 < cfg.capacity < 1:
         raise ConfigError(f"{source}: capacity must be a share between 0 and 1")
-    return cfg

@@ -120,9 +120,7 @@ def moved_words(*tables: pd.DataFrame) -> str:
 
 
 def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime) -> str:
-    m = result.metrics
     review = (trained_at + dt.timedelta(days=REVIEW_AFTER_DAYS)).date()
-    fair = fairness_summary(result.fairness)
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
     top = result.importance.head(10)[["label_en", "label_zh", "mean_abs_contribution"]]
     task = get_task(result.task)
@@ -159,7 +157,29 @@ decision, and never as the only basis for a decision about a person.
 
 {table_md(result.split_table)}
 
-## Performance on the {result.config.test_title}
+{_performance(result)}
+{_fairness(result)}
+## Behavioural checks
+{len(result.behaviour) - len(failed)} of {len(result.behaviour)} passed.
+{"Failed: " + "; ".join(failed) if failed else ""}
+
+## Main factors (mean absolute contribution, log-odds)
+{table_md(top)}
+
+## Known limitations
+- Scores rank people by recorded signals; people with few records (new arrivals, poor data
+  entry) get scores from attributes alone and are less reliably ranked.
+- Labels are recorded events (positive tests, arrests, registrations): use that goes
+  undetected is not counted, and groups tested or policed more often can look riskier.
+- Trained on one period; drift in the drug mix or in recording practice degrades it. Review by
+  the date above, or sooner if the rolling-origin AUROC or calibration moves.
+"""
+
+
+def _performance(result: Any) -> str:
+    """The test-period figures, the baselines and the rolling or held-out evaluation."""
+    m = result.metrics
+    return f"""## Performance on the {result.config.test_title}
 - AUROC {m["auroc"]:.3f} (95% CI {m["auroc_ci_low"]:.3f}-{m["auroc_ci_high"]:.3f}); without
   monotone constraints {m["auroc_unconstrained"]:.3f}
 - AUPRC {m["auprc"]:.3f}, Brier {m["brier"]:.4f}, ECE {m["ece"]:.4f} (calibration:
@@ -175,8 +195,14 @@ Against baselines on the same rows: {result.verdict}
 {result.config.evaluation_title.capitalize()}:
 
 {table_md(evaluation_view(result))}
-{transport(result)}
-## Fairness audit ({result.config.test_title}, top {result.config.capacity:.0%} flagged)
+{transport(result)}"""
+
+
+def _fairness(result: Any) -> str:
+    """The fairness audit: each group's figures with intervals, and the flags."""
+    fair = fairness_summary(result.fairness)
+    flagged = f"{result.config.test_title}, top {result.config.capacity:.0%} flagged"
+    return f"""## Fairness audit ({flagged})
 Each figure with its bootstrap 95% interval. Ratios are against the largest group of each
 attribute; O/E is the group's observed over expected (predicted) outcomes. A group is flagged
 where it matters for a ranking score, and only where the interval lies wholly outside parity:
@@ -188,19 +214,4 @@ Flags: {", ".join(flag_list(result.fairness)) or "none"}; the promotion gate
 refuses a challenger with a flag the champion does not have.
 
 {table_md(fair)}
-
-## Behavioural checks
-{len(result.behaviour) - len(failed)} of {len(result.behaviour)} passed.
-{"Failed: " + "; ".join(failed) if failed else ""}
-
-## Main factors (mean absolute contribution, log-odds)
-{table_md(top)}
-
-## Known limitations
-- Scores rank people by recorded signals; people with few records (new arrivals, poor data
-  entry) get scores from attributes alone and are less reliably ranked.
-- Labels are recorded events (positive tests, arrests, registrations): use that goes
-  undetected is not counted, and groups tested or policed more often can look riskier.
-- Trained on one period; drift in the drug mix or in recording practice degrades it. Review by
-  the date above, or sooner if the rolling-origin AUROC or calibration moves.
 """

@@ -65,11 +65,11 @@ class Deployed(Protocol):
 
 # (booster, calibrator, features, raw scores of the reference cohort or None) -> model
 ModelFactory = Callable[[lgb.Booster, Calibrator, list[str], np.ndarray | None], Deployed]
+# raw(booster, rows): a booster's raw scores of some rows of the training frame
+RawScorer = Callable[[lgb.Booster, np.ndarray], np.ndarray]
 
 
-def raw_scorer(
-    make_model: ModelFactory, frame: pd.DataFrame, features: list[str]
-) -> Callable[[lgb.Booster, np.ndarray], np.ndarray]:
+def raw_scorer(make_model: ModelFactory, frame: pd.DataFrame, features: list[str]) -> RawScorer:
     """`raw(booster, rows)`: a booster's raw scores of some rows of `frame`, through the
     deployed model's path (before any calibrator: what calibration and tuning are fitted on)."""
 
@@ -218,6 +218,58 @@ def _check_parts(split: Split, y: np.ndarray, config: TrainConfig) -> None:
             )
 
 
+@dataclass
+class _Fitted:
+    """The fitted boosters and what the split left for calibration and evaluation."""
+
+    config: TrainConfig  # with the held-out folds a group or random split settled
+    split: Split
+    split_table: pd.DataFrame
+    booster: lgb.Booster  # monotone-constrained: the model
+    free: lgb.Booster  # unconstrained: what the constraints cost
+    raw_valid: np.ndarray
+    y_valid: np.ndarray
+    evaluation: pd.DataFrame | None = None
+    group_calibration: dict[str, list[dict]] = field(default_factory=dict)
+    group_scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def _fit_split(
+    frame: pd.DataFrame, config: TrainConfig, X: pd.DataFrame, y: np.ndarray, raw: RawScorer
+) -> _Fitted:
+    """Split as the config says (by time, at random or by group) and fit on the parts; by
+    group, each group is also held out in turn (`leave_one_group_out`)."""
+    if config.split_mode == "temporal":
+        split = temporal_split(frame["as_of"], *config.split_dates(), config.label_days)
+        _check_parts(split, y, config)
+        table = split.describe(frame["as_of"], frame["label"])
+        table.loc[len(table)] = ["purged", "", "", split.purged, 0]
+        booster = _fit(config, X, y, split, constrained=True)
+        free = _fit(config, X, y, split, constrained=False)
+        return _Fitted(
+            config, split, table, booster, free, raw(booster, split.valid), y[split.valid]
+        )
+    split, folds, config = held_out(frame, y, config)
+    _check_parts(split, y, config)
+    table = split.describe(frame["as_of"], frame["label"])
+    booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds, raw)
+    free = _fit(config, X, y, split, constrained=False, rounds=booster.num_trees())
+    fitted = _Fitted(config, split, table, booster, free, raw_valid, y_valid, evaluation)
+    if config.split_mode == "group":
+        fitted.evaluation, fitted.group_calibration, fitted.group_scores = leave_one_group_out(
+            frame[GROUP],
+            frame["person_id"],
+            X,
+            y,
+            config.cv_folds,
+            config.split_seed,
+            lambda s: _fit(config, X, y, s, constrained=True),
+            raw,
+            _logistic_auroc(frame, list(X.columns), y),
+        )
+    return fitted
+
+
 def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) -> TrainResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -225,35 +277,9 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     X = frame[features]
     y = frame["label"].to_numpy().astype(int)
     raw = raw_scorer(make_model, frame, features)
-    group_calibration: dict[str, list[dict]] = {}
-    group_scores: dict[str, dict[str, np.ndarray]] = {}
-    if config.split_mode != "temporal":
-        split, folds, config = held_out(frame, y, config)
-        _check_parts(split, y, config)
-        split_table = split.describe(frame["as_of"], frame["label"])
-        booster, raw_valid, y_valid, evaluation = _fit_cv(config, X, y, split, folds, raw)
-        free = _fit(config, X, y, split, constrained=False, rounds=booster.num_trees())
-        if config.split_mode == "group":
-            evaluation, group_calibration, group_scores = leave_one_group_out(
-                frame[GROUP],
-                frame["person_id"],
-                X,
-                y,
-                config.cv_folds,
-                config.split_seed,
-                lambda s: _fit(config, X, y, s, constrained=True),
-                raw,
-                _logistic_auroc(frame, features, y),
-            )
-    else:
-        split = temporal_split(frame["as_of"], *config.split_dates(), config.label_days)
-        _check_parts(split, y, config)
-        split_table = split.describe(frame["as_of"], frame["label"])
-        split_table.loc[len(split_table)] = ["purged", "", "", split.purged, 0]
-        booster = _fit(config, X, y, split, constrained=True)
-        free = _fit(config, X, y, split, constrained=False)
-        raw_valid = raw(booster, split.valid)
-        y_valid = y[split.valid]
+    fitted = _fit_split(frame, config, X, y, raw)
+    config, split, booster = fitted.config, fitted.split, fitted.booster
+    raw_valid, y_valid, evaluation = fitted.raw_valid, fitted.y_valid, fitted.evaluation
     timings["fit_s"] = time.perf_counter() - t0
 
     calibrator, cal_scores = choose_calibrator(raw_valid, y_valid)
@@ -263,7 +289,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     scored = model.score(test)
     p_test, r_test = np.asarray(scored.probability), np.asarray(scored.raw_score)
     metrics = evaluate(yt, p_test, r_test)
-    metrics["auroc_unconstrained"] = auroc(yt, raw(free, split.test))
+    metrics["auroc_unconstrained"] = auroc(yt, raw(fitted.free, split.test))
     metrics["best_iteration"] = float(booster.best_iteration or booster.num_trees())
     metrics["valid_auroc"] = auroc(y_valid, raw_valid)
     metrics["tier_high_share"] = float(np.mean(scored.tier == "high"))
@@ -279,24 +305,9 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     baselines, verdict = _baselines(frame, features, split, y, r_test, config)
     if config.split_mode == "temporal":
         evaluation = _rolling(config, frame, X, y, booster, raw)
-    audit = test[[AUDIT_PREFIX + a for a in config.protected_attributes]]
-    audit.columns = list(config.protected_attributes)
-    fairness = fairness_table(audit, yt, p_test, r_test, config.capacity, config.fairness_min_group)
+    fairness, behaviour = _audit(config, model, test, features, yt, p_test, r_test)
     metrics["fairness_worst_disparity"] = worst_disparity(fairness)
     metrics["fairness_flags"] = float(len(flag_list(fairness)))
-
-    sample = test[features].sample(min(len(test), 300), random_state=0)
-
-    def score(f: pd.DataFrame) -> np.ndarray:
-        return np.asarray(model.score(f).raw_score)
-
-    behaviour = run_checks(
-        score,
-        sample,
-        get_task(config.task),
-        config.protected_attributes,
-        config.allowed_features,
-    )
     metrics["behaviour_checks_failed"] = float(sum(not r["passed"] for r in behaviour))
 
     explain_rows = test[features].sample(min(len(test), 2000), random_state=1)
@@ -311,7 +322,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
         booster=booster,
         calibrator=calibrator,
         features=features,
-        split_table=split_table,
+        split_table=fitted.split_table,
         metrics=metrics,
         baselines=baselines,
         verdict=verdict,
@@ -327,9 +338,34 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
         figures=figures,
         example=test[features].head(5),
         timings=timings,
-        group_calibration=group_calibration,
-        group_scores=group_scores,
+        group_calibration=fitted.group_calibration,
+        group_scores=fitted.group_scores,
     )
+
+
+def _audit(
+    config: TrainConfig,
+    model: Deployed,
+    test: pd.DataFrame,
+    features: list[str],
+    yt: np.ndarray,
+    p_test: np.ndarray,
+    r_test: np.ndarray,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The model audited on the test rows: fairness across the protected groups, and the
+    behavioural checks (clear cases, monotone factors, protected attributes left unused)."""
+    audit = test[[AUDIT_PREFIX + a for a in config.protected_attributes]]
+    audit.columns = list(config.protected_attributes)
+    fairness = fairness_table(audit, yt, p_test, r_test, config.capacity, config.fairness_min_group)
+    sample = test[features].sample(min(len(test), 300), random_state=0)
+
+    def score(f: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.score(f).raw_score)
+
+    behaviour = run_checks(
+        score, sample, get_task(config.task), config.protected_attributes, config.allowed_features
+    )
+    return fairness, behaviour
 
 
 def _figures(
@@ -435,7 +471,7 @@ def _fit_cv(
     y: np.ndarray,
     split: Split,
     folds: list[Split],
-    raw: Callable[[lgb.Booster, np.ndarray], np.ndarray],
+    raw: RawScorer,
 ) -> tuple[lgb.Booster, np.ndarray, np.ndarray, pd.DataFrame]:
     """Early-stop on each fold, refit on the whole development set with the median rounds.
 
@@ -469,7 +505,7 @@ def _rolling(
     X: pd.DataFrame,
     y: np.ndarray,
     booster: lgb.Booster,
-    raw: Callable[[lgb.Booster, np.ndarray], np.ndarray],
+    raw: RawScorer,
 ) -> pd.DataFrame:
     """Retrain at each earlier origin with the chosen number of rounds; AUROC on its period."""
     rounds = booster.best_iteration or booster.num_trees()

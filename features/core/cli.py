@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from features.core.errors import InputError, SunshineError
@@ -72,7 +73,13 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except SunshineError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            # one line, wrapped by the terminal itself: a path or a command in the message is
+            # never cut by an inserted line break, so it can be copied whole
+            # escaped: a message quotes the user's own text (a file name, a cell, a column),
+            # which rich would otherwise read as markup, and a stray "[/x]" would crash it
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
 
     return wrapper

@@ -142,6 +142,54 @@ class Population:
     n_late: int
 
 
+class _People:
+    """The city's persons as arrays, one element a person: traits drawn once, and the states
+    and recent history (months of last contacts, missed check-ins...) the simulation updates
+    month by month."""
+
+    youth: np.ndarray
+    district: np.ndarray
+    rural: np.ndarray
+    eth: np.ndarray
+    male: np.ndarray
+    start_age: np.ndarray
+    birth: np.ndarray
+    reg_month: np.ndarray
+    before: np.ndarray
+    reg_time: np.ndarray
+    substance: np.ndarray
+    users: np.ndarray
+    engage: np.ndarray
+    peer: np.ndarray
+    family: np.ndarray
+    distress: np.ndarray
+    school: np.ndarray
+    left_behind: np.ndarray
+    fam_rec_month: np.ndarray
+    on_mmt: np.ndarray
+    mmt_dose: np.ndarray
+    state: np.ndarray
+    in_programme: np.ndarray
+    rehab_left: np.ndarray
+    rehab_kind: np.ndarray
+    since_discharge: np.ndarray
+    employed: np.ndarray
+    certified: np.ndarray
+    early_pos: np.ndarray
+    dropped: np.ndarray
+    missed_1: np.ndarray
+    missed_2: np.ndarray
+    mmt_missed: np.ndarray
+    last_peer: np.ndarray
+    last_fam: np.ndarray
+    last_venue: np.ndarray
+    last_disc: np.ndarray
+    last_prev: np.ndarray
+    last_score: np.ndarray
+    absence: np.ndarray
+    all_idx: np.ndarray
+
+
 class _Simulator:
     def __init__(self, n: int, seed: int, drift: Drift | None = None) -> None:
         self.n = n
@@ -186,300 +234,336 @@ class _Simulator:
 
     # -- the simulation ----------------------------------------------------------------------
     def run(self) -> Population:
+        """The city month by month: who registers, who is using, in residential rehab or in
+        community follow-up, and what young people with no drug record meet, each month's
+        events emitted as they happen. The draws are made in a fixed order, so a seed gives
+        the same city."""
+        p = self._people()
+        for m in range(N_MONTHS):
+            moved = np.zeros(self.n, bool)  # a person changes state at most once a month
+            self._register(p, m)
+            self._using(p, m, moved)
+            self._in_rehab(p, m, moved)
+            self._in_community(p, m, moved)
+            self._young(p, m)
+        return self._assemble(p.youth, p.district, p.eth, p.male, p.birth, p.reg_time, p.substance)
+
+    def _people(self) -> _People:
+        """The persons' traits, latent ones included (never written out), and their state when
+        the history starts."""
         n, rng = self.n, self.rng
-        youth = rng.random(n) < 0.70
-        district = rng.choice(len(DISTRICTS), n, p=DISTRICT_WEIGHTS)
-        rural = RURAL[district]
-        eth = np.where(
-            rural,
+        p = _People()
+        p.youth = rng.random(n) < 0.70
+        p.district = rng.choice(len(DISTRICTS), n, p=DISTRICT_WEIGHTS)
+        p.rural = RURAL[p.district]
+        p.eth = np.where(
+            p.rural,
             rng.choice(len(ETHNICITIES), n, p=ETHNIC_RURAL),
             rng.choice(len(ETHNICITIES), n, p=ETHNIC_URBAN),
         )
-        male = np.where(youth, rng.random(n) < 0.52, rng.random(n) < 0.85)
-        start_age = np.where(youth, rng.uniform(8, 20, n), rng.uniform(18, 50, n))
-        birth = self.ms[0] - (start_age * 365.25 * DAY).astype(np.int64)
+        p.male = np.where(p.youth, rng.random(n) < 0.52, rng.random(n) < 0.85)
+        p.start_age = np.where(p.youth, rng.uniform(8, 20, n), rng.uniform(18, 50, n))
+        p.birth = self.ms[0] - (p.start_age * 365.25 * DAY).astype(np.int64)
 
         # registered users: 55% registered before the history starts, the rest during it
-        reg_month = np.full(n, 10_000, np.int64)
-        before = ~youth & (rng.random(n) < 0.55)
-        reg_month[before] = rng.integers(-120, 0, before.sum())
-        during = ~youth & ~before
-        reg_month[during] = rng.integers(0, N_MONTHS, during.sum())
-        reg_time = np.full(n, -1, np.int64)
-        reg_time[before] = self.ms[0] + reg_month[before] * 30 * DAY
-        substance = np.full(n, -1, np.int64)
-        users = ~youth
-        reg_year = 2020 + (reg_month[users] + 6) / 12.0
-        substance[users] = _substance_mix(reg_year, rng, youth=False)
+        p.reg_month = np.full(n, 10_000, np.int64)
+        p.before = ~p.youth & (rng.random(n) < 0.55)
+        p.reg_month[p.before] = rng.integers(-120, 0, p.before.sum())
+        during = ~p.youth & ~p.before
+        p.reg_month[during] = rng.integers(0, N_MONTHS, during.sum())
+        p.reg_time = np.full(n, -1, np.int64)
+        p.reg_time[p.before] = self.ms[0] + p.reg_month[p.before] * 30 * DAY
+        p.substance = np.full(n, -1, np.int64)
+        p.users = ~p.youth
+        reg_year = 2020 + (p.reg_month[p.users] + 6) / 12.0
+        p.substance[p.users] = _substance_mix(reg_year, rng, youth=False)
 
         # latent traits, never written out
-        engage = rng.normal(0, 1, n)
-        peer = rng.random(n) < 0.3
-        family = rng.random(n) < 0.55
-        distress = rng.normal(0, 1, n)
-        school = rng.normal(0, 1, n)
-        left_behind = youth & (rng.random(n) < np.where(rural, 0.35, 0.15))
-        fam_rec_month = np.where(youth & (rng.random(n) < 0.10), rng.integers(0, N_MONTHS, n), -1)
-        on_mmt = users & (substance == 0) & (rng.random(n) < 0.35)
-        mmt_dose = rng.normal(60, 15, n).clip(20, 150).round()
+        p.engage = rng.normal(0, 1, n)
+        p.peer = rng.random(n) < 0.3
+        p.family = rng.random(n) < 0.55
+        p.distress = rng.normal(0, 1, n)
+        p.school = rng.normal(0, 1, n)
+        p.left_behind = p.youth & (rng.random(n) < np.where(p.rural, 0.35, 0.15))
+        p.fam_rec_month = np.where(
+            p.youth & (rng.random(n) < 0.10), rng.integers(0, N_MONTHS, n), -1
+        )
+        p.on_mmt = p.users & (p.substance == 0) & (rng.random(n) < 0.35)
+        p.mmt_dose = rng.normal(60, 15, n).clip(20, 150).round()
 
-        state = np.full(n, NONE, np.int8)
-        in_programme = np.zeros(n, bool)
-        rehab_left = np.zeros(n, np.int64)
-        rehab_kind = np.zeros(n, np.int64)
-        since_discharge = np.zeros(n, np.int64)
+        self._start(p)
+        return p
+
+    def _start(self, p: _People) -> None:
+        """Each person's state when the history starts (registered users in rehab, in
+        community follow-up or using), the months of their last contacts, and a left-behind
+        child's status recorded when it began."""
+        n, rng = self.n, self.rng
+        p.state = np.full(n, NONE, np.int8)
+        p.in_programme = np.zeros(n, bool)
+        p.rehab_left = np.zeros(n, np.int64)
+        p.rehab_kind = np.zeros(n, np.int64)
+        p.since_discharge = np.zeros(n, np.int64)
         start = rng.random(n)
-        init_rehab = before & (start < 0.30)
-        init_comm = before & (start >= 0.30) & (start < 0.75)
-        init_using = before & (start >= 0.75)
-        state[init_rehab] = REHAB
-        rehab_left[init_rehab] = rng.integers(1, 19, init_rehab.sum())
-        rehab_kind[init_rehab] = _D["compulsory_isolation"]
-        state[init_comm] = COMMUNITY
-        in_programme[init_comm] = True
-        since_discharge[init_comm] = rng.integers(3, 37, init_comm.sum())
-        state[init_using] = USING
+        init_rehab = p.before & (start < 0.30)
+        init_comm = p.before & (start >= 0.30) & (start < 0.75)
+        init_using = p.before & (start >= 0.75)
+        p.state[init_rehab] = REHAB
+        p.rehab_left[init_rehab] = rng.integers(1, 19, init_rehab.sum())
+        p.rehab_kind[init_rehab] = _D["compulsory_isolation"]
+        p.state[init_comm] = COMMUNITY
+        p.in_programme[init_comm] = True
+        p.since_discharge[init_comm] = rng.integers(3, 37, init_comm.sum())
+        p.state[init_using] = USING
 
-        employed = rng.random(n) < np.where(state == COMMUNITY, 0.35, 0.0)
-        certified = np.zeros(n, bool)
-        early_pos = np.zeros(n, bool)
-        dropped = np.zeros(n, bool)
+        p.employed = rng.random(n) < np.where(p.state == COMMUNITY, 0.35, 0.0)
+        p.certified = np.zeros(n, bool)
+        p.early_pos = np.zeros(n, bool)
+        p.dropped = np.zeros(n, bool)
         never = -1000
-        missed_1 = np.zeros(n, np.int64)
-        missed_2 = np.zeros(n, np.int64)
-        mmt_missed = np.zeros(n, np.int64)
-        last_peer = np.full(n, never)
-        last_fam = np.full(n, never)
-        last_venue = np.full(n, never)
-        last_disc = np.full(n, never)
-        last_prev = np.full(n, never)
-        last_score = np.zeros(n)
-        absence = np.zeros(n, np.int64)
-        all_idx = np.arange(n)
+        p.missed_1 = np.zeros(n, np.int64)
+        p.missed_2 = np.zeros(n, np.int64)
+        p.mmt_missed = np.zeros(n, np.int64)
+        p.last_peer = np.full(n, never)
+        p.last_fam = np.full(n, never)
+        p.last_venue = np.full(n, never)
+        p.last_disc = np.full(n, never)
+        p.last_prev = np.full(n, never)
+        p.last_score = np.zeros(n)
+        p.absence = np.zeros(n, np.int64)
+        p.all_idx = np.arange(n)
 
         # a child's left-behind status was recorded when it began, years before the history
         # starts for most, not all on one day (a "days since" feature would then be a clock)
-        behind = all_idx[left_behind]
-        began = (rng.random(len(behind)) * (start_age[behind] - 1) * 365.25 * DAY).astype(np.int64)
+        behind = p.all_idx[p.left_behind]
+        began = (rng.random(len(behind)) * (p.start_age[behind] - 1) * 365.25 * DAY).astype(
+            np.int64
+        )
         self.emit(behind, "left_behind_status", 0, 1.0, "both parents", t=self.ms[0] - began)
 
-        for m in range(N_MONTHS):
-            age = (self.ms[m] - birth) / (365.25 * DAY)
+        return p
 
-            # new registrations: an arrest and a positive test put a person on the registry
-            new = all_idx[reg_month == m]
-            if len(new):
-                t = self.ms[m] + rng.integers(0, 20 * DAY, len(new))
-                reg_time[new] = t
-                state[new] = USING
-                self.emit(self.chance(new, 0.7), "drug_arrest", m)
-                self.emit(new, "urine_test", m, 1.0, substance[new], t=t)
+    def _register(self, p: _People, m: int) -> None:
+        """New registrations: an arrest and a positive test put a person on the registry."""
+        rng = self.rng
+        new = p.all_idx[p.reg_month == m]
+        if len(new):
+            t = self.ms[m] + rng.integers(0, 20 * DAY, len(new))
+            p.reg_time[new] = t
+            p.state[new] = USING
+            self.emit(self.chance(new, 0.7), "drug_arrest", m)
+            self.emit(new, "urine_test", m, 1.0, p.substance[new], t=t)
 
-            # -- using: detection, arrests, and admission to residential rehab ------------------
-            moved = np.zeros(n, bool)  # a person changes state at most once a month
-            using = all_idx[state == USING]
-            tested = self.chance(using, 0.15)
-            self.emit(tested, "urine_test", m, 1.0, substance[tested])
-            arrested = self.chance(using, 0.06)
-            self.emit(arrested, "drug_arrest", m, detail=substance[arrested])
-            prog = using[in_programme[using]]
-            no_show = rng.random(len(prog)) < 0.85
-            self.emit(prog[no_show], "checkin_missed", m)
-            self.emit(prog[~no_show], "checkin_attended", m)
-            peers = self.chance(using, 0.15)
-            self.emit(peers, "contact_known_user", m, detail="KTV")
-            last_peer[peers] = m
-            admit = self.chance(using, 0.12)
-            if len(admit):
-                compulsory = rng.random(len(admit)) < 0.75
-                kind = np.where(compulsory, _D["compulsory_isolation"], _D["voluntary"])
-                t = self.ms[m] + rng.integers(0, self.ms[m + 1] - self.ms[m], len(admit))
-                self.emit(admit, "rehab_admission", m, detail=kind, t=t)
-                arrested = admit[compulsory]
-                self.emit(arrested, "drug_arrest", m, detail=substance[arrested], t=t[compulsory])
-                state[admit] = REHAB
-                moved[admit] = True
-                in_programme[admit] = False
-                employed[admit] = False
-                rehab_kind[admit] = kind
-                rehab_left[admit] = np.where(
-                    compulsory, rng.integers(12, 25, len(admit)), rng.integers(3, 7, len(admit))
-                )
+    def _using(self, p: _People, m: int, moved: np.ndarray) -> None:
+        """Using: detection, arrests, and admission to residential rehab."""
+        rng = self.rng
+        using = p.all_idx[p.state == USING]
+        tested = self.chance(using, 0.15)
+        self.emit(tested, "urine_test", m, 1.0, p.substance[tested])
+        arrested = self.chance(using, 0.06)
+        self.emit(arrested, "drug_arrest", m, detail=p.substance[arrested])
+        prog = using[p.in_programme[using]]
+        no_show = rng.random(len(prog)) < 0.85
+        self.emit(prog[no_show], "checkin_missed", m)
+        self.emit(prog[~no_show], "checkin_attended", m)
+        peers = self.chance(using, 0.15)
+        self.emit(peers, "contact_known_user", m, detail="KTV")
+        p.last_peer[peers] = m
+        admit = self.chance(using, 0.12)
+        if len(admit):
+            compulsory = rng.random(len(admit)) < 0.75
+            kind = np.where(compulsory, _D["compulsory_isolation"], _D["voluntary"])
+            t = self.ms[m] + rng.integers(0, self.ms[m + 1] - self.ms[m], len(admit))
+            self.emit(admit, "rehab_admission", m, detail=kind, t=t)
+            arrested = admit[compulsory]
+            self.emit(arrested, "drug_arrest", m, detail=p.substance[arrested], t=t[compulsory])
+            p.state[admit] = REHAB
+            moved[admit] = True
+            p.in_programme[admit] = False
+            p.employed[admit] = False
+            p.rehab_kind[admit] = kind
+            p.rehab_left[admit] = np.where(
+                compulsory, rng.integers(12, 25, len(admit)), rng.integers(3, 7, len(admit))
+            )
 
-            # -- residential rehab: tests, training, visits; discharge into community recovery --
-            rehab = all_idx[(state == REHAB) & ~moved]
-            self.emit(self.chance(rehab, 0.1), "urine_test", m, 0.0)
-            trained = self.chance(rehab, 0.12)
-            self.emit(trained, "skills_training", m, detail="cooking")
-            cert = self.chance(trained, 0.5)
-            self.emit(cert, "training_certificate", m, detail="cooking")
-            certified[cert] = True
-            visits = self.chance(rehab, np.where(family[rehab], 0.12, 0.02))
-            self.emit(visits, "family_support_contact", m)
-            last_fam[visits] = m
-            rehab_left[rehab] -= 1
-            out = rehab[rehab_left[rehab] <= 0]
-            if len(out):
-                t = self.ms[m] + rng.integers(0, self.ms[m + 1] - self.ms[m], len(out))
-                self.emit(out, "rehab_discharge", m, detail=rehab_kind[out], t=t)
-                self.emit(out, "rehab_admission", m, detail="community_recovery", t=t)
-                state[out] = COMMUNITY
-                moved[out] = True
-                in_programme[out] = True
-                since_discharge[out] = 0
-                early_pos[out] = False
-                missed_1[out] = 0
-                missed_2[out] = 0
+    def _in_rehab(self, p: _People, m: int, moved: np.ndarray) -> None:
+        """Residential rehab: tests, training, visits; discharge into community recovery."""
+        rng = self.rng
+        rehab = p.all_idx[(p.state == REHAB) & ~moved]
+        self.emit(self.chance(rehab, 0.1), "urine_test", m, 0.0)
+        trained = self.chance(rehab, 0.12)
+        self.emit(trained, "skills_training", m, detail="cooking")
+        cert = self.chance(trained, 0.5)
+        self.emit(cert, "training_certificate", m, detail="cooking")
+        p.certified[cert] = True
+        visits = self.chance(rehab, np.where(p.family[rehab], 0.12, 0.02))
+        self.emit(visits, "family_support_contact", m)
+        p.last_fam[visits] = m
+        p.rehab_left[rehab] -= 1
+        out = rehab[p.rehab_left[rehab] <= 0]
+        if len(out):
+            t = self.ms[m] + rng.integers(0, self.ms[m + 1] - self.ms[m], len(out))
+            self.emit(out, "rehab_discharge", m, detail=p.rehab_kind[out], t=t)
+            self.emit(out, "rehab_admission", m, detail="community_recovery", t=t)
+            p.state[out] = COMMUNITY
+            moved[out] = True
+            p.in_programme[out] = True
+            p.since_discharge[out] = 0
+            p.early_pos[out] = False
+            p.missed_1[out] = 0
+            p.missed_2[out] = 0
 
-            # -- community follow-up ----------------------------------------------------------
-            comm = all_idx[(state == COMMUNITY) & ~moved]
-            since_discharge[comm] += 1
-            sd = since_discharge[comm]
-            sched = np.where(sd <= 3, 2, np.where(sd <= 12, 1, rng.random(len(comm)) < 1 / 3))
-            p_miss = _sigmoid(
-                -1.8 - 0.9 * engage[comm] + 0.6 * peer[comm] + 0.5 * (distress[comm] > 0.8)
-            )
-            missed = rng.binomial(sched, p_miss)
-            self.emit_counts(comm, missed, "checkin_missed", m)
-            self.emit_counts(comm, sched - missed, "checkin_attended", m)
-            missed_2[comm] = missed_1[comm]
-            missed_1[comm] = missed
-            tested = self.chance(comm, np.select([sd <= 6, sd <= 12], [0.6, 0.3], 0.1))
-            lapse = rng.random(len(tested)) < _sigmoid(
-                -3.6 + 0.6 * peer[tested] - 0.6 * engage[tested]
-            )
-            self.emit(tested[lapse], "urine_test", m, 1.0, substance[tested[lapse]])
-            self.emit(tested[~lapse], "urine_test", m, 0.0)
-            early_pos[tested[lapse & (since_discharge[tested] <= 3)]] = True
-            mmt = comm[on_mmt[comm]]
-            mm = rng.binomial(2, _sigmoid(-2.0 - 0.8 * engage[mmt]))
-            mmt_missed[:] = 0
-            mmt_missed[mmt] = mm
-            self.emit_counts(
-                mmt, 2 - mm, "methadone_dose", m, value=np.repeat(mmt_dose[mmt], 2 - mm)
-            )
-            self.emit_counts(mmt, mm, "methadone_missed", m)
-            fam_c = self.chance(comm, np.where(family[comm], 0.2, 0.03))
-            self.emit(fam_c, "family_support_contact", m)
-            last_fam[fam_c] = m
-            self.emit(self.chance(comm, 0.12), "social_worker_contact", m)
-            self.emit(self.chance(comm, 0.05), "volunteer_contact", m)
-            peers = self.chance(comm, np.where(peer[comm], 0.15, 0.02))
-            self.emit(peers, "contact_known_user", m, detail="KTV")
-            last_peer[peers] = m
-            screened = comm[(sd % 6) == 1]
-            # clipped before rounding: rounding a small negative first gave -0.0
-            score = np.round(
-                np.clip(9 + 5 * distress[screened] + rng.normal(0, 2, len(screened)), 0, 27)
-            )
-            self.emit(screened, "mental_health_screening", m, score, "PHQ-9")
-            last_score[screened] = score
-            trained = self.chance(comm[~certified[comm]], 0.04)
-            self.emit(trained, "skills_training", m, detail="auto repair")
-            cert = self.chance(trained, 0.6)
-            self.emit(cert, "training_certificate", m, detail="auto repair")
-            certified[cert] = True
-            jobless = comm[~employed[comm]]
-            hired = self.chance(jobless, np.where(certified[jobless], 0.12, 0.06))
-            self.emit(hired, "employment_start", m, detail="sunshine project")
-            working = comm[employed[comm]]
-            fired = self.chance(working, 0.04)
-            self.emit(fired, "employment_end", m, detail="construction")
-            employed[hired] = True
-            employed[fired] = False
+    def _in_community(self, p: _People, m: int, moved: np.ndarray) -> None:
+        """Community follow-up: check-ins, tests, methadone, contacts, screening, training
+        and work, and relapse by the documented effects (E_REL)."""
+        rng = self.rng
+        comm = p.all_idx[(p.state == COMMUNITY) & ~moved]
+        p.since_discharge[comm] += 1
+        sd = p.since_discharge[comm]
+        sched = np.where(sd <= 3, 2, np.where(sd <= 12, 1, rng.random(len(comm)) < 1 / 3))
+        p_miss = _sigmoid(
+            -1.8 - 0.9 * p.engage[comm] + 0.6 * p.peer[comm] + 0.5 * (p.distress[comm] > 0.8)
+        )
+        missed = rng.binomial(sched, p_miss)
+        self.emit_counts(comm, missed, "checkin_missed", m)
+        self.emit_counts(comm, sched - missed, "checkin_attended", m)
+        p.missed_2[comm] = p.missed_1[comm]
+        p.missed_1[comm] = missed
+        tested = self.chance(comm, np.select([sd <= 6, sd <= 12], [0.6, 0.3], 0.1))
+        lapse = rng.random(len(tested)) < _sigmoid(
+            -3.6 + 0.6 * p.peer[tested] - 0.6 * p.engage[tested]
+        )
+        self.emit(tested[lapse], "urine_test", m, 1.0, p.substance[tested[lapse]])
+        self.emit(tested[~lapse], "urine_test", m, 0.0)
+        p.early_pos[tested[lapse & (p.since_discharge[tested] <= 3)]] = True
+        mmt = comm[p.on_mmt[comm]]
+        mm = rng.binomial(2, _sigmoid(-2.0 - 0.8 * p.engage[mmt]))
+        p.mmt_missed[:] = 0
+        p.mmt_missed[mmt] = mm
+        self.emit_counts(mmt, 2 - mm, "methadone_dose", m, value=np.repeat(p.mmt_dose[mmt], 2 - mm))
+        self.emit_counts(mmt, mm, "methadone_missed", m)
+        fam_c = self.chance(comm, np.where(p.family[comm], 0.2, 0.03))
+        self.emit(fam_c, "family_support_contact", m)
+        p.last_fam[fam_c] = m
+        self.emit(self.chance(comm, 0.12), "social_worker_contact", m)
+        self.emit(self.chance(comm, 0.05), "volunteer_contact", m)
+        peers = self.chance(comm, np.where(p.peer[comm], 0.15, 0.02))
+        self.emit(peers, "contact_known_user", m, detail="KTV")
+        p.last_peer[peers] = m
+        screened = comm[(sd % 6) == 1]
+        # clipped before rounding: rounding a small negative first gave -0.0
+        score = np.round(
+            np.clip(9 + 5 * p.distress[screened] + rng.normal(0, 2, len(screened)), 0, 27)
+        )
+        self.emit(screened, "mental_health_screening", m, score, "PHQ-9")
+        p.last_score[screened] = score
+        trained = self.chance(comm[~p.certified[comm]], 0.04)
+        self.emit(trained, "skills_training", m, detail="auto repair")
+        cert = self.chance(trained, 0.6)
+        self.emit(cert, "training_certificate", m, detail="auto repair")
+        p.certified[cert] = True
+        jobless = comm[~p.employed[comm]]
+        hired = self.chance(jobless, np.where(p.certified[jobless], 0.12, 0.06))
+        self.emit(hired, "employment_start", m, detail="sunshine project")
+        working = comm[p.employed[comm]]
+        fired = self.chance(working, 0.04)
+        self.emit(fired, "employment_end", m, detail="construction")
+        p.employed[hired] = True
+        p.employed[fired] = False
 
-            logit = (
-                E_REL["intercept"]
-                + E_REL["missed check-ins in the last 2 months (per check-in)"]
-                * (missed_1[comm] + missed_2[comm])
-                + E_REL["positive test in the first 3 months after discharge"] * early_pos[comm]
-                + E_REL["missed methadone doses last month (per dose)"] * mmt_missed[comm]
-                + E_REL["contact with a known user in the last 3 months"]
-                * (m - last_peer[comm] < 3)
-                + E_REL["mental-health score of 15 or more at the last screening"]
-                * (last_score[comm] >= 15)
-                + E_REL["employed"] * employed[comm]
-                + E_REL["holds a training certificate"] * certified[comm]
-                + E_REL["family-support contact in the last 3 months"] * (m - last_fam[comm] < 3)
-                + E_REL["months since discharge (per month)"] * np.minimum(sd, 36)
-            )
-            relapsed = comm[rng.random(len(comm)) < _sigmoid(logit)]
-            state[relapsed] = USING
+        logit = (
+            E_REL["intercept"]
+            + E_REL["missed check-ins in the last 2 months (per check-in)"]
+            * (p.missed_1[comm] + p.missed_2[comm])
+            + E_REL["positive test in the first 3 months after discharge"] * p.early_pos[comm]
+            + E_REL["missed methadone doses last month (per dose)"] * p.mmt_missed[comm]
+            + E_REL["contact with a known user in the last 3 months"] * (m - p.last_peer[comm] < 3)
+            + E_REL["mental-health score of 15 or more at the last screening"]
+            * (p.last_score[comm] >= 15)
+            + E_REL["employed"] * p.employed[comm]
+            + E_REL["holds a training certificate"] * p.certified[comm]
+            + E_REL["family-support contact in the last 3 months"] * (m - p.last_fam[comm] < 3)
+            + E_REL["months since discharge (per month)"] * np.minimum(sd, 36)
+        )
+        relapsed = comm[rng.random(len(comm)) < _sigmoid(logit)]
+        p.state[relapsed] = USING
 
-            # -- young people with no drug record ---------------------------------------------
-            yo = all_idx[youth & (state == NONE)]
-            ya = age[yo]
-            school_kid = yo[(ya < 18) & (ya >= 6) & ~dropped[yo]]
-            days = rng.poisson(
-                np.exp(-2.2 + 0.9 * school[school_kid] + 0.4 * left_behind[school_kid])
-            )
-            if self.drift and m >= self.drift.month():
-                days = np.minimum(days * 2, 22)  # no new random draw: the rest stays the same
-            absence[yo] = 0
-            absence[school_kid] = days
-            absent = days > 0
-            self.emit(school_kid[absent], "school_absence", m, np.minimum(days[absent], 22))
-            disc = self.chance(school_kid, _sigmoid(-4.2 + 1.2 * school[school_kid]))
-            self.emit(disc, "school_discipline", m, detail="fighting")
-            last_disc[disc] = m
-            older = school_kid[age[school_kid] >= 14]
-            drop = self.chance(
-                older, _sigmoid(-7.0 + 1.3 * school[older] + 0.5 * left_behind[older])
-            )
-            self.emit(drop, "school_dropout", m)
-            dropped[drop] = True
-            prev = self.chance(yo, np.where(np.isin(yo, school_kid), 0.05, 0.01))
-            self.emit(prev, "prevention_class", m, detail="school programme")
-            last_prev[prev] = m
-            fam_c = self.chance(yo, np.where(family[yo], 0.05, 0.01))
-            self.emit(fam_c, "family_support_contact", m)
-            last_fam[fam_c] = m
-            linked = yo[fam_rec_month[yo] == m]
-            self.emit(linked, "family_drug_record", m, detail="father")
-            p_peer = _sigmoid(
-                -4.2
-                + 0.9 * school[yo]
-                + 1.0 * (fam_rec_month[yo].clip(-1) >= 0) * (fam_rec_month[yo] <= m)
-                + 0.4 * left_behind[yo]
-                + 0.5 * (ya >= 16)
-            )
-            peers = self.chance(yo, p_peer)
-            self.emit(peers, "contact_known_user", m, detail="internet cafe")
-            last_peer[peers] = m
-            venue = self.chance(yo, _sigmoid(-5.0 + 0.7 * school[yo] + 0.8 * (ya >= 16)))
-            self.emit(venue, "venue_encounter", m, detail="KTV")
-            last_venue[venue] = m
-            back = self.chance(yo[left_behind[yo]], 0.012)
-            self.emit(back, "left_behind_status", m, 0.0)
-            left_behind[back] = False
-            away = self.chance(yo[~left_behind[yo] & (ya < 18)], 0.004)
-            self.emit(away, "left_behind_status", m, 1.0, "both parents")
-            left_behind[away] = True
+    def _young(self, p: _People, m: int) -> None:
+        """Young people with no drug record: school, family, peers and venues, and first use
+        by the documented effects (E_UP)."""
+        rng = self.rng
+        age = (self.ms[m] - p.birth) / (365.25 * DAY)
+        yo = p.all_idx[p.youth & (p.state == NONE)]
+        ya = age[yo]
+        school_kid = yo[(ya < 18) & (ya >= 6) & ~p.dropped[yo]]
+        days = rng.poisson(
+            np.exp(-2.2 + 0.9 * p.school[school_kid] + 0.4 * p.left_behind[school_kid])
+        )
+        if self.drift and m >= self.drift.month():
+            days = np.minimum(days * 2, 22)  # no new random draw: the rest stays the same
+        p.absence[yo] = 0
+        p.absence[school_kid] = days
+        absent = days > 0
+        self.emit(school_kid[absent], "school_absence", m, np.minimum(days[absent], 22))
+        disc = self.chance(school_kid, _sigmoid(-4.2 + 1.2 * p.school[school_kid]))
+        self.emit(disc, "school_discipline", m, detail="fighting")
+        p.last_disc[disc] = m
+        older = school_kid[age[school_kid] >= 14]
+        drop = self.chance(
+            older, _sigmoid(-7.0 + 1.3 * p.school[older] + 0.5 * p.left_behind[older])
+        )
+        self.emit(drop, "school_dropout", m)
+        p.dropped[drop] = True
+        prev = self.chance(yo, np.where(np.isin(yo, school_kid), 0.05, 0.01))
+        self.emit(prev, "prevention_class", m, detail="school programme")
+        p.last_prev[prev] = m
+        fam_c = self.chance(yo, np.where(p.family[yo], 0.05, 0.01))
+        self.emit(fam_c, "family_support_contact", m)
+        p.last_fam[fam_c] = m
+        linked = yo[p.fam_rec_month[yo] == m]
+        self.emit(linked, "family_drug_record", m, detail="father")
+        p_peer = _sigmoid(
+            -4.2
+            + 0.9 * p.school[yo]
+            + 1.0 * (p.fam_rec_month[yo].clip(-1) >= 0) * (p.fam_rec_month[yo] <= m)
+            + 0.4 * p.left_behind[yo]
+            + 0.5 * (ya >= 16)
+        )
+        peers = self.chance(yo, p_peer)
+        self.emit(peers, "contact_known_user", m, detail="internet cafe")
+        p.last_peer[peers] = m
+        venue = self.chance(yo, _sigmoid(-5.0 + 0.7 * p.school[yo] + 0.8 * (ya >= 16)))
+        self.emit(venue, "venue_encounter", m, detail="KTV")
+        p.last_venue[venue] = m
+        back = self.chance(yo[p.left_behind[yo]], 0.012)
+        self.emit(back, "left_behind_status", m, 0.0)
+        p.left_behind[back] = False
+        away = self.chance(yo[~p.left_behind[yo] & (ya < 18)], 0.004)
+        self.emit(away, "left_behind_status", m, 1.0, "both parents")
+        p.left_behind[away] = True
 
-            elig = yo[(ya >= 12) & (ya < 25)]
-            ea = age[elig]
-            logit = (
-                E_UP["intercept"]
-                + E_UP["left behind (parents away)"] * left_behind[elig]
-                + E_UP["family member with a drug record"]
-                * ((fam_rec_month[elig] >= 0) & (fam_rec_month[elig] <= m))
-                + E_UP["contact with a known user in the last 3 months"] * (m - last_peer[elig] < 3)
-                + E_UP["entertainment-venue encounter in the last 3 months"]
-                * (m - last_venue[elig] < 3)
-                + E_UP["5 or more days absent last month"] * (absence[elig] >= 5)
-                + E_UP["discipline incident in the last 6 months"] * (m - last_disc[elig] < 6)
-                + E_UP["dropped out of school"] * dropped[elig]
-                + E_UP["aged 16-21"] * ((ea >= 16) & (ea <= 21))
-                + E_UP["prevention class in the last 12 months"] * (m - last_prev[elig] < 12)
-                + E_UP["family-support contact in the last 3 months"] * (m - last_fam[elig] < 3)
-            )
-            took_up = elig[rng.random(len(elig)) < _sigmoid(logit)]
-            if len(took_up) and m + 1 < N_MONTHS:
-                year = np.full(len(took_up), 2020 + (m + 7) / 12.0)
-                substance[took_up] = _substance_mix(year, rng, youth=True)
-                reg_month[took_up] = m + 1  # registered next month, with the arrest or test
-
-        return self._assemble(youth, district, eth, male, birth, reg_time, substance)
+        elig = yo[(ya >= 12) & (ya < 25)]
+        ea = age[elig]
+        logit = (
+            E_UP["intercept"]
+            + E_UP["left behind (parents away)"] * p.left_behind[elig]
+            + E_UP["family member with a drug record"]
+            * ((p.fam_rec_month[elig] >= 0) & (p.fam_rec_month[elig] <= m))
+            + E_UP["contact with a known user in the last 3 months"] * (m - p.last_peer[elig] < 3)
+            + E_UP["entertainment-venue encounter in the last 3 months"]
+            * (m - p.last_venue[elig] < 3)
+            + E_UP["5 or more days absent last month"] * (p.absence[elig] >= 5)
+            + E_UP["discipline incident in the last 6 months"] * (m - p.last_disc[elig] < 6)
+            + E_UP["dropped out of school"] * p.dropped[elig]
+            + E_UP["aged 16-21"] * ((ea >= 16) & (ea <= 21))
+            + E_UP["prevention class in the last 12 months"] * (m - p.last_prev[elig] < 12)
+            + E_UP["family-support contact in the last 3 months"] * (m - p.last_fam[elig] < 3)
+        )
+        took_up = elig[rng.random(len(elig)) < _sigmoid(logit)]
+        if len(took_up) and m + 1 < N_MONTHS:
+            year = np.full(len(took_up), 2020 + (m + 7) / 12.0)
+            p.substance[took_up] = _substance_mix(year, rng, youth=True)
+            p.reg_month[took_up] = m + 1  # registered next month, with the arrest or test
 
     def _moves(self, district: np.ndarray, *cols: np.ndarray) -> tuple[np.ndarray, ...]:
         """About 1% of persons move to another district once during the history, recorded a

@@ -14,10 +14,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import queue
-import threading
-import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +22,11 @@ import pandas as pd
 from features.core.errors import ConfigError
 from features.core.settings import AUDIT_DB, home, settings
 from serving.access.audit_chain import COLUMNS, GENESIS, NAMES, Entry, Verdict, row_hash
+from serving.access.audit_writer import GroupCommit
 from serving.storage.service_db import open_database
 from serving.storage.sqlite_file import TurnLock, connect, open_private
 
 CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
-GATHER_SECONDS = 0.002  # the longest a writer waits for entries still coming
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -76,9 +72,7 @@ class AuditLog:
     def __init__(self, path: Path | str | None = None, url: str | None = None) -> None:
         self.path = Path(path) if path else home() / AUDIT_DB
         self.url = url
-        self._queue: queue.SimpleQueue[tuple[list[Entry], Future]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self.writer = GroupCommit(self)
         self._writer: Any = None
         self._wal: int | None = None  # the writer's descriptor of the SQLite file's log
         # requests begun in this process whose entries are not submitted yet (counted by
@@ -120,71 +114,11 @@ class AuditLog:
 
     def append(self, entries: list[Entry]) -> None:
         """Add entries to the chain; returns once they are committed."""
-        self._submit(entries).result()
+        self.writer.submit(entries).result()
 
     async def record(self, entries: list[Entry]) -> None:
         """`append` for the event loop: it waits for the commit without holding a thread."""
-        await asyncio.wrap_future(self._submit(entries))
-
-    def _submit(self, entries: list[Entry]) -> Future:
-        """Hand entries to the trail's one writer thread.
-
-        Group commit: the writer writes everything queued by the time its turn comes, in
-        one transaction, so eight concurrent requests cost one commit rather than eight, and no
-        caller hears back before its own entries are on disk. One thread, rather than each
-        request taking a thread of the pool and queueing on a lock, spares a thread hop and
-        the waiters' lock hand-offs on every request."""
-        done: Future = Future()
-        self._queue.put((entries, done))
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(
-                        target=self._serve, name="audit-writer", daemon=True
-                    )
-                    self._thread.start()
-        return done
-
-    def _serve(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            self._gather(batch)
-            # the file's turn first, then the batch: what queues while another worker writes
-            # joins this commit instead of waiting for the next turn
-            with self._turn:
-                with contextlib.suppress(queue.Empty):
-                    while True:
-                        batch.append(self._queue.get_nowait())
-                # a waiter that has given up (its request cancelled) is not told, but its
-                # entries are written all the same; the others can no longer give up
-                waiting = [done for _, done in batch if done.set_running_or_notify_cancel()]
-                failed: BaseException | None = None
-                try:
-                    self._write([e for entries, _ in batch for e in entries])
-                except BaseException as exc:  # each waiter hears of it; the writer goes on
-                    failed = exc
-            if failed is None:
-                try:
-                    self._flush()
-                except BaseException as exc:
-                    self._close()
-                    failed = exc
-            for done in waiting:
-                if failed is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(failed)
-
-    def _gather(self, batch: list[tuple[list[Entry], Future]]) -> None:
-        """Wait a moment for the entries of requests still being answered, so they join
-        this commit: a commit costs the writer about 0.2 ms of CPU whatever it holds (most
-        of it syncing to disk), the same CPU the workers answer with. Only while such
-        requests are in flight, and never longer than GATHER_SECONDS from the first entry
-        taken, so an answer alone never waits."""
-        deadline = time.monotonic() + GATHER_SECONDS
-        with contextlib.suppress(queue.Empty):
-            while self.coming > 0 and (left := deadline - time.monotonic()) > 0:
-                batch.append(self._queue.get(timeout=left))
+        await asyncio.wrap_future(self.writer.submit(entries))
 
     def _write(self, entries: list[Entry]) -> None:
         """Commit the entries, on the writer thread's own connection, kept open.

@@ -458,7 +458,7 @@ def test_the_catalogue_translates_every_message_of_the_pages():
     found = {
         msg if isinstance(msg, str) else msg[0]
         for _file, _line, msg, *_ in extract_from_dir(
-            str(Path(__file__).parents[1] / "serving" / "web"),
+            str(Path(__file__).parents[2] / "serving" / "web"),
             method_map=[("**.py", "python"), ("templates/**.html", "jinja2")],
             keywords={"_": None, "N_": None, "PageError": (2,)},
         )

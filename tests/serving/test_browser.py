@@ -19,7 +19,7 @@ import pytest
 
 from features.tasks import get_task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 OUT = Path(os.environ.get("SUNSHINE_TEST_OUTPUT", ROOT / "test-output")) / "browser"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 import pandas as pd
 from conftest import add_positive_tests, sunshine, use_mlflow
-from servers import create_token, every_worker, free_port, server_process
 
+from benchmarks.servers import create_token, every_worker, free_port, server_process
 from serving.access.audit import AuditLog
 from serving.state.materialize import CURRENT, current, manifest
 

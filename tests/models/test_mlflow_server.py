@@ -12,8 +12,8 @@ import httpx
 import pandas as pd
 from conftest import SMALL_CONFIG, sunshine
 from pg import fresh_database
-from servers import create_token, free_port, server_process
 
+from benchmarks.servers import create_token, free_port, server_process
 from models.risk_model import META_FILE
 
 BIN = Path(sys.executable).parent

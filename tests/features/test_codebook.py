@@ -213,7 +213,7 @@ def test_a_model_learns_from_a_codebook_item_and_carries_it(served, tmp_path):
         "print(json.dumps({'p': list(map(float, s.probability)),"
         " 'label': FEATURES_BY_NAME['item__k6_total__last'].label_zh}))\n"
     )
-    project = str(Path(__file__).resolve().parents[1])
+    project = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": project}
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env

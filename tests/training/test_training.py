@@ -351,7 +351,8 @@ def test_mlflow_models_serve_serves_the_registered_model(workspace, relapse_v1, 
     import sys
 
     import httpx
-    from servers import free_port, server_process
+
+    from benchmarks.servers import free_port, server_process
 
     model, _ = load_model("relapse", version=str(relapse_v1))
     port = free_port()

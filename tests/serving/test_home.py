@@ -164,3 +164,13 @@ def test_the_demo_names_a_person_its_caseworker_may_read(served):
         [person],
     )
     assert lives.fetchall()[0][0] in DEMO_DISTRICTS
+
+
+def test_a_mistake_is_one_line_that_keeps_the_users_own_text_whole(tmp_path):
+    """A message quotes what the user gave (here a folder name with brackets, which rich would
+    read as markup): it comes out as given, on one line the terminal wraps, never a traceback."""
+    odd = "city [/x] [bold]"
+    r = run("validate", "--data", odd, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"error: {odd}: no such data directory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

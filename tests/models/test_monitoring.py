@@ -157,8 +157,8 @@ def test_monitor_command_logs_and_the_service_shows_it(monitored, tmp_path):
     }
     # the service reads it when its models load: on /v1/models and as Prometheus gauges
     import httpx
-    from servers import ServerThread
 
+    from benchmarks.servers import ServerThread
     from serving.access.audit import AuditLog
     from serving.access.tokens import TokenStore
     from serving.app import create_app

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from conftest import sunshine, use_mlflow
 from pg import fresh_database
-from servers import ServerThread
 
+from benchmarks.servers import ServerThread
 from features.core.errors import ConfigError
 from features.storage.store import Store
 from features.tasks import get_task

@@ -17,8 +17,8 @@ from conftest import sunshine, use_mlflow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
-from servers import ServerThread
 
+from benchmarks.servers import ServerThread
 from features.storage.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog

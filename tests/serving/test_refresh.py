@@ -14,8 +14,8 @@ import httpx
 import pandas as pd
 import pytest
 from conftest import add_positive_tests, use_mlflow
-from servers import ServerThread
 
+from benchmarks.servers import ServerThread
 from features.core.errors import ContractError
 from features.core.months import last_complete_month
 from features.storage.store import Store
