@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+from conftest import use_mlflow
 
 
 def test_the_model_card_states_each_allowed_protected_feature_and_its_reason(service):
+    use_mlflow(service["root"])  # the served models' store, whichever another test used last
     facts = service["state"].loaded.models["youth_uptake"][1]
     card = Path(
         mlflow.artifacts.download_artifacts(run_id=facts["run_id"], artifact_path="model_card.md")
