@@ -90,6 +90,36 @@ def test_records_are_counted_while_parsed(api):
     assert bad.json()["detail"][0]["field"] == "records.0.person.birth_date"
 
 
+def test_a_body_of_no_request_shape_is_refused_before_it_is_parsed(api):
+    """Nesting: two million `[` (3.8 MB, under the body limit) grew the streaming parser to
+    16 GB and the kernel killed the server; 40,000 of them alone took some 340 MiB. Refused
+    from the raw bytes, the server's memory stays where it was. Long strings and too many keys
+    likewise, and a valid body still parses."""
+    import psutil
+
+    def post(body: bytes) -> httpx.Response:
+        return httpx.post(
+            api["url"] + "/v1/score/relapse",
+            content=body,
+            headers=auth(api, "analyst") | {"content-type": "application/json"},
+            timeout=60,
+        )
+
+    rss = psutil.Process().memory_info().rss  # the server runs in this process
+    for depth in (40_000, 2_000_000):
+        r = post(b'{"records":[' + b"[" * depth + b"]" * depth + b"]}")
+        assert r.status_code == 413 and "deep" in r.text, r.text[:200]
+    assert psutil.Process().memory_info().rss - rss < 64 * 2**20
+    long = post(b'{"records": [{"id": "' + b"x" * 5000 + b'"}]}')
+    assert long.status_code == 413 and "longer than 1024 bytes" in long.text
+    keys = b",".join([b'"a":1'] * 400_001)  # 2.4 MB: repeated keys are still keys
+    many = post(b'{"records": [{"features": {' + keys + b"}}]}")
+    assert many.status_code == 413 and "400,003 keys; at most 400,000" in many.text
+    # brackets and quotes inside strings are text, not structure
+    fine = post(b'{"records": [{"id": "[[[[[[[[[[\\"{{", "person": {"person_id": "X"}}]}')
+    assert fine.status_code == 422 and "birth_date" in fine.text
+
+
 def test_the_server_makes_its_own_request_id_and_bounds_the_clients(api):
     before = len(AuditLog(api["audit"]).query())
     for offered in ("FORGED", "x" * 8000):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from features.tasks import Task
 from models.risk_model import FeatureInputError
 from serving.access.roles import User
+from serving.api.body_shape import shape_problem
 from serving.api.deps import Services, error, require, scored_entry, services, task_of
 from serving.api.records import records_frame
 from serving.api.routers.risk import champion, model_ref
@@ -39,7 +40,10 @@ BODY = {
 
 
 def parse_records(raw: bytes) -> list[RecordIn]:
-    """The body's records, counted as they are parsed; each invalid field named."""
+    """The body's records, counted as they are parsed; each invalid field named. A body of
+    a shape no request has is refused before the parser sees it (serving.api.body_shape)."""
+    if why := shape_problem(raw):
+        raise error(413, f"body refused: {why}")
     items: list[Any] = []
     try:
         for item in ijson.items(raw, "records.item", use_float=True):
