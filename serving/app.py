@@ -22,7 +22,7 @@ from serving.access.tokens import TokenStore
 from serving.api.deps import Services
 from serving.api.docs import add_docs
 from serving.api.metrics import Metrics
-from serving.api.middleware import MAX_BODY_BYTES, Observe
+from serving.api.middleware import Observe
 from serving.api.routers import admin, health, indicators, risk, score
 from serving.api.schemas import ScoreRequest
 from serving.scoring.interventions import Interventions
@@ -46,7 +46,6 @@ def create_app(
         description=__doc__ + "\n\nScores support planning by trained staff with human review; "
         "never enforcement, sanctions or exclusion.",
         version="1.0",
-        max_body_size=MAX_BODY_BYTES,
         docs_url=None,  # served from the package (serving.api.docs), never from a CDN
         redoc_url=None,
     )

@@ -26,14 +26,18 @@ if TYPE_CHECKING:
 
     from serving.api.deps import Services
 
-# counted on the bytes received (FastAPI's own limit, not the Content-Length header), before
-# any route, authentication or parsing reads them
+# counted on the Content-Length a client announces and on the bytes it sends, before any
+# route, authentication or parsing reads them
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # every API call and web page, refused ones and admin calls included (not the style sheet)
 AUDITED = ("/v1/", "/app")
 NOT_AUDITED = "/app/static/"
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection first
+
+
+class BodyTooLarge(Exception):
+    """The request's body went past MAX_BODY_BYTES while a route was reading it."""
 
 
 class Observe:
@@ -66,27 +70,34 @@ class Observe:
             # the commit waits on the audit's writer thread, not on the loop
             await audit.record(entries)
 
+        body = _Body(scope, receive)
+        answered = False
+
         async def started(message: Message) -> None:
+            nonlocal answered
             if message["type"] == "http.response.start":
+                answered = True
                 status = message["status"]
                 route = _route(scope)
                 metrics.requests.labels(route, str(status)).inc()
                 metrics.latency.labels(route).observe(time.perf_counter() - start)
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                extra = [(b"x-request-id", request_id.encode())]
+                if body.pending:  # answered before the whole body came: the rest is not read
+                    extra.append((b"connection", b"close"))
+                message["headers"] = [*message.get("headers", []), *extra]
                 if audited:
                     await record(status, route)
             await send(message)
 
+        too_large = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
         try:
-            size = _header(scope, b"content-length")
-            if size.isdigit() and int(size) > MAX_BODY_BYTES:
-                refusal = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
-                await refusal(scope, receive, started)
+            if body.announced > MAX_BODY_BYTES:
+                await too_large(scope, receive, started)
                 return
-            await self.app(scope, receive, started)
+            await self.app(scope, body.receive, started)
+        except BodyTooLarge:
+            if not answered:
+                await too_large(scope, receive, started)
         except ClientDisconnect:
             # gone before its whole body came: no answer to give, and no server error to
             # log; its entry says so with nginx's "client closed request"
@@ -95,6 +106,27 @@ class Observe:
         finally:
             if coming:  # never answered: the request was cancelled
                 audit.coming -= 1
+
+
+class _Body:
+    """A request's body as the route reads it, counted: past MAX_BODY_BYTES the reading
+    stops (BodyTooLarge), and `pending` says whether some of it was never read."""
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        size = _header(scope, b"content-length")
+        self.announced = int(size) if size.isdigit() else 0
+        self.pending = self.announced > 0 or bool(_header(scope, b"transfer-encoding"))
+        self.received = 0
+        self._receive = receive
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            self.pending = message.get("more_body", False)
+            if self.received > MAX_BODY_BYTES:
+                raise BodyTooLarge
+        return message
 
 
 def _route(scope: Scope) -> str:

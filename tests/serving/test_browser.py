@@ -177,3 +177,19 @@ def test_the_programme_page(browser, service, viewport):
     assert ranks == sorted(ranks)  # best composite first
     check_page(page, "programme", viewport)
     context.close()
+
+
+def test_the_api_docs_work_under_their_content_security_policy(browser, service):
+    """/docs forbids any script but its own files and its one inline start, any framing and
+    any outside request: Swagger UI still lists the API's operations, and nothing the page
+    does is refused by its policy."""
+    page = browser.new_context().new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security" in m.text else None)
+    answer = page.goto(service["url"] + "/docs")
+    headers = answer.headers
+    assert "script-src 'self' 'sha256-" in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    page.wait_for_selector(".opblock", timeout=20_000)
+    assert page.locator(".opblock").count() >= 8
+    assert refused == []

@@ -4,6 +4,7 @@ can be revoked, an audit trail that shows tampering, spreadsheets that run no fo
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -67,7 +68,44 @@ def test_the_body_limit_counts_bytes_received_not_the_header(api):
         headers=auth(api, "analyst") | {"content-type": "application/json"},
         timeout=60,
     )
-    assert r.status_code == 413 and "Too Large" in r.text
+    # the answer of every refusal: JSON, with the server's request id, audited
+    assert r.status_code == 413 and r.json() == {"detail": "body over 4194304 bytes"}
+    assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
+    announced = httpx.post(
+        api["url"] + "/v1/score/relapse",
+        content=b" " * (5 * 2**20),
+        headers=auth(api, "analyst") | {"content-type": "application/json"},
+        timeout=30,
+    )
+    assert announced.status_code == 413 and announced.json()["detail"].startswith("body over")
+    assert "x-request-id" in announced.headers
+    refused = AuditLog(api["audit"]).query().tail(2)
+    assert refused.status.tolist() == [413, 413]
+    assert refused.user.fillna("").tolist() == ["li", ""]  # the second, before its token
+
+
+def test_a_refused_request_is_not_read_to_its_end(api):
+    """A client refused before its body is read (no token; or 3 GiB announced) gets its
+    answer and the connection closed: the server does not go on reading, and discarding,
+    whatever the client goes on sending."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(api["url"])
+
+    def answer(head: bytes, body: bytes) -> bytes:
+        with socket.create_connection((where.hostname, where.port), timeout=10) as con:
+            con.sendall(b"POST /v1/score/relapse HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+            con.sendall(body)
+            got = b""
+            while chunk := con.recv(65536):  # until the server closes; a timeout fails
+                got += chunk
+        return got.lower()
+
+    chunked = answer(b"Transfer-Encoding: chunked\r\n", b"10000\r\n" + b"x" * 65536 + b"\r\n")
+    assert chunked.startswith(b"http/1.1 401") and b"connection: close" in chunked
+    huge = answer(b"Content-Length: 3221225472\r\n", b"x" * 65536)
+    assert huge.startswith(b"http/1.1 413") and b"connection: close" in huge
 
 
 def test_records_are_counted_while_parsed(api):
