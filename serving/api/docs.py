@@ -27,14 +27,15 @@ def add_docs(app: FastAPI, bodies: tuple[type[BaseModel], ...] = ()) -> None:
     default = app.openapi
 
     def openapi() -> dict:
-        if app.openapi_schema is None:
-            spec = default()  # FastAPI keeps it as app.openapi_schema: extended in place
-            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            for model in bodies:
-                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                schemas.update(schema.pop("$defs", {}))
-                schemas[model.__name__] = schema
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = default()  # FastAPI keeps it as app.openapi_schema: extended in place
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for model in bodies:
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+        return spec
 
     app.openapi = openapi  # type: ignore[method-assign]
 
