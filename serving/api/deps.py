@@ -4,7 +4,7 @@ task asked for, and the audit entries a route leaves for the middleware to write
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -35,6 +35,14 @@ class Services:
     web: WebStore
     # the last reload counter this service acted on (see WebStore.request_reload)
     reload_seen: int = 0
+    # what keeps the service from being fully ready, by where it came from ("reload",
+    # "data", "follow", "generation"): each source sets its reason and clears it once it
+    # works again, so readiness says how things are now, not how they once were
+    problems: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def degraded(self) -> str | None:
+        return "; ".join(self.problems.values()) or None
 
     def swap(self, state: ServiceState) -> None:
         """Serve `state` from now on; a request that began on the old one finishes on it."""
@@ -52,10 +60,10 @@ class Services:
                 raise RegistryError(f"no champion for {', '.join(lost)} any more")
         except Exception as exc:  # registry down or no champion: keep serving what we have
             when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            state.degraded = f"reload failed at {when}: {exc}"
-            return state.degraded
+            self.problems["reload"] = reason = f"reload failed at {when}: {exc}"
+            return reason
         state.loaded = new
-        state.degraded = None
+        self.problems.pop("reload", None)
         state.refresh_caseloads()
         self.metrics.observe_monitoring(new.monitoring)
         return None

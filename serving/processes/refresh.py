@@ -136,10 +136,11 @@ def watch_in_place(
         new.loaded = svc.state.loaded  # a reload during the build is not undone
         new.refresh_caseloads()
         svc.swap(new)
+        svc.problems.pop("data", None)
         return f"reference date {new.as_of}"
 
     def fail(reason: str) -> None:
-        svc.state.degraded = f"{reason}; still serving the registry as of {svc.state.as_of}"
+        svc.problems["data"] = f"{reason}; still serving the registry as of {svc.state.as_of}"
 
     source = svc.state.indicators
     external = source.external_path if source is not None else None
@@ -172,8 +173,12 @@ class Follower(Poller):
         try:
             self.step()
         except Exception as exc:  # noqa: BLE001 - a failed look is retried, never fatal
-            self.svc.state.degraded = f"could not follow the other workers: {exc}"
-            self.say(self.svc.state.degraded)
+            reason = f"could not follow the other workers: {exc}"
+            if self.svc.problems.get("follow") != reason:
+                self.say(reason)
+            self.svc.problems["follow"] = reason
+        else:
+            self.svc.problems.pop("follow", None)
 
     def step(self) -> None:
         svc = self.svc
@@ -191,5 +196,9 @@ class Follower(Poller):
             self._generation = gen
             self.say(f"serving the state of {gen.name}: reference date {new.as_of}")
         failed = self.root / FAILED
-        if failed.exists() and svc.state.degraded is None:
-            svc.state.degraded = f"{failed.read_text()}; still serving {gen.name if gen else ''}"
+        if failed.exists():
+            svc.problems["generation"] = (
+                f"{failed.read_text()}; still serving {gen.name if gen else ''}"
+            )
+        else:
+            svc.problems.pop("generation", None)

@@ -48,7 +48,6 @@ class ServiceState:
     # task's cohort then: what "the change since last month" is scored from
     last_month: FeatureMatrix | None = None
     rising: float = DEFAULT_RISING
-    degraded: str | None = None
     # when this state was built from the registry (a data refresh builds a new one)
     built_at: str = field(
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -208,3 +208,55 @@ def test_the_audit_writer_replaces_a_connection_the_database_dropped(tmp_path):
         log.append([Entry("/v1/x", "after", 200)])
         assert log.query().request_id.tolist() == ["before", "after"]
         assert log.verify().intact
+
+
+def test_readiness_says_how_things_are_now_after_the_database_drops_its_connections(
+    served, tmp_path
+):
+    """The service's database drops every connection and refuses new ones for a moment (a
+    restart, a failover): readiness says degraded, naming why, while that lasts, and ready
+    again once the database answers, without a restart. It used to stay degraded for ever."""
+    import time
+
+    from pg import admin_connection
+
+    from serving.processes.refresh import Follower
+
+    with fresh_database() as url:
+        sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
+        name = url.rsplit("/", 1)[1]
+        use_mlflow(served)
+        state = build_state(Store(served / "city"), load_champions())
+        app = create_app(
+            state, TokenStore([]), AuditLog(tmp_path / "audit.db"), load_interventions(),
+            WebStore(url=url),
+        )  # fmt: skip
+        follower = Follower(app.state.services, 0.1, say=lambda _: None).start()
+
+        def status(server) -> dict:
+            return httpx.get(server.url + "/readyz", timeout=30).json()
+
+        def until(check) -> dict:
+            deadline = time.monotonic() + 30
+            while not check(now := status(server)):
+                assert time.monotonic() < deadline, now
+                time.sleep(0.1)
+            return now
+
+        try:
+            with ServerThread(app) as server:
+                until(lambda s: s["status"] == "ready")
+                with admin_connection() as con:
+                    con.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                    con.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        [name],
+                    )
+                down = until(lambda s: s["status"] == "degraded")
+                assert "could not follow the other workers" in down["reason"]
+                with admin_connection() as con:
+                    con.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+                assert "reason" not in until(lambda s: s["status"] == "ready")
+        finally:
+            follower.stop()

@@ -36,13 +36,13 @@ def healthz() -> dict:
     },
 )
 def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
-    """Readiness: models loaded; 'degraded' with the reason after a failed reload."""
+    """Readiness: models loaded; 'degraded' with the reasons while a reload, a data refresh
+    or following the other workers fails, 'ready' again once they work."""
     state = svc.state
     if not state.loaded.models:
         return JSONResponse({"status": "not ready"}, status_code=503)
-    body = (
-        {"status": "degraded", "reason": state.degraded} if state.degraded else {"status": "ready"}
-    )
+    reason = svc.degraded
+    body = {"status": "degraded", "reason": reason} if reason else {"status": "ready"}
     body["models"] = {t: str(f["version"]) for t, (_, f) in state.loaded.models.items()}
     body["data"] = {"reference_date": str(state.as_of), "loaded_at": state.built_at}
     # which process answered, and since when its models: what tells workers apart
