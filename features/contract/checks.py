@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass
 
 from features.contract.codebook import Codebook, Item
@@ -124,6 +125,29 @@ def _missing_check(col: Column) -> str:
     )
 
 
+# What a person id may be: letters, digits, "_", "-", "." and Chinese characters, at most 64.
+# The API addresses a person by it in a URL and spreadsheets show it: so nothing a spreadsheet
+# would run as a formula, no space, and no length the API cannot take.
+PERSON_ID = re.compile("[A-Za-z0-9_.\u4e00-\u9fff-]{1,64}")
+# how a missing value is often written, which as an id would make one person of all of them
+NOT_AN_ID = ("nan", "null", "none", "na", "n/a", "nil", "undefined", "-")
+
+
+def _id_check() -> str:
+    """A person id that is not one (see PERSON_ID, NOT_AN_ID), named without repeating all
+    of it (a 10,000-character id is no help in a message)."""
+    pid = "trim(CAST(r.person_id AS VARCHAR))"
+    return (
+        f"CASE WHEN r.person_id IS NOT NULL AND {pid} <> '' AND lower({pid}) IN "
+        f"({_quoted(NOT_AN_ID)}) THEN 'person_id: ' || {pid} || ' is how a missing value is "
+        f"written, not an id' WHEN r.person_id IS NOT NULL AND {pid} <> '' AND NOT "
+        f"regexp_matches({pid}, '^{PERSON_ID.pattern}$') THEN 'person_id: ' || "
+        f"CASE WHEN length({pid}) > 20 THEN left({pid}, 20) || '... (' || "
+        f"CAST(length({pid}) AS VARCHAR) || ' characters)' ELSE {pid} END || ' is not an id: "
+        f"letters, digits, _ - . or Chinese characters, at most 64' END"
+    )
+
+
 def _padded_id_check() -> str:
     """An id with surrounding spaces would silently become another person."""
     return (
@@ -136,7 +160,7 @@ def _padded_id_check() -> str:
 def person_checks() -> list[str]:
     """SQL expressions over `r` (raw persons) yielding a reason string or NULL."""
     checks = [_missing_check(c) for c in PERSON_COLUMNS if c.required]
-    checks.append(_padded_id_check())
+    checks += [_padded_id_check(), _id_check()]
     checks += [_parse_check(c) for c in PERSON_COLUMNS if c.sql_type != "VARCHAR"]
     checks += [
         "CASE WHEN r.sex IS NOT NULL AND r.sex NOT IN ("

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +20,10 @@ from features.core.errors import InputError
 
 # what reading a damaged or mislabelled file raises, by format: all of it is the user's file
 UNREADABLE = (ValueError, OSError, KeyError, pa.ArrowInvalid, zipfile.BadZipFile)
+# a tabular input's cells: a spreadsheet's own limit, which no id, code or date comes near
+MAX_CELL_CHARS = 32_767
+# an Excel workbook's parts, unpacked: a million-row roster's shared strings are ~30 MiB
+MAX_WORKBOOK_PART = 256 * 2**20
 
 
 @contextlib.contextmanager
@@ -117,9 +122,10 @@ def table_columns(path: Path, what: str) -> list[str]:
             return pq.read_schema(path).names
         from openpyxl import load_workbook
 
+        _check_workbook_size(path, what)
         book = load_workbook(path, read_only=True)
         try:
-            return _xlsx_header(book.worksheets[0].iter_rows(values_only=True))
+            return _header(path, what, next(book.worksheets[0].iter_rows(values_only=True), ()))
         finally:
             book.close()
     except pd.errors.EmptyDataError:
@@ -128,39 +134,30 @@ def table_columns(path: Path, what: str) -> list[str]:
         raise InputError(f"{path}: cannot read {what} ({exc})") from None
 
 
-def _xlsx_header(rows: Iterator[tuple]) -> list[str]:
-    return [str(h) if h is not None else "" for h in next(rows, ())]
-
-
 def text_chunks(path: Path, rows: int, what: str) -> Iterator[pd.DataFrame]:
     """A CSV, Parquet or Excel file (its first sheet) as text cells, `rows` at a time: an
     empty cell is "", a date is YYYY-MM-DD. A formula in a workbook is refused, never read
     as whatever (or nothing) it last computed. Reading errors are raised as they come (the
     caller says what file it was)."""
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        yield from pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows
-        )
-    elif suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-            yield batch.to_pandas().astype(object).where(lambda f: f.notna(), "").astype(str)
+    if suffix in (".csv", ".parquet"):
+        first = 2 if suffix == ".csv" else 1  # a CSV's row 1 is its header
+        for chunk in _flat_chunks(path, rows):
+            if (why := long_cells(chunk, first)) is not None:
+                raise InputError(f"{path}: {why}")
+            first += len(chunk)
+            yield chunk
     else:
         from openpyxl import load_workbook
-        from openpyxl.utils import get_column_letter
 
+        _check_workbook_size(path, what)
         book = load_workbook(path, read_only=True, data_only=False)
         try:
             it = book.worksheets[0].iter_rows(values_only=True)
-            header = _xlsx_header(it)
+            header = _header(path, what, next(it, ()))
             buf: list[list[str]] = []
             for r, values in enumerate(it, 2):
-                for c, v in enumerate(values):
-                    if isinstance(v, str) and v.startswith("="):
-                        raise InputError(
-                            f"{path}: cell {get_column_letter(c + 1)}{r} holds a formula; a "
-                            f"{what} holds values only (paste the values, or save a copy as CSV)"
-                        )
+                _check_cells(path, what, r, values)
                 buf.append([_cell_text(v) for v in values])
                 if len(buf) == rows:
                     yield pd.DataFrame(buf, columns=header)
@@ -171,9 +168,94 @@ def text_chunks(path: Path, rows: int, what: str) -> Iterator[pd.DataFrame]:
             book.close()
 
 
+def _flat_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    if path.suffix.lower() == ".csv":
+        yield from pd.read_csv(
+            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", chunksize=rows
+        )
+        return
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        yield batch.to_pandas().astype(object).where(lambda f: f.notna(), "").astype(str)
+
+
+def _header(path: Path, what: str, first: tuple) -> list[str]:
+    """A workbook's header row, checked as every row is (a formula in it is refused too)."""
+    _check_cells(path, what, 1, first)
+    return [str(h) if h is not None else "" for h in first]
+
+
+def _check_cells(path: Path, what: str, row: int, values: tuple) -> None:
+    """A workbook's row holds values only, each within a spreadsheet's own cell limit."""
+    from openpyxl.utils import get_column_letter
+
+    for c, v in enumerate(values):
+        if not isinstance(v, str):
+            continue
+        cell = f"{get_column_letter(c + 1)}{row}"
+        if v.startswith("="):
+            raise InputError(
+                f"{path}: cell {cell} holds a formula; a {what} holds values only (paste the "
+                "values, or save a copy as CSV)"
+            )
+        if len(v) > MAX_CELL_CHARS:
+            raise InputError(
+                f"{path}: cell {cell} holds {len(v):,} characters; a cell holds at most "
+                f"{MAX_CELL_CHARS:,} (a spreadsheet's own limit)"
+            )
+
+
+def _check_workbook_size(path: Path, what: str) -> None:
+    """A workbook is a zip: refused when a part of it would unpack past MAX_WORKBOOK_PART,
+    before any of it is read (one 300 MB cell packs into 310 KB)."""
+    try:
+        parts = zipfile.ZipFile(path).infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc})") from None
+    for part in parts:
+        if part.file_size > MAX_WORKBOOK_PART:
+            raise InputError(
+                f"{path}: {part.filename} unpacks to {part.file_size / 2**20:,.0f} MiB; a "
+                f"{what} workbook part holds at most {MAX_WORKBOOK_PART // 2**20} MiB (save it "
+                "as CSV, or split it)"
+            )
+
+
+def long_cells(frame: pd.DataFrame, first_row: int) -> str | None:
+    """The first cell of a text frame over MAX_CELL_CHARS, named by row and column."""
+    for name in frame.columns:
+        lengths = frame[name].str.len()
+        if len(lengths) and lengths.max() > MAX_CELL_CHARS:
+            at = int(np.argmax(lengths.to_numpy() > MAX_CELL_CHARS))
+            return (
+                f"row {first_row + at}, column {name}: {int(lengths.iat[at]):,} characters; a "
+                f"cell holds at most {MAX_CELL_CHARS:,}"
+            )
+    return None
+
+
 def _cell_text(v: object) -> str:
     if v is None:
         return ""
     if hasattr(v, "date") and hasattr(v, "hour"):
         return v.date().isoformat()  # type: ignore[attr-defined]
     return str(v)
+
+
+# a cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def defuse(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe, which
+    spreadsheets show as text; plain numbers ("-3.5") are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not _is_number(value):
+        return "'" + value
+    return value

@@ -11,11 +11,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.core.errors import InputError
-from features.core.io import UNREADABLE, table_columns, text_chunks
+from features.core.io import UNREADABLE, defuse, table_columns, text_chunks
 
 ROSTER_FORMATS = (".csv", ".parquet", ".xlsx")
-# a cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def check_format(path: Path, what: str) -> None:
@@ -54,24 +52,10 @@ def read_chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         raise InputError(f"{path}: cannot read roster ({exc})") from None
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def defuse(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula gets a leading apostrophe, which
-    spreadsheets show as text; plain numbers ("-3.5") are left as they are."""
-    if isinstance(value, str) and value.startswith(FORMULA_START) and not _is_number(value):
-        return "'" + value
-    return value
-
-
 def defused(table: pa.Table) -> pa.Table:
-    """Every text column of a table for a spreadsheet format, defused."""
+    """Every text column of a table for a spreadsheet format, defused, and its column names
+    (a roster's own header is copied to the output)."""
+    table = table.rename_columns([str(defuse(n)) for n in table.column_names])
     for i, field in enumerate(table.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             values = [defuse(v) for v in table.column(i).to_pylist()]
@@ -110,7 +94,7 @@ def write_output(parts: list[Path], out: Path, tmp: Path, drop: list[str]) -> No
         for i, p in enumerate(parts):
             frame = read(p).to_pandas()
             if i == 0:
-                sheet.append(list(frame.columns))
+                sheet.append(list(frame.columns))  # defused with the cells
             for row in frame.itertuples(index=False):
                 sheet.append([None if pd.isna(v) else v for v in row])
         book.save(tmp)

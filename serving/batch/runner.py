@@ -335,14 +335,17 @@ class RosterScorer:
                 good.append(i)
         out["status"][error != ""] = "error"
         good = np.asarray(good, dtype=np.int64)
+        # a padded id is read as the id it holds, and says so: never changed in silence
+        padded = (chunk["person_id"].astype(str) != pid).to_numpy()
+        out["warning"][padded] = "person_id: surrounding spaces removed"
         member = self._members(pid.iloc[good], d.iloc[good].to_numpy(), where[good])
         out["in_cohort"][good] = member
         for i in good[~member].tolist():
             if self.job.include_out_of_cohort:
-                out["warning"][i] = out_of_cohort_warning(self.task, d.iat[i])
+                _warn(out, i, out_of_cohort_warning(self.task, d.iat[i]))
             else:
                 out["status"][i] = NOT_IN_COHORT
-                out["warning"][i] = self.task.not_in_cohort(self.job.lang)
+                _warn(out, i, self.task.not_in_cohort(self.job.lang))
         if not self.job.include_out_of_cohort:
             good = good[member]
         rows = good
@@ -439,3 +442,8 @@ model {self.facts["name"]} version {self.facts["version"]}; written {written} UT
         with atomic_path(path) as tmp:
             tmp.write_text(html, encoding="utf-8")
         return path
+
+
+def _warn(out: dict[str, np.ndarray], i: int, text: str) -> None:
+    """Add a warning to row i's, which may already hold one."""
+    out["warning"][i] = f"{out['warning'][i]}; {text}" if out["warning"][i] else text

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from features.contract.vocabulary import DISTRICTS
 from features.core.errors import RegistryError
+from features.core.io import defuse
 from features.tasks import Task, get_task, task_names
 from models.risk_model import TIERS
 from serving.access.audit_chain import Entry
@@ -210,7 +211,9 @@ def workbook(rows: pd.DataFrame, _: Texts) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "rank": rows["rank"].to_numpy(),
-            "person_id": rows.index,
+            # ids passed the contract's rules; defused all the same, as every text a
+            # spreadsheet shows
+            "person_id": [defuse(p) for p in rows.index],
             "district": [_.district(d) for d in rows["district"]],
             "tier": [_.tier(t) for t in rows["tier"]],
             "percentile": rows["percentile"].round(1).to_numpy(),

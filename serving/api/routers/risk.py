@@ -8,14 +8,13 @@ person outside a caseworker's districts gets the same 404 as an unknown one.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 
-from features.contract.checks import as_of_problem
+from features.contract.checks import PERSON_ID, as_of_problem
 from features.core.errors import RegistryError
 from features.tasks import Task
 from serving.access.roles import User
@@ -31,8 +30,6 @@ from serving.api.deps import (
 from serving.api.schemas import MAX_FACTORS, ModelRef, RiskResponse, refusals
 from serving.scoring.cohort_policy import not_in_cohort, out_of_cohort_warning
 from serving.scoring.scorer import DEFAULT_TOP, score_encoded
-
-PERSON_ID = re.compile(r"[A-Za-z0-9_\-.\u4e00-\u9fff]{1,64}")
 
 router = APIRouter(tags=["risk"])
 
