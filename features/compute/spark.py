@@ -329,8 +329,8 @@ class SparkRegistry:
         ]
         self.spark.createDataFrame(rows, schema).createOrReplaceTempView("codebook_items")
 
-    def identity(self) -> dict:
-        return identity_of(self.data, self.reference_date)
+    def identity(self, content: bool = False) -> dict:
+        return identity_of(self.data, self.reference_date, content)
 
     def default_dates(self, task: Task) -> list[dt.date]:
         from features.compute.labels import task_dates

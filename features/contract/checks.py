@@ -148,6 +148,20 @@ def _id_check() -> str:
     )
 
 
+# the most characters any field holds: ids, codes, dates and numbers are short, and a field
+# of megabytes is a broken file or an attack, not a registry's data
+MAX_FIELD_CHARS = 1_000
+
+
+def _length_check(col: Column) -> str:
+    text = f"CAST(r.{col.name} AS VARCHAR)"
+    return (
+        f"CASE WHEN length({text}) > {MAX_FIELD_CHARS} THEN '{col.name}: ' || "
+        f"CAST(length({text}) AS VARCHAR) || ' characters; a field holds at most "
+        f"{MAX_FIELD_CHARS:,}' END"
+    )
+
+
 def _padded_id_check() -> str:
     """An id with surrounding spaces would silently become another person."""
     return (
@@ -161,6 +175,7 @@ def person_checks() -> list[str]:
     """SQL expressions over `r` (raw persons) yielding a reason string or NULL."""
     checks = [_missing_check(c) for c in PERSON_COLUMNS if c.required]
     checks += [_padded_id_check(), _id_check()]
+    checks += [_length_check(c) for c in PERSON_COLUMNS if c.name != "person_id"]
     checks += [_parse_check(c) for c in PERSON_COLUMNS if c.sql_type != "VARCHAR"]
     checks += [
         "CASE WHEN r.sex IS NOT NULL AND r.sex NOT IN ("
@@ -194,6 +209,7 @@ def event_checks() -> list[str]:
     unvalued = [e.name for e in EVENT_TYPES if not e.valued]
     checks = [_missing_check(c) for c in EVENT_COLUMNS if c.required]
     checks.append(_padded_id_check())
+    checks += [_length_check(c) for c in EVENT_COLUMNS if c.name != "person_id"]
     checks += [_parse_check(c) for c in EVENT_COLUMNS if c.sql_type != "VARCHAR"]
     checks.append(
         "CASE WHEN typeof(r.value) = 'VARCHAR' AND (isnan(TRY_CAST(r.value AS DOUBLE)) "

@@ -8,7 +8,6 @@ extracts, are collapsed and counted rather than dropped silently.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import tempfile
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from features.contract.checks import (
     EVENT_COLUMNS,
@@ -37,6 +35,7 @@ from features.core.io import atomic_path, file_sha256
 from features.core.settings import settings
 from features.residence import districts_sql
 from features.spec import FEATURES, Feature, codebook_features, register
+from features.storage.csv_text import ENCODING, read_registry_csv
 from features.storage.postgres import DatabaseRegistry, is_database
 
 MAX_LISTED_PROBLEMS = 20
@@ -116,19 +115,23 @@ def reference_date_of(source: Path | DatabaseRegistry) -> dt.date | None:
     return read_reference_date(source)
 
 
-def identity_of(source: Path | DatabaseRegistry, reference_date: dt.date | None) -> dict:
-    """What identifies a registry's data cheaply, without reading it: its name, its stamp
-    and the reference date. A resumed run, or a materialized state, from other data is
-    told apart by it."""
+def identity_of(
+    source: Path | DatabaseRegistry, reference_date: dt.date | None, content: bool = False
+) -> dict:
+    """What identifies a registry's data: its name, the reference date, and its files'
+    stamps (cheap, without reading them: a materialized state is matched on this) or, with
+    `content`, their SHA-256 (a resumed roster run: a file rewritten with its size and time
+    kept is other data all the same). A database is identified by its stamp."""
     # a folder by its absolute path: `--data registry` run from its parent and `--data
     # /srv/registry` are the same data, and a materialized state or a resumable run of one
     # serves the other (compared as given, the state of 1M persons was built again, ~5 min)
     name = source.name if isinstance(source, DatabaseRegistry) else str(Path(source).resolve())
-    return {
-        "source": name,
-        "stamp": [list(x) for x in stamp_of(source)],
-        "reference_date": str(reference_date),
-    }
+    seen: dict[str, object]
+    if content and not isinstance(source, DatabaseRegistry):
+        seen = {"digests": {p.name: file_sha256(p) for p in registry_files(Path(source))}}
+    else:
+        seen = {"stamp": [list(x) for x in stamp_of(source)]}
+    return {"source": name, **seen, "reference_date": str(reference_date)}
 
 
 def stamp_of(source: Path | DatabaseRegistry) -> tuple:
@@ -157,22 +160,7 @@ def _raw_file(con: duckdb.DuckDBPyConnection, path: Path, view: str) -> list[str
             return [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
         except duckdb.Error as exc:
             raise ContractError(f"{path}: not a readable Parquet file ({exc})") from None
-    try:
-        header = _csv_header(path)
-        table = pacsv.read_csv(
-            path,
-            # only an empty field is missing: "NaN", "NA" or "null" are text like any
-            # other, checked (and named) by the contract, never read as empty
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in header},
-                strings_can_be_null=True,
-                null_values=[""],
-            ),
-        )
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ContractError(f"{path}: not a readable CSV file ({exc})") from None
-    table = table.append_column("_row", pa.array(range(1, table.num_rows + 1), pa.int64()))
-    return _raw_arrow(con, table, view)
+    return _raw_arrow(con, read_registry_csv(path), view)
 
 
 def _raw_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, view: str) -> list[str]:
@@ -197,16 +185,11 @@ def _complete(
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view}_full AS SELECT *, {nulls} FROM {view}")
     else:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {view}_full AS SELECT * FROM {view}")
-    return [c for c in have if c != "_row"]
+    return [c for c in have if c not in ("_row", ENCODING)]
 
 
 def _sql_str(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
-
-
-def _csv_header(path: Path) -> list[str]:
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        return next(csv.reader(fh), [])
 
 
 class Store:
@@ -249,15 +232,15 @@ class Store:
     def stamp(self) -> tuple:
         return stamp_of(self.source)
 
-    def identity(self) -> dict[str, object]:
-        return identity_of(self.source, self.reference_date)
+    def identity(self, content: bool = False) -> dict[str, object]:
+        return identity_of(self.source, self.reference_date, content)
 
     def digests(self) -> dict[str, str]:
         """Each registry file's SHA-256, or, for a database, its stamp: enough for a model's
         card to tell whether two runs saw the same data, without copying any of it."""
         if isinstance(self.source, DatabaseRegistry):
             return {self.source.name: repr(self.source.stamp())}
-        return {p.name: file_sha256(p) for p in registry_files(self.source)}
+        return identity_of(self.source, self.reference_date, content=True)["digests"]
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection of its own for another thread; it sees the same persons and events."""
@@ -341,6 +324,7 @@ class Store:
         checks = person_checks() + registration_answer_checks(
             [self.codebook.item(c) for c in self.answered_at_registration]
         )
+        checks += self._encoding_check("raw_persons")
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE persons_checked AS
@@ -368,6 +352,7 @@ class Store:
         event_enum = ", ".join(f"'{e.name}'" for e in EVENT_TYPES)
         con.execute(f"CREATE TYPE IF NOT EXISTS event_type_t AS ENUM ({event_enum})")
         if events_where is not None:
+            encoding = self._encoding_check("raw_events")
             con.execute(
                 f"""
                 CREATE OR REPLACE TEMP TABLE events_checked AS
@@ -384,12 +369,18 @@ class Store:
                     LEFT JOIN codebook_items c
                         ON e.event_type = 'assessment' AND c.code = e.detail
                 )
-                SELECT r.*, {problem_list(event_checks())} AS problems FROM r
+                SELECT r.*, {problem_list(event_checks() + encoding)} AS problems FROM r
                 """,
                 ref,
             )
         self._account(lenient, rejects_path, persons_where, events_where)
         self._build_events(events_where is not None)
+
+    def _encoding_check(self, view: str) -> list[str]:
+        """The check of a CSV's rows whose bytes are not UTF-8, where the file has such rows
+        (features.storage.csv_text)."""
+        have = [r[0] for r in self.con.execute(f"DESCRIBE {view}").fetchall()]
+        return [f"r.{ENCODING}"] if ENCODING in have else []
 
     def _raw(
         self, table: str, view: str, columns: tuple[Column, ...]

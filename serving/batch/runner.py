@@ -123,7 +123,7 @@ class RegistryFacts(Protocol):
 
     reference_date: dt.date
 
-    def identity(self) -> dict: ...
+    def identity(self, content: bool = False) -> dict: ...
 
 
 @dataclass
@@ -170,7 +170,8 @@ class RosterScorer:
         self.job, self.model, self.facts, self.options = job, model, facts, options
         self.task = get_task(job.task)
         self.reference_date: dt.date = registry.reference_date
-        self.data_identity = registry.identity()
+        # by content, read once: a resumed run's parts must come from the same data
+        self.data_identity = registry.identity(content=True)
         self.as_of = job.as_of or self.reference_date
         if why := as_of_problem(self.as_of, self.reference_date):
             # the run's own date is the user's flag: every row would be an error

@@ -405,6 +405,10 @@ def test_one_date_policy_for_every_path(api, served, tmp_path):
 
 
 def test_resume_refuses_parts_written_from_other_data(served, tmp_path):
+    """A resumed run's parts must come from the same data: a file touched but unchanged is
+    the same; one whose values changed is not, though its size and time were kept (300
+    urine results rewritten in place, the time restored: the run resumed and 25 rows
+    differed from a fresh one)."""
     import shutil
 
     from features.core.errors import InputError
@@ -415,6 +419,9 @@ def test_resume_refuses_parts_written_from_other_data(served, tmp_path):
     use_mlflow(served)
     city = tmp_path / "city"
     shutil.copytree(served / "city", city)
+    events = city / "events.csv"  # as a text file, where a value can change in place
+    pd.read_parquet(city / "events.parquet").to_csv(events, index=False)
+    (city / "events.parquet").unlink()
     roster = tmp_path / "roster.csv"
     pd.read_parquet(city / "persons.parquet").person_id.head(50).to_frame().to_csv(
         roster, index=False
@@ -427,7 +434,17 @@ def test_resume_refuses_parts_written_from_other_data(served, tmp_path):
 
     scorer(False).prepare_parts()  # an interrupted run left its manifest
     scorer(True).prepare_parts()  # the same data and model: resumable
-    os.utime(city / "events.parquet", ns=(10**18, 10**18))  # the registry was refreshed
+    os.utime(events, ns=(10**18, 10**18))  # touched, not changed: still the same data
+    scorer(True).prepare_parts()
+    before, text = events.stat(), events.read_text()
+    flipped = text.replace(",urine_test,0.0,", ",urine_test,1.0,", 300)
+    assert flipped != text and len(flipped) == len(text)
+    events.write_text(flipped)
+    os.utime(events, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (events.stat().st_size, events.stat().st_mtime_ns) == (
+        before.st_size,
+        before.st_mtime_ns,
+    )
     with pytest.raises(InputError, match=r"\(data changed\)"):
         scorer(True).prepare_parts()
 
