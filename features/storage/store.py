@@ -28,6 +28,7 @@ from features.contract.checks import (
     registration_answer_checks,
     require_columns,
 )
+from features.contract.codebook import FILE as CODEBOOK_FILE
 from features.contract.codebook import Codebook, find_codebook, read_codebook
 from features.contract.vocabulary import EVENT_TYPES
 from features.core.errors import ContractError, InputError, Problem
@@ -89,12 +90,12 @@ def read_reference_date(data_dir: Path) -> dt.date | None:
 
 def registry_files(data_dir: Path) -> list[Path]:
     """The files a registry folder is made of (persons, events, its metadata and codebook),
-    in name order: what identifies its data, and what a change to means new data."""
-    return sorted(
-        p
-        for p in Path(data_dir).iterdir()
-        if p.is_file() and p.name.split(".")[0] in ("persons", "events", "dataset", "codebook")
-    )
+    in name order: what identifies its data, and what a change to means new data. By their
+    exact names: a file being written beside one (`events.parquet.new`, renamed over it when
+    complete) is not yet the registry's, and counting it let a refresh read the old file."""
+    names = {f"{t}.{s}" for t in ("persons", "events") for s in ("parquet", "csv")}
+    names |= {METADATA_FILE, CODEBOOK_FILE}
+    return sorted(p for p in Path(data_dir).iterdir() if p.is_file() and p.name in names)
 
 
 def open_registry(data: Path | str | DatabaseRegistry) -> Path | DatabaseRegistry:

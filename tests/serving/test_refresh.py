@@ -176,3 +176,24 @@ def test_the_watcher_renews_when_an_input_beside_the_registry_changes(served, tm
     assert renewed == ["renewed"]
     watcher.tick()
     assert renewed == ["renewed"]  # the same file is not renewed twice
+
+
+def test_a_file_written_beside_the_registry_is_not_its_data_until_renamed_over(served, tmp_path):
+    """An extract job writes `events.parquet.new` and renames it over `events.parquet`. The
+    half-written file counted as a change: a refresh that began then read the old file, and
+    under load the test above saw the old score after the reload (-3.1553 > -3.1553 failed)."""
+    from features.storage.store import registry_files, stamp_of
+
+    city = tmp_path / "city"
+    shutil.copytree(served / "city", city)
+    before = stamp_of(city)
+    (city / "events.parquet.new").write_bytes(b"PAR1 half written")
+    (city / "notes.txt").write_text("not the registry's")
+    assert stamp_of(city) == before
+    assert [p.name for p in registry_files(city)] == [
+        "dataset.json",
+        "events.parquet",
+        "persons.parquet",
+    ]
+    os.replace(city / "events.parquet.new", city / "events.parquet")
+    assert stamp_of(city) != before
