@@ -74,6 +74,11 @@ def main() -> int:
                     ["dropdb", "--if-exists", "--force", "-h", "127.0.0.1", "-U", "postgres", name],
                     check=False,
                 )
+            # the service's role, which the guide creates (roles belong to the whole cluster)
+            subprocess.run(
+                ["dropuser", "--if-exists", "-h", "127.0.0.1", "-U", "postgres", f"{db}_service"],
+                check=False,
+            )
     print("deploy check: " + ("passed" if code == 0 else f"FAILED (exit {code})"))
     return code
 

@@ -18,6 +18,11 @@ from pathlib import Path
 HOME_ENV = "SUNSHINE_HOME"
 DATABASE_URL_ENV = "SUNSHINE_DATABASE_URL"
 TOKENS_FILE_ENV = "SUNSHINE_TOKENS_FILE"
+# the audit trail's key ring and its log of heads: beside the trail's file by default
+AUDIT_KEYS_ENV = "SUNSHINE_AUDIT_KEYS"
+AUDIT_HEADS_ENV = "SUNSHINE_AUDIT_HEADS"
+AUDIT_KEYS = "audit-keys.json"
+AUDIT_HEADS = "audit-heads.log"
 MLFLOW_DB = "mlflow.db"
 MLFLOW_ARTIFACTS = "mlartifacts"
 TOKENS_FILE = "tokens.json"

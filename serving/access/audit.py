@@ -13,19 +13,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from features.core.errors import ConfigError
-from features.core.settings import AUDIT_DB, home, settings
-from serving.access.audit_chain import COLUMNS, GENESIS, NAMES, Entry, Verdict, row_hash
+from features.core.errors import ConfigError, InputError
+from features.core.settings import (
+    AUDIT_DB,
+    AUDIT_HEADS,
+    AUDIT_HEADS_ENV,
+    AUDIT_KEYS,
+    AUDIT_KEYS_ENV,
+    home,
+    settings,
+)
+from serving.access.audit_chain import COLUMNS, GENESIS, NAMES, Entry, Verdict, key_of, row_hash
+from serving.access.audit_keys import KeyRing
 from serving.access.audit_writer import GroupCommit
 from serving.storage.service_db import open_database
 from serving.storage.sqlite_file import TurnLock, connect, open_private
 
+# how often the chain's head is written down outside the database
+HEAD_SECONDS = 60.0
+HEAD_LOG = logging.getLogger("sunshine.audit")
 CHAIN_LOCK = 0x5375_6E73  # PostgreSQL advisory lock key of the chain's end
 
 SCHEMA = """
@@ -72,6 +86,11 @@ class AuditLog:
     def __init__(self, path: Path | str | None = None, url: str | None = None) -> None:
         self.path = Path(path) if path else home() / AUDIT_DB
         self.url = url
+        self.keys_path = Path(os.environ.get(AUDIT_KEYS_ENV) or self.path.with_name(AUDIT_KEYS))
+        self.heads_path = Path(os.environ.get(AUDIT_HEADS_ENV) or self.path.with_name(AUDIT_HEADS))
+        self._keys: KeyRing | None = None  # opened, or made, by the first write
+        self.head: tuple[int, str] | None = None  # the last row this process wrote
+        self._head_noted = -HEAD_SECONDS
         self.writer = GroupCommit(self)
         self._writer: Any = None
         self._wal: int | None = None  # the writer's descriptor of the SQLite file's log
@@ -158,13 +177,18 @@ class AuditLog:
         cur.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1")
         last = cur.fetchone()
         row_id, prev = last if last else (0, GENESIS)
+        if self._keys is None:  # rows from the next one on are sealed with a key
+            self._keys = KeyRing.open(self.keys_path, row_id + 1)
+        self._keys = self._keys.refreshed()
+        key = self._keys.newest
         rows = []
         for e in entries:
             row_id += 1
             values = (now, *(getattr(e, c) for c in COLUMNS[1:]))
-            sealed = row_hash(prev, row_id, values)
+            sealed = row_hash(prev, row_id, values, key)
             rows.append((row_id, *values, prev, sealed))
             prev = sealed
+        self.head = (row_id, prev)
         cur.executemany(
             self._sql(f"INSERT INTO audit (id, {NAMES}, prev_hash, hash) VALUES ({marks})"), rows
         )
@@ -208,6 +232,42 @@ class AuditLog:
             finally:
                 os.close(directory)
         os.fdatasync(self._wal)
+
+    def note_head(self) -> None:
+        """Every HEAD_SECONDS, the chain's head (the last row's id and seal) appended to the
+        heads file, owner-only and append-only, and logged: kept where the database's owner
+        does not write, `audit verify --heads` then finds a rewritten or cut chain."""
+        if self.head is None or time.monotonic() - self._head_noted < HEAD_SECONDS:
+            return
+        row_id, sealed = self.head
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        fd = os.open(self.heads_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{now} {row_id} {sealed}\n".encode())
+        finally:
+            os.close(fd)
+        HEAD_LOG.info("audit head %s %s", row_id, sealed)
+        self._head_noted = time.monotonic()
+
+    def missing_heads(self, kept: list[tuple[int, str]]) -> list[str]:
+        """Of heads kept earlier (row id, seal), those the chain no longer holds, said."""
+        con = self._connect()
+        try:
+            cursor = con.cursor()
+            lost = []
+            for row_id, sealed in kept:
+                cursor.execute(self._sql("SELECT hash FROM audit WHERE id = ?"), [row_id])
+                found = cursor.fetchone()
+                if found is None:
+                    lost.append(f"row {row_id}, a head kept earlier, is gone (the chain was cut)")
+                elif found[0] != sealed:
+                    lost.append(
+                        f"row {row_id} is sealed {found[0][:16]}..., not {sealed[:16]}... as "
+                        "kept earlier (the chain was rewritten)"
+                    )
+            return lost
+        finally:
+            con.close()
 
     def query(
         self,
@@ -264,8 +324,12 @@ class AuditLog:
 
     def verify(self) -> Verdict:
         """Walk the chain from the first row: ids must run 1, 2, 3, ... (a gap is a deleted
-        row), each row must link to the hash before it (an insertion breaks that) and its own
-        hash must match its fields (an alteration breaks that)."""
+        row), each row must link to the seal before it (an insertion breaks that) and its own
+        seal must match its fields (an alteration breaks that). From the key ring's
+        `keyed_from` on, every seal is an HMAC of a key in the ring: without the ring's keys,
+        a row rewritten and sealed again does not verify."""
+        ring = KeyRing.read(self.keys_path) if self.keys_path.exists() else None
+        keyed_from = ring.keyed_from if ring is not None else None
         con = self._connect()
         try:
             cursor = con.cursor()
@@ -279,9 +343,58 @@ class AuditLog:
                     )
                 if link != prev:
                     return Verdict(rows, row_id, "does not link to the row before it (inserted)")
-                if row_hash(prev, row_id, tuple(values)) != sealed:
-                    return Verdict(rows, row_id, "its fields do not match its hash (altered)")
+                if why := _seal_problem(ring, keyed_from, row_id, tuple(values), prev, sealed):
+                    return Verdict(rows, row_id, why)
                 expected_id, prev, rows = row_id + 1, sealed, rows + 1
-            return Verdict(rows, None, "every link holds")
+            return Verdict(rows, None, "every link holds", (rows, prev) if rows else None)
         finally:
             con.close()
+
+
+def _seal_problem(
+    ring: KeyRing | None,
+    keyed_from: int | None,
+    row_id: int,
+    values: tuple,
+    prev: str,
+    sealed: str,
+) -> str | None:
+    """Why a row's seal does not hold, or None."""
+    key_id = key_of(sealed)
+    if key_id is None:
+        if keyed_from is not None and row_id >= keyed_from:
+            return f"sealed without a key, though rows from {keyed_from} on are keyed (rewritten)"
+        return None if row_hash(prev, row_id, values) == sealed else _ALTERED
+    if ring is None:
+        return f"sealed with key {key_id}, and there is no key ring to check it against"
+    if key_id not in ring.keys:
+        return f"sealed with key {key_id}, which the key ring does not hold (forged)"
+    if row_hash(prev, row_id, values, (key_id, ring.keys[key_id])) != sealed:
+        return _ALTERED
+    return None
+
+
+_ALTERED = "its fields do not match its seal (altered)"
+
+
+def parse_head(text: str, where: str) -> tuple[int, str]:
+    """A head as `audit verify` prints it: ID:SEAL (a keyed seal holds a colon of its own)."""
+    row, _, sealed = text.strip().partition(":")
+    if not row.isdigit() or not sealed:
+        raise InputError(f"{where}: {text!r} is not a head (ID:SEAL, as audit verify prints it)")
+    return int(row), sealed
+
+
+def read_heads(path: Path) -> list[tuple[int, str]]:
+    """The heads of a heads file: one a line, `TIME ID SEAL`."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the heads file ({exc.strerror})") from None
+    heads = []
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise InputError(f"{path}: line {n} is not a head (TIME ID SEAL)")
+        heads.append((int(parts[1]), parts[2]))
+    return heads

@@ -4,6 +4,7 @@ and a verification's verdict. Storage and writing are audit.py's."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 
@@ -51,10 +52,21 @@ class Entry:
     client: str | None = None
 
 
-def row_hash(prev: str, row_id: int, values: tuple) -> str:
-    """The hash that seals a row: its id and every field, in order, and the previous hash."""
+def row_hash(prev: str, row_id: int, values: tuple, key: tuple[str, bytes] | None = None) -> str:
+    """The seal of a row: its id and every field, in order, and the previous seal. With a
+    key, an HMAC named by the key's id (`k2:...`), which nobody without the key can
+    recompute; without one (rows written before keys existed), plain SHA-256."""
     body = json.dumps([prev, row_id, *values], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()
+    if key is None:
+        return hashlib.sha256(body.encode()).hexdigest()
+    key_id, secret = key
+    return f"{key_id}:" + hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
+
+
+def key_of(sealed: str) -> str | None:
+    """The id of the key that sealed a row, or None for a plain SHA-256 seal."""
+    key_id, colon, _ = sealed.partition(":")
+    return key_id if colon else None
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class Verdict:
     rows: int
     broken_at: int | None  # the id of the first row whose link does not hold
     reason: str
+    head: tuple[int, str] | None = None  # the last row's id and seal, where all held
 
     @property
     def intact(self) -> bool:

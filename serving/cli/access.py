@@ -11,7 +11,8 @@ import typer
 from features.core import cli
 from features.core.errors import InputError
 from features.core.settings import AUDIT_DB, settings
-from serving.access.audit import AuditLog, open_audit
+from serving.access.audit import AuditLog, open_audit, parse_head, read_heads
+from serving.access.audit_keys import KeyRing
 from serving.access.tokens import DEFAULT_EXPIRY_DAYS, TokenStore
 from serving.cli.service import AuditDbOpt
 
@@ -142,19 +143,60 @@ def one_line_a_request(rows: pd.DataFrame) -> pd.DataFrame:
 
 @audit_app.command("verify")
 @cli.user_errors
-def audit_verify(audit_db: AuditDbOpt = None) -> None:
-    """Check the hash chain: exit 1 naming the first deleted, inserted or altered row."""
+def audit_verify(
+    audit_db: AuditDbOpt = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            help="a head kept earlier, ID:SEAL as verify printed it: the chain must still hold it",
+        ),
+    ] = None,
+    heads: Annotated[
+        Path | None,
+        typer.Option(
+            "--heads",
+            help="a file of heads kept earlier (the trail's audit-heads.log): each must hold",
+        ),
+    ] = None,
+) -> None:
+    """Check the chain: exit 1 naming the first deleted, inserted or altered row, or a head
+    kept earlier that the chain no longer holds (a chain cut short, or rewritten whole). On
+    success, print the head to keep."""
     log = _existing_log(audit_db)
     # the trail as the operator knows it: its file, or its database (never with a password)
     where = log.url.split("@")[-1] if log.url else str(log.path)
     verdict = log.verify()
-    if verdict.intact:
-        cli.console.print(f"{where}: {verdict.rows:,} entries, {verdict.reason}", soft_wrap=True)
-        return
-    cli.err_console.print(
-        f"{where}: the chain breaks at row {verdict.broken_at}: {verdict.reason} "
-        f"({verdict.rows:,} entries before it verified)",
-        highlight=False,
+    if not verdict.intact:
+        _fail(
+            f"{where}: the chain breaks at row {verdict.broken_at}: {verdict.reason} "
+            f"({verdict.rows:,} entries before it verified)"
+        )
+    kept = [parse_head(expect_head, "--expect-head")] if expect_head else []
+    kept += read_heads(heads) if heads else []
+    if kept and (lost := log.missing_heads(kept)):
+        _fail(f"{where}: {lost[0]} ({len(lost)} of {len(kept)} kept heads do not hold)")
+    head = f"; head {verdict.head[0]}:{verdict.head[1]}" if verdict.head else ""
+    also = f"; {len(kept)} kept head(s) hold" if kept else ""
+    cli.console.print(
+        f"{where}: {verdict.rows:,} entries, {verdict.reason}{also}{head}",
         soft_wrap=True,
+        highlight=False,
     )
+
+
+def _fail(message: str) -> None:
+    cli.err_console.print(message, highlight=False, soft_wrap=True, markup=False)
     raise typer.Exit(1)
+
+
+@audit_app.command("rotate-key")
+@cli.user_errors
+def audit_rotate_key(audit_db: AuditDbOpt = None) -> None:
+    """Add a new key to the trail's key ring: rows written from now on are sealed with it,
+    in every running writer from its next commit; the old keys stay, to verify older rows."""
+    log = _existing_log(audit_db)
+    if not log.keys_path.exists():
+        raise InputError(f"{log.keys_path}: no key ring yet (the trail's first write makes one)")
+    key_id = KeyRing.read(log.keys_path).rotate()
+    cli.console.print(f"{log.keys_path}: rows from now on are sealed with key {key_id}")

@@ -45,7 +45,7 @@ def _tamper(db: Path, sql: list[str]) -> None:
         ),
         (
             ["DROP TRIGGER audit_no_update", "UPDATE audit SET user = 'someone' WHERE id = 3"],
-            "its fields do not match its hash (altered)",
+            "its fields do not match its seal (altered)",
         ),
     ],
 )
@@ -207,3 +207,128 @@ def test_a_failed_write_reaches_its_callers_and_the_writer_goes_on(tmp_path):
     log.append([Entry("/v1/x", "next", 200)])
     assert log.query().request_id.tolist() == ["next"]
     assert log.verify().intact
+
+
+def _entries(log: AuditLog, n: int, start: int = 0) -> None:
+    from serving.access.audit_chain import Entry
+
+    for i in range(start, start + n):
+        log.append([Entry("/v1/models", f"req{i}", 200, user="root", role="admin")])
+
+
+def _reseal(db: Path, key: tuple[str, bytes] | None, delete_after: int | None = None) -> None:
+    """What whoever owns the database can do: drop the triggers, change, delete and renumber
+    rows, and seal them all again (with the key, when it was stolen too)."""
+    from serving.access.audit_chain import COLUMNS, GENESIS, NAMES, row_hash
+
+    con = sqlite3.connect(db)
+    try:
+        con.execute("DROP TRIGGER audit_no_update")
+        con.execute("DROP TRIGGER audit_no_delete")
+        if delete_after is not None:
+            con.execute("DELETE FROM audit WHERE id > ?", [delete_after])
+        con.execute("UPDATE audit SET user = 'nobody' WHERE id = 2")
+        prev = GENESIS
+        for row in con.execute(f"SELECT id, {NAMES} FROM audit ORDER BY id").fetchall():
+            sealed = row_hash(prev, row[0], tuple(row[1:]), key)
+            con.execute(
+                "UPDATE audit SET prev_hash = ?, hash = ? WHERE id = ?", [prev, sealed, row[0]]
+            )
+            prev = sealed
+        assert len(COLUMNS) == len(row) - 1
+        con.commit()
+    finally:
+        con.close()
+
+
+def _verify(db: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SUNSHINE, "audit", "verify", "--audit-db", str(db), *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_a_chain_rewritten_and_sealed_again_without_the_key_does_not_verify(tmp_path):
+    """The database's owner dropped the triggers, edited a row and sealed every row again:
+    with plain SHA-256 that passed verify. The seals are HMACs of a key kept outside the
+    database (owner-only), so neither plain nor home-made seals hold."""
+    import json
+    import secrets
+
+    db = tmp_path / "audit.db"
+    _entries(AuditLog(db), 6)
+    ring = tmp_path / "audit-keys.json"
+    assert stat.S_IMODE(ring.stat().st_mode) == 0o600
+    assert json.loads(ring.read_text())["keyed_from"] == 1
+    _reseal(db, None)
+    broken = _verify(db)
+    assert broken.returncode == 1
+    assert "row 1: sealed without a key, though rows from 1 on are keyed" in broken.stderr
+    _reseal(db, ("k1", secrets.token_bytes(32)))  # a key of its own, named as the real one
+    broken = _verify(db)
+    assert broken.returncode == 1 and "row 1: its fields do not match its seal" in broken.stderr
+
+
+def test_kept_heads_find_a_chain_cut_short_even_by_whoever_has_the_key(tmp_path, monkeypatch):
+    """With the key stolen too, 11 rows deleted and the rest sealed again verify as a chain;
+    the heads kept outside the database (the writer's heads file, or one `verify` printed)
+    do not hold, and verify says which."""
+    import json
+
+    from serving.access import audit
+
+    monkeypatch.setattr(audit, "HEAD_SECONDS", 0.0)  # a head at every commit, to see them
+    db = tmp_path / "audit.db"
+    _entries(AuditLog(db), 20)
+    heads = tmp_path / "audit-heads.log"
+    assert stat.S_IMODE(heads.stat().st_mode) == 0o600
+    assert len(heads.read_text().splitlines()) == 20
+    printed = _verify(db)
+    assert printed.returncode == 0 and "20 entries, every link holds; head 20:k1:" in printed.stdout
+    head = printed.stdout.split("head ")[1].strip()
+    assert _verify(db, "--expect-head", head, "--heads", str(heads)).returncode == 0
+    ring = json.loads((tmp_path / "audit-keys.json").read_text())
+    key = ("k1", bytes.fromhex(ring["keys"][0]["secret"]))
+    _reseal(db, key, delete_after=9)
+    assert _verify(db).returncode == 0  # as a chain it holds: the key was stolen
+    cut = _verify(db, "--expect-head", head)
+    assert cut.returncode == 1 and "row 20, a head kept earlier, is gone" in cut.stderr
+    logged = _verify(db, "--heads", str(heads))
+    assert logged.returncode == 1 and "(19 of 20 kept heads do not hold)" in logged.stderr
+    assert "row 2 is sealed" in logged.stderr  # rewritten from row 2 on
+
+
+def test_a_rotated_key_seals_new_rows_and_older_rows_still_verify(tmp_path):
+    """A trail written before keys existed keeps its plain seals; the ring made at its next
+    write seals every row after; a rotation seals the rows from then on with a new key."""
+    from serving.access.audit_chain import GENESIS, row_hash
+
+    db = tmp_path / "audit.db"
+    log = AuditLog(db)
+    con = sqlite3.connect(db)  # two rows as a trail from before keys has them
+    prev = GENESIS
+    for row_id in (1, 2):
+        values = ("t", "root", "admin", None, "/v1/models", None, None, None, None, None,
+                  None, f"old{row_id}", None, None, 200)  # fmt: skip
+        sealed = row_hash(prev, row_id, values)
+        con.execute(
+            "INSERT INTO audit VALUES (" + ", ".join("?" * 18) + ")",
+            [row_id, *values, prev, sealed],
+        )
+        prev = sealed
+    con.commit()
+    con.close()
+    _entries(log, 2)
+    rotated = subprocess.run(
+        [SUNSHINE, "audit", "rotate-key", "--audit-db", str(db)], capture_output=True, text=True
+    )
+    assert rotated.returncode == 0 and "sealed with key k2" in rotated.stdout
+    _entries(log, 2, start=2)  # the running writer takes the new key at its next commit
+    seals = [r[0] for r in sqlite3.connect(db).execute("SELECT hash FROM audit ORDER BY id")]
+    assert [s.split(":")[0] if ":" in s else "plain" for s in seals] == [
+        "plain", "plain", "k1", "k1", "k2", "k2"
+    ]  # fmt: skip
+    ok = _verify(db)
+    assert ok.returncode == 0 and "6 entries, every link holds; head 6:k2:" in ok.stdout

@@ -135,7 +135,9 @@ def test_the_audit_trail_in_postgresql_is_one_append_only_chain(tmp_path):
 
     with fresh_database() as url:
         sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
-        workers = [AuditLog(url=url), AuditLog(url=url)]  # two processes' worth of writers
+        # two processes' worth of writers; their key ring beside the file path (unused on PG)
+        here = tmp_path / "audit.db"
+        workers = [AuditLog(here, url=url), AuditLog(here, url=url)]
 
         def write(k: int) -> None:
             log = workers[k % 2]
@@ -163,11 +165,16 @@ def test_the_audit_trail_in_postgresql_is_one_append_only_chain(tmp_path):
             con.execute(f"GRANT SELECT ON alembic_version TO {role}")
         try:
             as_service = dsn.replace("postgres@", f"{role}@")
-            AuditLog(url=url.replace("postgres@", f"{role}@")).append(
+            AuditLog(here, url=url.replace("postgres@", f"{role}@")).append(
                 [Entry("/v1/y", "as-the-service", 200)]
             )
             with psycopg.connect(as_service, autocommit=True) as con:
-                for sql in ("UPDATE audit SET status = 500", "DELETE FROM audit"):
+                for sql in (
+                    "UPDATE audit SET status = 500",
+                    "DELETE FROM audit",
+                    "TRUNCATE audit",
+                    "ALTER TABLE audit DISABLE TRIGGER audit_no_change",
+                ):
                     with pytest.raises(psycopg.errors.InsufficientPrivilege):
                         con.execute(sql)
             # a superuser who switches the guard off is still caught by the chain
@@ -177,6 +184,19 @@ def test_the_audit_trail_in_postgresql_is_one_append_only_chain(tmp_path):
             broken = workers[0].verify()
             assert broken.broken_at == 42 and "altered" in broken.reason
             assert broken.rows == 41
+            # and sealing the rows again, without the key kept outside the database, is too
+            from serving.access.audit_chain import COLUMNS, NAMES, row_hash
+
+            with psycopg.connect(dsn, autocommit=True) as con:
+                prev = con.execute("SELECT hash FROM audit WHERE id = 41").fetchone()[0]
+                values = con.execute(f"SELECT {NAMES} FROM audit WHERE id = 42").fetchone()
+                assert len(values) == len(COLUMNS)
+                con.execute(
+                    "UPDATE audit SET hash = %s WHERE id = 42",
+                    [row_hash(prev, 42, tuple(values))],
+                )
+            resealed = workers[0].verify()
+            assert resealed.broken_at == 42 and "sealed without a key" in resealed.reason
         finally:
             with admin_connection() as con:
                 name = url.rsplit("/", 1)[1]
@@ -196,7 +216,7 @@ def test_the_audit_writer_replaces_a_connection_the_database_dropped(tmp_path):
 
     with fresh_database() as url:
         sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
-        log = AuditLog(url=url)
+        log = AuditLog(tmp_path / "audit.db", url=url)
         log.append([Entry("/v1/x", "before", 200)])
         with admin_connection() as con:
             dropped = con.execute(
