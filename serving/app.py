@@ -22,7 +22,7 @@ from serving.access.tokens import TokenStore
 from serving.api.deps import Services
 from serving.api.docs import add_docs
 from serving.api.metrics import Metrics
-from serving.api.middleware import Observe
+from serving.api.middleware import MAX_IN_FLIGHT, Observe
 from serving.api.routers import admin, health, indicators, risk, score
 from serving.api.schemas import ScoreRequest
 from serving.scoring.interventions import Interventions
@@ -38,9 +38,11 @@ def create_app(
     audit: AuditLog,
     interventions: Interventions,
     web: WebStore | None = None,
+    max_in_flight: int = MAX_IN_FLIGHT,
 ) -> FastAPI:
     """The API and the web pages over one state. `web` keeps sessions and follow-ups; by
-    default a `service.db` beside the audit trail."""
+    default a `service.db` beside the audit trail. Past `max_in_flight` requests at once, the
+    excess is answered 503 at once (serving.api.middleware)."""
     app = FastAPI(
         title="Sunshine Risk",
         description=__doc__ + "\n\nScores support planning by trained staff with human review; "
@@ -61,7 +63,7 @@ def create_app(
     account.install(app)
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    app.add_middleware(Observe, svc=svc)
+    app.add_middleware(Observe, svc=svc, max_in_flight=max_in_flight)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -21,6 +21,11 @@ class Metrics:
             registry=self.registry,
             buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
+        self.shed = Counter(
+            "sunshine_shed_total",
+            "requests answered 503 busy, past the in-flight bound",
+            registry=self.registry,
+        )
         self.scores = Histogram(
             "sunshine_score",
             "returned probabilities",

@@ -34,6 +34,11 @@ AUDITED = ("/v1/", "/app")
 NOT_AUDITED = "/app/static/"
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection first
+# Requests one worker works on at once; past that it sheds the excess at once (503 with
+# Retry-After, audited) rather than queue it: a queue only makes every answer late. Measured
+# with benchmarks/overload_bench.py. Liveness and readiness are never counted nor shed.
+MAX_IN_FLIGHT = 8
+UNBOUNDED = ("/healthz", "/readyz", "/metrics")
 
 
 class BodyTooLarge(Exception):
@@ -41,8 +46,10 @@ class BodyTooLarge(Exception):
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, svc: Services) -> None:
+    def __init__(self, app: ASGIApp, svc: Services, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.app, self.svc = app, svc
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0  # on the event loop only: no lock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,10 +97,16 @@ class Observe:
             await send(message)
 
         too_large = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
+        counted = path not in UNBOUNDED
         try:
             if body.announced > MAX_BODY_BYTES:
                 await too_large(scope, receive, started)
                 return
+            if counted and self.in_flight >= self.max_in_flight:
+                await self._busy(scope, receive, started)
+                counted = False
+                return
+            self.in_flight += counted
             await self.app(scope, body.receive, started)
         except BodyTooLarge:
             if not answered:
@@ -104,8 +117,18 @@ class Observe:
             if coming:
                 await record(CLIENT_GONE, _route(scope))
         finally:
+            self.in_flight -= counted
             if coming:  # never answered: the request was cancelled
                 audit.coming -= 1
+
+    async def _busy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.svc.metrics.shed.inc()
+        busy = JSONResponse(
+            {"detail": f"busy: {self.max_in_flight} requests in hand; retry in a second"},
+            503,
+            headers={"Retry-After": "1"},
+        )
+        await busy(scope, receive, send)
 
 
 class _Body:

@@ -15,6 +15,7 @@ from features.core.settings import AUDIT_DB, SERVICE_DB, STATE_DIR
 from features.storage.store import Store
 from serving.access.audit import open_audit
 from serving.access.tokens import TokenStore
+from serving.api.middleware import MAX_IN_FLIGHT
 from serving.cli import indicators as indicators_cli
 from serving.processes.sockets import listen
 from serving.state.caseload import DEFAULT_RISING
@@ -111,6 +112,15 @@ def serve(
             "worker reads it",
         ),
     ] = 1,
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            "--max-in-flight",
+            min=1,
+            help="requests one worker works on at once; past that, 503 with Retry-After "
+            "(liveness and readiness are always answered)",
+        ),
+    ] = MAX_IN_FLIGHT,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -143,6 +153,7 @@ def serve(
         indicators_config=as_text(indicators_config),
         population=as_text(population),
         external=as_text(external),
+        max_in_flight=max_in_flight,
     )
     proxies = ",".join(trusted_proxy or [])
     if workers > 1 or state_dir is not None:
@@ -194,7 +205,7 @@ def _serve_in_process(
         )
     options = load_interventions(path(cfg.interventions))
     audit, web = open_audit(Path(cfg.audit_db)), WebStore(Path(cfg.service_db))
-    api = create_app(state, tokens, audit, options, web)
+    api = create_app(state, tokens, audit, options, web, cfg.max_in_flight)
     if refresh_seconds:
         watch_in_place(api.state.services, refresh_seconds, lenient, cli.console.print).start()
     Follower(api.state.services, FOLLOW_S, say=cli.console.print).start()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from features.indicators.inputs import load_indicator_config, read_population
 from features.storage.store import Store, open_registry
+from serving.api.middleware import MAX_IN_FLIGHT
 from serving.processes.dispatch import Dispatcher, HandedServer
 from serving.processes.refresh import DataWatcher, Follower
 from serving.state.champions import Loaded, load_champions
@@ -52,6 +53,7 @@ class WorkerConfig:
     indicators_config: str | None = None
     population: str | None = None
     external: str | None = None
+    max_in_flight: int = MAX_IN_FLIGHT
 
 
 def _optional(path: str | None) -> Path | None:
@@ -163,6 +165,7 @@ def app() -> FastAPI:
         open_audit(cfg.audit_db),
         load_interventions(_optional(cfg.interventions)),
         WebStore(cfg.service_db),
+        cfg.max_in_flight,
     )
     Follower(api.state.services, FOLLOW_S, opened, root).start()
     freeze_heap()

@@ -1,4 +1,7 @@
-"""Liveness, readiness and Prometheus metrics, open to anyone (they hold no personal data)."""
+"""Liveness, readiness and Prometheus metrics, open to anyone (they hold no personal data).
+
+Answered on the event loop, never queued behind the work in threads, and never shed when the
+service is busy: a probe with a short timeout must not restart a server for being busy."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ router = APIRouter(tags=["health"])
     "/healthz",
     responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
 )
-def healthz() -> dict:
+async def healthz() -> dict:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
@@ -35,7 +38,7 @@ def healthz() -> dict:
         503: {"content": {"application/json": {"example": {"status": "not ready"}}}},
     },
 )
-def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+async def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     """Readiness: models loaded; 'degraded' with the reasons while a reload, a data refresh
     or following the other workers fails, 'ready' again once they work."""
     state = svc.state
