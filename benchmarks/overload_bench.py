@@ -24,6 +24,7 @@ import pandas as pd
 from benchmarks.common import arguments
 from benchmarks.serve_bench import BIN, prepare
 from benchmarks.servers import create_token, free_port, server_process
+from serving.api.middleware import MAX_IN_FLIGHT
 
 TIMEOUT_S = 5.0  # a client gives up on an answer after this
 
@@ -102,6 +103,13 @@ def main() -> None:
     ap = arguments(persons=20_000, work="bench-out/serve", repeats=2)
     ap.add_argument("--seconds", type=float, default=15, help="load per run")
     ap.add_argument("--capacity", type=int, default=4, help="clients the worker can serve")
+    ap.add_argument(
+        "--bounds",
+        type=int,
+        nargs="+",
+        default=[MAX_IN_FLIGHT, 0],
+        help="--max-in-flight of each server compared (0: unbounded)",
+    )
     args = ap.parse_args()
     work = args.work.resolve()
     prepare(work, args.persons)
@@ -112,7 +120,12 @@ def main() -> None:
     }
     token = create_token(env, "--user", "bench", "--role", "analyst", cwd=work)
     clients = 4 * args.capacity
-    servers = {"bounded (default 8)": 8, "unbounded": 100_000}
+    servers = {
+        (f"bound {b}" if b else "unbounded") + (" (default)" if b == MAX_IN_FLIGHT else ""): (
+            b or 100_000
+        )
+        for b in args.bounds
+    }
     runs: dict[str, list[dict]] = {name: [] for name in servers}
     for _ in range(args.repeats):  # alternated, so the machine's noise hits both alike
         for name, bound in servers.items():
