@@ -15,11 +15,12 @@ import uuid
 from typing import TYPE_CHECKING
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from serving.access.audit_chain import Entry
 from serving.access.roles import User
+from serving.api.page_headers import PAGE_HEADERS
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,8 +38,18 @@ CLIENT_GONE = 499  # nginx's status for a request whose client closed the connec
 # Requests one worker works on at once; past that it sheds the excess at once (503 with
 # Retry-After, audited) rather than queue it: a queue only makes every answer late. Measured
 # with benchmarks/overload_bench.py. Liveness and readiness are never counted nor shed.
-MAX_IN_FLIGHT = 8
+MAX_IN_FLIGHT = 2
+# never counted nor shed: the probes, and the pages' style sheet and the docs' files (static)
 UNBOUNDED = ("/healthz", "/readyz", "/metrics")
+STATIC = ("/app/static/", "/docs/assets/")
+# what a browser shows when the service is busy: a page in both languages, not JSON
+BUSY_PAGE = (
+    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>系统繁忙</title>'
+    '<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
+    "<main><h1>系统繁忙</h1><p>请稍候几秒钟再试。</p>"
+    '<p lang="en">The service is busy; please try again in a few seconds.</p></main>'
+    "</body></html>"
+)
 
 
 class BodyTooLarge(Exception):
@@ -97,7 +108,7 @@ class Observe:
             await send(message)
 
         too_large = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
-        counted = path not in UNBOUNDED
+        counted = path not in UNBOUNDED and not path.startswith(STATIC)
         try:
             if body.announced > MAX_BODY_BYTES:
                 await too_large(scope, receive, started)
@@ -123,11 +134,15 @@ class Observe:
 
     async def _busy(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.svc.metrics.shed.inc()
-        busy = JSONResponse(
-            {"detail": f"busy: {self.max_in_flight} requests in hand; retry in a second"},
-            503,
-            headers={"Retry-After": "1"},
-        )
+        busy: Response
+        if scope["path"].startswith("/app"):
+            busy = HTMLResponse(BUSY_PAGE, 503, headers={**PAGE_HEADERS, "Retry-After": "1"})
+        else:
+            busy = JSONResponse(
+                {"detail": f"busy: {self.max_in_flight} requests in hand; retry in a second"},
+                503,
+                headers={"Retry-After": "1"},
+            )
         await busy(scope, receive, send)
 
 

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from serving.api.page_headers import PAGE_HEADERS
 from serving.web.i18n import Texts
 from serving.web.session import WebUser, browser_lang
 
@@ -33,20 +34,9 @@ def number(value: Any) -> str:
 
 templates.env.globals.update(present=present, number=number)
 
-# no script at all, styles and images from the service itself, never framed by another site
-HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    # pages name persons: no copy stays in a shared browser's cache
-    "Cache-Control": "no-store",
-}
-
 
 def secure(response: Response) -> Response:
-    response.headers.update(HEADERS)
+    response.headers.update(PAGE_HEADERS)
     return response
 
 

@@ -48,10 +48,13 @@ def test_past_its_bound_the_service_sheds_at_once_and_keeps_answering_probes(ser
         assert busy.status_code == 503 and time.perf_counter() - started < 1.0
         assert busy.headers["retry-after"] == "1" and busy.json()["detail"].startswith("busy")
         assert "x-request-id" in busy.headers
-        for probe in ("/healthz", "/readyz"):  # never counted, never shed
+        for probe in ("/healthz", "/readyz", "/app/static/app.css"):  # never counted nor shed
             assert httpx.get(server.url + probe, timeout=5).status_code == 200
-        shed = audit.query().iloc[-1]
-        assert (shed.status, shed.route, shed.user) == (503, "unmatched", None)
+        page = httpx.get(server.url + "/app/caseload", timeout=5)  # a browser gets a page
+        assert page.status_code == 503 and "系统繁忙" in page.text
+        assert page.headers["retry-after"] == "1" and page.headers["x-frame-options"] == "DENY"
+        shed = audit.query().tail(2)
+        assert shed.status.tolist() == [503, 503] and set(shed.route) == {"unmatched"}
         for con in held:
             con.close()
         until(lambda: _in_flight(app) == 0)
@@ -59,7 +62,7 @@ def test_past_its_bound_the_service_sheds_at_once_and_keeps_answering_probes(ser
             f"{server.url}/v1/persons/{person}/risk", headers=headers, timeout=30
         )
         assert served_now.status_code == 200
-        assert "sunshine_shed_total 1.0" in httpx.get(server.url + "/metrics", timeout=5).text
+        assert "sunshine_shed_total 2.0" in httpx.get(server.url + "/metrics", timeout=5).text
 
 
 def _in_flight(app) -> int:
