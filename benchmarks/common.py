@@ -48,6 +48,11 @@ def report(result: dict[str, Any]) -> None:
     print(json.dumps(result), flush=True)
 
 
+# the --max-in-flight of a server whose throughput is measured: no shedding (the overload
+# benchmark measures shedding itself)
+THROUGHPUT = 100_000
+
+
 def run_child(module: str, args: list[str]) -> dict[str, Any]:
     """Run a benchmark module's child (`python -m MODULE ARGS`) in a process of its own, from
     the repository's folder, and return the JSON its last line prints."""

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import arguments
+from benchmarks.common import THROUGHPUT, arguments
 from benchmarks.serve_bench import BIN, prepare
 from benchmarks.servers import create_token, free_port, server_process
 from serving.api.middleware import MAX_IN_FLIGHT
@@ -124,7 +124,7 @@ def main() -> None:
     clients = 4 * args.capacity
     servers = {
         (f"bound {b}" if b else "unbounded") + (" (default)" if b == MAX_IN_FLIGHT else ""): (
-            b or 100_000
+            b or THROUGHPUT
         )
         for b in args.bounds
     }

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import arguments
+from benchmarks.common import THROUGHPUT, arguments
 from benchmarks.servers import create_token, free_port, server_process
 
 BIN = Path(sys.executable).parent
@@ -153,6 +153,8 @@ def main() -> None:
         ours_port,
         "--audit-db",
         work / "audit.db",
+        "--max-in-flight",
+        THROUGHPUT,
     ]
     ml_cmd = [
         BIN / "mlflow",

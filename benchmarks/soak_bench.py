@@ -125,9 +125,10 @@ def chores(work: Path, env: dict, city: Path, round_: int) -> None:
     create_token(env, "--user", f"temp{round_}", "--role", "analyst", cwd=work)
     subprocess.run([BIN / "sunshine", "tokens", "revoke", "--user", f"temp{round_}"], **run)
     events = pd.read_parquet(city / "events.parquet")
-    new = events.sample(50, random_state=round_).assign(
-        event_time=pd.Timestamp(json.loads((city / "dataset.json").read_text())["reference_date"])
-    )
+    today = pd.Timestamp(json.loads((city / "dataset.json").read_text())["reference_date"])
+    new = events.sample(50, random_state=round_).assign(event_time=today)
+    if "recorded_time" in new:  # recorded when they happened: never before
+        new["recorded_time"] = today
     tmp = city / "events.parquet.new"
     pd.concat([events, new], ignore_index=True).to_parquet(tmp, index=False)
     os.replace(tmp, city / "events.parquet")

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.common import Meter, arguments, peak_rss_mib
+from benchmarks.common import THROUGHPUT, Meter, arguments, peak_rss_mib
 from benchmarks.programme_bench import city
 from benchmarks.servers import ServerThread
 
@@ -140,6 +140,7 @@ def main() -> None:
         AuditLog(args.work / "web-audit.db"),
         load_interventions(),
         WebStore(args.work / "web-service.db"),
+        THROUGHPUT,
     )
     rng = np.random.default_rng(1)
     with ServerThread(app) as server:

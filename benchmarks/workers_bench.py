@@ -36,7 +36,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.common import arguments
+from benchmarks.common import THROUGHPUT, arguments
 from benchmarks.programme_bench import city
 from benchmarks.servers import create_token, every_worker, free_port, server_process
 from benchmarks.web_bench import champions
@@ -244,6 +244,7 @@ def measure(
     port = free_port()
     cmd = [
         BIN / "sunshine", "serve", "--data", data, "--port", port, "--workers", n,
+        "--max-in-flight", THROUGHPUT,
         "--state-dir", state, "--refresh-seconds", 0,
         "--audit-db", work / f"workers-audit-{n}.db",
         "--service-db", work / f"workers-service-{n}.db",

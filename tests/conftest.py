@@ -154,7 +154,11 @@ def service(served, tmp_path_factory):
     }
     audit_path = tmp_path_factory.mktemp("audit") / "audit.db"
     state = build_state(Store(served / "city"), load_champions())
-    app = create_app(state, tokens, AuditLog(audit_path), load_interventions())
+    # many requests at once in some tests (the audit under concurrency, swaps under load):
+    # their subject is not shedding, which tests/serving/test_overload.py tests
+    app = create_app(
+        state, tokens, AuditLog(audit_path), load_interventions(), max_in_flight=THROUGHPUT
+    )
     with ServerThread(app) as server:
         yield {
             "url": server.url,
@@ -194,6 +198,10 @@ def spark():
         session.conf.set(key, value)
     yield session
     session.stop()
+
+
+# a bound of requests in hand that no test's concurrency reaches
+THROUGHPUT = 1024
 
 
 def use_mlflow(root: Path) -> None:
