@@ -103,13 +103,13 @@ def main() -> None:
     ap = arguments(persons=20_000, work="bench-out/serve", repeats=2)
     ap.add_argument("--seconds", type=float, default=15, help="load per run")
     ap.add_argument(
-        "--capacity", type=int, default=MAX_IN_FLIGHT, help="clients one worker serves at once"
+        "--capacity", type=int, default=4, help="clients one worker serves at once"
     )
     ap.add_argument(
         "--bounds",
         type=int,
         nargs="+",
-        default=[MAX_IN_FLIGHT, 0],
+        default=[MAX_IN_FLIGHT, 2, 0],
         help="--max-in-flight of each server compared (0: unbounded)",
     )
     args = ap.parse_args()

@@ -36,9 +36,12 @@ NOT_AUDITED = "/app/static/"
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection first
 # Requests one worker works on at once; past that it sheds the excess at once (503 with
-# Retry-After, audited) rather than queue it: a queue only makes every answer late. Measured
-# with benchmarks/overload_bench.py. Liveness and readiness are never counted nor shed.
-MAX_IN_FLIGHT = 2
+# Retry-After, audited) rather than queue it: a queue only makes every answer late. 8 takes
+# the bursts of a normal day (a bound of 2 shed a fifth of a day's mix at half capacity, as
+# arrivals overlap); `--max-in-flight 2` holds the answers' p99 within 2.4x the unloaded one
+# at 4x the load, 8 within about 6x (benchmarks/overload_bench.py). Liveness and readiness
+# are never counted nor shed.
+MAX_IN_FLIGHT = 8
 # never counted nor shed: the probes, and the pages' style sheet and the docs' files (static)
 UNBOUNDED = ("/healthz", "/readyz", "/metrics")
 STATIC = ("/app/static/", "/docs/assets/")
