@@ -102,9 +102,7 @@ def measure(work: Path, env: dict, token: str, bound: int, clients: int, seconds
 def main() -> None:
     ap = arguments(persons=20_000, work="bench-out/serve", repeats=2)
     ap.add_argument("--seconds", type=float, default=15, help="load per run")
-    ap.add_argument(
-        "--capacity", type=int, default=4, help="clients one worker serves at once"
-    )
+    ap.add_argument("--capacity", type=int, default=4, help="clients one worker serves at once")
     ap.add_argument(
         "--bounds",
         type=int,
