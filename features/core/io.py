@@ -189,9 +189,9 @@ def _check_cells(path: Path, what: str, row: int, values: tuple) -> None:
     from openpyxl.utils import get_column_letter
 
     for c, v in enumerate(values):
-        if not isinstance(v, str):
+        if not isinstance(v, str) or (not v.startswith("=") and len(v) <= MAX_CELL_CHARS):
             continue
-        cell = f"{get_column_letter(c + 1)}{row}"
+        cell = f"{get_column_letter(c + 1)}{row}"  # named only for the message
         if v.startswith("="):
             raise InputError(
                 f"{path}: cell {cell} holds a formula; a {what} holds values only (paste the "

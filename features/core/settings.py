@@ -57,6 +57,9 @@ class Settings:
     duckdb_memory: str
     duckdb_threads: int | None
     spark_partitions: int
+    # the audit trail's key ring and heads file when set; else beside the trail's file
+    audit_keys: Path | None = None
+    audit_heads: Path | None = None
 
     @property
     def mlflow_db(self) -> Path | None:
@@ -81,4 +84,11 @@ def settings() -> Settings:
         duckdb_memory=os.environ.get("SUNSHINE_DUCKDB_MEMORY", "3GB"),
         duckdb_threads=int(threads) if threads else None,
         spark_partitions=int(os.environ.get("SUNSHINE_SPARK_PARTITIONS", "8")),
+        audit_keys=_path(AUDIT_KEYS_ENV),
+        audit_heads=_path(AUDIT_HEADS_ENV),
     )
+
+
+def _path(env: str) -> Path | None:
+    given = os.environ.get(env)
+    return Path(given) if given else None

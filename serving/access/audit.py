@@ -2,10 +2,12 @@
 
 SQLite by default; triggers refuse UPDATE and DELETE, so rows can only be added through the
 service. Against someone with write access to the file itself, triggers are no protection
-(they can be dropped), so each row also carries a SHA-256 hash over its own fields and the
-previous row's hash: deleting, inserting or altering any row breaks the chain from there on,
-and `sunshine audit verify` names the first broken link. Only the pseudonymous person_id is
-stored, never other personal data. The file is created readable by its owner only.
+(they can be dropped), so each row also carries a seal over its own fields and the previous
+row's seal, an HMAC under a key kept outside the database (serving.access.audit_keys):
+deleting, inserting or altering any row breaks the chain from there on, and `sunshine audit
+verify` names the first broken link; heads kept outside it find a chain cut short. Only the
+pseudonymous person_id is stored, never other personal data. The file is created readable by
+its owner only.
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ from features.core.errors import ConfigError, InputError
 from features.core.settings import (
     AUDIT_DB,
     AUDIT_HEADS,
-    AUDIT_HEADS_ENV,
     AUDIT_KEYS,
-    AUDIT_KEYS_ENV,
     home,
     settings,
 )
@@ -86,8 +86,9 @@ class AuditLog:
     def __init__(self, path: Path | str | None = None, url: str | None = None) -> None:
         self.path = Path(path) if path else home() / AUDIT_DB
         self.url = url
-        self.keys_path = Path(os.environ.get(AUDIT_KEYS_ENV) or self.path.with_name(AUDIT_KEYS))
-        self.heads_path = Path(os.environ.get(AUDIT_HEADS_ENV) or self.path.with_name(AUDIT_HEADS))
+        given = settings()
+        self.keys_path = given.audit_keys or self.path.with_name(AUDIT_KEYS)
+        self.heads_path = given.audit_heads or self.path.with_name(AUDIT_HEADS)
         self._keys: KeyRing | None = None  # opened, or made, by the first write
         self.head: tuple[int, str] | None = None  # the last row this process wrote
         self._head_noted = -HEAD_SECONDS
@@ -241,11 +242,15 @@ class AuditLog:
             return
         row_id, sealed = self.head
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        fd = os.open(self.heads_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, f"{now} {row_id} {sealed}\n".encode())
-        finally:
-            os.close(fd)
+            fd = os.open(self.heads_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, f"{now} {row_id} {sealed}\n".encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:  # the entries are on disk; their callers go on
+            HEAD_LOG.error("could not write the audit head to %s: %s", self.heads_path, exc)
+            return
         HEAD_LOG.info("audit head %s %s", row_id, sealed)
         self._head_noted = time.monotonic()
 

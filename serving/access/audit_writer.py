@@ -5,7 +5,6 @@ hears back before its own entries are on disk."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import queue
 import threading
 import time
@@ -16,8 +15,6 @@ from serving.access.audit_chain import Entry
 
 if TYPE_CHECKING:
     from serving.access.audit import AuditLog
-
-HEAD_LOG = logging.getLogger("sunshine.audit")
 
 GATHER_SECONDS = 0.002  # the longest a writer waits for entries still coming
 
@@ -76,12 +73,7 @@ class GroupCommit:
                     self.trail._close()
                     failed = exc
             if failed is None:
-                try:
-                    self.trail.note_head()
-                except OSError as exc:  # the entries are on disk; their callers go on
-                    HEAD_LOG.error(
-                        "could not write the audit head to %s: %s", self.trail.heads_path, exc
-                    )
+                self.trail.note_head()
             for done in waiting:
                 if failed is None:
                     done.set_result(None)

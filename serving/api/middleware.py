@@ -1,4 +1,5 @@
-"""What happens around every request: its id, the body limit, metrics and the audit trail.
+"""What happens around every request: its id, the body limit, the bound of requests in hand,
+metrics and the audit trail.
 
 A plain ASGI middleware rather than Starlette's `BaseHTTPMiddleware`, which runs each request
 through a task group and memory streams: on the one-row risk answer that machinery cost about
@@ -44,7 +45,7 @@ CLIENT_GONE = 499  # nginx's status for a request whose client closed the connec
 MAX_IN_FLIGHT = 8
 # never counted nor shed: the probes, and the pages' style sheet and the docs' files (static)
 UNBOUNDED = ("/healthz", "/readyz", "/metrics")
-STATIC = ("/app/static/", "/docs/assets/")
+STATIC = (NOT_AUDITED, "/docs/assets/")
 # what a browser shows when the service is busy: a page in both languages, not JSON
 BUSY_PAGE = (
     '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>系统繁忙</title>'
@@ -110,11 +111,10 @@ class Observe:
                     await record(status, route)
             await send(message)
 
-        too_large = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
         counted = path not in UNBOUNDED and not path.startswith(STATIC)
         try:
             if body.announced > MAX_BODY_BYTES:
-                await too_large(scope, receive, started)
+                await _too_large(scope, receive, started)
                 return
             if counted and self.in_flight >= self.max_in_flight:
                 await self._busy(scope, receive, started)
@@ -124,7 +124,7 @@ class Observe:
             await self.app(scope, body.receive, started)
         except BodyTooLarge:
             if not answered:
-                await too_large(scope, receive, started)
+                await _too_large(scope, receive, started)
         except ClientDisconnect:
             # gone before its whole body came: no answer to give, and no server error to
             # log; its entry says so with nginx's "client closed request"
@@ -147,6 +147,12 @@ class Observe:
                 headers={"Retry-After": "1"},
             )
         await busy(scope, receive, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    """The refusal of a body over MAX_BODY_BYTES (made only for such a request)."""
+    refusal = JSONResponse({"detail": f"body over {MAX_BODY_BYTES} bytes"}, 413)
+    await refusal(scope, receive, send)
 
 
 class _Body:
