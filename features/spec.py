@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from features.contract.vocabulary import (
     DISTRICTS,
     EVENT_TYPES,
+    EVENT_TYPES_BY_NAME,
     MEDICATIONS,
     OPIOIDS,
     RESIDENTIAL_SQL,
@@ -51,8 +52,8 @@ RISK_DIRECTION: dict[str, int] = {
 STAT_LABELS: dict[tuple[str, str], tuple[str, str]] = {
     ("urine_test", "mean"): ("positive-test rate", "尿检阳性率"),
     ("urine_test", "max"): ("any positive test", "有阳性尿检"),
-    ("urine_test", "last"): ("last test was positive", "最近一次尿检阳性"),
-    ("left_behind_status", "last"): ("currently left behind", "目前为留守儿童"),
+    ("urine_test", "last"): ("last urine test result", "最近一次尿检结果"),
+    ("left_behind_status", "last"): ("left-behind status, latest", "最近一次留守状态"),
     ("left_behind_status", "mean"): ("share of left-behind records", "留守记录占比"),
     ("left_behind_status", "max"): ("ever left behind", "曾为留守儿童"),
     ("injection_drug_use", "mean"): ("days injected in a month, mean", "每月注射天数平均值"),
@@ -94,10 +95,32 @@ class Feature:
     item: str | None = None  # an assessment item's code, for features from a codebook
     # a categorical item's answers, in the order of `categories`
     answers: tuple[float, ...] | None = None
+    # how a reader is shown a value (see `reading`), where the kind does not say it
+    shows: str | None = None
 
     @property
     def categorical(self) -> bool:
         return self.categories is not None
+
+    @property
+    def reading(self) -> str:
+        """How a value of this feature reads to a person: category (a code's label), yes_no,
+        percent (a share), count (times), days (a number of days), days_ago, age, years, words
+        (a yes/no event's last value: 阳性, 阴性), or amount (a number with its event type's unit)."""
+        if self.categorical:
+            return "category"
+        if self.shows:
+            return self.shows
+        if self.kind == "recency":
+            return "days_ago"
+        if self.kind == "ratio":
+            return "percent"
+        if self.agg == "count":
+            return "count"
+        event = EVENT_TYPES_BY_NAME.get(self.event_type or "")
+        if event is not None and event.value_words and self.kind in ("window", "last"):
+            return {"mean": "percent", "max": "yes_no"}.get(self.agg or "", "words")
+        return "amount"
 
 
 def _window_text(w: int | None) -> tuple[str, str]:
@@ -118,9 +141,9 @@ def _event_features() -> list[Feature]:
                 wen, wzh = _window_text(w)
                 if agg == "count" and e.valued:
                     en = f"number of {e.singular_en}s, {wen}"
-                    zh = f"{COUNT_ZH[e.name]}次数({wzh})"
+                    zh = f"{COUNT_ZH[e.name]}次数（{wzh}）"
                 elif agg == "count":
-                    en, zh = f"{e.label_en}, {wen}", f"{e.label_zh}次数({wzh})"
+                    en, zh = f"{e.label_en}, {wen}", f"{e.label_zh}次数（{wzh}）"
                 else:
                     base_en, base_zh = STAT_LABELS.get(
                         (e.name, agg),
@@ -129,7 +152,7 @@ def _event_features() -> list[Feature]:
                             f"{e.label_zh}{'平均值' if agg == 'mean' else '最大值'}",
                         ),
                     )
-                    en, zh = f"{base_en}, {wen}", f"{base_zh}({wzh})"
+                    en, zh = f"{base_en}, {wen}", f"{base_zh}（{wzh}）"
                 out.append(
                     Feature(
                         f"{e.name}__{agg}_{window_suffix(w)}",
@@ -152,7 +175,7 @@ def _event_features() -> list[Feature]:
             Feature(
                 f"{e.name}__days_since",
                 f"days since the last {e.singular_en}",
-                f"距最近一次{e.label_zh}的天数",
+                f"距最近一次{COUNT_ZH.get(e.name, e.label_zh)}的天数",
                 "recency",
                 event_type=e.name,
             )
@@ -175,7 +198,7 @@ def _opioid_features() -> list[Feature]:
             Feature(
                 f"opioid_positive_tests_{window_suffix(w)}",
                 f"opioid-positive test results, {wen}",
-                f"阿片类阳性尿检结果数({wzh})",
+                f"阿片类阳性尿检结果数（{wzh}）",
                 "domain",
                 sql="count(*) FILTER (WHERE event_type = 'urine_test' AND value = 1 "
                 f"AND detail IN ({_OPIOIDS}){within})",
@@ -185,12 +208,13 @@ def _opioid_features() -> list[Feature]:
             Feature(
                 f"opioid_use_days_reported_{window_suffix(w)}",
                 f"self-reported days of opioid use, {wen}",
-                f"自报阿片类使用天数({wzh})",
+                f"自报阿片类使用天数（{wzh}）",
                 "domain",
                 sql="count(DISTINCT d) FILTER (WHERE event_type = 'self_reported_use' "
                 f"AND detail IN ({_OPIOIDS}){within})",
                 monotone=+1,
                 fill=0.0,
+                shows="days",
             ),
         ]
     return out
@@ -208,6 +232,7 @@ def _medication_features() -> list[Feature]:
             sql="CASE WHEN arg_max(detail, event_time) FILTER "
             f"(WHERE event_type = 'medication_start') = '{m}' THEN 1.0 ELSE 0.0 END",
             fill=0.0,
+            shows="yes_no",
         )
         for m in MEDICATIONS
     ]
@@ -216,10 +241,11 @@ def _medication_features() -> list[Feature]:
 STATIC_FEATURES: tuple[Feature, ...] = (
     Feature(
         "age_years",
-        "age (years)",
-        "年龄(岁)",
+        "age",
+        "年龄",
         "static",
         sql="date_diff('day', p.birth_date, s.as_of) / 365.25",
+        shows="age",
     ),
     Feature("sex", "sex", "性别", "static", sql="p.sex", categories=SEXES),
     Feature("district", "district", "区县", "static", sql="p.district", categories=DISTRICTS),
@@ -230,6 +256,7 @@ STATIC_FEATURES: tuple[Feature, ...] = (
         "static",
         sql="CASE WHEN p.registration_date < s.as_of "
         "THEN date_diff('day', p.registration_date, s.as_of) / 365.25 END",
+        shows="years",
     ),
     Feature(
         "primary_substance",
@@ -249,14 +276,16 @@ DOMAIN_FEATURES: tuple[Feature, ...] = (
         "domain",
         sql="min(d) FILTER (WHERE event_type = 'urine_test' AND value = 1)",
         monotone=-1,
+        shows="days_ago",
     ),
     Feature(
         "days_since_residential_discharge",
-        "days since discharge from residential rehab",
-        "出所至今天数",
+        "days since the last discharge from residential rehab",
+        "距最近一次出所的天数",
         "domain",
         sql="min(d) FILTER (WHERE event_type = 'rehab_discharge' "
         f"AND detail IN ({RESIDENTIAL_SQL}))",
+        shows="days_ago",
     ),
     Feature(
         "employed_now",
@@ -268,6 +297,7 @@ DOMAIN_FEATURES: tuple[Feature, ...] = (
         "THEN 1.0 ELSE 0.0 END",
         monotone=-1,
         fill=0.0,
+        shows="yes_no",
     ),
     Feature(
         "longest_negative_run",
@@ -280,7 +310,7 @@ DOMAIN_FEATURES: tuple[Feature, ...] = (
     Feature(
         "checkin_adherence_90d",
         "check-in adherence, last 90 days",
-        "报到率(近90天)",
+        "报到率（近90天）",
         "ratio",
         ratio=("checkin_attended__count_90d", "checkin_missed__count_90d"),
         monotone=-1,
@@ -288,7 +318,7 @@ DOMAIN_FEATURES: tuple[Feature, ...] = (
     Feature(
         "checkin_adherence_365d",
         "check-in adherence, last 365 days",
-        "报到率(近365天)",
+        "报到率（近365天）",
         "ratio",
         ratio=("checkin_attended__count_365d", "checkin_missed__count_365d"),
         monotone=-1,
@@ -296,7 +326,7 @@ DOMAIN_FEATURES: tuple[Feature, ...] = (
     Feature(
         "methadone_adherence_90d",
         "methadone adherence, last 90 days",
-        "美沙酮服药依从率(近90天)",
+        "美沙酮服药依从率（近90天）",
         "ratio",
         ratio=("methadone_dose__count_90d", "methadone_missed__count_90d"),
         monotone=-1,
@@ -338,7 +368,7 @@ def codebook_features(codebook: Codebook) -> tuple[Feature, ...]:
             Feature(
                 f"{base}__last",
                 f"{i.label_en}, last answer",
-                f"{i.label_zh}(最近一次回答)",
+                f"{i.label_zh}（最近一次回答）",
                 "item_last",
                 event_type="assessment",
                 categories=tuple(i.answers[a] for a in answers) if answers else None,

@@ -28,7 +28,7 @@ from serving.api.schemas import ScoreRequest
 from serving.scoring.interventions import Interventions
 from serving.state.service import ServiceState
 from serving.storage.web_records import WebStore
-from serving.web import account, caseload_pages, person_pages, programme_pages
+from serving.web import account, caseload_pages, person_pages, programme_pages, signin_pages
 from serving.web.render import HERE
 
 
@@ -58,7 +58,7 @@ def create_app(
     app.state.services = svc
     for module in (risk, score, admin, health, indicators):
         app.include_router(module.router)
-    for page in (account, caseload_pages, person_pages, programme_pages):
+    for page in (account, signin_pages, caseload_pages, person_pages, programme_pages):
         app.include_router(page.router)
     account.install(app)
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")

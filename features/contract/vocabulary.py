@@ -77,6 +77,64 @@ DISTRICT_LABELS_ZH = {
 }
 
 
+# Every code a registry writes in `detail` (and a person's sex), in English and Chinese: what
+# a page, a roster or an explanation shows instead of the code. The closed lists above, and the
+# free-text values the programme's registry uses (venues, courses, relations, instruments); a
+# free text not listed here is the registry's own words and is shown as written.
+CODE_LABELS: dict[str, tuple[str, str]] = {
+    "heroin": ("heroin", "海洛因"),
+    "methamphetamine": ("methamphetamine", "冰毒"),
+    "ketamine": ("ketamine", "氯胺酮"),
+    "new_psychoactive": ("new psychoactive substance", "新精神活性物质"),
+    "cannabis": ("cannabis", "大麻"),
+    "other": ("other substance", "其他物质"),
+    "opioid": ("other opioid", "其他阿片类"),
+    "methadone": ("methadone", "美沙酮"),
+    "buprenorphine": ("buprenorphine", "丁丙诺啡"),
+    "naltrexone": ("naltrexone", "纳曲酮"),
+    "cocaine": ("cocaine", "可卡因"),
+    "amphetamine": ("amphetamine", "苯丙胺"),
+    "benzodiazepine": ("benzodiazepine", "苯二氮䓬类药物"),
+    "sedative": ("sedative", "镇静催眠药"),
+    "alcohol": ("alcohol", "酒精"),
+    "compulsory_isolation": ("compulsory isolation", "强制隔离戒毒"),
+    "voluntary": ("voluntary residential rehab", "自愿戒毒"),
+    "community_rehab": ("community drug treatment", "社区戒毒"),
+    "community_recovery": ("community rehabilitation", "社区康复"),
+    "detox": ("medical withdrawal", "医疗脱毒"),
+    "PHQ-9": ("depression questionnaire (PHQ-9)", "抑郁筛查量表"),
+    "cooking": ("cooking", "烹饪"),
+    "auto repair": ("auto repair", "汽车维修"),
+    "cosmetology": ("beauty and hairdressing", "美容美发"),
+    "catering": ("catering", "餐饮服务"),
+    "sunshine project": ("Sunshine project job", "阳光工程岗位"),
+    "construction": ("construction", "建筑业"),
+    "fighting": ("fighting", "打架"),
+    "truancy": ("truancy", "逃学"),
+    "school programme": ("school prevention class", "校园禁毒课"),
+    "father": ("father", "父亲"),
+    "mother": ("mother", "母亲"),
+    "sibling": ("brother or sister", "兄弟姐妹"),
+    "both parents": ("both parents", "父母双方"),
+    "KTV": ("karaoke bar", "歌厅"),
+    "bar": ("bar", "酒吧"),
+    "internet cafe": ("internet cafe", "网吧"),
+    "F": ("female", "女"),
+    "M": ("male", "男"),
+}
+
+
+def code_label(code: str, lang: str) -> str:
+    """A code as a reader sees it: its label in `lang`, a district by its name, and a free
+    text nobody declared as written."""
+    if lang == "zh" and code in DISTRICT_LABELS_ZH:
+        return DISTRICT_LABELS_ZH[code]
+    if code in DISTRICTS:
+        return code.capitalize()
+    labels = CODE_LABELS.get(code)
+    return code if labels is None else labels[lang == "zh"]
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
@@ -96,6 +154,10 @@ class EventType:
     # False for administrative facts (a move between districts) that describe the registry's
     # bookkeeping, not the person's behaviour: no model feature is built from them
     features: bool = True
+    # what a value means to a reader: the unit of an amount, or the words for 1 and 0 of a
+    # yes/no value (a urine test's result), each as (English, Chinese)
+    unit: tuple[str, str] | None = None
+    value_words: tuple[tuple[str, str], tuple[str, str]] | None = None  # (for 1, for 0)
 
     @property
     def singular_en(self) -> str:
@@ -127,6 +189,9 @@ def _load() -> tuple[EventType, ...]:
             e["value_range"] = tuple(e["value_range"])
         if "detail_choices" in e:
             e["detail_choices"] = CHOICES[e["detail_choices"]]
+        for key in ("unit", "value_words"):
+            if key in e:
+                e[key] = tuple(tuple(x) if isinstance(x, list) else x for x in e[key])
         if "singular_en" in e:
             e["singular"] = e.pop("singular_en")
         out.append(EventType(**e))

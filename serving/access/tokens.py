@@ -161,6 +161,14 @@ class TokenStore:
         now = dt.datetime.now(dt.UTC)
         return next((_user(e, now) for e in self.entries if e.id == token_id), None)
 
+    def for_user(self, user: str) -> User | None:
+        """The user behind a password sign-in: their newest valid token's identity (role,
+        districts, scopes), None when they have no valid token (revoked or expired)."""
+        self.follow()
+        now = dt.datetime.now(dt.UTC)
+        mine = [e for e in self.entries if e.user == user and e.valid_at(now)]
+        return _user(max(mine, key=lambda e: e.created), now) if mine else None
+
     def create(
         self,
         user: str,

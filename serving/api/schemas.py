@@ -55,10 +55,15 @@ RISK_EXAMPLE: JsonDict = {
         {
             "feature": "checkin_missed__count_90d",
             "label_en": "check-ins missed, last 90 days",
-            "label_zh": "未按时报到次数(近90天)",
+            "label_zh": "未按时报到次数（近90天）",
             "value": 3.0,
             "contribution": 0.31,
             "direction": "raises",
+            "text_en": "check-ins missed, last 90 days: 3 times",
+            "text_zh": "未按时报到次数\uff08近90天\uff09\uff1a3次",
+            "effect_en": "raises the risk",
+            "effect_zh": "使风险升高",
+            "background": False,
         }
     ],
     "support": [
@@ -80,6 +85,13 @@ class Factor(BaseModel):
     value: float | str | None
     contribution: float = Field(description="log-odds contribution of this feature")
     direction: str = Field(description="raises or lowers the risk")
+    text_en: str = Field(description="the reason in plain words: the label and the value")
+    text_zh: str = Field(description="the same in Chinese")
+    effect_en: str = Field(description="what it does to the risk, a missing value said so")
+    effect_zh: str = Field(description="the same in Chinese")
+    background: bool = Field(
+        description="a fixed fact (age, sex, district, registration) nobody can act on"
+    )
 
 
 class Support(BaseModel):

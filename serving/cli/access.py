@@ -1,28 +1,30 @@
-"""Access commands: API tokens, and the audit trail (query, verify)."""
+"""Access commands: API tokens, web users' passwords, and the audit trail (query, verify)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import pandas as pd
 import typer
 
 from features.core import cli
 from features.core.errors import InputError
-from features.core.settings import AUDIT_DB, settings
+from features.core.settings import AUDIT_DB, SERVICE_DB, settings
 from serving.access.audit import AuditLog, open_audit, parse_head, read_heads
 from serving.access.audit_keys import KeyRing
+from serving.access.passwords import CODE_HOURS, Passwords
 from serving.access.tokens import DEFAULT_EXPIRY_DAYS, TokenStore
-from serving.cli.service import AuditDbOpt
-
-if TYPE_CHECKING:
-    pass
-
+from serving.cli.service import AuditDbOpt, ServiceDbOpt
+from serving.storage.web_records import WebStore
 
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
 
 
+users_app = typer.Typer(
+    help="Web sign-in for people: one-time codes to set a password, and removal.",
+    no_args_is_help=True,
+)
 audit_app = typer.Typer(
     help="The audit trail of API calls: query it, or verify its hash chain.",
     invoke_without_command=True,
@@ -31,6 +33,7 @@ audit_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(tokens_app, name="tokens")
+    app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
 
 
@@ -92,6 +95,50 @@ def tokens_revoke(
     tokens.save()
     for e in revoked:
         cli.console.print(f"revoked token {e.id} of {e.user} ({e.role})")
+
+
+def _passwords(service_db: Path | None) -> Passwords:
+    return Passwords(WebStore(cli.in_home(service_db, SERVICE_DB)).engine)
+
+
+@users_app.command("invite")
+@cli.user_errors
+def users_invite(
+    user: Annotated[str, typer.Option(help="the user name, as their token names it")],
+    hours: Annotated[int, typer.Option(min=1, max=168, help="hours the code stays valid")] = (
+        CODE_HOURS
+    ),
+    service_db: ServiceDbOpt = None,
+) -> None:
+    """Issue a one-time code with which the user sets (or resets) their web password at
+    /app/setup. The code is printed once; only its hash is stored, and an earlier code of
+    the user stops working. The user signs in as the role and districts of their token."""
+    who = TokenStore.load().for_user(user)
+    if who is None:
+        raise InputError(
+            f"{user} has no valid token: create one first (sunshine tokens create --user {user})"
+        )
+    code = _passwords(service_db).issue_code(user, hours)
+    cli.err_console.print(
+        f"one-time code for {user} ({who.role}), valid for {hours} hours: they open "
+        "/app/setup, enter their user name, this code and a new password"
+    )
+    print(code)
+
+
+@users_app.command("remove")
+@cli.user_errors
+def users_remove(
+    user: Annotated[str, typer.Option(help="the user name")],
+    service_db: ServiceDbOpt = None,
+) -> None:
+    """Forget a user's password and codes: they sign in again only through a new code.
+    (Revoking their tokens closes every door at once.)"""
+    passwords = _passwords(service_db)
+    if not passwords.has_password(user):
+        raise InputError(f"{user} has no password")
+    passwords.remove(user)
+    cli.console.print(f"removed the password of {user}")
 
 
 @audit_app.callback()

@@ -4,16 +4,24 @@ batch scorer and the web pages alike.
 A reason is a feature's label in the chosen language, the person's own value of it, and
 whether it raises or lowers the risk. Rendering works on whole columns of a `TopK`, so a
 100,000-row roster costs no more than a handful of numpy operations per reason.
+
+`sentence` says a reason as a caseworker reads it: the value in the words its feature's kind
+calls for (是/否, a percentage, a count with its unit, "2 天前", whole years, a code's label),
+a missing value as missing, and never a raw code or a bare 1. Fixed background (age, sex,
+district, how long ago someone was registered) is marked apart: a caseworker cannot act on it,
+so it is never a caseload's top reason.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.spec import FEATURES_BY_NAME
+from features.contract.vocabulary import EVENT_TYPES_BY_NAME, code_label
+from features.spec import FEATURES_BY_NAME, Feature
 
 if TYPE_CHECKING:  # LightGBM is imported only where a model is loaded
     from training.explain import TopK
@@ -22,6 +30,102 @@ EFFECT = {
     "en": {"raises": "raises", "lowers": "lowers"},
     "zh": {"raises": "升高", "lowers": "降低"},
 }
+# what a reason does to the risk, said in full; a missing value's effect says it is the
+# missing record that counts
+EFFECT_TEXT = {
+    "en": {
+        (True, False): "raises the risk",
+        (False, False): "lowers the risk",
+        (True, True): "having no record raises the risk",
+        (False, True): "having no record lowers the risk",
+    },
+    "zh": {
+        (True, False): "使风险升高",
+        (False, False): "使风险降低",
+        (True, True): "没有记录使风险升高",
+        (False, True): "没有记录使风险降低",
+    },
+}
+NONE_RECORDED = {"en": "none recorded", "zh": "无记录"}
+COLON = {"en": ": ", "zh": "\uff1a"}
+
+
+def is_background(name: str) -> bool:
+    """Fixed facts about a person (age, sex, district, registration): shown apart."""
+    return FEATURES_BY_NAME[name].kind == "static"
+
+
+def missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def sentence(name: str, value: object, lang: str) -> str:
+    """A reason as a sentence: "报到率（近90天）：67%", "last urine test: 2 days ago"."""
+    f = FEATURES_BY_NAME[name]
+    label = f.label_zh if lang == "zh" else f.label_en
+    if f.reading == "days_ago":
+        label = _ago_label(f, lang)
+    return f"{label}{COLON[lang]}{reading(f, value, lang)}"
+
+
+def effect(raises: bool, value: object, lang: str) -> str:
+    return EFFECT_TEXT[lang][(bool(raises), missing(value))]
+
+
+def reading(f: Feature, value: object, lang: str) -> str:
+    """A value in the words its feature's kind calls for."""
+    zh = lang == "zh"
+    if missing(value):
+        return NONE_RECORDED[lang]
+    if f.reading == "category":
+        return code_label(str(value), lang)
+    v = float(value)  # type: ignore[arg-type]
+    if f.reading == "yes_no":
+        return ("是" if zh else "yes") if v >= 0.5 else ("否" if zh else "no")
+    if f.reading == "percent":
+        return f"{v * 100:.0f}%"
+    if f.reading == "count":
+        n = int(round(v))
+        return f"{n}次" if zh else f"{n} time" + ("" if n == 1 else "s")
+    if f.reading == "days":
+        n = int(round(v))
+        return f"{n}天" if zh else f"{n} day" + ("" if n == 1 else "s")
+    if f.reading == "days_ago":
+        return ago(v, lang)
+    event = EVENT_TYPES_BY_NAME.get(f.event_type or "")
+    if f.reading == "words" and event is not None and event.value_words:
+        return event.value_words[0 if v >= 0.5 else 1][zh]
+    if f.reading == "age":
+        return f"{int(v)}岁" if zh else f"{int(v)} years old"
+    if f.reading == "years":
+        return f"{v:.0f}年" if zh else f"{v:.0f} years"
+    unit = event.unit if event else None
+    number = f"{v:.1f}".removesuffix(".0")
+    if unit is None:
+        return number
+    return f"{number}{unit[1]}" if zh else f"{number} {unit[0]}"
+
+
+def ago(days: float, lang: str) -> str:
+    """How long ago, in the unit a person would use: days, then months, then years."""
+    zh = lang == "zh"
+    if days < 1:
+        return "今天" if zh else "today"
+    if days < 60:
+        n = int(days)
+        return f"{n}天前" if zh else f"{n} day{'' if n == 1 else 's'} ago"
+    if days < 730:
+        n = round(days / 30.44)
+        return f"约{n}个月前" if zh else f"about {n} months ago"
+    n = round(days / 365.25)
+    return f"约{n}年前" if zh else f"about {n} years ago"
+
+
+def _ago_label(f: Feature, lang: str) -> str:
+    """ "days since the last X" as "last X" (a value says "2 days ago")."""
+    if lang == "zh":
+        return f.label_zh.removeprefix("距").removesuffix("的天数")
+    return f.label_en.removeprefix("days since ").removeprefix("the ")
 
 
 def labels(top: TopK, k: int, lang: str) -> np.ndarray:
@@ -81,6 +185,11 @@ def factors(top: TopK) -> list[list[dict[str, Any]]]:
                         "value": val[i],
                         "contribution": float(contrib[i]),
                         "direction": way[i],
+                        "text_en": sentence(names[pos[i]], val[i], "en"),
+                        "text_zh": sentence(names[pos[i]], val[i], "zh"),
+                        "effect_en": effect(contrib[i] > 0, val[i], "en"),
+                        "effect_zh": effect(contrib[i] > 0, val[i], "zh"),
+                        "background": is_background(names[pos[i]]),
                     }
                 )
         out.append(row)

@@ -9,19 +9,24 @@ filters and slices a ranked table: a request never rebuilds anyone's features.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from serving.scoring.reasons import display_values, labels
+from serving.scoring.reasons import effect, is_background, sentence
 
 if TYPE_CHECKING:  # LightGBM is imported only where a model is scored: the CLI starts fast
     from models.risk_model import RiskModel
+    from training.explain import TopK
 
 DEFAULT_RISING = 0.05  # a rise in probability (absolute) that counts as rising, tier unchanged
 PAGE_ROWS = 25
+# reasons looked at for each person to find the first one a caseworker can act on
+EXPLAINED = 8
+SEP = {"en": " — ", "zh": "\uff0c"}
 
 
 def month_before(day: dt.date, months: int = 1) -> dt.date:
@@ -37,6 +42,12 @@ class Caseload:
     previous: dt.date
     # one row per cohort member, highest probability first, indexed by person_id
     frame: pd.DataFrame
+    # the shares of the model's reference cohort in the high tier, then in high and medium:
+    # the tiers are ranks, and a page says so
+    tier_shares: tuple[float, float] = (0.10, 0.30)
+
+
+SORTS = ("risk", "change", "contact")
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,9 @@ class Filters:
     district: str | None = None
     rising: bool = False
     search: str | None = None
+    # only those to follow up: risk rose, or high tier, with no contact since a month earlier
+    todo: bool = False
+    sort: str = "risk"  # one of SORTS
 
 
 def build_caseload(
@@ -60,10 +74,16 @@ def build_caseload(
     """`persons` (district, last_contact) and `now` (features) are indexed by person_id and
     hold exactly the cohort today; `before` holds the features a month earlier of those who
     were in the cohort then (None: nobody was)."""
-    scored = model.score(now, explain=1)
+    scored = model.score(now, explain=EXPLAINED)
     top = scored.top
     assert top is not None
-    shown = top.shown[:, 0]
+    k = top_actionable(top)
+    rows = np.arange(len(top))
+    name = np.asarray(top.names, object)[top.position[rows, k]]
+    values = [top.column_values(j) for j in range(top.position.shape[1])]
+    value = np.array([values[j][i] for i, j in enumerate(k)], object)
+    raises = top.contribution[rows, k] > 0
+    shown = top.shown[rows, k]
     frame = pd.DataFrame(
         {
             "district": persons["district"].to_numpy(),
@@ -71,10 +91,10 @@ def build_caseload(
             "raw_score": scored.raw_score,
             "tier": scored.tier,
             "percentile": scored.percentile,
-            "reason_en": _where(shown, labels(top, 0, "en")),
-            "reason_zh": _where(shown, labels(top, 0, "zh")),
-            "raises": shown & (top.contribution[:, 0] > 0),
-            "reason_value": _where(shown, display_values(top, 0)),
+            "reason_feature": _where(shown, name),
+            "reason_en": _texts(shown, name, value, raises, "en"),
+            "reason_zh": _texts(shown, name, value, raises, "zh"),
+            "raises": shown & raises,
             "last_contact": persons["last_contact"].to_numpy(),
         },
         index=now.index,
@@ -94,7 +114,33 @@ def build_caseload(
     # by raw score: the probability follows it (the calibrator is monotone) and is often
     # tied (a calibration step), the raw score, like the percentile, rarely
     frame = frame.sort_values("raw_score", ascending=False, kind="stable")
-    return Caseload(task, version, as_of, month_before(as_of), frame)
+    return Caseload(task, version, as_of, month_before(as_of), frame, tuple(model.tier_shares))
+
+
+def top_actionable(top: TopK) -> np.ndarray:
+    """Each row's reason to show first: the largest that raises the risk and that a
+    caseworker can act on (not age, sex, district or registration), else the largest
+    actionable one; the first shown when all are background."""
+    background = np.array([is_background(n) for n in top.names], bool)[top.position]
+    actionable = top.shown & ~background
+    rising = actionable & (top.contribution > 0)
+    return np.where(
+        rising.any(axis=1),
+        rising.argmax(axis=1),
+        np.where(actionable.any(axis=1), actionable.argmax(axis=1), 0),
+    )
+
+
+def _texts(
+    shown: np.ndarray, names: np.ndarray, values: np.ndarray, raises: np.ndarray, lang: str
+) -> np.ndarray:
+    """Each row's reason and its effect in `lang`, None where no reason is shown."""
+    out = np.full(len(names), None, object)
+    for i in np.flatnonzero(shown):
+        out[i] = (
+            f"{sentence(names[i], values[i], lang)}{SEP[lang]}{effect(raises[i], values[i], lang)}"
+        )
+    return out
 
 
 def _where(shown: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -104,9 +150,16 @@ def _where(shown: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def select(caseload: Caseload, districts: tuple[str, ...] | None, f: Filters) -> pd.DataFrame:
+def select(
+    caseload: Caseload,
+    districts: tuple[str, ...] | None,
+    f: Filters,
+    contacts: Mapping[str, dt.date] | None = None,
+) -> pd.DataFrame:
     """The rows a user may see (`districts`; None for every district) that pass the filters,
-    highest risk first, with their `rank` in that list."""
+    with their `rank` by risk in that list, in the order `f.sort` asks for. `contacts` are
+    the follow-ups recorded since the registry was read (each person's latest day): they
+    are contacts too, so they update `last_contact` before the to-follow-up filter."""
     frame = caseload.frame
     keep = np.ones(len(frame), bool)
     if districts is not None:
@@ -119,7 +172,27 @@ def select(caseload: Caseload, districts: tuple[str, ...] | None, f: Filters) ->
         keep &= frame["rising"].to_numpy()
     if f.search:
         keep &= frame.index.str.contains(f.search, case=False, regex=False)
-    return frame[keep].assign(rank=np.arange(1, int(keep.sum()) + 1))
+    rows = frame[keep].assign(rank=np.arange(1, int(keep.sum()) + 1))
+    if contacts:
+        rows = with_contacts(rows, contacts)
+    if f.todo:
+        since = pd.Timestamp(caseload.previous)
+        urgent = rows["rising"] | (rows["tier"] == "high")
+        rows = rows[urgent & ~(rows["last_contact"] >= since)]
+    if f.sort == "change":
+        return rows.sort_values("change", ascending=False, na_position="last", kind="stable")
+    if f.sort == "contact":  # the longest without contact first, never contacted before all
+        return rows.sort_values("last_contact", na_position="first", kind="stable")
+    return rows
+
+
+def with_contacts(rows: pd.DataFrame, contacts: Mapping[str, dt.date]) -> pd.DataFrame:
+    """`rows` with each person's last contact the later of the registry's and `contacts`."""
+    recorded = pd.to_datetime(pd.Series(contacts, dtype=object)).reindex(rows.index)
+    if recorded.isna().all():
+        return rows
+    last = pd.to_datetime(rows["last_contact"])
+    return rows.assign(last_contact=pd.concat([last, recorded], axis=1).max(axis=1))
 
 
 def page_of(rows: pd.DataFrame, page: int, size: int = PAGE_ROWS) -> tuple[pd.DataFrame, int]:

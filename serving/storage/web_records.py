@@ -150,6 +150,12 @@ class WebStore:
             for p, t, o, out, d, n, u, v, r in rows
         ]
 
+    def last_followups(self) -> dict[str, dt.date]:
+        """Each person's latest follow-up day, whatever its task or answer: a follow-up is a
+        contact, so a caseload shows it as the last contact the moment it is saved."""
+        rows = self._run("SELECT person_id, MAX(day) FROM followups GROUP BY person_id")
+        return {p: dt.date.fromisoformat(d) for p, d in rows}
+
     def followup_events(self) -> pd.DataFrame:
         """Every follow-up as a `support_offered` event of the data contract: the option's
         code in `detail`, the answer in `value` (1 accepted, 0 declined, empty while only

@@ -1,38 +1,34 @@
-"""Signing in and out, the language switch, and the pages every refusal ends on."""
+"""Signing out, the language switch, and the pages every refusal ends on (signing in is
+serving.web.signin_pages)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from features.contract.vocabulary import LANGS
 from serving.api.deps import Services, services
-from serving.storage.web_records import SESSION_HOURS
-from serving.web.i18n import N_, Texts
+from serving.web.i18n import N_
 from serving.web.render import home, redirect, render
 from serving.web.session import (
-    LANG_COOKIE,
     PATH,
     SESSION_COOKIE,
-    SIGNIN_COOKIE,
     PageError,
     SignInRequired,
-    browser_lang,
     check_csrf,
-    new_signin_nonce,
     optional_user,
-    set_cookie,
     signed_in,
 )
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 Svc = Annotated[Services, Depends(services)]
-TOKEN_CHARS = 200
 INVALID = N_("Some of what was sent is not valid. Go back and try again.")
-BAD_TOKEN = N_("That token is not valid, or has expired or been revoked.")
-YEAR_S = 365 * 86400
+PAGE_NOT_FOUND = N_("There is no such page.")
 
 
 @router.get("")
@@ -40,47 +36,6 @@ YEAR_S = 365 * 86400
 def root(request: Request, svc: Svc) -> Response:
     web = optional_user(request, svc)
     return redirect(home(web) if web else "/app/signin")
-
-
-@router.get("/signin")
-def signin_page(
-    request: Request, svc: Svc, lang: Annotated[str | None, Query(max_length=2)] = None
-) -> Response:
-    web = optional_user(request, svc)
-    if web is not None:
-        return redirect(home(web))
-    return _signin(request, lang if lang in LANGS else None)
-
-
-def _signin(request: Request, lang: str | None, status: int = 200, error: str = "") -> Response:
-    nonce = new_signin_nonce()
-    texts = Texts(lang or browser_lang(request))  # drawn in the language just picked
-    response = render(request, "signin.html", None, status, texts, nonce=nonce, error=error)
-    set_cookie(request, response, SIGNIN_COOKIE, nonce, 3600)
-    if lang:
-        set_cookie(request, response, LANG_COOKIE, lang, YEAR_S)
-    return response
-
-
-@router.post("/signin")
-def signin(
-    request: Request,
-    svc: Svc,
-    token: Annotated[str, Form(max_length=TOKEN_CHARS)],
-    nonce: Annotated[str, Form(max_length=64)] = "",
-) -> Response:
-    check_csrf(request.cookies.get(SIGNIN_COOKIE, ""), nonce)
-    user = svc.tokens.authenticate(token.strip())
-    if user is None or user.token_id is None:
-        return _signin(request, None, 401, BAD_TOKEN)
-    request.state.user = user
-    sid, _ = svc.web.open_session(user.token_id)
-    if svc.web.lang(user.user) is None:  # the language picked before signing in stays
-        svc.web.set_lang(user.user, browser_lang(request))
-    response = redirect("/app/")
-    set_cookie(request, response, SESSION_COOKIE, sid, SESSION_HOURS * 3600)
-    response.delete_cookie(SIGNIN_COOKIE, path=PATH)
-    return response
 
 
 @router.post("/signout")
@@ -120,6 +75,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PageError)
     def refused(request: Request, exc: PageError) -> Response:
         return refusal_page(request, exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def unknown_page(request: Request, exc: StarletteHTTPException) -> Response:
+        """An unknown address under /app/ is a page in the user's language, with every
+        page's headers; the API's stay JSON."""
+        if not request.url.path.startswith("/app"):
+            return await http_exception_handler(request, exc)
+        message = PAGE_NOT_FOUND if exc.status_code == 404 else INVALID
+        return await run_in_threadpool(refusal_page, request, exc.status_code, message)
 
 
 def refusal_page(request: Request, status: int, message: str) -> Response:

@@ -1,10 +1,16 @@
 """My caseload: the persons of my districts in a task's cohort today, ranked by risk, with
-filters, pages and an Excel export of the filtered list."""
+the to-follow-up view, filters, sorting, pages and an Excel export of the filtered list.
+
+A follow-up saved on a person's page is a contact: the caseload reads the service's
+follow-ups on every request, so the person's last contact changes, and they leave the
+to-follow-up view, the moment it is saved."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import math
+from dataclasses import replace
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -19,7 +25,7 @@ from features.tasks import Task, get_task, task_names
 from models.risk_model import TIERS
 from serving.access.audit_chain import Entry
 from serving.api.deps import Services, services
-from serving.state.caseload import Caseload, Filters, page_of, select
+from serving.state.caseload import SORTS, Caseload, Filters, page_of, select
 from serving.web.i18n import N_, Texts
 from serving.web.render import render, secure
 from serving.web.session import PageError, WebUser, signed_in
@@ -32,12 +38,17 @@ COLUMNS = {
     "person_id": N_("Person"),
     "district": N_("District"),
     "tier": N_("Risk tier"),
-    "percentile": N_("Percentile"),
+    "percentile": N_("Rank among comparable persons"),
     "probability": N_("Probability"),
     "change": N_("Change since last month"),
     "reason": N_("Top reason"),
     "last_contact": N_("Last social-worker contact"),
 }
+
+
+# how the workbook shows its fractions: 0.323 as 32.3%, a change of 0.032 as +3.2%; a
+# probability under 0.05% as "<0.1%", never as 0.0% ("no risk", which no model can say)
+PERCENT_FORMATS = {"probability": '[<0.0005]"<0.1%";0.0%', "change": "+0.0%;-0.0%;0.0%"}
 
 
 def allowed_tasks(svc: Services, web: WebUser) -> list[Task]:
@@ -83,10 +94,17 @@ class CaseloadQuery:
         rising: Annotated[bool, Query()] = False,
         q: Annotated[str | None, Query(max_length=SEARCH_CHARS)] = None,
         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        view: Annotated[str | None, Query(max_length=8)] = None,
+        sort: Annotated[str | None, Query(max_length=8)] = None,
     ) -> None:
         self.task, self.page = task, page
         self.filters = Filters(
-            tier if tier in TIERS else None, district or None, rising, (q or "").strip() or None
+            tier if tier in TIERS else None,
+            district or None,
+            rising,
+            (q or "").strip() or None,
+            todo=view == "todo",
+            sort=sort if sort in SORTS else "risk",
         )
 
 
@@ -94,25 +112,25 @@ FilterQuery = Annotated[CaseloadQuery, Depends()]
 
 
 def visible(
-    svc: Services, web: WebUser, query: CaseloadQuery
+    svc: Services, web: WebUser, query: CaseloadQuery, contacts: dict[str, dt.date]
 ) -> tuple[Task, Caseload, pd.DataFrame]:
     task = chosen_task(svc, web, query.task)
     caseload = caseload_of(svc, task)
-    mine = web.user.districts if web.user.role == "caseworker" else None
+    mine = mine_of(web)
     if query.filters.district and mine is not None and query.filters.district not in mine:
         raise PageError(403, "That district is not one of yours.")
-    return task, caseload, select(caseload, mine, query.filters)
+    return task, caseload, select(caseload, mine, query.filters, contacts)
 
 
 @router.get("/caseload")
 def caseload_page(request: Request, svc: Svc, query: FilterQuery) -> Response:
     web = signed_in(request, svc, "caseworker", "analyst")
-    task, caseload, rows = visible(svc, web, query)
+    contacts = svc.web.last_followups()
+    task, caseload, rows = visible(svc, web, query, contacts)
     shown, pages = page_of(rows, query.page)
     request.state.audit = shown_entries(request, caseload, shown)
     f = query.filters
-    asked = {"task": task.name, "tier": f.tier, "district": f.district, "q": f.search}
-    params = {k: v for k, v in asked.items() if v} | ({"rising": "true"} if f.rising else {})
+    params = query_of(task, f)
     page = min(query.page, pages)
     return render(
         request,
@@ -132,10 +150,36 @@ def caseload_page(request: Request, svc: Svc, query: FilterQuery) -> Response:
         prev_url=_page_url(params, page - 1) if page > 1 else None,
         next_url=_page_url(params, page + 1) if page < pages else None,
         export_url="/app/caseload.xlsx?" + urlencode(params),
+        view_urls={
+            v: "/app/caseload?" + urlencode(query_of(task, replace(f, todo=v == "todo")))
+            for v in ("all", "todo")
+        },
+        todo_count=len(select(caseload, mine_of(web), Filters(todo=True), contacts)),
+        sorts=SORTS,
         model_version=caseload.version,
+        average=float(caseload.frame["probability"].mean()),
+        shares=caseload.tier_shares,
         arrow=arrow,
         percent=percent,
     )
+
+
+def query_of(task: Task, f: Filters) -> dict[str, str]:
+    """The query string that asks for this task with these filters."""
+    asked = {"task": task.name, "tier": f.tier, "district": f.district, "q": f.search}
+    params = {k: v for k, v in asked.items() if v}
+    if f.rising:
+        params["rising"] = "true"
+    if f.todo:
+        params["view"] = "todo"
+    if f.sort != "risk":
+        params["sort"] = f.sort
+    return params
+
+
+def mine_of(web: WebUser) -> tuple[str, ...] | None:
+    """The districts a user may see: a caseworker's own, everyone's for an analyst."""
+    return web.user.districts if web.user.role == "caseworker" else None
 
 
 def shown_entries(request: Request, caseload: Caseload, rows: pd.DataFrame) -> list[Entry]:
@@ -192,21 +236,38 @@ def percent(p: float | None, digits: int = 1, signed: bool = False) -> str:
 def caseload_export(request: Request, svc: Svc, query: FilterQuery) -> Response:
     """Every row that passes the filters (all pages), as a workbook in the user's language."""
     web = signed_in(request, svc, "caseworker", "analyst")
-    task, caseload, rows = visible(svc, web, query)
+    task, caseload, rows = visible(svc, web, query, svc.web.last_followups())
     request.state.audit = shown_entries(request, caseload, rows)
-    body = io.BytesIO()
-    workbook(rows, web.texts).to_excel(body, index=False, sheet_name=task.name[:31])
+    sheet = web.texts(N_("My caseload")) + " " + web.texts.task(task)
+    body = workbook_bytes(workbook(rows, web.texts), web.texts, sheet)
     name = f"caseload-{task.name}-{caseload.as_of}.xlsx"
     return secure(
         Response(
-            body.getvalue(),
+            body,
             media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
     )
 
 
+def workbook_bytes(frame: pd.DataFrame, _: Texts, sheet: str) -> bytes:
+    """`frame` as an .xlsx workbook of one sheet, its fractions shown as percentages."""
+    body = io.BytesIO()
+    sheet = sheet[:31]  # Excel's longest sheet name
+    with pd.ExcelWriter(body, engine="openpyxl") as book:
+        frame.to_excel(book, index=False, sheet_name=sheet)
+        cells = book.sheets[sheet]
+        for key, shown in PERCENT_FORMATS.items():
+            column = frame.columns.get_loc(_(COLUMNS[key])) + 1
+            for (cell,) in cells.iter_rows(min_row=2, min_col=column, max_col=column):
+                cell.number_format = shown
+    return body.getvalue()
+
+
 def workbook(rows: pd.DataFrame, _: Texts) -> pd.DataFrame:
+    """The caseload as the page shows it, in the page's language: ranks, tiers, the share
+    of comparable persons above ("前3%"), probabilities and changes as percentages, the
+    reason with its value and effect, and dates."""
     reason = rows["reason_zh"] if _.lang == "zh" else rows["reason_en"]
     frame = pd.DataFrame(
         {
@@ -216,12 +277,15 @@ def workbook(rows: pd.DataFrame, _: Texts) -> pd.DataFrame:
             "person_id": [defuse(p) for p in rows.index],
             "district": [_.district(d) for d in rows["district"]],
             "tier": [_.tier(t) for t in rows["tier"]],
-            "percentile": rows["percentile"].round(1).to_numpy(),
-            # four significant digits, not decimals: a small probability is never written as 0
-            "probability": [float(f"{v:.4g}") for v in rows["probability"]],
-            "change": rows["change"].round(4).to_numpy(),
-            "reason": reason.to_numpy(),
-            "last_contact": pd.to_datetime(rows["last_contact"]).dt.date.to_numpy(),
+            "percentile": [_.top_share(p) for p in rows["percentile"]],
+            # numbers a spreadsheet can sort, shown as percentages (PERCENT_FORMATS)
+            "probability": rows["probability"].to_numpy(float),
+            "change": rows["change"].to_numpy(float),
+            "reason": [defuse(r) if isinstance(r, str) else "" for r in reason],
+            "last_contact": [
+                _.date(d.date()) if not pd.isna(d) else _("none recorded")
+                for d in pd.to_datetime(rows["last_contact"])
+            ],
         }
     )
     return frame.rename(columns={k: _(v) for k, v in COLUMNS.items()})

@@ -32,14 +32,18 @@ def history(
     probability: Sequence[float],
     in_cohort: Sequence[bool],
     label: str,
+    axis: str,
     width: int = 340,
-    height: int = 150,
+    height: int = 170,
 ) -> str:
-    """The monthly risk as a line with a point per month, on a 0-based percent axis; a month
-    outside the task's cohort is a hollow point."""
-    left, right, top, bottom = 34, 18, 8, 22
-    peak = max([p for p in probability if not math.isnan(p)] or [0.0])
-    ceiling = max(0.1, math.ceil(peak * 10 + 0.5) / 10)
+    """The monthly risk as a line with a point per month, on a percent axis from 0 that never
+    passes 100%, its title `axis`; a month outside the task's cohort is a gap, not a point
+    (nobody was scored for it as a member). `months` are the labels as the page's language
+    writes them; every third is printed under the axis."""
+    left, right, top, bottom = 40, 18, 20, 24
+    shown = [p for p, inside in zip(probability, in_cohort, strict=True) if inside]
+    peak = max([p for p in shown if not math.isnan(p)] or [0.0])
+    ceiling = min(1.0, max(0.1, math.ceil(peak * 10 + 0.5) / 10))
     n = max(len(months) - 1, 1)
 
     def xy(i: int, p: float) -> tuple[float, float]:
@@ -47,7 +51,9 @@ def history(
         y = top + (height - top - bottom) * (1 - p / ceiling)
         return x, y
 
-    grid = []
+    grid = [
+        f'<text x="4" y="12" font-size="10">{esc(axis)} (%)</text>',
+    ]
     for k in range(3):
         v = ceiling * k / 2
         _, y = xy(0, v)
@@ -56,21 +62,32 @@ def history(
             f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
             f"{v * 100:.0f}%</text>"
         )
-    points = [xy(i, p) for i, p in enumerate(probability)]
-    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-    dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" stroke="#175cd3" stroke-width="1.5" '
-        f'fill="{"#175cd3" if inside else "#fff"}"><title>{esc(m)}: {p * 100:.1f}%</title></circle>'
-        for (x, y), m, p, inside in zip(points, months, probability, in_cohort, strict=True)
+    runs: list[list[tuple[float, float]]] = [[]]
+    dots = []
+    for i, (m, p, inside) in enumerate(zip(months, probability, in_cohort, strict=True)):
+        if not inside or math.isnan(p):
+            runs.append([])
+            continue
+        x, y = xy(i, p)
+        runs[-1].append((x, y))
+        dots.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#175cd3">'
+            f"<title>{esc(m)}: {p * 100:.1f}%</title></circle>"
+        )
+    lines = "".join(
+        '<polyline fill="none" stroke="#175cd3" stroke-width="2" points="'
+        + " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+        + '"/>'
+        for run in runs
+        if len(run) > 1
     )
     ticks = "".join(
         f'<text x="{xy(i, 0)[0]:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
-        f"{esc(m[2:])}</text>"
+        f"{esc(m)}</text>"
         for i, m in enumerate(months)
         if i % 3 == (len(months) - 1) % 3
     )
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">'
-        f'{"".join(grid)}<polyline fill="none" stroke="#175cd3" stroke-width="2" '
-        f'points="{line}"/>{dots}{ticks}</svg>'
+        f"{''.join(grid)}{lines}{''.join(dots)}{ticks}</svg>"
     )

@@ -12,6 +12,7 @@ and this package and fails on one the catalogue does not translate.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -20,7 +21,7 @@ from typing import Any
 
 from babel.messages.pofile import read_po
 
-from features.contract.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME
+from features.contract.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME, code_label
 from features.indicators.inputs import CITY
 from features.tasks import SupportOption, Task
 
@@ -41,6 +42,11 @@ STATUSES = {
     "warning": N_("Warning"),
     "alert": N_("Alert"),
     None: N_("Not checked yet"),
+}
+SORT_LABELS = {
+    "risk": N_("Risk, highest first"),
+    "change": N_("Change, largest rise first"),
+    "contact": N_("Last contact, longest ago first"),
 }
 ROLE_LABELS = {
     "caseworker": N_("Caseworker"),
@@ -92,6 +98,17 @@ class Texts:
     def status(self, status: str | None) -> str:
         return self(STATUSES.get(status, STATUSES[None]))
 
+    def sort(self, sort: str) -> str:
+        return self(SORT_LABELS[sort])
+
+    def parenthesised(self, text: str) -> str:
+        """Text in brackets as each language writes them: （花溪区） or " (huaxi)"."""
+        return f"\uff08{text}\uff09" if self.lang == "zh" else f" ({text})"
+
+    @property
+    def colon(self) -> str:
+        return "\uff1a" if self.lang == "zh" else ": "
+
     def role(self, role: str) -> str:
         return self(ROLE_LABELS[role])
 
@@ -105,7 +122,60 @@ class Texts:
         return self.both(option.en, option.zh)
 
     def factor(self, factor: dict) -> str:
-        return self.both(factor["label_en"], factor["label_zh"])
+        """A reason in plain words, as the one reason renderer said it."""
+        return self.both(factor["text_en"], factor["text_zh"])
+
+    def effect(self, factor: dict) -> str:
+        return self.both(factor["effect_en"], factor["effect_zh"])
+
+    def code(self, code: str) -> str:
+        """A registry code (a substance, a rehab kind, a venue) as its label."""
+        return code_label(code, self.lang)
+
+    def event_value(self, name: str, value: float) -> str:
+        """An event's value in words: 阳性/阴性 for a yes/no, an amount with its unit."""
+        e = EVENT_TYPES_BY_NAME.get(name)
+        number = f"{value:.1f}".removesuffix(".0")
+        if e is None:
+            return number
+        if e.value_words:
+            return self.both(*e.value_words[0 if value >= 0.5 else 1])
+        if e.unit:
+            return f"{number}{e.unit[1]}" if self.lang == "zh" else f"{number} {e.unit[0]}"
+        return number
+
+    def date(self, day: dt.date | None) -> str:
+        """2026年6月30日 in Chinese, 30 Jun 2026 in English."""
+        if day is None:
+            return self(N_("none recorded"))
+        if self.lang == "zh":
+            return f"{day.year}年{day.month}月{day.day}日"
+        return f"{day.day} {day:%b} {day.year}"
+
+    def month(self, day: dt.date) -> str:
+        """A chart's month: 2025年9月, Sep 2025."""
+        return f"{day.year}年{day.month}月" if self.lang == "zh" else f"{day:%b} {day.year}"
+
+    def rank(self, n: int) -> str:
+        return self(N_("No. %(n)s"), n=n)
+
+    def top_share(self, percentile: float | None) -> str:
+        """Where a score stands as the share above it ("前3%"): never "100", never 0%."""
+        if percentile is None or math.isnan(percentile):
+            return "—"
+        return self(N_("top %(share)s%%"), share=max(1, math.ceil(100 - percentile)))
+
+    def times_average(self, p: float, average: float) -> str:
+        """A probability against the cohort's average: "约为平均水平的3倍"."""
+        if not average or math.isnan(p):
+            return ""
+        ratio = p / average
+        shown = f"{ratio:.1f}" if ratio < 10 else f"{ratio:.0f}"
+        return self(N_("about %(times)s× the average"), times=shown.removesuffix(".0"))
+
+    def points(self, change: float) -> str:
+        """A change of probability in percentage points, signed."""
+        return self(N_("%(points)s points"), points=f"{change * 100:+.1f}")
 
     def task(self, task: Task) -> str:
         return self.both(task.title_en, task.title_zh)

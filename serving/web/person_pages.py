@@ -59,12 +59,13 @@ def person_page(
     svc: Svc,
     person_id: PersonId,
     task: Annotated[str | None, Query(max_length=32)] = None,
+    saved: Annotated[bool, Query()] = False,
 ) -> Response:
     web = signed_in(request, svc, "caseworker", "analyst")
     readable_person(svc, web, person_id)
     chosen = person_task(svc, web, person_id, task)
     context = person_context(request, svc, web, person_id, chosen)
-    return render(request, "person.html", web, **context)
+    return render(request, "person.html", web, saved=saved, **context)
 
 
 def person_context(
@@ -100,22 +101,30 @@ def person_context(
     result = score_encoded(model, state.encoded(person_id, state.as_of, model), options, REASONS)[0]
     request.state.audit = [scored_entry(request, person_id, task.name, facts, result, as_of)]
     past = risk_history(state, model, task, person_id, as_of)
-    months = [d.strftime("%Y-%m") for d in past["as_of"]]
     largest = max((abs(f["contribution"]) for f in result["factors"]), default=0.0)
-    row = state.caseload(task).frame.loc[person_id]
+    reasons = [
+        {**f, "bar": bar(f["contribution"], largest)}
+        for f in sorted(result["factors"], key=lambda f: f["contribution"] <= 0)
+    ]
+    caseload = state.caseload(task)
+    row = caseload.frame.loc[person_id]
     suggested = {s["en"] for s in result["support"]}
+    texts = web.texts
     context.update(
         result=result,
         change=row["change"],
         previous=state.previous,
-        bars=[bar(f["contribution"], largest) for f in result["factors"]],
+        average=float(caseload.frame["probability"].mean()),
+        shares=caseload.tier_shares,
+        actionable=[f for f in reasons if not f["background"]],
+        background=[f for f in reasons if f["background"]],
         history=list(past.itertuples()),
-        months=months,
         chart=history(
-            months,
+            [texts.month(d) for d in past["as_of"]],
             past["probability"].tolist(),
             past["in_cohort"].tolist(),
-            web.texts(N_("Risk over the last 12 months")),
+            texts(N_("Risk over the last 12 months")),
+            texts(N_("Probability")),
         ),
         # the suggested options first, then the task's others
         options=sorted(svc.interventions[task.name], key=lambda o: o.en not in suggested),
@@ -158,7 +167,7 @@ def record_followup(
         )
     )
     request.state.audit = [asked_entry(request, person_id, chosen.name)]
-    return redirect(f"/app/persons/{person_id}?task={chosen.name}#followups")
+    return redirect(f"/app/persons/{person_id}?task={chosen.name}&saved=1#followups")
 
 
 def _followup_problem(option: str, codes: set[str], outcome: str, day: str) -> str | None:

@@ -32,7 +32,7 @@ def test_the_web_pages_keep_their_records_in_postgresql(served, tmp_path):
         with pytest.raises(ConfigError, match="run `sunshine db upgrade` first"):
             WebStore(url=url)
         done = sunshine(tmp_path, "db", "upgrade", env={"SUNSHINE_DATABASE_URL": url})
-        assert f"schema at {head()}" in done.stdout and head() == "0004"
+        assert f"schema at {head()}" in done.stdout and head() == "0005"
         store = WebStore(url=url)
         store.set_lang("wang", "en")
         store.set_lang("wang", "zh")  # an upsert, not a second row

