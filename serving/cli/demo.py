@@ -9,11 +9,13 @@ import typer
 
 from features import cli as features_cli
 from features.core import cli
-from features.core.settings import settings
+from features.core.settings import SERVICE_DB, settings
 from features.storage.store import Store
 from features.synth.city import synthesize, write_population
 from features.tasks import task_names
+from serving.access.passwords import Passwords
 from serving.access.tokens import TokenStore
+from serving.storage.web_records import WebStore
 
 if TYPE_CHECKING:
     pass
@@ -68,6 +70,7 @@ def demo(
     tokens = TokenStore.load()
     secret = tokens.create("demo-caseworker", "caseworker", list(DEMO_DISTRICTS), ["youth"], 7)
     tokens.save()
+    code = Passwords(WebStore(settings().home / SERVICE_DB).engine).issue_code("demo-caseworker")
     person = demo_person(store)
     cli.console.print(
         f"\nServe it: `sunshine serve --data {data}` (or `make serve`). Then, as a caseworker "
@@ -77,7 +80,10 @@ def demo(
         f"'http://127.0.0.1:8000/v1/persons/{person}/risk?task=relapse'\n"
         f"  ({person} is in the relapse cohort on {store.reference_date}, in "
         f"{' or '.join(DEMO_DISTRICTS)})\n"
-        "  and the web pages: http://127.0.0.1:8000/app/ (sign in with the same token)",
+        "  and the web pages, as a caseworker signs in on a phone: open "
+        "http://127.0.0.1:8000/app/setup, enter the user name demo-caseworker and the one-time "
+        f"code {code} (valid 72 hours), choose a password, then sign in at "
+        "http://127.0.0.1:8000/app/ with it (or with the token, under its fold)",
         soft_wrap=True,
         highlight=False,
     )

@@ -152,6 +152,13 @@ class Texts:
             return f"{day.year}年{day.month}月{day.day}日"
         return f"{day.day} {day:%b} {day.year}"
 
+    def moment(self, iso: str | None) -> str:
+        """An ISO time (a check's, a record's) as a date and minute in the page's words."""
+        if not iso:
+            return "—"
+        t = dt.datetime.fromisoformat(iso)
+        return f"{self.date(t.date())} {t:%H:%M}"
+
     def month(self, day: dt.date) -> str:
         """A chart's month: 2025年9月, Sep 2025."""
         return f"{day.year}年{day.month}月" if self.lang == "zh" else f"{day:%b} {day.year}"

@@ -3,6 +3,7 @@ over a year, and each model's monitoring verdict (analysts and admins)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Annotated, Any
 
@@ -11,13 +12,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from features.contract.vocabulary import DISTRICTS
-from features.core.html import line_chart
 from features.core.months import last_complete_month, month_range
 from features.indicators.inputs import CITY
-from features.indicators.monthly import COMPOSITE
+from features.indicators.monthly import COMPOSITE, REGISTRY_INDICATORS
 from features.tasks import get_task
 from serving.access.audit_chain import Entry
 from serving.api.deps import Services, services
+from serving.web.charts import trend
 from serving.web.i18n import N_, Texts
 from serving.web.render import render
 from serving.web.session import PageError, signed_in
@@ -26,6 +27,7 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 Svc = Annotated[Services, Depends(services)]
 MONTHS = 12
 UNITS = {"per 10,000 residents": N_("per 10,000 residents"), "%": "%", "": ""}
+BETTER = {1: N_("higher is better"), -1: N_("lower is better")}
 
 
 @router.get("/programme")
@@ -59,6 +61,7 @@ def programme_page(
             for t, (_m, facts) in svc.state.loaded.models.items()
         ],
         value=value_text,
+        month_label=lambda m: _.month(dt.date.fromisoformat(m + "-01")),
         composite=COMPOSITE,
         city=CITY,
     )
@@ -103,14 +106,26 @@ def _nan_last(rank: float | None) -> float:
     return math.inf if rank is None or math.isnan(rank) else rank
 
 
-def trends(table: pd.DataFrame, months: list[str], _: Texts) -> list[tuple[str, str]]:
-    """The city's value of each registry indicator over the months, as small charts."""
+def trends(table: pd.DataFrame, months: list[str], _: Texts) -> list[dict[str, str]]:
+    """The city's value of each registry indicator over the months, each a chart with its
+    axis, its unit, Chinese or English month labels, and which way is better."""
     city = table[table["district"] == CITY]
+    better = {i.name: i.direction for i in REGISTRY_INDICATORS}
+    labels = [_.month(dt.date.fromisoformat(m + "-01")) for m in months]
     out = []
-    for _code, grp in city.groupby("indicator", sort=False):
+    for code, grp in city.groupby("indicator", sort=False):
         series = grp.set_index("month")["value"].reindex(months).astype(float).tolist()
         title = _.both(grp["indicator_en"].iloc[0], grp["indicator_zh"].iloc[0])
-        out.append((title, line_chart([(title, series, "#175cd3")], months, title=title)))
+        unit = grp["unit"].iloc[0] if isinstance(grp["unit"].iloc[0], str) else ""
+        way = better.get(str(code), 0)
+        out.append(
+            {
+                "title": title,
+                "chart": trend(labels, series, title, _(UNITS.get(unit, unit)) or title),
+                "better": _(BETTER[way]) if way else "",
+                "arrow": "↑" if way > 0 else "↓" if way < 0 else "",
+            }
+        )
     return out
 
 

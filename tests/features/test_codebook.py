@@ -196,7 +196,10 @@ def test_a_model_learns_from_a_codebook_item_and_carries_it(served, tmp_path):
         )
     )
     items = {f["name"]: f for f in logged if f["item"]}
-    assert items["item__k6_total__last"]["label_zh"] == "凯斯勒心理困扰量表总分\uff08最近一次回答\uff09"
+    assert (
+        items["item__k6_total__last"]["label_zh"]
+        == "凯斯勒心理困扰量表总分\uff08最近一次回答\uff09"
+    )
     model_dir = result.model.save(tmp_path / "model")
     assert json.loads((model_dir / "risk_model.json").read_text())["codebook_features"]
     frame = FeatureBuilder(store).build(

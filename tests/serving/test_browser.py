@@ -204,7 +204,10 @@ def test_a_caseworkers_day(browser, service, viewport, tmp_path):
     assert chosen not in page.locator("li.person .pid").all_inner_texts()
     page.goto(url + f"/app/caseload?q={chosen}")
     today = pd.Timestamp.today()
-    assert f"{today.year}年{today.month}月{today.day}日" in page.locator("li.person").first.inner_text()
+    assert (
+        f"{today.year}年{today.month}月{today.day}日"
+        in page.locator("li.person").first.inner_text()
+    )
 
     page.goto(f"{url}/app/persons/{chosen}")
     page.get_by_role("button", name="English").click()
@@ -239,12 +242,20 @@ def test_the_programme_page(browser, service, viewport):
     assert page.get_by_role("heading", level=1).inner_text() == "禁毒工作指标"
     assert page.locator("tbody th").count() == 11  # ten districts and the city
     ranks = [
-        int(re.search(r"#(\d+)", t).group(1))
+        int(re.search(r"第(\d+)名", t).group(1))
         for t in page.locator("tbody tr td:nth-child(2)").all_inner_texts()[:10]
-        if "#" in t
+        if "名" in t
     ]
     assert ranks == sorted(ranks)  # best composite first
     check_page(page, "programme", viewport)
+    assert latin_words(page) == [] and small_targets(page) == []
+    # each trend has an axis from 0, Chinese months, and says which way is better
+    captions = page.locator(".trends figcaption").all_inner_texts()
+    assert captions and all("越高越好" in c or "越低越好" in c for c in captions)
+    for chart in page.locator(".trends svg").all():
+        words = chart.locator("text").all_text_contents()
+        assert re.fullmatch(r"0(\.0+)?", words[1])  # the axis starts at 0
+        assert [w for w in words if re.fullmatch(r"\d{4}年\d{1,2}月", w)]
     context.close()
 
 

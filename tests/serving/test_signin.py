@@ -57,15 +57,19 @@ def test_a_caseworker_sets_a_password_signs_in_with_it_and_is_throttled(service,
     code = Passwords(WebStore(service["service_db"]).engine).issue_code("chen")
     with httpx.Client(base_url=service["url"], timeout=60) as phone:
         setup = {"user": "chen", "code": code, "password": "spring rain 2026"}
-        bad = phone.post("/app/setup", data={**setup, "again": "x", "nonce": form(phone, "/app/setup")})
+        bad = phone.post(
+            "/app/setup", data={**setup, "again": "x", "nonce": form(phone, "/app/setup")}
+        )
         assert bad.status_code == 422 and "两次输入的密码不一致" in bad.text
         ok = phone.post(
-            "/app/setup", data={**setup, "again": setup["password"], "nonce": form(phone, "/app/setup")}
+            "/app/setup",
+            data={**setup, "again": setup["password"], "nonce": form(phone, "/app/setup")},
         )
         assert ok.status_code == 303 and ok.headers["location"] == "/app/signin?done=true"
         assert "密码已设置" in phone.get(ok.headers["location"]).text
         again = phone.post(
-            "/app/setup", data={**setup, "again": setup["password"], "nonce": form(phone, "/app/setup")}
+            "/app/setup",
+            data={**setup, "again": setup["password"], "nonce": form(phone, "/app/setup")},
         )
         assert again.status_code == 401  # the code was for one use
 
@@ -106,7 +110,9 @@ def test_a_caseworker_sets_a_password_signs_in_with_it_and_is_throttled(service,
 def test_the_cli_issues_a_code_only_for_a_user_with_a_token(served_registry, tmp_path):
     env = {"SUNSHINE_TOKENS_FILE": str(tmp_path / "tokens.json")}
     db = tmp_path / "service.db"
-    nobody = sunshine(served_registry, "users", "invite", "--user", "ma", "--service-db", db, check=False, env=env)
+    nobody = sunshine(
+        served_registry, "users", "invite", "--user", "ma", "--service-db", db, check=False, env=env
+    )
     assert nobody.returncode == 2 and "ma has no valid token" in nobody.stderr
     sunshine(served_registry, "tokens", "create", "--user", "ma", "--role", "analyst", env=env)
     code = sunshine(served_registry, "users", "invite", "--user", "ma", "--service-db", db, env=env)

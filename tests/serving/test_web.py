@@ -18,6 +18,7 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from conftest import sunshine, write_dataset
 
+from features.contract.vocabulary import DISTRICT_LABELS_ZH, code_label
 from features.storage.store import Store
 from features.tasks import get_task
 from serving.state.caseload import month_before
@@ -222,7 +223,9 @@ def test_export_is_the_filtered_list_in_the_users_language_and_audited(service, 
     assert set(book["区县"]) == {"花溪区"}
     # each probability as the state holds it (shown as a percentage), the rank as the page
     assert np.allclose(book["概率"], expected["probability"], rtol=1e-12, atol=0)
-    assert list(book["在同类人员中的排位"]) == [Texts("zh").top_share(p) for p in expected["percentile"]]
+    assert list(book["在同类人员中的排位"]) == [
+        Texts("zh").top_share(p) for p in expected["percentile"]
+    ]
     audit = sqlite3.connect(service["audit"])
     rows = audit.execute(
         "SELECT person_id, tier, request_id FROM audit WHERE route = '/app/caseload.xlsx' "
@@ -532,3 +535,30 @@ def test_serve_reads_the_programme_inputs_and_names_a_bad_one(tmp_path):
         check=False,
     )
     assert r.returncode == 2 and "none.yaml" in r.stderr
+
+
+def test_no_registry_code_reaches_a_chinese_page(service, signin):
+    """For every code the synthetic city writes in `detail` (substances, rehab kinds, venues,
+    courses, relations, instruments), a person page whose year holds it: the page shows its
+    Chinese label and never the code; test results read 阳性/阴性."""
+    state = service["state"]
+    events = pd.read_parquet(service["root"] / "city" / "events.parquet")
+    since = pd.Timestamp(state.as_of) - pd.DateOffset(months=12)
+    year = events[
+        (events["event_time"] >= since) & (events["event_time"] < pd.Timestamp(state.as_of))
+    ]
+    analyst = signin(service, "analyst")
+    seen = 0
+    for code, rows in year.dropna(subset=["detail"]).groupby("detail"):
+        if code in DISTRICT_LABELS_ZH:
+            continue
+        page = analyst.get(f"/app/persons/{rows['person_id'].iloc[-1]}")
+        assert page.status_code == 200
+        text = re.sub(r"<[^>]+>", " ", page.text.split('id="events"')[1])
+        assert code_label(code, "zh") in text, code
+        assert not re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", text), code
+        seen += 1
+    assert seen >= 15  # most of the city's codes occur within a year
+    urine = year[year["event_type"] == "urine_test"]
+    page = analyst.get(f"/app/persons/{urine['person_id'].iloc[-1]}").text
+    assert "尿检：阳性" in page or "尿检：阴性" in page
