@@ -148,9 +148,9 @@ def main() -> None:
         caseload = []
         for i in range(args.requests):
             district = DISTRICTS[i % len(DISTRICTS)]
-            params = {"page": 1 + (i // len(DISTRICTS)) % 3}
-            if i % 2:
-                params["rising"] = "true"
+            params: dict[str, object] = {"page": 1 + (i // len(DISTRICTS)) % 3}
+            # in turn: everyone, rising only, the to-follow-up view, by last contact
+            params |= ({}, {"rising": "true"}, {"view": "todo"}, {"sort": "contact"})[i % 4]
             caseload.append(timed(clients[district], "/app/caseload", params))
         cohort = cohort[cohort["district"].notna()]  # no caseworker has the district-less
         picks = rng.choice(len(cohort), size=args.requests + COLD, replace=False)
@@ -160,7 +160,7 @@ def main() -> None:
             district = cohort["district"].iloc[k]
             person.append(timed(clients[district], f"/app/persons/{pid}", {"task": "relapse"}))
     rebuild = per_request_change(state, DISTRICTS[:5])
-    print(summary("caseload page (a district, 25 rows, filters)", caseload))
+    print(summary("caseload page (a district, 25 rows: filters, to follow up, sorted)", caseload))
     print(summary("the change since last month rebuilt per request instead", rebuild))
     print(f"  person page, cold start: {[round(x) for x in person[:COLD]]} ms")
     print(summary("person page (with the 12-month history)", person[COLD:]))

@@ -105,8 +105,9 @@ class Feature:
     @property
     def reading(self) -> str:
         """How a value of this feature reads to a person: category (a code's label), yes_no,
-        percent (a share), count (times), days (a number of days), days_ago, age, years, words
-        (a yes/no event's last value: 阳性, 阴性), or amount (a number with its event type's unit)."""
+        percent (a share), count (times), days (a number of days), days_ago, age, years,
+        words (a yes/no event's last value: 阳性, 阴性), or amount (a number with its event
+        type's unit)."""
         if self.categorical:
             return "category"
         if self.shows:
