@@ -114,7 +114,8 @@ def build_caseload(
     # by raw score: the probability follows it (the calibrator is monotone) and is often
     # tied (a calibration step), the raw score, like the percentile, rarely
     frame = frame.sort_values("raw_score", ascending=False, kind="stable")
-    return Caseload(task, version, as_of, month_before(as_of), frame, tuple(model.tier_shares))
+    high, medium = model.tier_shares
+    return Caseload(task, version, as_of, month_before(as_of), frame, (high, medium))
 
 
 def top_actionable(top: TopK) -> np.ndarray:

@@ -127,3 +127,15 @@ def _forget_failures(service):
     """Each test starts with no failure counted against the loopback address."""
     yield
     Passwords(WebStore(service["service_db"]).engine).succeeded("address:127.0.0.1")
+
+
+def test_wrong_tokens_from_one_address_are_throttled_too(service):
+    """30 wrong tokens in a row no longer get 30 answers: after a few, the address waits."""
+    with httpx.Client(base_url=service["url"], timeout=60) as client:
+        statuses = [
+            client.post(
+                "/app/signin", data={"token": "not-a-token", "nonce": form(client, "/app/signin")}
+            ).status_code
+            for _ in range(FREE_FAILURES + 3)
+        ]
+    assert statuses == [401] * FREE_FAILURES + [429] * 3
