@@ -340,11 +340,25 @@ YOUTH_UPTAKE = register(
             SupportOption(("prevention_class",), "Prevention class enrolment", "参加禁毒预防课程"),
         ),
         training=dict(
+            # A rare outcome (about 2.4% of rows) driven by many small, additive signals spread
+            # over correlated windows of the same events: trees that each see a fifth of the
+            # features, with randomized thresholds and a stronger L2, stop fitting noise. On the
+            # demo city (seed 7) and seeds 8 and 9 they beat the logistic regression and the
+            # one-rule baseline on the test period and at every rolling origin, which the
+            # defaults did not (test AUROC 0.604 against the logistic regression's 0.632).
+            lightgbm={
+                "min_child_samples": 100,
+                "feature_fraction": 0.2,
+                "extra_trees": True,
+                "lambda_l2": 10.0,
+                "n_estimators": 1000,
+                "early_stopping_rounds": 150,
+            },
             allowed_features={
                 "age_band": "the programme's prevention work is organised by age (12-24), and "
                 "the risk of first use rises in the late teens; the fairness audit reports "
                 "every age band"
-            }
+            },
         ),
         scope="youth",
     )

@@ -135,7 +135,8 @@ class Decision:
 def gate(challenger: VersionFacts, champion: VersionFacts | None) -> list[str]:
     """Reasons the challenger may not become champion; empty means it may.
 
-    A model that fails its behavioural checks never may. Against a champion, the two must
+    A model that fails its behavioural checks, or does not beat its baselines, never may
+    (without --force). Against a champion, the two must
     have been trained on data of the same contract with the same label definition (else their
     test metrics measure different things), and the challenger must be no worse.
     """
@@ -143,6 +144,12 @@ def gate(challenger: VersionFacts, champion: VersionFacts | None) -> list[str]:
     failed = challenger.metrics.get("test_behaviour_checks_failed", 0.0)
     if failed:
         reasons.append(f"{int(failed)} behavioural check(s) failed (see behaviour_checks.json)")
+    if challenger.metrics.get("test_beats_baselines") == 0.0:
+        reasons.append(
+            "it does not beat its baselines (train's verdict; baselines.csv, evaluation.csv): "
+            "a model no better than a one-feature rule or a logistic regression is promoted "
+            "only with --force --reason"
+        )
     if champion is None:  # the first model: flags are shown (`warnings`), not a refusal
         return reasons
     new = _flags(challenger) - _flags(champion)

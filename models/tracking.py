@@ -114,8 +114,12 @@ def log_training(result: Any, fingerprint: dict[str, Any], card: str) -> None:
     prefix = {"temporal": "rolling_auroc", "group": "held_out_auroc"}.get(
         result.config.split_mode, "cv_auroc_fold"
     )
-    for r in result.evaluation.itertuples(index=False):
-        metrics[f"{prefix}_{r[0]}"] = r.auroc
+    for r in result.evaluation.to_dict("records"):
+        origin = next(iter(r.values()))  # a rolling start, a held-out group, a fold
+        metrics[f"{prefix}_{origin}"] = r["auroc"]
+        for baseline in ("one_rule_auroc", "logistic_regression_auroc"):
+            if baseline in r:  # rolling origins: the baselines on the same rows
+                metrics[f"rolling_{baseline}_{origin}"] = r[baseline]
     for method, score in result.calibration_scores.items():
         metrics[f"calibration_cv_brier_{method}"] = score
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v == v})

@@ -111,7 +111,8 @@ def _date(raw: Any, where: str) -> dt.date:
 
 
 def default_config(**overrides: Any) -> dict[str, Any]:
-    """The training settings both built-in tasks start from (dates are as-of dates)."""
+    """The training settings both built-in tasks start from (dates are as-of dates); a task's
+    `lightgbm` overrides change only the parameters they name."""
     config: dict[str, Any] = {
         # as-of dates: every cadence step from `first` to `last` (inclusive)
         "as_of": {"first": "2021-07-01", "last": "2025-04-01"},
@@ -143,7 +144,8 @@ def default_config(**overrides: Any) -> dict[str, Any]:
         # groups smaller than this are reported with their counts and CIs, never flagged
         "fairness_min_group": 30,
     }
-    config.update(overrides)
+    lightgbm = {**config["lightgbm"], **overrides.pop("lightgbm", {})}
+    config.update(overrides, lightgbm=lightgbm)
     return config
 
 

@@ -535,6 +535,8 @@ class _Simulator:
         venue = self.chance(yo, _sigmoid(-5.0 + 0.7 * p.school[yo] + 0.8 * (ya >= 16)))
         self.emit(venue, "venue_encounter", m, detail="KTV")
         p.last_venue[venue] = m
+        if m == 0:  # the registry's first record of who is left behind, not only changes
+            self.emit(yo[p.left_behind[yo]], "left_behind_status", m, 1.0, "both parents")
         back = self.chance(yo[p.left_behind[yo]], 0.012)
         self.emit(back, "left_behind_status", m, 0.0)
         p.left_behind[back] = False

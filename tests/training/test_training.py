@@ -21,6 +21,7 @@ from models.training_run import train_task
 from training.behaviour import run_checks
 from training.config import load_config
 from training.explain import contributions
+from training.trainer import baseline_verdict
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +170,38 @@ def test_gate_blocks_failed_behaviour_checks_without_a_champion():
     failing = VersionFacts("1", {**CHAMP, "test_behaviour_checks_failed": 2.0}, SAME)
     assert gate(failing, None) == ["2 behavioural check(s) failed (see behaviour_checks.json)"]
     assert gate(VersionFacts("1", CHAMP, SAME), None) == []
+
+
+def test_gate_refuses_a_model_that_does_not_beat_its_baselines():
+    losing = VersionFacts("1", {**CHAMP, "test_beats_baselines": 0.0}, SAME)
+    (reason,) = gate(losing, None)
+    assert "does not beat its baselines" in reason and "--force --reason" in reason
+    assert gate(VersionFacts("1", {**CHAMP, "test_beats_baselines": 1.0}, SAME), None) == []
+
+
+def test_the_verdict_asks_for_the_test_period_and_every_rolling_origin():
+    table = pd.DataFrame(
+        {
+            "model": ["lightgbm", "one_rule", "logistic_regression"],
+            "auroc": [0.64, 0.60, 0.62],
+            "precision_top10": [0.07, 0.05, 0.06],
+        }
+    )
+    rolling = pd.DataFrame(
+        {
+            "test_start": ["2024-01-01", "2024-07-01"],
+            "auroc": [0.65, 0.63],
+            "one_rule_auroc": [0.60, 0.60],
+            "logistic_regression_auroc": [0.62, 0.63],  # level at the second origin
+        }
+    )
+    beats, verdict = baseline_verdict(table, rolling)
+    assert not beats and "rolling origin 2024-07-01 (0.630)" in verdict
+    beats, verdict = baseline_verdict(table, rolling.iloc[:1])
+    assert beats and verdict.endswith("and AUROC at every rolling origin.")
+    worse = table.assign(precision_top10=[0.05, 0.05, 0.06])
+    beats, verdict = baseline_verdict(worse, None)
+    assert not beats and "one_rule (precision@10%), logistic_regression (precision@10%)" in verdict
 
 
 def test_gate_refuses_new_fairness_flags_and_names_them():
