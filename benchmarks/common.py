@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -53,15 +54,17 @@ def report(result: dict[str, Any]) -> None:
 THROUGHPUT = 100_000
 
 
-def run_child(module: str, args: list[str]) -> dict[str, Any]:
+def run_child(module: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a benchmark module's child (`python -m MODULE ARGS`) in a process of its own, from
-    the repository's folder, and return the JSON its last line prints."""
+    the repository's folder, with `env` added to the environment, and return the JSON its
+    last line prints."""
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{proc.stderr}")

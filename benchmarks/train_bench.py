@@ -7,6 +7,8 @@
    rolling origin, explanations) and reports its peak RSS.
 2. Pyfunc prediction rows/s: the registered MLflow model scoring the test rows in one batch.
 3. AUROC against explanation cost for three model sizes (trees x leaves), to pick the default.
+4. With `--contended`: the same training beside a competing load (one busy process per CPU),
+   OpenMP's spinning wait policy and the passive one the project sets, interleaved run by run.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import lightgbm as lgb
 import pandas as pd
 
-from benchmarks.common import Meter, report, run_child
+from benchmarks.common import Meter, interleave, medians, report, run_child
 from training.config import load_config
 from training.metrics import auroc
 from training.splits import temporal_split
@@ -162,12 +164,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("bench-out"))
     ap.add_argument("--child", nargs=2, metavar=("KIND", "FRAME"))
+    ap.add_argument("--contended", action="store_true", help="only the wait-policy comparison")
     args = ap.parse_args()
     if args.child:
         kind, path = args.child
         {"train": child_train, "pyfunc": child_pyfunc, "sizes": child_sizes}[kind](Path(path))
         return
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.contended:
+        contended(build_frame(args.work, min(args.sizes), args.seed), args.repeats)
+        return
     results = {}
     for n in args.sizes:
         path = build_frame(args.work, n, args.seed)
@@ -195,6 +201,42 @@ def main() -> None:
     results["model_sizes"] = sizes["sizes"]
     print(pd.DataFrame(sizes["sizes"]).to_string(index=False))
     (args.work / "train_bench.json").write_text(json.dumps(results, indent=2))
+
+
+def contended(path: Path, repeats: int) -> None:
+    """Training beside a busy process on every CPU, with each OpenMP wait policy in turn."""
+    import subprocess
+    import sys
+
+    from features.core.cpus import usable_cpus
+
+    busy = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time\nend = time.time() + 1800\nwhile time.time() < end: pass",
+            ]
+        )
+        for _ in range(usable_cpus())
+    ]
+    try:
+        runs = interleave(
+            ["ACTIVE", "PASSIVE"],
+            repeats,
+            lambda policy: run_child(
+                __spec__.name, ["--child", "train", str(path)], {"OMP_WAIT_POLICY": policy}
+            ),
+        )
+    finally:
+        for p in busy:
+            p.kill()
+    for policy, rs in runs.items():
+        m = medians(rs, ["wall_s", "cpu_s"])
+        print(
+            f"OMP_WAIT_POLICY={policy} beside {len(busy)} busy processes: {m['wall_s']:.0f} s "
+            f"wall, {m['cpu_s']:.0f} s CPU (median of {repeats}; {rs[0]['rows']:,} rows)"
+        )
 
 
 if __name__ == "__main__":

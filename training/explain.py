@@ -13,6 +13,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.core.cpus import usable_cpus
 from features.spec import FEATURES_BY_NAME
 
 
@@ -23,8 +24,8 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame | np.ndarray) -> np.ndar
 
 def threads_for(rows: int) -> int:
     """One thread for online-sized batches, where OpenMP start-up costs more than it saves
-    (measured ~5x slower for one row); all cores (0) for batch scoring."""
-    return 1 if rows < 1000 else 0
+    (measured ~5x slower for one row); for batch scoring every CPU the process may use."""
+    return 1 if rows < 1000 else usable_cpus()
 
 
 @dataclass(frozen=True)

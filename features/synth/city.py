@@ -196,6 +196,9 @@ class _Simulator:
         self.drift = drift
         self.rng = np.random.default_rng(seed)
         self.seed = seed
+        # the yearly left-behind reviews draw their days from a stream of their own, so every
+        # other event is the same with or without them
+        self.reviews = np.random.default_rng([seed, 3])
         self.ms = _month_starts()
         self.parts: list[tuple[np.ndarray, ...]] = []
 
@@ -535,8 +538,11 @@ class _Simulator:
         venue = self.chance(yo, _sigmoid(-5.0 + 0.7 * p.school[yo] + 0.8 * (ya >= 16)))
         self.emit(venue, "venue_encounter", m, detail="KTV")
         p.last_venue[venue] = m
-        if m == 0:  # the registry's first record of who is left behind, not only changes
-            self.emit(yo[p.left_behind[yo]], "left_behind_status", m, 1.0, "both parents")
+        # the yearly review records who is still left behind (each child in a month of its
+        # own), not only the changes: the status is seen, and "days since" stays within a year
+        reviewed = yo[p.left_behind[yo] & (yo % 12 == m % 12)]
+        day = self.reviews.integers(0, self.ms[m + 1] - self.ms[m], len(reviewed))
+        self.emit(reviewed, "left_behind_status", m, 1.0, "both parents", self.ms[m] + day)
         back = self.chance(yo[p.left_behind[yo]], 0.012)
         self.emit(back, "left_behind_status", m, 0.0)
         p.left_behind[back] = False

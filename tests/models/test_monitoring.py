@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mlflow_workspace, sunshine, use_mlflow
+from conftest import crown, mlflow_workspace, sunshine, use_mlflow
 
 from features.storage.store import Store
 from features.synth.city import Drift, synthesize, write_population
@@ -65,7 +65,6 @@ def test_champion_at_reads_the_history():
 def monitored(tmp_path_factory):
     """A 6,000-person city with trained models, and the same city (same seed) in which
     nanming stopped recording check-ins and school absence doubled from 2025-01-01."""
-    from models.registry import promote
     from models.training_run import train_task
 
     root = tmp_path_factory.mktemp("monitor")
@@ -75,7 +74,7 @@ def monitored(tmp_path_factory):
             task: str(train_task(root / "city", task, root / f"{task}.yaml"))
             for task in ("relapse", "youth_uptake")
         }
-        assert promote("relapse").promoted
+        crown("relapse")
         yield root, versions
 
 

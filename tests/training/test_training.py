@@ -179,7 +179,7 @@ def test_gate_refuses_a_model_that_does_not_beat_its_baselines():
     assert gate(VersionFacts("1", {**CHAMP, "test_beats_baselines": 1.0}, SAME), None) == []
 
 
-def test_the_verdict_asks_for_the_test_period_and_every_rolling_origin():
+def test_the_verdict_asks_the_test_period_and_says_the_rolling_origins():
     table = pd.DataFrame(
         {
             "model": ["lightgbm", "one_rule", "logistic_regression"],
@@ -196,12 +196,15 @@ def test_the_verdict_asks_for_the_test_period_and_every_rolling_origin():
         }
     )
     beats, verdict = baseline_verdict(table, rolling)
-    assert not beats and "rolling origin 2024-07-01 (0.630)" in verdict
+    # the gate asks the test period; the rolling origins are said, a tie named
+    assert beats and "rolling origin 2024-07-01 (0.630 against 0.630)" in verdict
     beats, verdict = baseline_verdict(table, rolling.iloc[:1])
-    assert beats and verdict.endswith("and AUROC at every rolling origin.")
+    assert beats and verdict.endswith("at every rolling origin too.")
     worse = table.assign(precision_top10=[0.05, 0.05, 0.06])
-    beats, verdict = baseline_verdict(worse, None)
-    assert not beats and "one_rule (precision@10%), logistic_regression (precision@10%)" in verdict
+    beats, verdict = baseline_verdict(worse, None)  # the gate asks AUROC; the rest is said
+    assert beats and "one_rule (precision@10%), logistic_regression (precision@10%)" in verdict
+    beats, verdict = baseline_verdict(table.assign(auroc=[0.62, 0.60, 0.62]), None)
+    assert not beats and "logistic_regression (AUROC)" in verdict
 
 
 def test_gate_refuses_new_fairness_flags_and_names_them():
