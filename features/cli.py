@@ -13,6 +13,7 @@ from rich.table import Table
 
 from features.compute.builder import FeatureBuilder
 from features.compute.labels import build_spine, check_label_window
+from features.compute.unused import said, unused_events
 from features.core.cli import (
     ENGINES,
     DataOpt,
@@ -109,6 +110,13 @@ def validate(
     for name, count in store.report.events_by_type.items():
         table.add_row(name, f"{count:,}")
     console.print(table)
+    persons = store.con.execute("SELECT person_id FROM persons").df()
+    line = said(
+        unused_events(store, persons.assign(as_of=store.reference_date)),
+        f"the reference date {store.reference_date}",
+    )
+    if line:
+        console.print(line, style="yellow", soft_wrap=True)
 
 
 @user_errors

@@ -64,8 +64,11 @@ def train_cmd(
     split: Annotated[
         Path | None,
         typer.Option(
-            help="a split fixed outside the project: person_id, part (train or test); "
-            "replaces the config's split"
+            help="a split fixed outside the project, replacing the config's: a CSV of "
+            "person_id with part (train or test), or with group (each group held out in "
+            "turn). In a config, split: {mode: group, by: COLUMN} holds out each value of any "
+            "persons column, and by: item:CODE each first answer to a coded assessment (a "
+            "trial, a site, a school)"
         ),
     ] = None,
     sample: Annotated[

@@ -338,7 +338,8 @@ def list_versions(tasks: list[str]) -> pd.DataFrame:
                     "auroc": m.get("test_auroc"),
                     "ece": m.get("test_ece"),
                     "precision_top10": m.get("test_precision_top10"),
-                    # infinite when a gated group's rate is 0: said in words, not as a number
+                    # runs before the smoothed measure: infinite when a gated group's rate was 0,
+                    # said in words, not as a number
                     "worst_disparity": None if unbounded else disparity,
                     "note": (
                         "worst_disparity unbounded: a group's rate is 0 against a non-zero one "

@@ -17,6 +17,7 @@ import pandas as pd
 from rich.markdown import Markdown
 
 from features.cli import open_store
+from features.compute.unused import said, unused_events
 from features.core.cli import console, frame_table
 from features.spec import feature_columns
 from features.storage.store import Store
@@ -105,7 +106,12 @@ def run_training(
             group_by=f"group of {Path(split).name}" if kind == "group" else config.group_by,
         )
     frame = prepare_frame(store, config, labels, fixed, sample)
+    unused = unused_events(store, frame.groupby("person_id", as_index=False)["as_of"].max())
+    line = said(unused, "their person's last as-of date in the training rows")
+    if line:
+        console.print(line, style="yellow", soft_wrap=True)
     fingerprint = data_fingerprint(store)
+    fingerprint["events_unused_by_type"] = unused
     if "sampling" in frame.attrs:
         fingerprint["sampling"] = frame.attrs["sampling"]
     fingerprint["label_definition"] = label_definition(config, labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,9 @@ SPLIT_MODES = ("temporal", "cv", "group")
 # `fixed` is not written in a config: `sunshine train --split FILE` sets it
 FIXED = "fixed"
 # person attributes a group split may hold out whole (district: where the person lived on as_of)
-GROUP_COLUMNS = ("district", "sex", "ethnicity", "primary_substance")
+# what split.by may name: a column of the persons table (district: where the person lived on
+# as_of), or a coded assessment's first answer (item:CODE: a trial, a site, a school)
+GROUP_BY = re.compile(r"[a-z_][a-z0-9_]*|item:[a-z0-9_]+")
 
 
 @dataclass(frozen=True)
@@ -234,10 +237,11 @@ def _check(cfg: TrainConfig, task: str) -> None:
             raise ConfigError(
                 f"{source}: need as_of.first <= split.valid_start < split.test_start <= as_of.last"
             )
-    if mode == "group" and cfg.group_by not in GROUP_COLUMNS:
+    if mode == "group" and not GROUP_BY.fullmatch(cfg.group_by):
         raise ConfigError(
-            f"{source}: split.by must be one of {', '.join(GROUP_COLUMNS)} "
-            f"(got {cfg.group_by or 'nothing'})"
+            f"{source}: split.by must name a persons column (district, sex, ethnicity, "
+            "primary_substance, or any other the persons file has) or a coded assessment's "
+            f"first answer as item:CODE (got {cfg.group_by or 'nothing'!r})"
         )
     if not temporal and not (cfg.cv_folds >= 2 and 0 < cfg.test_share < 0.5):
         raise ConfigError(f"{source}: split.folds must be at least 2 and test_share in (0, 0.5)")

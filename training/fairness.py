@@ -90,6 +90,7 @@ def _group_stats(attr: str, g: str, yy: np.ndarray, ff: np.ndarray, pp: np.ndarr
     }
     for metric, (hits, of) in counts.items():
         stats[metric] = float(hits / of) if of else float("nan")
+        stats[f"{metric}_smoothed"] = float((hits + 0.5) / (of + 1))
         stats[f"{metric}_ci_low"], stats[f"{metric}_ci_high"] = wilson(hits, of)
     stats["mean_predicted"] = float(pp.mean())
     stats["observed_rate"] = float(yy.mean())
@@ -170,7 +171,8 @@ def fairness_table(
                 s[f"{metric}_ratio_ci_low"], s[f"{metric}_ratio_ci_high"] = lo, hi
                 if s is not ref and outside(lo, hi):
                     beyond.append(metric)
-            s["rates_beyond_four_fifths"] = ",".join(beyond)
+            # a group too small to gate is listed with its figures, never as beyond
+            s["rates_beyond_four_fifths"] = ",".join(beyond) if s["gated"] else ""
             if s is not ref and s["auroc_ci_high"] < ref["auroc"] - AUROC_GAP:
                 flags.append("auroc")
             s["oe_ci_low"], s["oe_ci_high"] = interval(rep["oe_ratio"])
@@ -192,13 +194,23 @@ def flag_list(table: pd.DataFrame) -> list[str]:
 
 
 def worst_disparity(table: pd.DataFrame) -> float:
-    """The largest ratio away from parity, max(r, 1/r), over the groups large enough to gate.
-    A ratio of 0 or infinity is the worst there is (infinite), never left out."""
+    """The largest ratio away from parity, max(r, 1/r), over the groups large enough to gate,
+    on rates smoothed by half a count ((hits + 0.5) / (n + 1), Jeffreys' prior): finite
+    where a group's raw rate is 0 (that raw 0 stays in the table, beside its ratio), and
+    close to the raw ratio where counts are large."""
     usable = table[table.gated]
-    ratios = usable[[f"{m}_ratio" for m in RATIO_METRICS]].to_numpy(float).ravel()
-    ratios = ratios[~np.isnan(ratios)]
-    if not len(ratios):
-        return 1.0
-    if ((ratios == 0) | np.isinf(ratios)).any():
-        return float("inf")
-    return float(np.max(np.maximum(ratios, 1 / ratios)))
+    worst = 1.0
+    for metric in RATIO_METRICS:
+        column = f"{metric}_smoothed"
+        if column not in usable or usable.empty:
+            continue
+        reference = usable[usable.group == usable.reference]
+        for attr, rows in usable.groupby("attribute"):
+            ref = reference.loc[reference.attribute == attr, column]
+            if ref.empty or not ref.iloc[0] > 0:
+                continue
+            ratios = rows[column].to_numpy(float) / ref.iloc[0]
+            ratios = ratios[ratios > 0]
+            if len(ratios):
+                worst = max(worst, float(np.max(np.maximum(ratios, 1 / ratios))))
+    return worst

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.spec import FEATURES_BY_NAME
 from features.tasks import get_task
 from training.drift import MAJOR_SHIFT
 from training.fairness import RATIO_METRICS, flag_list
@@ -135,6 +136,7 @@ def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime
     )
     sampling = fingerprint.get("sampling")
     sampled = f"\n- {Sampling.of(sampling).describe()}." if sampling else ""
+    sampled += untranslated(result.features)
     return f"""# Model card: sunshine-{result.task}
 
 Trained {trained_at.isoformat(timespec="seconds")}. **Next review due {review}.**
@@ -174,6 +176,25 @@ decision, and never as the only basis for a decision about a person.
 - Trained on one period; drift in the drug mix or in recording practice degrades it. Review by
   the date above, or sooner if the rolling-origin AUROC or calibration moves.
 """
+
+
+def untranslated(features: list[str]) -> str:
+    """A line naming the codebook items with no Chinese label (their English one is shown on
+    Chinese pages and rosters), or nothing."""
+    items = sorted(
+        {
+            f.item
+            for f in (FEATURES_BY_NAME[n] for n in features)
+            # the Chinese label begins with the English one where it fell back to it
+            if f.item and f.label_zh.startswith(f.label_en.rsplit(", ", 1)[0])
+        }
+    )
+    if not items:
+        return ""
+    return (
+        f"\n- {len(items)} codebook item(s) have no Chinese label; Chinese pages and rosters "
+        f"show the English one: {', '.join(items)}."
+    )
 
 
 def _performance(result: Any) -> str:

@@ -150,12 +150,30 @@ def prepare_frame(
 
 
 def _groups(store: Store, frame: pd.DataFrame, by: str) -> np.ndarray:
-    """Each row's group: where the person lived on as_of for district, else the persons
-    table's column."""
+    """Each row's group: where the person lived on as_of for district; the person's first
+    answer to a coded assessment for item:CODE (a trial, a site, a school recorded when they
+    joined); else the persons table's column. A person without one is in group "unknown"."""
     if by == "district":
         return frame[AUDIT_PREFIX + "district"].to_numpy()
-    values = store.con.execute(f"SELECT person_id, {by} FROM persons").df()
-    return frame["person_id"].map(values.set_index("person_id")[by]).to_numpy()
+    if by.startswith("item:"):
+        values = store.con.execute(
+            "SELECT p.person_id, arg_min(e.value, e.event_time) AS g FROM events e "
+            "JOIN persons p USING (pk) WHERE e.event_type = 'assessment' AND e.detail = ? "
+            "GROUP BY 1",
+            [by.removeprefix("item:")],
+        ).df()
+        if values.empty:
+            raise ConfigError(f"split.by {by}: no person has answered item {by[5:]}")
+        values["g"] = [f"{v:g}" for v in values["g"]]
+    else:
+        columns = [c[0] for c in store.con.execute("DESCRIBE persons").fetchall()]
+        if by not in columns:
+            raise ConfigError(
+                f"split.by {by}: not a column of the persons table (it has {', '.join(columns)})"
+            )
+        values = store.con.execute(f'SELECT person_id, "{by}" AS g FROM persons').df()
+    groups = frame["person_id"].map(values.set_index("person_id")["g"])
+    return groups.astype(object).where(groups.notna(), "unknown").astype(str).to_numpy()
 
 
 def _params(

@@ -3,7 +3,8 @@
 Registries and clinics record many coded answers the fixed event vocabulary cannot name
 (intake interviews, school health surveys, risk assessments). An `assessment` event carries one
 answer: the item's code in `detail`, the answer in `value`. The codebook (`codebook.csv` beside
-the persons and events) declares each item once: its code, its English and Chinese label, its
+the persons and events) declares each item once: its code, its English and Chinese label (the
+Chinese may be left empty for an imported dataset: the English one is shown), its
 kind (numeric, ordinal or categorical), the range or the allowed answers, and the agreed risk
 direction where there is one. The data contract checks every answer against it: an unknown
 code or an answer outside what the item allows is a named reject, as any other contract
@@ -144,9 +145,8 @@ def _item(rec: dict[str, str]) -> tuple[Item, list[tuple[str, str]]]:
     code, kind = rec["code"].strip(), rec["kind"].strip()
     if not CODE.fullmatch(code):
         found.append(("code", f"{code!r} is not a code (lower-case letters, digits, _)"))
-    for column in ("label_en", "label_zh"):
-        if not rec[column].strip():
-            found.append((column, "missing"))
+    if not rec["label_en"].strip():
+        found.append(("label_en", "missing"))
     if kind not in KINDS:
         found.append(("kind", f"{kind!r} is not one of {', '.join(KINDS)}"))
     low, high, answers = _number(rec["min"]), _number(rec["max"]), {}
@@ -170,7 +170,9 @@ def _item(rec: dict[str, str]) -> tuple[Item, list[tuple[str, str]]]:
     item = Item(
         code,
         rec["label_en"].strip(),
-        rec["label_zh"].strip(),
+        # an imported dataset may have English labels only: the Chinese falls back to the
+        # English one, and the model card names the items shown so
+        rec["label_zh"].strip() or rec["label_en"].strip(),
         kind,
         low,
         high,

@@ -6,12 +6,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import ev, write_dataset
 
 from features.contract.codebook import read_codebook
-from features.core.errors import ContractError
+from features.core.errors import ConfigError, ContractError
+from features.spec import codebook_features, register
 from features.storage.store import Store
+from training.model_card import untranslated
 
 CODEBOOK = """code,label_en,label_zh,kind,min,max,values,direction
 k6_total,Kessler-6 distress score,凯斯勒心理困扰量表总分,numeric,0,24,,+1
@@ -74,7 +77,7 @@ def test_codebook_rows_are_checked_and_named(tmp_path):
         "k6_total,distress,困扰,numeric,0,24,,+1\n"
         "k6_total,again,再次,numeric,0,24,,\n"
         "Bad Code,x,x,free text,,,,2\n"
-        "level,x,,ordinal,5,1,,\n"
+        "level,,,ordinal,5,1,,\n"
         "yesno,x,x,categorical,,,yes;2=,\n",
         encoding="utf-8",
     )
@@ -85,7 +88,7 @@ def test_codebook_rows_are_checked_and_named(tmp_path):
         (3, "code"),
         (3, "kind"),
         (3, "direction"),
-        (4, "label_zh"),
+        (4, "label_en"),  # the English label is required; the Chinese may fall back to it
         (4, "min"),
         (5, "values"),
         (5, "values"),
@@ -96,6 +99,21 @@ def test_codebook_rows_are_checked_and_named(tmp_path):
     smokes = book.items[2]
     assert smokes.answers == {1.0: "yes", 2.0: "no"} and smokes.direction == 0
     assert book.items[0].direction == 1 and book.items[0].label_zh == "凯斯勒心理困扰量表总分"
+    english_only = tmp_path / "english.csv"
+    english_only.write_text(
+        "code,label_en,label_zh,kind,min,max,values,direction\n"
+        "sleep,hours of sleep,,numeric,0,24,,\n",
+        encoding="utf-8",
+    )
+    (item,) = read_codebook(english_only).items
+    assert item.label_zh == "hours of sleep"  # shown as the English, and named in the card
+    features = codebook_features(read_codebook(english_only))
+    register(features)
+    assert "1 codebook item(s) have no Chinese label" in untranslated([f.name for f in features])
+    assert "sleep." in untranslated([f.name for f in features])
+    chinese = codebook_features(book)
+    register(chinese)
+    assert untranslated([f.name for f in chinese] + ["age_years"]) == ""
 
 
 def test_codebook_features_by_hand(tmp_path):
@@ -310,3 +328,30 @@ def test_extra_persons_columns_are_declared_answers_or_refused(tmp_path):
         ("smokes", "an answer at registration needs the registration_date"),
         ("smokes", "3 is not an answer to item smokes (allowed: 1, 2)"),
     ]
+
+
+def test_a_group_split_holds_out_any_persons_column_or_an_items_first_answer(tmp_path):
+    from training.trainer import _groups
+
+    root = write_dataset(
+        tmp_path / "g",
+        [
+            {"person_id": "P1", "ethnicity": "miao"},
+            {"person_id": "P2", "ethnicity": None},
+            {"person_id": "P3"},
+        ],
+        [
+            ev("P1", "2025-01-01", "assessment", 1, "smokes"),
+            ev("P1", "2025-06-01", "assessment", 2, "smokes"),  # later: the first one counts
+            ev("P3", "2025-02-01", "assessment", 2, "smokes"),
+        ],
+    )
+    (root / "codebook.csv").write_text(CODEBOOK, encoding="utf-8")
+    store = Store(root)
+    frame = pd.DataFrame({"person_id": ["P1", "P2", "P3", "P1"]})
+    assert list(_groups(store, frame, "item:smokes")) == ["1", "unknown", "2", "1"]
+    assert list(_groups(store, frame, "ethnicity")) == ["miao", "unknown", "han", "miao"]
+    with pytest.raises(ConfigError, match="not a column of the persons table"):
+        _groups(store, frame, "shoe_size")
+    with pytest.raises(ConfigError, match="no person has answered item k6_total"):
+        _groups(store, frame, "item:k6_total")

@@ -155,7 +155,8 @@ def test_fairness_table_on_constructed_disparity():
     assert t.loc["B", "fpr"] == pytest.approx(10 / 40)
     assert t.loc["A", "fpr"] == pytest.approx(10 / 80)
     assert t.loc["B", "precision"] == pytest.approx(0.5)
-    assert worst_disparity(t.reset_index()) == pytest.approx(2.0)
+    # on rates smoothed by half a count: flag rate (20.5/51) / (20.5/101), the largest
+    assert worst_disparity(t.reset_index()) == pytest.approx(101 / 51)
     # the same groups ten times over: the intervals narrow around the same ratios
     big = fairness_table(
         pd.concat([groups] * 10), np.tile(y, 10), np.tile(p, 10), np.tile(p, 10), share
@@ -230,7 +231,7 @@ def test_ranking_uses_the_raw_score_where_the_calibrator_ties():
     assert flagged.sum() == 2 and flagged[[18, 19]].all()
 
 
-def test_a_ratio_of_zero_is_the_worst_disparity_not_a_missing_one():
+def test_a_ratio_of_zero_is_a_large_finite_disparity_not_a_missing_one():
     # district B (40 persons) has no false positives at all: FPR ratio 0 against A
     y = np.r_[np.zeros(60), np.ones(40), np.zeros(30), np.ones(10)]
     raw = np.r_[np.linspace(0, 2.5, 60), np.linspace(0.5, 2, 40), np.full(30, -1.0), np.full(10, 3)]
@@ -241,7 +242,12 @@ def test_a_ratio_of_zero_is_the_worst_disparity_not_a_missing_one():
     # A flags none of its 40 events in many replicates: B's TPR ratio is infinite in them,
     # so its interval reaches infinity (it is not a bound that could not be computed)
     assert t.loc["B", "tpr_ratio_ci_high"] == float("inf") > t.loc["B", "tpr_ratio_ci_low"] > 1
-    assert worst_disparity(t.reset_index()) == float("inf")
+    # the raw 0 stays in the table; the disparity is finite, on rates smoothed by half a
+    # count: B's FPR 0.5/31 against A's (hits + 0.5)/61
+    assert t.loc["B", "fpr_smoothed"] == pytest.approx(0.5 / 31)
+    a_fpr = (t.loc["A", "fpr"] * 60 + 0.5) / 61
+    assert worst_disparity(t.reset_index()) >= a_fpr / (0.5 / 31) > 10
+    assert np.isfinite(worst_disparity(t.reset_index()))
     assert ratio(0.0, 0.0) == 1.0 and ratio(0.2, 0.0) == float("inf")
     assert np.isnan(ratio(float("nan"), 0.1))
 
@@ -254,7 +260,8 @@ def test_small_groups_are_reported_with_cis_but_never_flagged_or_gated():
     t = fairness_table(groups, y, raw, raw, 0.1, min_group=30).set_index("group")
     assert t.loc["M", "flag_rate"] == 1.0 and t.loc["M", "flag_rate_ratio"] > 1.25
     assert t.loc["M", "flags"] == "" and not t.loc["M", "gated"]
-    assert "flag_rate" in t.loc["M", "rates_beyond_four_fifths"]  # reported, not flagged
+    # its figures are in the table, but a group too small to gate is never listed as beyond
+    assert t.loc["M", "rates_beyond_four_fifths"] == ""
     assert t.loc["M", "flag_rate_ci_low"] < 1.0 == t.loc["M", "flag_rate_ci_high"]
     assert worst_disparity(t.reset_index()) == 1.0  # only F is gated, against itself
     flagged = fairness_table(groups, y, raw, raw, 0.1, min_group=5).set_index("group")
