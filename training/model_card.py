@@ -123,6 +123,7 @@ def moved_words(*tables: pd.DataFrame) -> str:
 def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime) -> str:
     review = (trained_at + dt.timedelta(days=REVIEW_AFTER_DAYS)).date()
     failed = [b["check"] for b in result.behaviour if not b["passed"]]
+    shown_only = [b["check"] for b in result.behaviour if not b.get("decides", True)]
     top = result.importance.head(10)[["label_en", "label_zh", "mean_abs_contribution"]]
     task = get_task(result.task)
     allowed = result.config.allowed_features
@@ -142,7 +143,7 @@ def model_card(result: Any, fingerprint: dict[str, Any], trained_at: dt.datetime
 Trained {trained_at.isoformat(timespec="seconds")}. **Next review due {review}.**
 
 ## Intended use
-Estimates {task.description_en} ({task.description_zh}). It supports planning by trained staff, who
+Estimates {_outcome(task, fingerprint)}. It supports planning by trained staff, who
 decide, with human review of every case, which support to offer first (social-worker visits,
 methadone follow-up, skills training, family committee, school prevention programmes).
 
@@ -163,7 +164,7 @@ decision, and never as the only basis for a decision about a person.
 {_fairness(result)}
 ## Behavioural checks
 {len(result.behaviour) - len(failed)} of {len(result.behaviour)} passed.
-{"Failed: " + "; ".join(failed) if failed else ""}
+{"Failed: " + "; ".join(failed) if failed else ""}{_shown_only(shown_only)}
 
 ## Main factors (mean absolute contribution, log-odds)
 {table_md(top)}
@@ -176,6 +177,28 @@ decision, and never as the only basis for a decision about a person.
 - Trained on one period; drift in the drug mix or in recording practice degrades it. Review by
   the date above, or sooner if the rolling-origin AUROC or calibration moves.
 """
+
+
+def _outcome(task: Any, fingerprint: dict[str, Any]) -> str:
+    """What the model estimates: the task's declared outcome, or the user's own label."""
+    own = fingerprint.get("labels")
+    if not own:
+        return f"{task.description_en} ({task.description_zh})"
+    return (
+        f"the outcome of the label file {own['file']} ({own['rows']:,} rows, prevalence "
+        f"{own['prevalence']:.1%}, as-of dates {own['as_of_first']} to {own['as_of_last']}); "
+        f"the task's own label ({task.description_en}) was not used"
+    )
+
+
+def _shown_only(checks: list[str]) -> str:
+    if not checks:
+        return ""
+    return (
+        "\nRun and shown, not deciding (built on the task's own outcome, not this label): "
+        + "; ".join(checks)
+        + "."
+    )
 
 
 def untranslated(features: list[str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
@@ -338,6 +339,25 @@ def test_train_on_users_own_labels_over_persons_without_events(workspace, relaps
         .data.metrics
     )
     assert m["test_auroc"] > 0.6  # sex is allowed as a feature here, and carries the signal
+    run_id = MlflowClient().get_model_version("sunshine-relapse", str(version)).run_id
+    card = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_card.md")
+    ).read_text()
+    # the card describes the label supplied, not the task's; the clear cases of the task's
+    # own outcome were run and shown, but did not decide
+    expected = pd.DataFrame(rows)
+    assert f"the outcome of the label file {labels} ({len(expected):,} rows" in card
+    assert f"prevalence {expected['label'].mean():.1%}" in card
+    assert "the task's own label (" in card and "was not used" in card
+    assert "Run and shown, not deciding" in card and "minimum function" in card
+    checks = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="behaviour_checks.json"
+            )
+        ).read_text()
+    )
+    assert [c["decides"] for c in checks if c["check"].startswith("minimum function")] == [False]
 
 
 def test_bad_label_rows_are_reported_by_row_and_field(workspace, relapse_v1, tmp_path):
