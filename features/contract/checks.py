@@ -85,10 +85,18 @@ def require_columns(where: str, columns: tuple[Column, ...], have: list[str]) ->
         )
 
 
+# the optional persons column that dates the persons file's answers (a survey's day, a school
+# enrolment, a trial's randomisation); without it they are dated the registration_date,
+# which in this contract means registration as a drug user, and so a young person's answers
+# need it
+ANSWERS_DATE = "answers_date"
+
+
 def declared_columns(where: str, have: list[str], codebook: Codebook) -> list[str]:
     """A persons table's columns beyond the contract: each must be an item of the codebook,
-    whose answers are assessments at registration; any other is refused, never ignored."""
-    names = {c.name for c in PERSON_COLUMNS}
+    whose answers are assessments dated `answers_date` or else the registration; any other
+    is refused, never ignored."""
+    names = {c.name for c in PERSON_COLUMNS} | {ANSWERS_DATE}
     codes = {i.code for i in codebook.items}
     extra = [c for c in have if c not in names]
     undeclared = [c for c in extra if c not in codes]
@@ -96,7 +104,8 @@ def declared_columns(where: str, have: list[str], codebook: Codebook) -> list[st
         raise ContractError(
             f"{where}: column(s) {', '.join(undeclared)} are not part of the data contract. "
             "Declare each in codebook.csv as an item (its answers then become assessment "
-            "events dated the person's registration_date), or drop it from the file."
+            f"events dated the person's {ANSWERS_DATE}, or else registration_date), or drop it "
+            "from the file."
         )
     return extra
 
@@ -277,16 +286,35 @@ def assessment_checks() -> list[str]:
     ]
 
 
-def registration_answer_checks(items: list[Item]) -> list[str]:
+def answers_date_sql(dated: bool, row: str = "r") -> str:
+    """SQL for the day a persons row's answers were given: its answers_date where the file
+    has that column and the row a value, else its registration_date."""
+    registration = f"TRY_CAST({row}.registration_date AS DATE)"
+    if not dated:
+        return registration
+    return f"coalesce(TRY_CAST({row}.{ANSWERS_DATE} AS DATE), {registration})"
+
+
+def registration_answer_checks(items: list[Item], dated: bool = False) -> list[str]:
     """SQL over `r` (raw persons): a persons column a codebook declares holds that item's
-    answer at registration; it must be one the item allows, and registration_date must date it."""
+    answer; it must be one the item allows, and answers_date (when the file has it) or
+    registration_date must date it. `dated`: the file has an answers_date column."""
     checks = []
+    if dated:
+        checks.append(
+            f"CASE WHEN r.{ANSWERS_DATE} IS NOT NULL AND TRY_CAST(r.{ANSWERS_DATE} AS DATE) IS "
+            f"NULL THEN '{ANSWERS_DATE}: cannot parse ' || CAST(r.{ANSWERS_DATE} AS VARCHAR) || "
+            f"' as a date' WHEN TRY_CAST(r.{ANSWERS_DATE} AS DATE) > $ref THEN '{ANSWERS_DATE}: "
+            "after the reference date ' || CAST($ref AS VARCHAR) END"
+        )
     for i in items:
         col, answer = f"r.{i.code}", f"TRY_CAST(r.{i.code} AS DOUBLE)"
         said = f"'{i.code}: ' || {col}"
         checks.append(
-            f"CASE WHEN {col} IS NOT NULL AND TRY_CAST(r.registration_date AS DATE) IS NULL "
-            f"THEN '{i.code}: an answer at registration needs the registration_date' END"
+            f"CASE WHEN {col} IS NOT NULL AND {answers_date_sql(dated)} IS NULL "
+            f"THEN '{i.code}: an answer needs its date: {ANSWERS_DATE}"
+            + (" (empty here)" if dated else " (no such column)")
+            + " or registration_date' END"
         )
         if i.kind == "categorical":
             allowed = ", ".join(f"{a!r}" for a in sorted(i.answers))

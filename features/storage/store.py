@@ -18,9 +18,11 @@ import duckdb
 import pyarrow as pa
 
 from features.contract.checks import (
+    ANSWERS_DATE,
     EVENT_COLUMNS,
     PERSON_COLUMNS,
     Column,
+    answers_date_sql,
     declared_columns,
     event_checks,
     person_checks,
@@ -287,6 +289,7 @@ class Store:
         store.catalog = "saved"
         store.con.execute("USE saved")
         store.answered_at_registration = []
+        store.answers_dated = False
         store._adopt_codebook(codebook)
         return store
 
@@ -322,8 +325,9 @@ class Store:
         self.answered_at_registration = declared_columns(
             f"{self.name}: {persons_where}", have, self.codebook
         )
+        self.answers_dated = ANSWERS_DATE in have
         checks = person_checks() + registration_answer_checks(
-            [self.codebook.item(c) for c in self.answered_at_registration]
+            [self.codebook.item(c) for c in self.answered_at_registration], self.answers_dated
         )
         checks += self._encoding_check("raw_persons")
         con.execute(
@@ -403,11 +407,13 @@ class Store:
 
     def _add_registration_answers(self) -> None:
         """Each declared persons column's answers as assessment events, dated (and recorded)
-        at the person's registration, kept in the events' person and time order."""
+        on the row's answers_date, else at the person's registration, kept in the events'
+        person and time order."""
         if not self.answered_at_registration:
             return
+        day = answers_date_sql(self.answers_dated, "c")
         parts = [
-            f"SELECT p.pk, CAST(c.registration_date AS TIMESTAMP) AS t, "
+            f"SELECT p.pk, CAST({day} AS TIMESTAMP) AS t, "
             f"CAST(TRY_CAST(c.{code} AS DOUBLE) AS DOUBLE) AS value, '{code}' AS detail "
             f"FROM persons_checked c JOIN persons p USING (person_id) "
             f"WHERE len(c.problems) = 0 AND c.{code} IS NOT NULL"

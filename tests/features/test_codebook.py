@@ -3,6 +3,7 @@ answer is checked against it like the rest of the contract, each bad row named."
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -303,8 +304,6 @@ def test_extra_persons_columns_are_declared_answers_or_refused(tmp_path):
         "SELECT CAST(event_time AS DATE), detail, value FROM events "
         "WHERE event_type = 'assessment' ORDER BY detail"
     ).fetchall()
-    import datetime as dt
-
     assert answers == [
         (dt.date(2024, 2, 2), "k6_total", 12.0),
         (dt.date(2024, 2, 2), "smokes", 1.0),
@@ -323,11 +322,38 @@ def test_extra_persons_columns_are_declared_answers_or_refused(tmp_path):
     with pytest.raises(ContractError) as info:
         Store(declared)
     assert [(p.column, p.reason) for p in info.value.problems] == [
-        ("k6_total", "an answer at registration needs the registration_date"),
+        (
+            "k6_total",
+            "an answer needs its date: answers_date (no such column) or registration_date",
+        ),
         ("k6_total", "40 outside 0..24 for item k6_total"),
-        ("smokes", "an answer at registration needs the registration_date"),
+        ("smokes", "an answer needs its date: answers_date (no such column) or registration_date"),
         ("smokes", "3 is not an answer to item smokes (allowed: 1, 2)"),
     ]
+    # a young person's answers, never registered as a drug user: dated by their own column
+    (declared / "persons.csv").write_text(
+        f"{header},answers_date,k6_total\n" + row + ",2025-09-01,7\n", encoding="utf-8"
+    )
+    answers = (
+        Store(declared)
+        .con.execute(
+            "SELECT CAST(event_time AS DATE), detail, value FROM events "
+            "WHERE event_type = 'assessment'"
+        )
+        .fetchall()
+    )
+    assert answers == [(dt.date(2025, 9, 1), "k6_total", 7.0)]
+    for day, reason in (
+        ("", "an answer needs its date: answers_date (empty here) or registration_date"),
+        ("someday", "cannot parse someday as a date"),
+        ("2027-01-01", "after the reference date 2026-06-30"),
+    ):
+        (declared / "persons.csv").write_text(
+            f"{header},answers_date,k6_total\n" + row + f",{day},7\n", encoding="utf-8"
+        )
+        with pytest.raises(ContractError) as info:
+            Store(declared)
+        assert reason in " ".join(p.reason for p in info.value.problems), day
 
 
 def test_a_group_split_holds_out_any_persons_column_or_an_items_first_answer(tmp_path):
