@@ -169,7 +169,7 @@ def recalibrate_cmd(
     reference_date: RefOpt = None,
 ) -> None:
     """Refit a model's calibrator on a site's own outcomes and register it as challenger."""
-    from models.recalibration import recalibrate
+    from models.recalibration import REPEATS, recalibrate, verdict
     from models.tracking import configure
 
     get_task(task)
@@ -186,14 +186,11 @@ def recalibrate_cmd(
         f"{r.after['brier']:.4f})"
     )
     console.print(
-        f"a perfectly calibrated model would show ECE {r.after['ece_chance_median']:.4f} "
-        f"(median; 95th percentile {r.after['ece_chance_p95']:.4f}) on {r.check_rows:,} rows "
-        "by chance alone: "
-        + (
-            "the new calibrator cannot be told from perfect calibration"
-            if r.after["ece"] <= r.after["ece_chance_p95"]
-            else "the new calibrator is off by more than chance explains"
-        )
+        f"over {REPEATS} halves drawn afresh (one half can flatter or wrong a calibrator by "
+        f"luck): ECE with version {r.source_version}'s calibrator {r.spread['before'].said()}, "
+        f"with a refitted one {r.spread['after'].said()}; a perfectly calibrated model shows "
+        f"{r.spread['floor'].said()} on the same halves by chance alone: {verdict(r.spread)}",
+        soft_wrap=True,
     )
     console.print(
         f"registered sunshine-{task} version {r.version} as challenger (run {r.run_id}); "

@@ -241,7 +241,7 @@ def _check(cfg: TrainConfig, task: str) -> None:
         raise ConfigError(
             f"{source}: split.by must name a persons column (district, sex, ethnicity, "
             "primary_substance, or any other the persons file has) or a coded assessment's "
-            f"first answer as item:CODE (got {cfg.group_by or 'nothing'!r})"
+            f"first answer as item:CODE (got {repr(cfg.group_by) if cfg.group_by else 'nothing'})"
         )
     if not temporal and not (cfg.cv_folds >= 2 and 0 < cfg.test_share < 0.5):
         raise ConfigError(f"{source}: split.folds must be at least 2 and test_share in (0, 0.5)")

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from features.compute.builder import FeatureBuilder
 from features.core.errors import InputError
 from features.storage.store import Store
-from models.recalibration import MIN_EACH, halves, recalibrate
+from models.recalibration import MIN_EACH, Spread, halves, recalibrate, repeated_halves, verdict
 from models.registry import load_model
 
 AS_OF = "2025-06-30"
@@ -98,6 +98,32 @@ def test_the_command(site):
     command = ["recalibrate", "--task", "relapse", "--data", store.source]
     r = sunshine(served, *command, "--labels", labels, "--from-version", facts["version"])
     assert "ECE on the held-out half" in r.stdout and "as challenger" in r.stdout
-    assert "a perfectly calibrated model would show ECE" in r.stdout
+    said = " ".join(r.stdout.split())
+    assert "over 100 halves drawn afresh" in said and "90% range" in said
+    assert "by chance alone: the new calibrator" in said
     bad = sunshine(served, *command, "--labels", root / "missing.csv", check=False)
     assert bad.returncode == 2 and "missing.csv" in bad.stderr
+
+
+def test_the_verdict_is_judged_on_many_halves_not_one():
+    """Outcomes drawn from the scores themselves: the old calibrator is perfect. Over many
+    halves its ECE sits on the chance floor; a calibrator that doubles every probability
+    is said to be off by more than chance, whichever half one would have drawn."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    raw = rng.normal(-1.5, 1.0, n)
+    p = 1 / (1 + np.exp(-raw))
+    y = (rng.random(n) < p).astype(int)
+    persons = pd.Series([f"P{i:05d}" for i in range(n)])
+    spread = repeated_halves(persons, y, raw, p, repeats=20)
+    assert spread["before"].low <= spread["before"].median <= spread["before"].high
+    # the source calibrator is the truth: its ECE is within what chance gives a perfect one
+    assert spread["floor"].median < spread["floor_p95"].median
+    assert spread["before"].median <= spread["floor_p95"].median
+    assert spread["after"].median <= spread["floor_p95"].median
+    assert verdict(spread) == "the new calibrator cannot be told from perfect calibration"
+    worse = {**spread, "after": Spread(0.2, 0.18, 0.22)}
+    assert verdict(worse) == "the new calibrator is no better than the old one"
+    better = {**spread, "before": Spread(0.3, 0.28, 0.32), "after": Spread(0.1, 0.09, 0.11)}
+    assert verdict(better).startswith("the new calibrator is better than the old, but off")
+    assert Spread.of([1.0, 2.0, 3.0]) == Spread(2.0, 1.1, 2.9)

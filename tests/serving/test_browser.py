@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from features.tasks import get_task
-from serving.access.passwords import Passwords
+from serving.access.passwords import FREE_FAILURES, Passwords
 from serving.storage.web_records import WebStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,3 +279,31 @@ def test_the_api_docs_work_under_their_content_security_policy(browser, service)
     page.wait_for_selector(".opblock", timeout=20_000)
     assert page.locator(".opblock").count() >= 8
     assert refused == []
+
+
+def test_wrong_passwords_slow_down_on_a_phone(browser, service):
+    """A caseworker who mistypes their password a few times is told to wait, in Chinese, and
+    the right password is heard again once the wait has passed."""
+    store = service["token_store"]
+    service["tokens"]["cw_slow"] = store.create("sun", "caseworker", ["huaxi"])
+    passwords = Passwords(WebStore(service["service_db"]).engine)
+    assert passwords.set_password("sun", passwords.issue_code("sun"), "river stone 2026")
+    context = browser.new_context(viewport=VIEWPORTS["phone"])
+    page = context.new_page()
+    try:
+        for attempt in range(FREE_FAILURES + 1):
+            page.goto(service["url"] + "/app/signin")
+            page.get_by_label("用户名").fill("sun")
+            page.get_by_label("密码", exact=True).fill(f"wrong guess {attempt}")
+            page.get_by_role("button", name="登录").click()
+        alert = page.get_by_role("alert").inner_text()
+        assert "尝试次数过多" in alert and "秒后再试" in alert, alert
+        check_page(page, "signin-throttled", "phone")
+        passwords.succeeded("user:sun", "address:127.0.0.1")  # as if the wait had passed
+        page.get_by_label("用户名").fill("sun")
+        page.get_by_label("密码", exact=True).fill("river stone 2026")
+        page.get_by_role("button", name="登录").click()
+        assert page.url.endswith("/app/caseload")
+    finally:
+        passwords.succeeded("user:sun", "address:127.0.0.1")
+        context.close()

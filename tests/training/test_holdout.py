@@ -158,10 +158,14 @@ def test_groups_fixed_outside_the_project(shifted):
 
 
 def test_group_split_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="split.by must be one of district"):
+    with pytest.raises(ConfigError, match="split.by must name a persons column .*got nothing"):
         config(tmp_path, "split: {mode: group}\n")
-    with pytest.raises(ConfigError, match="split.by must be one of"):
-        config(tmp_path, "split: {mode: group, by: shoe_size}\n")
+    with pytest.raises(ConfigError, match="or a coded assessment's first answer as item:CODE"):
+        config(tmp_path, "split: {mode: group, by: 'Shoe Size'}\n")
+    # any persons column or an item's first answer passes here; a column the persons file
+    # lacks is refused when the groups are read (test_codebook)
+    config(tmp_path, "split: {mode: group, by: shoe_size}\n")
+    config(tmp_path, "split: {mode: group, by: 'item:trial'}\n")
 
 
 def test_an_unknown_test_group_lists_the_groups(shifted):
