@@ -339,13 +339,7 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     fairness, behaviour = _audit(
         config, model, test, features, yt, p_test, r_test, "labels" in frame.attrs
     )
-    metrics["fairness_worst_disparity"] = worst_disparity(fairness)
-    metrics["fairness_flags"] = float(len(flag_list(fairness)))
-    # only the checks that decide: with the user's own label, those built on the task's
-    # vocabulary are run and shown but say nothing of a model of another outcome
-    metrics["behaviour_checks_failed"] = float(
-        sum(not r["passed"] for r in behaviour if r.get("decides", True))
-    )
+    metrics.update(_audit_metrics(fairness, behaviour))
 
     explain_rows = test[features].sample(min(len(test), 2000), random_state=1)
     contrib = model.contributions(explain_rows)
@@ -554,6 +548,19 @@ def _fit_cv(
     booster = _fit(config, X, y, split, constrained=True, rounds=int(np.median(rounds)))
     dev = split.train
     return booster, oof[dev], y[dev], pd.DataFrame(rows)
+
+
+def _audit_metrics(fairness: pd.DataFrame, behaviour: list[dict]) -> dict[str, float]:
+    """The audit's figures the run logs and the gate reads: only the behavioural checks that
+    decide count (with the user's own label, those built on the task's vocabulary are run
+    and shown but say nothing of a model of another outcome)."""
+    return {
+        "fairness_worst_disparity": worst_disparity(fairness),
+        "fairness_flags": float(len(flag_list(fairness))),
+        "behaviour_checks_failed": float(
+            sum(not r["passed"] for r in behaviour if r.get("decides", True))
+        ),
+    }
 
 
 def _baseline_scores(
