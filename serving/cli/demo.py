@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -16,10 +16,6 @@ from features.tasks import task_names
 from serving.access.passwords import Passwords
 from serving.access.tokens import TokenStore
 from serving.storage.web_records import WebStore
-
-if TYPE_CHECKING:
-    pass
-
 
 DEMO_DISTRICTS = ("huaxi", "nanming")
 

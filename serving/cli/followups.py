@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -11,11 +11,8 @@ from features.core import cli
 from features.core.errors import InputError
 from features.core.io import atomic_path
 from features.core.settings import SERVICE_DB, settings
-from serving.storage.web_records import WebStore
-
-if TYPE_CHECKING:
-    pass
 from serving.cli.service import ServiceDbOpt
+from serving.storage.web_records import WebStore
 
 followups_app = typer.Typer(help="Follow-ups recorded in the web pages.", no_args_is_help=True)
 
