@@ -89,6 +89,23 @@ def _form(
     return response
 
 
+def _keys(request: Request, user: str | None) -> list[str]:
+    """What a failure counts against: the address it came from, and the user name tried."""
+    keys = [f"address:{request.client.host if request.client else ''}"]
+    return keys + ([f"user:{user.lower()}"] if user is not None else [])
+
+
+def _heard(
+    request: Request, svc: Services, nonce: str, template: str, keys: list[str]
+) -> tuple[Passwords, Response | None]:
+    """A form post is heard only with its nonce and when no key is waiting out a delay:
+    else the form again, with 429 and the seconds to wait."""
+    check_csrf(request.cookies.get(SIGNIN_COOKIE, ""), nonce)
+    passwords = Passwords(svc.web.engine)
+    wait = passwords.wait_s(*keys)
+    return passwords, _form(request, template, None, 429, TOO_MANY, wait) if wait else None
+
+
 @router.post("/signin")
 def signin(
     request: Request,
@@ -99,15 +116,11 @@ def signin(
     token: Annotated[str, Form(max_length=TOKEN_CHARS)] = "",
     keep: Annotated[bool, Form()] = False,
 ) -> Response:
-    check_csrf(request.cookies.get(SIGNIN_COOKIE, ""), nonce)
-    passwords = Passwords(svc.web.engine)
     name = user.strip()
-    keys = [f"address:{request.client.host if request.client else ''}"]
-    if not token:
-        keys.append(f"user:{name.lower()}")
-    wait = passwords.wait_s(*keys)
-    if wait:
-        return _form(request, "signin.html", None, 429, TOO_MANY, wait)
+    keys = _keys(request, None if token else name)
+    passwords, refused = _heard(request, svc, nonce, "signin.html", keys)
+    if refused:
+        return refused
     who: User | None
     if token:
         who = svc.tokens.authenticate(token.strip())
@@ -144,13 +157,11 @@ def setup(
     password: Annotated[str, Form(max_length=MAX_PASSWORD)] = "",
     again: Annotated[str, Form(max_length=MAX_PASSWORD)] = "",
 ) -> Response:
-    check_csrf(request.cookies.get(SIGNIN_COOKIE, ""), nonce)
-    passwords = Passwords(svc.web.engine)
     name = user.strip()
-    keys = [f"address:{request.client.host if request.client else ''}", f"user:{name.lower()}"]
-    wait = passwords.wait_s(*keys)
-    if wait:
-        return _form(request, "setup.html", None, 429, TOO_MANY, wait)
+    keys = _keys(request, name)
+    passwords, refused = _heard(request, svc, nonce, "setup.html", keys)
+    if refused:
+        return refused
     problem = password_problem(name, password, again)
     if problem:
         return _form(request, "setup.html", None, 422, PASSWORD_PROBLEMS[problem])
