@@ -78,13 +78,11 @@ def repeated_halves(
         for stratum in (True, False):
             members = order[has_event[order] == stratum]
             side[members] = np.arange(len(members)) % 2 == 0
-        fit = side[codes]
-        calibrator, _ = choose_calibrator(raw[fit], y[fit])
-        p_after = calibrator.transform(raw[~fit])
-        yc = y[~fit]
-        before.append(ece(yc, old[~fit]))
-        after.append(ece(yc, p_after))
-        chance = ece_by_chance(p_after, int(yc.sum()), FLOOR_DRAWS, k)
+        r = fitted_on(side[codes], y, raw, old)
+        yc = y[r.check]
+        before.append(ece(yc, r.before))
+        after.append(ece(yc, r.after))
+        chance = ece_by_chance(r.after, int(yc.sum()), FLOOR_DRAWS, k)
         floor.append(chance[0])
         floor_p95.append(chance[1])
     return {
@@ -152,9 +150,13 @@ def refit(
     """The recalibration itself, for `sunshine recalibrate` and the CTN-0094 report alike:
     fit on one half of the persons, judge on the other. `old` holds every row's probability
     under the source calibrator."""
-    fit, check = halves(persons, y, seed)
+    return fitted_on(halves(persons, y, seed)[0], y, raw, old)
+
+
+def fitted_on(fit: np.ndarray, y: np.ndarray, raw: np.ndarray, old: np.ndarray) -> Refit:
+    """A calibrator fitted on the rows `fit`, judged on the others."""
     calibrator, _ = choose_calibrator(raw[fit], y[fit])
-    return Refit(calibrator, fit, check, old[check], calibrator.transform(raw[check]))
+    return Refit(calibrator, fit, ~fit, old[~fit], calibrator.transform(raw[~fit]))
 
 
 def _check_size(y: np.ndarray, path: Path) -> None:

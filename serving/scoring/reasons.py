@@ -92,18 +92,25 @@ def reading(f: Feature, value: object, lang: str) -> str:
         return f"{n}天" if zh else f"{n} day" + ("" if n == 1 else "s")
     if f.reading == "days_ago":
         return ago(v, lang)
-    event = EVENT_TYPES_BY_NAME.get(f.event_type or "")
-    if f.reading == "words" and event is not None and event.value_words:
-        return event.value_words[0 if v >= 0.5 else 1][zh]
     if f.reading == "age":
         return f"{int(v)}岁" if zh else f"{int(v)} years old"
     if f.reading == "years":
         return f"{v:.0f}年" if zh else f"{v:.0f} years"
-    unit = event.unit if event else None
-    number = f"{v:.1f}".removesuffix(".0")
-    if unit is None:
+    # words (a yes/no event's last value) or an amount with its event type's unit
+    return event_value(f.event_type or "", v, lang, words=f.reading == "words")
+
+
+def event_value(event_type: str, value: float, lang: str, words: bool = True) -> str:
+    """An event type's value in words: 阳性/阴性 for a yes/no one (with `words`), else the
+    number with its unit ("60毫克", "60 mg"), at most one decimal."""
+    event = EVENT_TYPES_BY_NAME.get(event_type)
+    zh = lang == "zh"
+    if words and event is not None and event.value_words:
+        return event.value_words[0 if value >= 0.5 else 1][zh]
+    number = f"{value:.1f}".removesuffix(".0")
+    if event is None or event.unit is None:
         return number
-    return f"{number}{unit[1]}" if zh else f"{number} {unit[0]}"
+    return f"{number}{event.unit[1]}" if zh else f"{number} {event.unit[0]}"
 
 
 def ago(days: float, lang: str) -> str:

@@ -9,6 +9,7 @@ filters and slices a ranked table: a request never rebuilds anyone's features.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -45,6 +46,11 @@ class Caseload:
     # the shares of the model's reference cohort in the high tier, then in high and medium:
     # the tiers are ranks, and a page says so
     tier_shares: tuple[float, float] = (0.10, 0.30)
+
+    @functools.cached_property
+    def average(self) -> float:
+        """The cohort's mean probability: what a page shows a person's risk against."""
+        return float(self.frame["probability"].mean())
 
 
 SORTS = ("risk", "change", "contact")
@@ -91,7 +97,6 @@ def build_caseload(
             "raw_score": scored.raw_score,
             "tier": scored.tier,
             "percentile": scored.percentile,
-            "reason_feature": _where(shown, name),
             "reason_en": _texts(shown, name, value, raises, "en"),
             "reason_zh": _texts(shown, name, value, raises, "zh"),
             "raises": shown & raises,

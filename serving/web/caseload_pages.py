@@ -157,7 +157,7 @@ def caseload_page(request: Request, svc: Svc, query: FilterQuery) -> Response:
         todo_count=len(select(caseload, mine_of(web), Filters(todo=True), contacts)),
         sorts=SORTS,
         model_version=caseload.version,
-        average=float(caseload.frame["probability"].mean()),
+        average=caseload.average,
         shares=caseload.tier_shares,
         arrow=arrow,
         percent=percent,

@@ -24,6 +24,7 @@ from babel.messages.pofile import read_po
 from features.contract.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME, code_label
 from features.indicators.inputs import CITY
 from features.tasks import SupportOption, Task
+from serving.scoring.reasons import COLON, event_value
 
 CATALOGUE = Path(__file__).parent / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
 DEFAULT_LANG = "zh"
@@ -53,6 +54,12 @@ ROLE_LABELS = {
     "analyst": N_("Analyst"),
     "admin": N_("Administrator"),
 }
+
+
+def share_above(percentile: float) -> int:
+    """The percent of comparable persons at or above a score, in whole percent: at least 1,
+    so a page never says "top 0%" (nor a percentile of 100)."""
+    return max(1, math.ceil(100 - percentile))
 
 
 @cache
@@ -107,7 +114,7 @@ class Texts:
 
     @property
     def colon(self) -> str:
-        return "\uff1a" if self.lang == "zh" else ": "
+        return COLON[self.lang]
 
     def role(self, role: str) -> str:
         return self(ROLE_LABELS[role])
@@ -134,15 +141,7 @@ class Texts:
 
     def event_value(self, name: str, value: float) -> str:
         """An event's value in words: 阳性/阴性 for a yes/no, an amount with its unit."""
-        e = EVENT_TYPES_BY_NAME.get(name)
-        number = f"{value:.1f}".removesuffix(".0")
-        if e is None:
-            return number
-        if e.value_words:
-            return self.both(*e.value_words[0 if value >= 0.5 else 1])
-        if e.unit:
-            return f"{number}{e.unit[1]}" if self.lang == "zh" else f"{number} {e.unit[0]}"
-        return number
+        return event_value(name, value, self.lang)
 
     def date(self, day: dt.date | None) -> str:
         """2026年6月30日 in Chinese, 30 Jun 2026 in English."""
@@ -170,7 +169,7 @@ class Texts:
         """Where a score stands as the share above it ("前3%"): never "100", never 0%."""
         if percentile is None or math.isnan(percentile):
             return "—"
-        return self(N_("top %(share)s%%"), share=max(1, math.ceil(100 - percentile)))
+        return self(N_("top %(share)s%%"), share=share_above(percentile))
 
     def times_average(self, p: float, average: float) -> str:
         """A probability against the cohort's average: "约为平均水平的3倍"."""
@@ -193,11 +192,10 @@ class Texts:
         if percentile is None or math.isnan(percentile):
             return self.tier(tier)
         if percentile >= 50:
-            top = max(1, math.ceil(100 - percentile))
             return self(
                 N_("%(tier)s: in the top %(share)s%% of comparable persons"),
                 tier=self.tier(tier),
-                share=top,
+                share=share_above(percentile),
             )
         return self(
             N_("%(tier)s: higher than %(share)s%% of comparable persons"),

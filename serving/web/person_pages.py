@@ -114,7 +114,7 @@ def person_context(
         result=result,
         change=row["change"],
         previous=state.previous,
-        average=float(caseload.frame["probability"].mean()),
+        average=caseload.average,
         shares=caseload.tier_shares,
         actionable=[f for f in reasons if not f["background"]],
         background=[f for f in reasons if f["background"]],

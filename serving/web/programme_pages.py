@@ -47,6 +47,7 @@ def programme_page(
     table = source.table(months)
     request.state.audit = [Entry("", request.state.request_id, 200)]
     _ = web.texts
+    labels = {m: _.month(dt.date.fromisoformat(m + "-01")) for m in months}
     return render(
         request,
         "programme.html",
@@ -55,13 +56,13 @@ def programme_page(
         month=month,
         indicators=_indicators(table),
         ranking=ranking(table, month),
-        trends=trends(table, months, _),
+        trends=trends(table, months, _, labels),
         monitoring=[
             (get_task(t), str(facts["version"]), svc.state.loaded.monitoring.get(t) or {})
             for t, (_m, facts) in svc.state.loaded.models.items()
         ],
         value=value_text,
-        month_label=lambda m: _.month(dt.date.fromisoformat(m + "-01")),
+        month_label=labels.__getitem__,
         composite=COMPOSITE,
         city=CITY,
     )
@@ -106,12 +107,14 @@ def _nan_last(rank: float | None) -> float:
     return math.inf if rank is None or math.isnan(rank) else rank
 
 
-def trends(table: pd.DataFrame, months: list[str], _: Texts) -> list[dict[str, str]]:
+def trends(
+    table: pd.DataFrame, months: list[str], _: Texts, labels: dict[str, str]
+) -> list[dict[str, str]]:
     """The city's value of each registry indicator over the months, each a chart with its
-    axis, its unit, Chinese or English month labels, and which way is better."""
+    axis, its unit, the months as the page writes them (`labels`), and which way is better."""
     city = table[table["district"] == CITY]
     better = {i.name: i.direction for i in REGISTRY_INDICATORS}
-    labels = [_.month(dt.date.fromisoformat(m + "-01")) for m in months]
+    ticks = [labels[m] for m in months]
     out = []
     for code, grp in city.groupby("indicator", sort=False):
         series = grp.set_index("month")["value"].reindex(months).astype(float).tolist()
@@ -121,7 +124,7 @@ def trends(table: pd.DataFrame, months: list[str], _: Texts) -> list[dict[str, s
         out.append(
             {
                 "title": title,
-                "chart": trend(labels, series, title, _(UNITS.get(unit, unit)) or title),
+                "chart": trend(ticks, series, title, _(UNITS.get(unit, unit)) or title),
                 "better": _(BETTER[way]) if way else "",
                 "arrow": "↑" if way > 0 else "↓" if way < 0 else "",
             }
