@@ -99,6 +99,10 @@ def test_a_caseworker_sets_a_password_signs_in_with_it_and_is_throttled(service,
         "SELECT status FROM audit WHERE route = '/app/signin'"
     )
     assert {401, 429} <= {s for (s,) in audit}  # every attempt is in the trail
+    setups = sqlite3.connect(service["audit"]).execute(
+        "SELECT status FROM audit WHERE route = '/app/setup'"
+    )
+    assert {422, 303, 401} <= {s for (s,) in setups}  # and every password set-up
     # revoking the user's tokens closes the password's door as well
     store.revoke(user="chen")
     Passwords(WebStore(service["service_db"]).engine).succeeded("user:chen", "address:127.0.0.1")
