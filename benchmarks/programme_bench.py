@@ -43,7 +43,7 @@ def model(work: Path) -> str:
 def child(kind: str, data: Path, uri: str) -> None:
     from features.core.months import month_range
     from features.indicators.inputs import load_indicator_config, read_population
-    from features.indicators.monthly import indicator_table
+    from features.indicators.ranking import indicator_table
     from features.storage.store import Store
 
     with Meter() as total:

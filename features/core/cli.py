@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from features.core.errors import InputError, SunshineError
-from features.core.settings import home
+from features.core.settings import AUDIT_DB, home
 
 console = Console()
 err_console = Console(stderr=True)
@@ -57,6 +57,10 @@ MasterOpt = Annotated[
 RefOpt = Annotated[
     str | None,
     typer.Option("--reference-date", help="the data's 'today' (default: DATA/dataset.json)"),
+]
+AuditDbOpt = Annotated[
+    Path | None,
+    typer.Option("--audit-db", help=f"audit log (SQLite; default {AUDIT_DB} in the home)"),
 ]
 
 

@@ -47,6 +47,8 @@ class IndicatorConfig:
     community_order_days: int = 1095
     methadone_active_days: int = 30
     relapse_task: str = "relapse"
+    # a count of persons below this is published as "<5" (see `disclosure`)
+    suppress_below: int = 5
     weights: dict[str, float] = field(default_factory=dict)
     external: dict[str, External] = field(default_factory=dict)
     source: str = "default"
@@ -78,6 +80,8 @@ def load_indicator_config(path: Path | None = None) -> IndicatorConfig:
     bad = [n for n, e in external.items() if e.direction not in (1, -1)]
     if bad:
         raise ConfigError(f"{where}: external indicator {bad[0]}: direction must be 1 or -1")
+    if config.suppress_below < 1:
+        raise ConfigError(f"{where}: suppress_below must be 1 or more (1: nothing withheld)")
     if any(w < 0 or math.isnan(w) for w in weights.values()):
         raise ConfigError(f"{where}: weights must be zero or more")
     return config

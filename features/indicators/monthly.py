@@ -20,17 +20,15 @@ import pandas as pd
 from features.compute.labels import cohort_labels
 from features.contract.vocabulary import (
     COMMUNITY_PROGRAMMES,
-    DISTRICT_LABELS_ZH,
     DISTRICTS,
     RESIDENTIAL_REHAB,
 )
 from features.core.months import add_months, month_end, month_start
 from features.indicators.inputs import CITY, IndicatorConfig, residents_under
+from features.indicators.uncertainty import BINOMIAL, POISSON
 from features.residence import districts_sql
 from features.storage.store import Store
 from features.tasks import DRUG_RECORD, get_task
-
-COMPOSITE = "composite"
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,7 @@ class Indicator:
     direction: int  # +1: higher is better; -1: lower is better
     per: int  # the rate is numerator / denominator * per
     unit: str
+    family: str = BINOMIAL  # how its numerator varies by chance (see `uncertainty`)
 
 
 REGISTRY_INDICATORS: tuple[Indicator, ...] = (
@@ -51,6 +50,7 @@ REGISTRY_INDICATORS: tuple[Indicator, ...] = (
         -1,
         10_000,
         "per 10,000 residents",
+        POISSON,
     ),
     Indicator("intake_control_rate", "intake-and-control rate", "收戒管控率", +1, 100, "%"),
     Indicator(
@@ -251,103 +251,3 @@ def compute(
             ]
         )
     return table.reset_index(drop=True)
-
-
-def indicator_table(
-    store: Store,
-    months: list[str],
-    config: IndicatorConfig,
-    population: pd.DataFrame,
-    external: pd.DataFrame | None = None,
-    cache: dict[str, list[pd.DataFrame]] | None = None,
-) -> pd.DataFrame:
-    """The published table of `months`: every figure with its rank and changes (see
-    `compute`, `rank` and `report_table`), as the command, the service and the API give it."""
-    raw = compute(store, months, config, population, external, cache)
-    return report_table(rank(raw, config), months, config)
-
-
-def indicator_titles(config: IndicatorConfig) -> dict[str, tuple[str, str, int]]:
-    """(English, Chinese, direction) of every indicator the ranking may weigh."""
-    titles = {i.name: (i.en, i.zh, i.direction) for i in REGISTRY_INDICATORS}
-    titles.update({e.name: (e.en, e.zh, e.direction) for e in config.external.values()})
-    return titles
-
-
-def rank(table: pd.DataFrame, config: IndicatorConfig) -> pd.DataFrame:
-    """Each district's rank on each indicator (1 = best) and on the weighted composite, with
-    the change since the month before; the city's row carries values, never a rank.
-
-    A district's score on an indicator is 100 for the best and 0 for the worst of the
-    districts with a figure that month, by rank (robust to one district's extreme value); its
-    composite is the weighted mean of the scores it has, weights taken from the config.
-    """
-    titles = indicator_titles(config)
-    table = table.copy()
-    districts = table["district"].isin(DISTRICTS)
-    table["rank"] = np.nan
-    table["score"] = np.nan
-    for (_, indicator), grp in table[districts & table["value"].notna()].groupby(
-        ["month", "indicator"]
-    ):
-        direction = titles[indicator][2]
-        ranks = (-direction * grp["value"]).rank(method="min")
-        table.loc[grp.index, "rank"] = ranks
-        n = len(grp)
-        table.loc[grp.index, "score"] = 100.0 * (n - ranks) / (n - 1) if n > 1 else 100.0
-    weights = table["indicator"].map(config.weights).fillna(0.0)
-    scored = table[districts & table["score"].notna() & (weights > 0)].assign(w=weights)
-    composite = (
-        scored.assign(ws=scored["score"] * scored["w"])
-        .groupby(["month", "district"])[["ws", "w"]]
-        .sum()
-    )
-    comp = (composite["ws"] / composite["w"]).rename("value").reset_index()
-    comp["indicator"] = COMPOSITE
-    comp["rank"] = comp.groupby("month")["value"].rank(method="min", ascending=False)
-    table = pd.concat([table.drop(columns="score"), comp], ignore_index=True)
-    prev = table.assign(month=table["month"].map(lambda m: add_months(m, 1)))[
-        ["month", "district", "indicator", "value", "rank"]
-    ]
-    table = table.merge(
-        prev, on=["month", "district", "indicator"], how="left", suffixes=("", "_prev")
-    )
-    table["change"] = table["value"] - table["value_prev"]
-    table["rank_change"] = table["rank_prev"] - table["rank"]  # > 0: moved up
-    return table.drop(columns=["value_prev", "rank_prev"])
-
-
-def report_table(table: pd.DataFrame, months: list[str], config: IndicatorConfig) -> pd.DataFrame:
-    """The published table: the months asked for, with readable names beside the codes."""
-    titles = indicator_titles(config)
-    titles[COMPOSITE] = ("composite score (0-100)", "综合得分(0-100)", 1)
-    units = {i.name: i.unit for i in REGISTRY_INDICATORS}
-    out = table[table["month"].isin(months)].copy()
-    out["district_zh"] = out["district"].map({**DISTRICT_LABELS_ZH, CITY: "全市"})
-    out["indicator_en"] = out["indicator"].map(lambda i: titles[i][0])
-    out["indicator_zh"] = out["indicator"].map(lambda i: titles[i][1])
-    out["unit"] = out["indicator"].map(units).fillna("")
-    order = {d: i for i, d in enumerate((*DISTRICTS, CITY))}
-    out = out.sort_values(
-        ["indicator", "month", "district"],
-        key=lambda s: s.map(order) if s.name == "district" else s,
-    )
-    columns = [
-        "month",
-        "district",
-        "district_zh",
-        "indicator",
-        "indicator_en",
-        "indicator_zh",
-        "numerator",
-        "denominator",
-        "value",
-        "unit",
-        "rank",
-        "rank_change",
-        "change",
-    ]
-    out = out[columns].reset_index(drop=True)
-    for c in ("rank", "rank_change"):
-        out[c] = out[c].round().astype("Int64")
-    return out

@@ -262,11 +262,32 @@ class IndicatorRow(BaseModel):
     indicator: str = Field(description="indicator code; `composite` is the ranking's score")
     indicator_en: str
     indicator_zh: str
-    numerator: float | None
-    denominator: float | None
-    value: float | None
+    numerator: int | None = Field(description="persons or events; none when withheld")
+    denominator: int | None = Field(description="persons or residents; none when withheld")
+    numerator_shown: str = Field(
+        description='the numerator as published: "12", "<5" for fewer than the threshold, "*" '
+        "for a count withheld so that a small one cannot be worked out from it"
+    )
+    denominator_shown: str = Field(description="the denominator as published (see numerator)")
+    value: float | None = Field(description="none when a count it comes from is withheld")
+    lower: float | None = Field(description="95% interval (Wilson, or exact Poisson)")
+    upper: float | None
     unit: str
+    funnel_lo95: float | None = Field(description="the funnel's limits around the city's value")
+    funnel_hi95: float | None
+    funnel_lo998: float | None
+    funnel_hi998: float | None
+    funnel_tau2: float | None = Field(
+        description="between-district variance beyond chance the limits allow for (a share)"
+    )
+    versus_city: str = Field(
+        description="above, below or within the 99.8% funnel limits around the city's value"
+    )
     rank: int | None = Field(description="1 = best district that month; none for the city")
+    rank_lo: int | None = Field(
+        description="the rank's 95% range: ranges that overlap are no order"
+    )
+    rank_hi: int | None
     rank_change: int | None = Field(description="places moved up since the month before")
     change: float | None = Field(description="value minus the month before's")
 
@@ -278,6 +299,7 @@ class Indicators(BaseModel):
                 {
                     "from": "2025-07",
                     "to": "2026-06",
+                    "suppress_below": 5,
                     "rows": [
                         {
                             "month": "2026-06",
@@ -288,9 +310,21 @@ class Indicators(BaseModel):
                             "indicator_zh": "复吸率",
                             "numerator": 41,
                             "denominator": 120,
+                            "numerator_shown": "41",
+                            "denominator_shown": "120",
                             "value": 34.2,
+                            "lower": 26.3,
+                            "upper": 43.0,
                             "unit": "%",
+                            "funnel_lo95": 25.1,
+                            "funnel_hi95": 42.0,
+                            "funnel_lo998": 20.7,
+                            "funnel_hi998": 46.9,
+                            "funnel_tau2": 0.0,
+                            "versus_city": "within",
                             "rank": 3,
+                            "rank_lo": 1,
+                            "rank_hi": 8,
                             "rank_change": 1,
                             "change": -1.5,
                         }
@@ -302,6 +336,7 @@ class Indicators(BaseModel):
     )
     first: str = Field(alias="from")
     last: str = Field(alias="to")
+    suppress_below: int = Field(description="counts of fewer persons than this are withheld")
     rows: list[IndicatorRow]
 
 

@@ -15,7 +15,7 @@ from serving.access.audit import AuditLog, open_audit, parse_head, read_heads
 from serving.access.audit_keys import KeyRing
 from serving.access.passwords import CODE_HOURS, Passwords
 from serving.access.tokens import DEFAULT_EXPIRY_DAYS, TokenStore
-from serving.cli.service import AuditDbOpt, ServiceDbOpt
+from serving.cli.service import ServiceDbOpt
 from serving.storage.web_records import WebStore
 
 tokens_app = typer.Typer(help="Access tokens for the API.", no_args_is_help=True)
@@ -70,7 +70,7 @@ def tokens_create(
 @tokens_app.command("list")
 @cli.user_errors
 def tokens_list(
-    audit_db: AuditDbOpt = None,
+    audit_db: cli.AuditDbOpt = None,
     fmt: cli.FormatOpt = "table",
 ) -> None:
     """Every token: id, user, role, districts, scope, created, expires, status, last used.
@@ -155,7 +155,7 @@ def audit_cmd(
     oldest_first: Annotated[
         bool, typer.Option("--oldest-first", help="in the order written (default newest first)")
     ] = False,
-    audit_db: AuditDbOpt = None,
+    audit_db: cli.AuditDbOpt = None,
     fmt: cli.FormatOpt = "table",
 ) -> None:
     """Query the audit trail of risk requests, score calls, pages and admin calls, newest
@@ -191,7 +191,7 @@ def one_line_a_request(rows: pd.DataFrame) -> pd.DataFrame:
 @audit_app.command("verify")
 @cli.user_errors
 def audit_verify(
-    audit_db: AuditDbOpt = None,
+    audit_db: cli.AuditDbOpt = None,
     expect_head: Annotated[
         str | None,
         typer.Option(
@@ -239,7 +239,7 @@ def _fail(message: str) -> None:
 
 @audit_app.command("rotate-key")
 @cli.user_errors
-def audit_rotate_key(audit_db: AuditDbOpt = None) -> None:
+def audit_rotate_key(audit_db: cli.AuditDbOpt = None) -> None:
     """Add a new key to the trail's key ring: rows written from now on are sealed with it,
     in every running writer from its next commit; the old keys stay, to verify older rows."""
     log = _existing_log(audit_db)

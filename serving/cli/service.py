@@ -32,10 +32,6 @@ ServiceDbOpt = Annotated[
         f"{SERVICE_DB} in the home)",
     ),
 ]
-AuditDbOpt = Annotated[
-    Path | None,
-    typer.Option("--audit-db", help=f"audit log (SQLite; default {AUDIT_DB} in the home)"),
-]
 
 
 db_app = typer.Typer(help="The service's own database.", no_args_is_help=True)
@@ -67,7 +63,7 @@ def serve(
     data: cli.DataOpt,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    audit_db: AuditDbOpt = None,
+    audit_db: cli.AuditDbOpt = None,
     interventions: Annotated[
         Path | None, typer.Option(help="YAML: each task's support options")
     ] = None,

@@ -15,7 +15,7 @@ from features.indicators.inputs import (
     read_external,
     read_population,
 )
-from features.indicators.monthly import indicator_table
+from features.indicators.ranking import indicator_table
 from features.storage.store import Store
 
 

@@ -14,8 +14,10 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def create_private(path: Path) -> None:
-    """The file, readable by its owner only from its first byte, if it is not there yet."""
+    """The file, readable by its owner only from its first byte, if it is not there yet (and
+    its folder, owner-only, if that is not there either: a first command in a new home)."""
     if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(path, 0o600)
 

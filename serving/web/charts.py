@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from features.core.html import esc
 
 RAISES = "#b42318"  # red: raises the risk
 LOWERS = "#067647"  # green: lowers it
+T = TypeVar("T")
 
 
 def bar(contribution: float, largest: float, width: int = 120, height: int = 12) -> str:
@@ -44,14 +46,44 @@ def history(
     return axes_chart(months, shown, ceiling, f"{axis} (%)", lambda v: f"{v:.0f}%", label)
 
 
-def trend(months: Sequence[str], values: Sequence[float], label: str, axis: str) -> str:
+def trend(
+    months: Sequence[str],
+    values: Sequence[float],
+    label: str,
+    axis: str,
+    band: tuple[Sequence[float], Sequence[float]] | None = None,
+    reference: Sequence[float] | None = None,
+) -> str:
     """An indicator over the months on an axis from 0, so that a change of a few points
-    looks like one; its top a round number above the largest value."""
-    peak = max([v for v in values if not math.isnan(v)] or [0.0])
-    step = 10 ** math.floor(math.log10(peak)) if peak > 0 else 1.0
-    ceiling = math.ceil(peak * 1.1 / step) * step or 1.0
+    looks like one; its top a round number above the largest value or interval. `band`: the
+    95% interval of each month, shaded; `reference`: a grey line to compare with (the city)."""
+    seen = [*values, *(band[1] if band else ()), *(reference or ())]
+    ceiling = round_ceiling(max([v for v in seen if not math.isnan(v)] or [0.0]))
     digits = 0 if ceiling >= 10 else 1 if ceiling >= 1 else 2
-    return axes_chart(months, values, ceiling, axis, lambda v: f"{v:.{digits}f}", label)
+    return axes_chart(
+        months, values, ceiling, axis, lambda v: f"{v:.{digits}f}", label, band, reference
+    )
+
+
+def round_ceiling(peak: float) -> float:
+    """A round number a tenth above `peak` (1 when there is nothing to show)."""
+    step = 10 ** math.floor(math.log10(peak)) if peak > 0 else 1.0
+    return math.ceil(peak * 1.1 / step) * step or 1.0
+
+
+def _runs(points: Sequence[T | None]) -> list[list[T]]:
+    """The unbroken stretches of points (None: a gap)."""
+    runs: list[list[T]] = [[]]
+    for p in points:
+        if p is None:
+            runs.append([])
+        else:
+            runs[-1].append(p)
+    return [r for r in runs if r]
+
+
+def _path(points: Sequence[tuple[float, float]]) -> str:
+    return " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
 
 
 def axes_chart(
@@ -61,18 +93,21 @@ def axes_chart(
     axis: str,
     tick: Callable[[float], str],
     label: str,
+    band: tuple[Sequence[float], Sequence[float]] | None = None,
+    reference: Sequence[float] | None = None,
     width: int = 340,
     height: int = 170,
 ) -> str:
     """A line with a point per value (NaN: a gap) over x `labels`, on a y axis from 0 to
     `ceiling` titled `axis`, ticked at 0, the middle and the top as `tick` writes them;
-    every third label is printed under the axis, the last among them."""
+    every third label is printed under the axis, the last among them. `band` (lower, upper)
+    is shaded behind the line, `reference` drawn as a dashed grey line."""
     left, right, top, bottom = 40, 30, 20, 24
     n = max(len(labels) - 1, 1)
 
     def xy(i: int, v: float) -> tuple[float, float]:
         x = left + (width - left - right) * i / n
-        y = top + (height - top - bottom) * (1 - v / ceiling)
+        y = top + (height - top - bottom) * (1 - min(v, ceiling) / ceiling)
         return x, y
 
     grid = [f'<text x="4" y="12" font-size="10">{esc(axis)}</text>']
@@ -84,23 +119,29 @@ def axes_chart(
             f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
             f"{esc(tick(v))}</text>"
         )
-    runs: list[list[tuple[float, float]]] = [[]]
-    dots = []
-    for i, (m, v) in enumerate(zip(labels, values, strict=True)):
-        if math.isnan(v):
-            runs.append([])
-            continue
-        x, y = xy(i, v)
-        runs[-1].append((x, y))
-        dots.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#175cd3">'
-            f"<title>{esc(m)}: {esc(tick(v))}</title></circle>"
-        )
+    shade = []
+    if band is not None:
+        pairs = [
+            None if math.isnan(lo) or math.isnan(hi) else (i, lo, hi)
+            for i, (lo, hi) in enumerate(zip(*band, strict=True))
+        ]
+        for run in _runs(pairs):
+            outline = [xy(i, hi) for i, _, hi in run] + [xy(i, lo) for i, lo, _ in run[::-1]]
+            shade.append(f'<polygon class="band" fill="#b2ccff" points="{_path(outline)}"/>')
+    if reference is not None:
+        shade += [
+            f'<polyline fill="none" stroke="#98a2b3" stroke-dasharray="4 3" points="{_path(r)}"/>'
+            for r in _runs([None if math.isnan(v) else xy(i, v) for i, v in enumerate(reference)])
+        ]
+    dots = [
+        f'<circle cx="{xy(i, v)[0]:.1f}" cy="{xy(i, v)[1]:.1f}" r="3.5" fill="#175cd3">'
+        f"<title>{esc(m)}: {esc(tick(v))}</title></circle>"
+        for i, (m, v) in enumerate(zip(labels, values, strict=True))
+        if not math.isnan(v)
+    ]
     lines = "".join(
-        '<polyline fill="none" stroke="#175cd3" stroke-width="2" points="'
-        + " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
-        + '"/>'
-        for run in runs
+        f'<polyline fill="none" stroke="#175cd3" stroke-width="2" points="{_path(run)}"/>'
+        for run in _runs([None if math.isnan(v) else xy(i, v) for i, v in enumerate(values)])
         if len(run) > 1
     )
     ticks = "".join(
@@ -111,5 +152,86 @@ def axes_chart(
     )
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">'
-        f"{''.join(grid)}{lines}{''.join(dots)}{ticks}</svg>"
+        f"{''.join(grid)}{''.join(shade)}{lines}{''.join(dots)}{ticks}</svg>"
+    )
+
+
+def funnel_chart(
+    points: Sequence[tuple[str, float, float, str]],
+    curve: dict[str, Sequence[float]],
+    target: float,
+    axes: tuple[str, str],
+    tick: Callable[[float], str],
+    label: str,
+    width: int = 340,
+    height: int = 220,
+) -> str:
+    """A funnel plot: each unit (name, size, value, "above"/"below"/"within") against its
+    size, the target as a line, the 95% limits dashed and the 99.8% limits solid (`curve`:
+    sizes `n` and the limits `lo95`, `hi95`, `lo998`, `hi998` at each). The axes span the
+    curve's sizes and what the units and limits reach. A unit outside the 99.8% limits is
+    drawn filled and named; the others hollow."""
+    left, right, top, bottom = 44, 12, 20, 30
+    sizes = [n for _, n, _, _ in points] + list(curve["n"])
+    x_lo, x_hi = min(sizes), max(sizes)
+    x_hi = x_hi if x_hi > x_lo else x_lo + 1
+    seen = [v for _, _, v, _ in points] + [target]
+    seen += [v for k in ("lo998", "hi998") for v in curve[k]]
+    finite = [v for v in seen if not math.isnan(v)] or [0.0, 1.0]
+    y_lo, y_hi = min(finite), max(finite)
+    pad = (y_hi - y_lo) * 0.05 or 1.0
+    y_lo, y_hi = max(0.0, y_lo - pad), y_hi + pad
+
+    def xy(n: float, v: float) -> tuple[float, float]:
+        x = left + (width - left - right) * (n - x_lo) / (x_hi - x_lo)
+        y = top + (height - top - bottom) * (1 - (min(max(v, y_lo), y_hi) - y_lo) / (y_hi - y_lo))
+        return x, y
+
+    grid = [
+        f'<text x="4" y="12" font-size="10">{esc(axes[1])}</text>'
+        f'<text x="{width - right}" y="{height - 4}" font-size="10" text-anchor="end">'
+        f"{esc(axes[0])}</text>"
+    ]
+    for k in range(3):
+        v = y_lo + (y_hi - y_lo) * k / 2
+        _, y = xy(x_lo, v)
+        grid.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#eaecf0"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{esc(tick(v))}</text>"
+        )
+    for k, anchor in ((0, "start"), (2, "end")):
+        n = x_lo + (x_hi - x_lo) * k / 2
+        x, _ = xy(n, y_lo)
+        grid.append(
+            f'<text x="{x:.1f}" y="{height - 16}" font-size="10" text-anchor="{anchor}">'
+            f"{n:,.0f}</text>"
+        )
+    lines = []
+    for name, dash in (("95", ' stroke-dasharray="4 3"'), ("998", "")):
+        for side in ("lo", "hi"):
+            path = [xy(n, v) for n, v in zip(curve["n"], curve[side + name], strict=True)]
+            lines.append(f'<polyline fill="none" stroke="#667085"{dash} points="{_path(path)}"/>')
+    if not math.isnan(target):
+        (x0, y0), (x1, _) = xy(x_lo, target), xy(x_hi, target)
+        lines.append(f'<line x1="{x0}" y1="{y0:.1f}" x2="{x1}" y2="{y0:.1f}" stroke="#175cd3"/>')
+    dots = []
+    for name, n, v, versus in points:
+        if math.isnan(v):
+            continue
+        x, y = xy(n, v)
+        out = versus in ("above", "below")
+        fill = "#b42318" if out else "#fff"
+        dots.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{fill}" stroke="#b42318">'
+            f"<title>{esc(name)}: {esc(tick(v))}</title></circle>"
+            + (
+                f'<text x="{x + 6:.1f}" y="{y + 4:.1f}" font-size="10">{esc(name)}</text>'
+                if out
+                else ""
+            )
+        )
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">'
+        f"{''.join(grid)}{''.join(lines)}{''.join(dots)}</svg>"
     )

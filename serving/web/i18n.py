@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from babel.messages.pofile import read_po
 
 from features.contract.vocabulary import DISTRICT_LABELS_ZH, EVENT_TYPES_BY_NAME, code_label
@@ -116,6 +117,10 @@ class Texts:
     def colon(self) -> str:
         return COLON[self.lang]
 
+    @property
+    def list_separator(self) -> str:
+        return "、" if self.lang == "zh" else ", "
+
     def role(self, role: str) -> str:
         return self(ROLE_LABELS[role])
 
@@ -164,6 +169,15 @@ class Texts:
 
     def rank(self, n: int) -> str:
         return self(N_("No. %(n)s"), n=n)
+
+    def rank_range(self, lo: float | None, hi: float | None) -> str:
+        """A rank with the range chance allows ("第1–4名"), or the rank alone when chance
+        cannot move it; "" for none."""
+        if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+            return ""
+        if lo == hi:
+            return self.rank(int(lo))
+        return self(N_("No. %(lo)s–%(hi)s"), lo=int(lo), hi=int(hi))
 
     def top_share(self, percentile: float | None) -> str:
         """Where a score stands as the share above it ("前3%"): never "100", never 0%."""

@@ -1,9 +1,12 @@
-"""The programme page: the monthly district indicators and ranking, with the city's trend
-over a year, and each model's monitoring verdict (analysts and admins)."""
+"""The programme page: the monthly district indicators and ranking, each rank with the range
+chance allows, the districts in a funnel around the city, the city's trend over a year with
+its interval, and each model's monitoring verdict (analysts and admins). Small counts arrive
+withheld (`features.indicators.disclosure`) and are shown as "<5"."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from typing import Annotated, Any
 
@@ -14,11 +17,12 @@ from fastapi.responses import Response
 from features.contract.vocabulary import DISTRICTS
 from features.core.months import last_complete_month, month_range
 from features.indicators.inputs import CITY
-from features.indicators.monthly import COMPOSITE, REGISTRY_INDICATORS
+from features.indicators.monthly import REGISTRY_INDICATORS
+from features.indicators.ranking import COMPOSITE, PUBLIC_DENOMINATORS, funnel_curve
 from features.tasks import get_task
 from serving.access.audit_chain import Entry
 from serving.api.deps import Services, services
-from serving.web.charts import trend
+from serving.web.charts import funnel_chart, trend
 from serving.web.i18n import N_, Texts
 from serving.web.render import render
 from serving.web.session import PageError, signed_in
@@ -28,6 +32,14 @@ Svc = Annotated[Services, Depends(services)]
 MONTHS = 12
 UNITS = {"per 10,000 residents": N_("per 10,000 residents"), "%": "%", "": ""}
 BETTER = {1: N_("higher is better"), -1: N_("lower is better")}
+DIRECTIONS = {i.name: i.direction for i in REGISTRY_INDICATORS}
+# a district outside the 99.8% limits, said as better or worse than the city
+VERSUS = {
+    (1, "above"): ("better", N_("clearly better than the city")),
+    (-1, "below"): ("better", N_("clearly better than the city")),
+    (1, "below"): ("worse", N_("clearly worse than the city")),
+    (-1, "above"): ("worse", N_("clearly worse than the city")),
+}
 
 
 @router.get("/programme")
@@ -55,8 +67,10 @@ def programme_page(
         months=months,
         month=month,
         indicators=_indicators(table),
-        ranking=ranking(table, month),
+        ranking=ranking(table, month, _),
+        funnels=funnels(table, month, _),
         trends=trends(table, months, _, labels),
+        suppress_below=source.config.suppress_below,
         monitoring=[
             (get_task(t), str(facts["version"]), svc.state.loaded.monitoring.get(t) or {})
             for t, (_m, facts) in svc.state.loaded.models.items()
@@ -85,8 +99,9 @@ def _indicators(table: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def ranking(table: pd.DataFrame, month: str) -> list[dict[str, Any]]:
-    """One row per district, best composite rank first, then the city."""
+def ranking(table: pd.DataFrame, month: str, _: Texts) -> list[dict[str, Any]]:
+    """One row per district, best composite rank first, then the city; each figure as shown
+    (its value, or "<5" where withheld), its rank's range, and its call against the city."""
     rows = table[table["month"] == month]
     out: list[dict[str, Any]] = []
     for district in (*DISTRICTS, CITY):
@@ -94,37 +109,92 @@ def ranking(table: pd.DataFrame, month: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "district": district,
-                "figures": {
-                    i: (r["value"], r["rank"], r["rank_change"]) for i, r in own.iterrows()
-                },
+                "order": own["rank"].get(COMPOSITE),
+                "figures": {str(i): _figure(i, r, _) for i, r in own.iterrows()},
             }
         )
-    key = {d["district"]: d["figures"].get(COMPOSITE, (None, math.inf, None))[1] for d in out}
-    return sorted(out, key=lambda d: (d["district"] == CITY, _nan_last(key[d["district"]])))
+    return sorted(out, key=lambda d: (d["district"] == CITY, _nan_last(d["order"])))
+
+
+def _figure(indicator: object, row: pd.Series, _: Texts) -> dict[str, Any]:
+    """One cell of the ranking: the value (or why there is none), the rank's range, and the
+    district against the city when it lies outside the funnel."""
+    withheld = pd.isna(row["value"]) and row["numerator_shown"] not in ("", None)
+    tone, words = VERSUS.get((DIRECTIONS.get(str(indicator), 0), row["versus_city"]), ("", ""))
+    return {
+        "value": row["value"],
+        "withheld": row["numerator_shown"] if withheld else "",
+        "rank": _.rank_range(row["rank_lo"], row["rank_hi"]),
+        "tone": tone,
+        "versus": _(words) if words else "",
+    }
 
 
 def _nan_last(rank: float | None) -> float:
     return math.inf if rank is None or math.isnan(rank) else rank
 
 
+def funnels(table: pd.DataFrame, month: str, _: Texts) -> list[dict[str, Any]]:
+    """For each registry indicator, its districts in the month's funnel around the city, and
+    which of them lie outside it, or that none does."""
+    rows = table[table["month"] == month]
+    out = []
+    for code, grp in rows.groupby("indicator", sort=False):
+        curve = funnel_curve(grp, str(code))
+        if curve is None:
+            continue
+        own = grp[grp["district"].isin(DISTRICTS)]
+        points, calls, withheld = [], [], []
+        for _i, r in own.iterrows():
+            name = _.district(r["district"])
+            if pd.isna(r["value"]) or pd.isna(r["denominator"]):
+                withheld.append(name)
+                continue
+            points.append((name, float(r["denominator"]), float(r["value"]), str(r["versus_city"])))
+            tone, words = VERSUS.get((DIRECTIONS[str(code)], r["versus_city"]), ("", ""))
+            if words:
+                calls.append((name, tone, _(words)))
+        title = _.both(grp["indicator_en"].iloc[0], grp["indicator_zh"].iloc[0])
+        unit = _(UNITS.get(grp["unit"].iloc[0], grp["unit"].iloc[0])) or title
+        out.append(
+            {
+                "title": title,
+                "chart": funnel_chart(
+                    points,
+                    curve,
+                    curve["target"],
+                    (_("residents") if code in PUBLIC_DENOMINATORS else _("persons"), unit),
+                    functools.partial(value_text, unit=grp["unit"].iloc[0]),
+                    title,
+                ),
+                "calls": calls,
+                "withheld": withheld,
+            }
+        )
+    return out
+
+
 def trends(
     table: pd.DataFrame, months: list[str], _: Texts, labels: dict[str, str]
 ) -> list[dict[str, str]]:
-    """The city's value of each registry indicator over the months, each a chart with its
-    axis, its unit, the months as the page writes them (`labels`), and which way is better."""
+    """The city's value of each registry indicator over the months with its 95% interval as
+    a band, each a chart with its axis, its unit, the months as the page writes them
+    (`labels`), and which way is better."""
     city = table[table["district"] == CITY]
     better = {i.name: i.direction for i in REGISTRY_INDICATORS}
     ticks = [labels[m] for m in months]
     out = []
     for code, grp in city.groupby("indicator", sort=False):
-        series = grp.set_index("month")["value"].reindex(months).astype(float).tolist()
+        by_month = grp.set_index("month").reindex(months)
+        series = by_month["value"].astype(float).tolist()
+        band = (by_month["lower"].astype(float).tolist(), by_month["upper"].astype(float).tolist())
         title = _.both(grp["indicator_en"].iloc[0], grp["indicator_zh"].iloc[0])
         unit = grp["unit"].iloc[0] if isinstance(grp["unit"].iloc[0], str) else ""
         way = better.get(str(code), 0)
         out.append(
             {
                 "title": title,
-                "chart": trend(ticks, series, title, _(UNITS.get(unit, unit)) or title),
+                "chart": trend(ticks, series, title, _(UNITS.get(unit, unit)) or title, band),
                 "better": _(BETTER[way]) if way else "",
                 "arrow": "↑" if way > 0 else "↓" if way < 0 else "",
             }

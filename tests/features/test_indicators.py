@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import math
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from features.indicators.inputs import (
     read_population,
     residents_under,
 )
-from features.indicators.monthly import compute, rank, report_table
+from features.indicators.monthly import compute
+from features.indicators.ranking import publish
 from features.storage.store import Store
 
 PERSONS = [
@@ -88,7 +90,7 @@ def table(registry) -> pd.DataFrame:
     config = load_indicator_config()
     months = month_range("2025-12", "2026-03", store.reference_date)
     raw = compute(store, months, config, read_population(registry / "population.csv"))
-    return report_table(rank(raw, config), months, config)
+    return publish(raw, months, config, suppress=False)
 
 
 def cell(table: pd.DataFrame, month: str, district: str, indicator: str) -> tuple:
@@ -194,7 +196,7 @@ def test_composite_weighs_the_scores(registry):
     config = IndicatorConfig(weights={"intake_control_rate": 3.0, "youth_new_user_rate": 1.0})
     months = ["2026-03"]
     raw = compute(store, months, config, read_population(registry / "population.csv"))
-    out = report_table(rank(raw, config), months, config)
+    out = publish(raw, months, config, suppress=False)
     comp = out[out.indicator == "composite"].set_index("district")["value"]
     # youth: nanming is worst of 10 (1 new user; the rest 0, tied best): score 0, others 100
     # intake: yunyan 100 (score 100), baiyun 50 (2nd of 4: 66.7), nanming and huaxi 0 (33.3)
@@ -256,7 +258,7 @@ def test_external_indicators_validated_and_ranked(registry, tmp_path):
     ext = read_external(good, config, "2026-06")
     store = Store(registry / "data")
     raw = compute(store, ["2026-03"], config, read_population(registry / "population.csv"), ext)
-    out = report_table(rank(raw, config), ["2026-03"], config)
+    out = publish(raw, ["2026-03"], config, suppress=False)
     sat = out[out.indicator == "satisfaction"].set_index("district")
     assert sat.loc["huaxi", "rank"] == 1 and sat.loc["nanming", "rank"] == 2
     assert sat.loc["city", "value"] == 90.0 and pd.isna(sat.loc["city", "rank"])
@@ -278,21 +280,21 @@ def test_formula_in_external_workbook_refused(tmp_path):
 
 def test_indicators_command_writes_excel_parquet_and_html(registry, tmp_path):
     out = tmp_path / "report" / "indicators.xlsx"
+    audit = tmp_path / "audit.db"
+    args = ["--from", "2026-01", "--to", "2026-03", "--population", "population.csv"]
     r = sunshine(
         registry,
         "indicators",
         "--data",
         "data",
-        "--from",
-        "2026-01",
-        "--to",
-        "2026-03",
-        "--population",
-        "population.csv",
+        *args,
         "--out",
         out,
+        "--no-suppression",
+        "--audit-db",
+        audit,
     )
-    assert "ranking 2026-03" in r.stdout
+    assert "ranking 2026-03" in r.stdout and "audit trail" in " ".join(r.stderr.split())
     sheets = pd.read_excel(out, sheet_name=None)
     assert list(sheets)[0] == "排名 ranking"
     assert {"收戒管控率 intake_control_rate", "复吸率 relapse_rate"} <= set(sheets)
@@ -300,12 +302,30 @@ def test_indicators_command_writes_excel_parquet_and_html(registry, tmp_path):
     assert list(intake.columns[:3]) == ["月份 month", "区县代码 district", "区县 name"]
     row = intake[(intake["月份 month"] == "2026-03") & (intake["区县代码 district"] == "baiyun")]
     assert row["数值 value"].iat[0] == 50.0 and row["排名 rank"].iat[0] == 2
+    assert row["95%区间下限 lower"].iat[0] < 50 < row["95%区间上限 upper"].iat[0]
     html = out.with_suffix(".html").read_text(encoding="utf-8")
-    assert html.count("<svg") == 11 * 4 and "收戒管控率" in html
+    # per registry indicator: the city's trend, the funnel (where the city has a figure) and
+    # one trend per district; and the external-free composite is not charted
+    assert html.count("<svg") >= 4 * (1 + len(DISTRICTS)) and "收戒管控率" in html
+    assert "漏斗图" in html and "区间重叠的区县之间没有可靠的先后" in html
+    # the raw export is in the audit trail, with who ran it
+    trail = sunshine(registry, "audit", "--audit-db", audit, "--format", "json")
+    assert "--no-suppression" in trail.stdout and getpass.getuser() in trail.stdout
+    # published by default: no count of one to four persons, in any of the outputs
+    published = tmp_path / "published.xlsx"
+    sunshine(
+        registry, "indicators", "--data", "data", *args, "--out", published, "--audit-db", audit
+    )
+    intake = pd.read_excel(published, sheet_name="收戒管控率 intake_control_rate", dtype=str)
+    row = intake[(intake["月份 month"] == "2026-03") & (intake["区县代码 district"] == "baiyun")]
+    assert row["分子 numerator"].iat[0] == "<5" and pd.isna(row["数值 value"].iat[0])
+    assert "&lt;5" in published.with_suffix(".html").read_text(encoding="utf-8")
     parquet = tmp_path / "indicators.parquet"
     sunshine(registry, "indicators", "--data", "data", "--to", "2026-03", "--out", parquet)
     frame = pd.read_parquet(parquet)
     assert frame.month.nunique() == 24 and frame.month.max() == "2026-03"
+    assert not frame.numerator_shown.isin(["1", "2", "3", "4"]).any()
+    assert frame.numerator.dropna().isin([0]).all()  # this registry's counts are all small
     assert not list(tmp_path.glob("**/*.part"))
 
 

@@ -516,7 +516,7 @@ def test_indicators_by_role(service):
     assert set(rows.indicator) >= {"relapse_rate", "intake_control_rate", "composite"}
     # the same figures as the command computes from the same registry
     from features.indicators.inputs import load_indicator_config, read_population
-    from features.indicators.monthly import indicator_table
+    from features.indicators.ranking import indicator_table
 
     config = load_indicator_config()
     months = ["2026-04", "2026-05", "2026-06"]
@@ -525,6 +525,15 @@ def test_indicators_by_role(service):
     got = rows.set_index(["month", "district", "indicator"])["value"]
     expect = want.set_index(["month", "district", "indicator"])["value"]
     pd.testing.assert_series_equal(got.sort_index(), expect.sort_index(), check_names=False)
+    # no small count leaves the service, nor a figure that would give one back; every rank
+    # comes with its range
+    assert body["suppress_below"] == 5
+    assert not rows.numerator_shown.isin(["1", "2", "3", "4"]).any()
+    withheld = rows[rows.numerator_shown.isin(["<5", "*"])]
+    assert withheld.numerator.isna().all() and withheld.value.isna().all()
+    ranked = rows.dropna(subset=["rank"])
+    assert len(ranked) and (ranked.rank_lo <= ranked["rank"]).all()
+    assert (ranked["rank"] <= ranked.rank_hi).all()
     before = len(AuditLog(service["audit"]).query())
     mine = get(service, "/v1/indicators", "cw_huaxi").json()["rows"]
     assert {r["district"] for r in mine} == {"huaxi"} and len({r["month"] for r in mine}) == 12

@@ -467,6 +467,9 @@ def test_programme_page_by_role(service, signin):
     assert page.status_code == 200
     assert "综合得分" in page.text and "复吸率" in page.text and "花溪区" in page.text
     assert "复吸风险" in page.text and "尚未检查" in page.text  # models, no monitor run yet
+    # ranks as ranges, the districts in a funnel around the city, the trends with a band
+    assert re.search(r"第\d+–\d+名", page.text) and "各区县与全市比较" in page.text
+    assert 'class="band"' in page.text and "少于5人的计数显示为" in page.text
     assert admin.get("/app/caseload").status_code == 403  # admins see no persons
     assert admin.get("/app/programme", params={"month": "1999-01"}).status_code == 422
 

@@ -47,8 +47,10 @@ def indicators(
         str | None, Query(description=f"one of {', '.join(DISTRICTS)} or {CITY}")
     ] = None,
 ) -> Indicators:
-    """Each indicator by district and month, with numerator, denominator, rank and change
-    (default: the last 12 complete months)."""
+    """Each indicator by district and month, with numerator, denominator, the value's 95%
+    interval, the district against the city's funnel, the rank with its 95% range, and the
+    change (default: the last 12 complete months). Counts of fewer persons than
+    `suppress_below` are withheld, with what would give them back."""
     if district is not None and district not in (*DISTRICTS, CITY):
         raise error(422, [{"field": "district", "reason": f"unknown district {district!r}"}])
     if user.role == "caseworker" and district is not None and not user.may_read(district):
@@ -75,4 +77,7 @@ def indicators(
         table = table[table["district"].isin(user.districts)]
     clean = table.astype(object).where(table.notna(), None)
     rows = [IndicatorRow(**r) for r in clean.to_dict(orient="records")]
-    return Indicators(**{"from": months[0], "to": months[-1], "rows": rows})
+    threshold = source.config.suppress_below
+    return Indicators(
+        **{"from": months[0], "to": months[-1], "suppress_below": threshold, "rows": rows}
+    )
