@@ -237,7 +237,7 @@ def monitor_cmd(
     with reasons, logged to MLflow (sunshine-monitor-<task>) with an HTML report. Exit code
     0 whatever the status; read it from the output or status.json."""
     from features.core.cli import parse_date
-    from models.monitoring import load_monitor_config, log_monitor_run, run_monitor, write_outputs
+    from models.monitoring import load_monitor_config, monitor
     from models.tracking import configure
 
     get_task(task)
@@ -245,9 +245,7 @@ def monitor_cmd(
     day = parse_date(as_of, "--as-of") if as_of else None
     configure(existing=True)
     store = open_store(data, lenient, rejects, reference_date)
-    result, pooled = run_monitor(store, task, day, thresholds, model_version)
-    files = write_outputs(result, pooled, out)
-    run_id = log_monitor_run(result, pooled, files)
+    result, run_id = monitor(store, task, out, day, thresholds, model_version)
     style = {"ok": "green", "warning": "yellow", "alert": "bold red"}[result.status]
     console.print(
         f"{task} version {result.version}, cohort of {result.as_of} ({result.rows:,} persons): "

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from scipy import stats
 
 from features.compute.builder import FeatureBuilder
 from features.compute.labels import build_spine, cohort_spine
@@ -55,6 +56,9 @@ class MonitorConfig:
     gap_share: float = 0.20
     gap_z: float = 4.0
     min_rows: int = 100  # fewer rows than this are reported, never judged
+    # a shift is judged only when it is no accident of small numbers: the χ² test of the
+    # binned counts then and now below this p (a cohort of a few hundred moves by chance)
+    psi_p: float = 0.001
     min_district_rows: int = 30
     months: int = 12  # the most recent matured months evaluated
 
@@ -98,8 +102,19 @@ class MonitorResult:
         }
 
 
+def chance(then: list[float], then_rows: int, now: np.ndarray, now_rows: int) -> float:
+    """The p-value of the χ² test that the binned counts then and now come from one
+    distribution (1.0 where only one bin is occupied: nothing can have moved)."""
+    table = np.vstack([np.asarray(then, float) * then_rows, np.asarray(now, float) * now_rows])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 1.0
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
+
+
 def _drift(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
     ref = model.monitoring["features"]
+    then_rows = int(model.monitoring.get("rows", 0))
     used = {model.features[i] for i in model.used}
     rows = []
     for name in model.features:
@@ -111,6 +126,7 @@ def _drift(model: RiskModel, frame: pd.DataFrame) -> pd.DataFrame:
                 "label_en": FEATURES_BY_NAME[name].label_en,
                 "used": name in used,
                 "psi": psi(entry["shares"], now),
+                "p_value": chance(entry["shares"], then_rows, now, len(frame)),
                 "missing_then": entry["shares"][-1],
                 "missing_now": float(now[-1]),
             }
@@ -226,11 +242,12 @@ def _judge(
     model: RiskModel,
     drift: pd.DataFrame,
     gaps: pd.DataFrame,
-    score_psi: float,
+    score_psi: tuple[float, float],
     pooled: dict[str, float],
     rows: int,
     config: MonitorConfig,
 ) -> tuple[str, list[str]]:
+    """The status and its reasons; `score_psi` is the score's PSI and its χ² p-value."""
     level, reasons = 0, []
 
     def flag(severity: int, text: str) -> None:
@@ -241,9 +258,12 @@ def _judge(
     if rows < config.min_rows:
         reasons.append(f"note: {rows} persons in the cohort, too few to judge drift")
     else:
-        for what, value in [("the score", score_psi)] + [
-            (f"{r.feature} ({r.label_en})", r.psi) for r in drift[drift.used].itertuples()
+        for what, value, p in [("the score", *score_psi)] + [
+            (f"{r.feature} ({r.label_en})", r.psi, r.p_value)
+            for r in drift[drift.used].itertuples()
         ]:
+            if p >= config.psi_p:  # within what chance moves a cohort of this size
+                continue
             if value >= config.psi_alert:
                 flag(2, f"PSI {value:.2f} of {what} (alert at {config.psi_alert})")
             elif value >= config.psi_warning:
@@ -295,11 +315,14 @@ def run_monitor(
     districts = districts_on(store.con, spine)
     drift = _drift(model, frame)
     gaps = _gaps(model, frame, districts.fillna("unknown"), config)
-    score_psi = psi(
-        model.monitoring["score"]["shares"], bin_shares(model.monitoring["score"], pd.Series(raw))
+    score_entry = model.monitoring["score"]
+    score_now = bin_shares(score_entry, pd.Series(raw))
+    score_psi = psi(score_entry["shares"], score_now)
+    score_p = chance(
+        score_entry["shares"], int(model.monitoring.get("rows", 0)), score_now, len(raw)
     )
     perf, pooled = _performance(store, task, model, version, config)
-    status, reasons = _judge(model, drift, gaps, score_psi, pooled, len(frame), config)
+    status, reasons = _judge(model, drift, gaps, (score_psi, score_p), pooled, len(frame), config)
     result = MonitorResult(
         task, version, as_of, status, reasons, drift, gaps, perf, score_psi, len(frame)
     )
@@ -383,6 +406,22 @@ def log_monitor_run(result: MonitorResult, pooled: dict[str, float], files: list
         for path in files:
             mlflow.log_artifact(str(path))
         return run.info.run_id
+
+
+def monitor(
+    store: Store,
+    task: str,
+    out: Path,
+    as_of: dt.date | None = None,
+    config: MonitorConfig | None = None,
+    version: str | None = None,
+) -> tuple[MonitorResult, str]:
+    """Check a version (default: the champion) on the cohort of `as_of`, write the report,
+    tables and status under `out`, and log the run to MLflow, where the service reads its
+    verdict; returns the result and the run's id."""
+    result, pooled = run_monitor(store, task, as_of, config, version)
+    files = write_outputs(result, pooled, out)
+    return result, log_monitor_run(result, pooled, files)
 
 
 def latest_status(task: str) -> dict[str, Any] | None:

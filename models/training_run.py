@@ -32,6 +32,7 @@ from training.model_card import evaluation_view, model_card, transport
 from training.trainer import (
     ModelFactory,
     TrainResult,
+    current_cohort,
     data_fingerprint,
     prepare_frame,
     raw_scorer,
@@ -106,6 +107,7 @@ def run_training(
             group_by=f"group of {Path(split).name}" if kind == "group" else config.group_by,
         )
     frame = prepare_frame(store, config, labels, fixed, sample)
+    current = current_cohort(store, config, labels) if fixed is None else None
     unused = unused_events(store, frame.groupby("person_id", as_index=False)["as_of"].max())
     line = said(unused, "their person's last as-of date in the training rows")
     if line:
@@ -132,7 +134,7 @@ def run_training(
         )
         if tune:
             config = _tune(frame, config, tune, exp, make_model)
-        result = train(frame, config, make_model)
+        result = train(frame, config, make_model, current)
         card = model_card(result, fingerprint, now)
         log_training(result, fingerprint, card)
         if register_model:

@@ -1,14 +1,22 @@
 """Population stability: the reference distribution of every model input and of the score,
 fixed when the model is trained and stored with it.
 
-The reference is the test-period cohort the model was evaluated on (the same cohort its tiers
-and percentiles are read against). Each numeric input is cut at its deciles there, with a bin
+The reference is the task's cohort on the training data's reference date: the population the
+model would have scored the day it was trained (`trainer.current_cohort`), so drift is drift
+since training, and the first check on the same data finds none (for a user's own labels, the
+test rows). Each numeric input is cut at its deciles there, with a bin
 of its own for "missing"; each categorical input keeps its categories. Only the cut points and
 the shares are stored, never a row, so the model file holds no personal data and monitoring
 never needs the training data again (it may be gone by then).
 
 PSI = sum over bins of (now - then) * ln(now / then), shares floored at 1e-4 so an empty bin
 does not make it infinite.
+
+Like is compared with like. A "days since" input is binned at fixed recencies (a month, a
+quarter, half a year, a year), with "more than a year ago, or never" one bin beside them: its
+deciles would move with the calendar by construction, since the longer a registry has run,
+the longer ago anyone's oldest event can be, and a model watched for a year would drift on
+its own clock.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import pandas as pd
 from features.spec import FEATURES_BY_NAME
 
 N_BINS = 10
+RECENCY_CUTS = (30.0, 90.0, 180.0, 365.0)  # days: the bins of a "days since" input
 FLOOR = 1e-4
 MAJOR_SHIFT = 0.25  # the PSI from which a shift is major: monitoring alerts, hold-out names it
 MISSING = "(missing)"
@@ -47,6 +56,8 @@ def bin_shares(entry: dict[str, Any], column: pd.Series) -> np.ndarray:
         counts.append(missing)
         return np.asarray(counts, float) / n
     values = pd.to_numeric(column, errors="coerce").to_numpy(float)
+    if "beyond" in entry:  # "more than a year ago" is "never" for this comparison
+        values = np.where(values > entry["beyond"], np.nan, values)
     present = values[~np.isnan(values)]
     index = np.searchsorted(np.asarray(entry["cuts"], float), present, side="right")
     counts = np.bincount(index, minlength=len(entry["cuts"]) + 1).astype(float)
@@ -63,6 +74,8 @@ def _entry(column: pd.Series, name: str | None) -> dict[str, Any]:
     spec = FEATURES_BY_NAME.get(name or "")
     if spec is not None and spec.categories is not None:
         entry: dict[str, Any] = {"categories": list(spec.categories)}
+    elif spec is not None and spec.reading == "days_ago":
+        entry = {"cuts": list(RECENCY_CUTS[:-1]), "beyond": RECENCY_CUTS[-1]}
     else:
         entry = {"cuts": _cuts(pd.to_numeric(column, errors="coerce").to_numpy(float))}
     entry["shares"] = bin_shares(entry, column).tolist()

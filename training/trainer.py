@@ -26,7 +26,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from features.compute.builder import FeatureBuilder
-from features.compute.labels import build_spine, read_labels
+from features.compute.labels import build_spine, cohort_spine, read_labels
 from features.contract.checks import contract_digest
 from features.core.cpus import usable_cpus
 from features.core.errors import ConfigError
@@ -154,6 +154,25 @@ def prepare_frame(
             "as_of_first": str(spine["as_of"].min()),
             "as_of_last": str(spine["as_of"].max()),
         }
+    return frame
+
+
+def current_cohort(
+    store: Store, config: TrainConfig, labels_path: Path | None = None
+) -> pd.DataFrame | None:
+    """The task's cohort on the data's reference date, with its features and districts: what
+    the model would score on the day it is trained, and so the population monitoring compares
+    later cohorts with. Like with like: the test period's cohort is a year or more older (its
+    outcomes had to mature), and an input that grows with the registry's age (an all-history
+    count) would look like drift on day one. None for a user's own labels or a split without
+    dates, whose reference stays the test rows."""
+    if labels_path is not None or config.split_mode != "temporal":
+        return None
+    spine = cohort_spine(store, get_task(config.task), store.reference_date)
+    if not len(spine):
+        return None
+    frame = FeatureBuilder(store).build(spine)
+    frame[AUDIT_PREFIX + "district"] = districts_on(store.con, frame).to_numpy()
     return frame
 
 
@@ -297,7 +316,14 @@ def _fit_split(
     return fitted
 
 
-def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) -> TrainResult:
+def train(
+    frame: pd.DataFrame,
+    config: TrainConfig,
+    make_model: ModelFactory,
+    current: pd.DataFrame | None = None,
+) -> TrainResult:
+    """Fit, calibrate, evaluate and audit a model on `frame`; `current` (see `current_cohort`)
+    is the population monitoring will compare with, the test rows when there is none."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     features = config.model_features(feature_columns(frame.columns))
@@ -321,11 +347,12 @@ def train(frame: pd.DataFrame, config: TrainConfig, make_model: ModelFactory) ->
     metrics["valid_auroc"] = auroc(y_valid, raw_valid)
     metrics["tier_high_share"] = float(np.mean(scored.tier == "high"))
     dates = sorted(test["as_of"].unique())
+    now = current if current is not None else test
     model.monitoring = drift.reference(
-        test,
+        now,
         features,
-        r_test,
-        test[AUDIT_PREFIX + "district"],
+        model.raw_scores(now) if current is not None else r_test,
+        now[AUDIT_PREFIX + "district"],
         (str(dates[0]), str(dates[-1])) if config.split_mode == "temporal" else None,
     )
 

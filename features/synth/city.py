@@ -265,7 +265,11 @@ class _Simulator:
             rng.choice(len(ETHNICITIES), n, p=ETHNIC_URBAN),
         )
         p.male = np.where(p.youth, rng.random(n) < 0.52, rng.random(n) < 0.85)
-        p.start_age = np.where(p.youth, rng.uniform(8, 20, n), rng.uniform(18, 50, n))
+        # young people are of every age from 2 to 20 when the history starts, so children keep
+        # growing into the prevention ages (12-24) all through it: from its fifth year on, the
+        # group's ages are the same every month, as in a real city. A closed group of 8- to
+        # 20-year-olds would age out of them, and monitoring would see the calendar as drift.
+        p.start_age = np.where(p.youth, rng.uniform(2, 20, n), rng.uniform(18, 50, n))
         p.birth = self.ms[0] - (p.start_age * 365.25 * DAY).astype(np.int64)
 
         # registered users: 55% registered before the history starts, the rest during it

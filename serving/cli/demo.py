@@ -9,6 +9,7 @@ import typer
 
 from features import cli as features_cli
 from features.core import cli
+from features.core.errors import RegistryError
 from features.core.settings import SERVICE_DB, settings
 from features.storage.store import Store
 from features.synth.city import synthesize, write_population
@@ -30,7 +31,9 @@ def demo(
     persons: Annotated[int, typer.Option(help="synthetic persons", min=100)] = 20_000,
     seed: Annotated[int, typer.Option(help="random seed")] = 7,
 ) -> None:
-    """The main job on embedded defaults: synthesize, validate, build features, train, promote."""
+    """The main job on embedded defaults: synthesize, validate, build features, train, promote,
+    and monitor each champion once (so the programme page shows a verdict from the start)."""
+    from models.monitoring import monitor
     from models.registry import promote
     from models.tracking import configure
     from models.training_run import train_task
@@ -58,6 +61,19 @@ def demo(
                 if decision.promoted
                 else "kept as challenger: " + "; ".join(decision.reasons)
             )
+        )
+    for task in task_names():
+        try:
+            result, _ = monitor(store, task, out / f"monitor_{task}")
+        except RegistryError as exc:  # no champion: the line above said why
+            cli.console.print(f"sunshine-{task}: not monitored ({exc})", style="yellow")
+            continue
+        cli.console.print(
+            f"sunshine-{task}: monitoring {result.status}"
+            + (": " + "; ".join(result.reasons) if result.reasons else "")
+            + f" ({out / f'monitor_{task}' / 'report.html'})",
+            soft_wrap=True,
+            highlight=False,
         )
     cli.console.print(
         f"MLflow runs and models: {settings().mlflow_uri} (browse with `make mlflow-ui`)",

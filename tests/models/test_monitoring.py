@@ -15,11 +15,11 @@ from conftest import crown, mlflow_workspace, sunshine, use_mlflow
 
 from features.storage.store import Store
 from features.synth.city import Drift, synthesize, write_population
-from models.monitoring import MonitorConfig, latest_status, run_monitor
+from models.monitoring import MonitorConfig, chance, latest_status, run_monitor
 from models.registry import champion_at, champion_history
-from training.drift import bin_shares, psi, reference
+from training.drift import bin_shares, psi, psi_between, reference
 
-AS_OF = dt.date(2025, 7, 1)
+AS_OF = dt.date(2026, 6, 30)  # the synthetic city's reference date: monitoring's day one
 
 
 def test_psi_by_hand():
@@ -52,6 +52,57 @@ def test_reference_bins_and_shares_by_hand():
     assert ref["rows"] == 5 and "districts" not in ref
 
 
+def test_chance_by_hand():
+    # halves of 100 against 70/30 of 100: χ² = 200 (50·30 - 50·70)² / (100·100·120·80) = 8.33,
+    # one degree of freedom, p = 0.0039: a shift, but not below 0.001, so not judged
+    assert chance([0.5, 0.5], 100, np.array([0.7, 0.3]), 100) == pytest.approx(0.00389, abs=1e-5)
+    # the same shift in cohorts of 1,000 is no accident
+    assert chance([0.5, 0.5], 1000, np.array([0.7, 0.3]), 1000) < 1e-10
+    assert chance([1.0, 0.0], 50, np.array([1.0, 0.0]), 80) == 1.0  # one bin: nothing moved
+
+
+def test_recency_is_binned_at_fixed_recencies():
+    # a month, a quarter, half a year, a year; "over a year ago" shares the bin of "never"
+    ref = reference(
+        pd.DataFrame({"checkin_missed__days_since": [10.0, 60, 120, 200, 400, np.nan]}),
+        ["checkin_missed__days_since"],
+        np.zeros(6),
+    )
+    entry = ref["features"]["checkin_missed__days_since"]
+    assert entry["cuts"] == [30.0, 90.0, 180.0] and entry["beyond"] == 365.0
+    assert entry["shares"] == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 6, 2 / 6])
+    # a registry a year older moves "over a year ago" further back: nothing moved
+    later = pd.Series([10.0, 60, 120, 200, 765, np.nan])
+    assert psi(entry["shares"], bin_shares(entry, later)) == 0.0
+
+
+@pytest.mark.parametrize("seed", [7, 11, 23])
+def test_an_undrifted_city_a_year_on_looks_the_same(tmp_path, seed):
+    """The youth group's ages and every "days since" input, a year apart on a city without
+    drift: no shift (PSI under the warning level), for several seeds. A closed group of young
+    people aged out of the prevention ages, and the deciles of "days since" moved with the
+    registry's age; both looked like drift on a model's first day."""
+    from features.compute.builder import FeatureBuilder
+    from features.compute.labels import cohort_spine
+    from features.spec import FEATURES_BY_NAME
+    from features.tasks import get_task
+
+    write_population(synthesize(4_000, seed), tmp_path, seed)
+    store = Store(tmp_path)
+    frames = [
+        FeatureBuilder(store).build(cohort_spine(store, get_task("youth_uptake"), day))
+        for day in (dt.date(2025, 6, 30), dt.date(2026, 6, 30))
+    ]
+    watched = ["age_years"] + [
+        f
+        for f in frames[0].columns
+        if f in FEATURES_BY_NAME and FEATURES_BY_NAME[f].reading == "days_ago"
+    ]
+    assert len(watched) > 5
+    shifts = {f: psi_between(frames[0][f], frames[1][f], f) for f in watched}
+    assert max(shifts.values()) < 0.1, sorted(shifts.items(), key=lambda kv: -kv[1])[:3]
+
+
 def test_champion_at_reads_the_history():
     t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     history = [(t, "1"), (t + dt.timedelta(days=30), "2"), (t + dt.timedelta(days=60), "1")]
@@ -61,19 +112,47 @@ def test_champion_at_reads_the_history():
     assert champion_at(history, t + dt.timedelta(days=90)) == "1"  # rolled back
 
 
+# trained on the registry as it stood a year before the city's reference date (later events set
+# aside as rejects), so every check below is a year after training
+TRAINED_ON = "2025-06-30"
+YEAR_EARLIER = """
+task: {task}
+as_of: {{first: 2021-07-01, last: 2024-04-01}}
+split:
+  valid_start: 2022-10-01
+  test_start: 2024-01-01
+  rolling_test_starts: [2023-07-01, 2023-10-01, 2024-01-01]
+lightgbm: {{learning_rate: 0.1, num_leaves: 7, max_depth: 4, min_child_samples: 30,
+            n_estimators: 60, early_stopping_rounds: 15}}
+capacity: 0.10
+protected_attributes: [sex, ethnicity, age_band, district]
+"""
+
+
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory):
-    """A 6,000-person city with trained models, and the same city (same seed) in which
-    nanming stopped recording check-ins and school absence doubled from 2025-01-01."""
+    """A 6,000-person city with models trained a year before its reference date, and the same
+    city (same seed) in which nanming stopped recording check-ins and school absence doubled
+    from 2025-01-01."""
     from models.training_run import train_task
 
     root = tmp_path_factory.mktemp("monitor")
     with mlflow_workspace(root, 6_000, 7):
         write_population(synthesize(6_000, 7, Drift()), root / "drifted", 7, Drift())
-        versions = {
-            task: str(train_task(root / "city", task, root / f"{task}.yaml"))
-            for task in ("relapse", "youth_uptake")
-        }
+        versions = {}
+        for task in ("relapse", "youth_uptake"):
+            config = root / f"{task}_then.yaml"
+            config.write_text(YEAR_EARLIER.format(task=task))
+            versions[task] = str(
+                train_task(
+                    root / "city",
+                    task,
+                    config,
+                    lenient=True,
+                    rejects=root / "later_events.csv",
+                    reference_date=TRAINED_ON,
+                )
+            )
         crown("relapse")
         yield root, versions
 
@@ -91,11 +170,30 @@ def check(monitored, stores, city, task):
 
 
 def test_no_drift_stays_ok(monitored, stores):
+    # a year after training, on the city without drift: nothing moved beyond chance and the
+    # registry's growing a year older (the reference is the cohort on the training data's
+    # reference date; the test period's, a year older still, once showed age and all-history
+    # counts as drift on day one)
     for task in ("relapse", "youth_uptake"):
         result, pooled = check(monitored, stores, "clean", task)
         assert result.status == "ok", (task, result.reasons)
         assert result.score_psi < 0.1
+        # a cohort of a few hundred moves by chance: what passes the warning level is
+        # reported, not judged, since the χ² test of its counts finds nothing beyond chance
+        moved = result.drift[result.drift.used & (result.drift.psi >= 0.1)]
+        assert (moved.p_value >= 0.001).all() and len(moved) <= 2, moved
         assert pooled["rows"] > 1000
+    # and on the training data itself, on its own date, none at all
+    model_day = Store(
+        monitored[0] / "city",
+        reference_date=dt.date.fromisoformat(TRAINED_ON),
+        lenient=True,
+        rejects_path=monitored[0] / "later_events.csv",
+    )
+    result, _ = run_monitor(
+        model_day, "youth_uptake", None, MonitorConfig(), monitored[1]["youth_uptake"]
+    )
+    assert result.score_psi == pytest.approx(0.0, abs=1e-9)
 
 
 def test_drifted_youth_alert_names_school_absence(monitored, stores):
@@ -124,8 +222,12 @@ def test_drifted_relapse_alert_names_the_district_and_checkins(monitored, stores
 def test_realized_performance_by_month_with_the_version_served(monitored, stores):
     result, pooled = check(monitored, stores, "clean", "relapse")
     perf = result.performance
-    # the model's test period began 2025-01-01; labels have matured up to 2025-06-30 - 365 d
-    assert list(perf.as_of) == [f"2025-0{m}-01" for m in range(1, 7)]
+    # the model's test period began 2024-01-01; labels have matured up to 2026-06-30 - 365 d:
+    # the latest 12 of those months
+    assert list(perf.as_of) == [
+        f"{y}-{m:02d}-01"
+        for y, m in [(2024, m) for m in range(7, 13)] + [(2025, m) for m in range(1, 7)]
+    ]
     # promoted today, after every one of these dates: each month is judged retrospectively
     assert perf.retrospective.all() and set(perf.version) == {"1"}
     assert ((perf.auroc_ci_low <= perf.auroc) & (perf.auroc <= perf.auroc_ci_high)).all()
