@@ -13,6 +13,7 @@ STYLE = (
     "th{background:#f3f3f3}.grid{display:flex;flex-wrap:wrap;gap:.6em}"
     ".cell{border:1px solid #ddd;padding:.3em}.cell h4{margin:.1em 0;font-size:.9em}"
     ".ok{color:#1a7f37}.warning{color:#9a6700}.alert{color:#cf222e}"
+    "svg.chart{width:340px;max-width:100%;height:auto}figure{margin:.3em}.band{opacity:.45}"
 )
 NOTICE = (
     "For support planning with human review only; never a basis for enforcement or sanctions. "

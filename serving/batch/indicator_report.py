@@ -178,9 +178,38 @@ def _latest_table(rows: pd.DataFrame, direction: int) -> str:
     )
 
 
+def _funnel(rows: pd.DataFrame, indicator: str, month: str, axis: str) -> str:
+    """One month's funnel of the indicator as a captioned figure ("" where none is drawn)."""
+    curve = funnel_curve(rows, indicator)
+    if curve is None:
+        return ""
+    own = rows[rows["district"].isin(DISTRICTS)]
+    points = [
+        (DISTRICT_LABELS_ZH[d], float(n), float(v), str(s))
+        for d, n, v, s in zip(
+            own["district"], own["denominator"], own["value"], own["versus_city"], strict=True
+        )
+        if not (pd.isna(n) or pd.isna(v))
+    ]
+    chart = funnel_chart(
+        points,
+        curve,
+        curve["target"],
+        ("分母 denominator", axis),
+        lambda v: f"{v:.2f}",
+        f"{indicator} funnel {month}",
+    )
+    return _figure(
+        chart,
+        f"{month} 漏斗图：全市水平（蓝线）、95%（虚线）与99.8%（实线）控制限； funnel: the "
+        "city's value, 95% (dashed) and 99.8% (solid) limits",
+    )
+
+
 def indicator_section(rows: pd.DataFrame, months: list[str]) -> str:
-    """One indicator: the city's trend with its 95% band, the latest month's funnel, its
-    districts in a table, and each district's trend beside the city's."""
+    """One indicator: the city's trend with its 95% band, the latest month's funnel (and each
+    earlier month's, folded), its districts in a table, and each district's trend beside the
+    city's."""
     indicator = str(rows["indicator"].iat[0])
     head = rows.iloc[0]
     unit = f" ({head['unit']})" if head["unit"] else ""
@@ -200,30 +229,13 @@ def indicator_section(rows: pd.DataFrame, months: list[str]) -> str:
         )
     ]
     latest = rows[rows["month"] == months[-1]]
-    curve = funnel_curve(latest, indicator)
-    if curve is not None:
-        own = latest[latest["district"].isin(DISTRICTS)]
-        points = [
-            (DISTRICT_LABELS_ZH[d], float(n), float(v), str(s))
-            for d, n, v, s in zip(
-                own["district"], own["denominator"], own["value"], own["versus_city"], strict=True
-            )
-            if not (pd.isna(n) or pd.isna(v))
-        ]
+    funnels = {m: _funnel(rows[rows["month"] == m], indicator, m, axis) for m in months}
+    if funnels[months[-1]]:
+        parts.append(funnels[months[-1]])
+    earlier = "".join(funnels[m] for m in reversed(months[:-1]))
+    if earlier:
         parts.append(
-            _figure(
-                funnel_chart(
-                    points,
-                    curve,
-                    curve["target"],
-                    ("分母 denominator", axis),
-                    lambda v: f"{v:.2f}",
-                    f"{indicator} funnel {months[-1]}",
-                ),
-                f"{months[-1]} "
-                "漏斗图：全市水平（蓝线）、95%（虚线）与99.8%（实线）控制限； funnel: "
-                "the city's value, 95% (dashed) and 99.8% (solid) limits",
-            )
+            f"<details><summary>此前各月漏斗图 earlier months</summary>{earlier}</details>"
         )
     cells = []
     for district in DISTRICTS:

@@ -100,7 +100,7 @@ def axes_chart(
 ) -> str:
     """A line with a point per value (NaN: a gap) over x `labels`, on a y axis from 0 to
     `ceiling` titled `axis`, ticked at 0, the middle and the top as `tick` writes them;
-    every third label is printed under the axis, the last among them. `band` (lower, upper)
+    every third label is printed under the axis (every sixth past a year), the last among them. `band` (lower, upper)
     is shaded behind the line, `reference` drawn as a dashed grey line."""
     left, right, top, bottom = 40, 30, 20, 24
     n = max(len(labels) - 1, 1)
@@ -144,11 +144,12 @@ def axes_chart(
         for run in _runs([None if math.isnan(v) else xy(i, v) for i, v in enumerate(values)])
         if len(run) > 1
     )
+    every = 3 if len(labels) <= 12 else 6
     ticks = "".join(
         f'<text x="{xy(i, 0)[0]:.1f}" y="{height - 6}" font-size="10" text-anchor="middle">'
         f"{esc(m)}</text>"
         for i, m in enumerate(labels)
-        if i % 3 == (len(labels) - 1) % 3
+        if i % every == (len(labels) - 1) % every
     )
     return (
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{esc(label)}">'
