@@ -73,10 +73,14 @@ def write_output(parts: list[Path], out: Path, tmp: Path, drop: list[str]) -> No
         return t if suffix == ".parquet" else defused(t)
 
     if suffix == ".parquet":
+        # a chunk with nothing of a kind (no reasons where only the high tier is explained)
+        # has that column typed null; the other chunks say its type
+        schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+        schema = pa.schema([f for f in schema if f.name not in drop], metadata=schema.metadata)
         writer = None
         for p in parts:
-            t = read(p)
-            writer = writer or pq.ParquetWriter(tmp, t.schema)
+            t = read(p).select(schema.names).cast(schema)
+            writer = writer or pq.ParquetWriter(tmp, schema)
             writer.write_table(t)
         if writer:
             writer.close()
