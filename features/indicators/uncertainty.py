@@ -7,8 +7,8 @@ different sizes (Spiegelhalter, "Funnel plots for comparing institutional perfor
 Statistics in Medicine 2005) shows each unit against the range its size allows around the
 overall value; these are its parts, for the two kinds of indicator the programme has:
 
-- a proportion (numerator persons of denominator persons): Wilson's interval, and the
-  binomial funnel limits;
+- a proportion (numerator persons of denominator persons): the exact (Clopper-Pearson)
+  interval, and the binomial funnel limits;
 - a rate per `per` residents of a count of events (the youth new-user rate): the exact
   (Garwood) Poisson interval, and the Poisson funnel limits.
 """
@@ -30,21 +30,23 @@ DRAWS = 1000  # simulated figures per district behind each rank interval
 def interval(k: np.ndarray, n: np.ndarray, family: str, per: int, level: float = 0.95) -> tuple:
     """The exact interval of each value `k / n * per`, in the value's units; NaN where n is 0.
 
-    Wilson's score interval for a proportion keeps its coverage near the nominal level at 0 of
-    n and at small n, where the textbook interval collapses to a point; the Garwood interval
-    of a Poisson count is exact."""
+    Clopper-Pearson's for a proportion (the beta quantiles of the binomial's exact tails: it
+    never falls below its level, at 0 of n and at small n too, where the textbook interval
+    collapses to a point), and Garwood's for a Poisson count (the same for the Poisson)."""
     k, n = np.asarray(k, float), np.asarray(n, float)
-    lo, hi = np.full(k.shape, np.nan), np.full(k.shape, np.nan)
     ok = (n > 0) & np.isfinite(k)
-    if family == BINOMIAL:
-        for i in np.flatnonzero(ok):
-            ci = stats.binomtest(int(k[i]), int(n[i])).proportion_ci(level, method="wilson")
-            lo[i], hi[i] = ci.low * per, ci.high * per
-    else:
-        a = 1 - level
-        lo[ok] = np.where(k[ok] > 0, stats.chi2.ppf(a / 2, 2 * k[ok]) / 2, 0.0) / n[ok] * per
-        hi[ok] = stats.chi2.ppf(1 - a / 2, 2 * k[ok] + 2) / 2 / n[ok] * per
-    return lo, hi
+    safe_n, safe_k = np.where(ok, n, 1.0), np.where(ok, k, 0.0)
+    a = 1 - level
+    with np.errstate(all="ignore"):
+        if family == BINOMIAL:
+            lo = np.where(safe_k > 0, stats.beta.ppf(a / 2, safe_k, safe_n - safe_k + 1), 0.0)
+            hi = np.where(
+                safe_k < safe_n, stats.beta.ppf(1 - a / 2, safe_k + 1, safe_n - safe_k), 1.0
+            )
+        else:
+            lo = np.where(safe_k > 0, stats.chi2.ppf(a / 2, 2 * safe_k) / 2, 0.0) / safe_n
+            hi = stats.chi2.ppf(1 - a / 2, 2 * safe_k + 2) / 2 / safe_n
+    return np.where(ok, lo * per, np.nan), np.where(ok, hi * per, np.nan)
 
 
 def _exact_limit(q: float, n: np.ndarray, target: float, family: str) -> np.ndarray:

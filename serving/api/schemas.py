@@ -270,7 +270,7 @@ class IndicatorRow(BaseModel):
     )
     denominator_shown: str = Field(description="the denominator as published (see numerator)")
     value: float | None = Field(description="none when a count it comes from is withheld")
-    lower: float | None = Field(description="95% interval (Wilson, or exact Poisson)")
+    lower: float | None = Field(description="95% interval (Clopper-Pearson, or exact Poisson)")
     upper: float | None
     unit: str
     funnel_lo95: float | None = Field(description="the funnel's limits around the city's value")

@@ -18,6 +18,8 @@ from features.indicators.inputs import (
 from features.indicators.ranking import indicator_table
 from features.storage.store import Store
 
+KEPT_TABLES = 16
+
 
 @dataclass
 class IndicatorSource:
@@ -33,13 +35,21 @@ class IndicatorSource:
     # now hold figures for
     external_path: Path | None = None
     _months: dict = field(default_factory=dict)
+    # published tables by the months they cover: the same request twice is computed once (its
+    # intervals, rank ranges and suppression cannot change either)
+    _tables: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def table(self, months: list[str]) -> pd.DataFrame:
+        key = tuple(months)
         with self._lock:  # one point-in-time connection at a time
-            return indicator_table(
-                self.store, months, self.config, self.population, self.external, self._months
-            )
+            if key not in self._tables:
+                if len(self._tables) >= KEPT_TABLES:
+                    self._tables.pop(next(iter(self._tables)))  # the oldest asked for
+                self._tables[key] = indicator_table(
+                    self.store, months, self.config, self.population, self.external, self._months
+                )
+            return self._tables[key]
 
 
 def indicator_source(

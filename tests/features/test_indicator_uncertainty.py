@@ -27,14 +27,15 @@ RELAPSE = "relapse_rate"
 YOUTH = "youth_new_user_rate"
 
 
-def test_wilson_interval_by_hand():
-    # 3 of 10: centre (0.3 + z²/20) / (1 + z²/10) = 0.35551, half-width 0.24772
+def test_clopper_pearson_interval_by_hand():
+    # 3 of 10: the p with P(X >= 3) = 2.5% and the p with P(X <= 3) = 2.5%, (6.67%, 65.25%)
     lo, hi = interval(np.array([3]), np.array([10]), BINOMIAL, 100)
-    assert lo[0] == pytest.approx(10.779, abs=1e-3) and hi[0] == pytest.approx(60.322, abs=1e-3)
-    # 0 of 20 still has an upper bound (z² / (n + z²) = 16.11%); 0 of 0 has no figure at all
-    lo, hi = interval(np.array([0, 0]), np.array([20, 0]), BINOMIAL, 100)
-    assert lo[0] == 0 and hi[0] == pytest.approx(16.113, abs=1e-3)
-    assert math.isnan(lo[1]) and math.isnan(hi[1])
+    assert lo[0] == pytest.approx(6.674, abs=1e-3) and hi[0] == pytest.approx(65.245, abs=1e-3)
+    # 0 of 20 still has an upper bound, 1 - 0.025^(1/20) = 16.84%; 20 of 20 a lower one
+    lo, hi = interval(np.array([0, 20, 0]), np.array([20, 20, 0]), BINOMIAL, 100)
+    assert lo[0] == 0 and hi[0] == pytest.approx(100 * (1 - 0.025 ** (1 / 20)), abs=1e-6)
+    assert hi[1] == 100 and lo[1] == pytest.approx(100 * 0.025 ** (1 / 20), abs=1e-6)
+    assert math.isnan(lo[2]) and math.isnan(hi[2])  # 0 of 0: no figure at all
 
 
 def test_exact_poisson_interval_by_hand():
