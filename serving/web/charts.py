@@ -100,8 +100,9 @@ def axes_chart(
 ) -> str:
     """A line with a point per value (NaN: a gap) over x `labels`, on a y axis from 0 to
     `ceiling` titled `axis`, ticked at 0, the middle and the top as `tick` writes them;
-    every third label is printed under the axis (every sixth past a year), the last among them. `band` (lower, upper)
-    is shaded behind the line, `reference` drawn as a dashed grey line."""
+    every third label is printed under the axis (every sixth past a year), the last among
+    them. `band` (lower, upper) is shaded behind the line, `reference` drawn as a dashed grey
+    line."""
     left, right, top, bottom = 40, 30, 20, 24
     n = max(len(labels) - 1, 1)
 
