@@ -79,6 +79,14 @@ def train_cmd(
             min=1,
         ),
     ] = None,
+    ceiling: Annotated[
+        bool,
+        typer.Option(
+            "--ceiling",
+            help="on a synthetic city: also fit the same learner with each person's hidden "
+            "traits (its truth/ folder) and report the gap to that ceiling in the model card",
+        ),
+    ] = False,
 ) -> None:
     """Train a task's model, log the run to MLflow and register it as challenger."""
     from models.tracking import configure
@@ -99,6 +107,7 @@ def train_cmd(
         register,
         split,
         sample,
+        ceiling,
     )
 
 

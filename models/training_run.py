@@ -19,8 +19,10 @@ from rich.markdown import Markdown
 from features.cli import open_store
 from features.compute.unused import said, unused_events
 from features.core.cli import console, frame_table
+from features.core.errors import InputError
 from features.spec import feature_columns
 from features.storage.store import Store
+from features.synth.city import TRUTH_DIR
 from features.tasks import get_task
 from models.registry import log_and_register
 from models.risk_model import RiskModel
@@ -54,12 +56,28 @@ def train_task(
     register_model: bool = True,
     split: Path | None = None,
     sample: int | None = None,
+    ceiling: bool = False,
 ) -> int | None:
     """Train, log and (unless told not to) register one task; returns the registered version."""
     get_task(task)
     config = load_config(task, config_path)
     store = open_store(data, lenient, rejects, reference_date)
-    return run_training(store, config, labels, tune, experiment, register_model, split, sample)[1]
+    truth = read_truth(store) if ceiling else None
+    return run_training(
+        store, config, labels, tune, experiment, register_model, split, sample, truth
+    )[1]
+
+
+def read_truth(store: Store) -> pd.DataFrame:
+    """A synthetic city's hidden truth (`truth/persons.parquet` beside its registry), for the
+    ceiling; a clear error where the data has none."""
+    path = store.source / TRUTH_DIR / "persons.parquet" if isinstance(store.source, Path) else None
+    if path is None or not path.is_file():
+        raise InputError(
+            f"{store.name}: --ceiling needs a synthetic city's truth ({TRUTH_DIR}/persons.parquet, "
+            "written by `sunshine synth`)"
+        )
+    return pd.read_parquet(path)
 
 
 def model_factory(config: TrainConfig) -> ModelFactory:
@@ -90,6 +108,7 @@ def run_training(
     register_model: bool = True,
     split: Path | None = None,
     sample: int | None = None,
+    truth: pd.DataFrame | None = None,
 ) -> tuple[TrainResult, int | None, str]:
     """The one training path of the CLI and of experiments: (result, version, run id).
 
@@ -134,7 +153,7 @@ def run_training(
         )
         if tune:
             config = _tune(frame, config, tune, exp, make_model)
-        result = train(frame, config, make_model, current)
+        result = train(frame, config, make_model, current, truth)
         card = model_card(result, fingerprint, now)
         log_training(result, fingerprint, card)
         if register_model:

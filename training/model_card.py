@@ -232,7 +232,7 @@ def _performance(result: Any) -> str:
   {m["precision_top5"]:.3f} / {m["recall_top5"]:.3f}; 10%: {m["precision_top10"]:.3f} /
   {m["recall_top10"]:.3f}; 20%: {m["precision_top20"]:.3f} / {m["recall_top20"]:.3f}
 
-Against baselines on the same rows: {result.verdict}
+Against baselines on the same rows: {result.verdict}{_ceiling(m)}
 
 {table_md(result.baselines)}
 
@@ -240,6 +240,17 @@ Against baselines on the same rows: {result.verdict}
 
 {table_md(evaluation_view(result))}
 {transport(result)}"""
+
+
+def _ceiling(m: dict[str, float]) -> str:
+    """The synthetic city's ceiling and the gap to it, where training was asked for it."""
+    if "ceiling_auroc" not in m:
+        return ""
+    return (
+        f"\n\nAgainst the synthetic city's truth: the same learner on the same rows, knowing "
+        f"each person's hidden traits too, reaches AUROC {m['ceiling_auroc']:.3f}; this model "
+        f"is {m['ceiling_gap']:.3f} below that ceiling."
+    )
 
 
 def _fairness(result: Any) -> str:

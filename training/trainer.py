@@ -321,9 +321,11 @@ def train(
     config: TrainConfig,
     make_model: ModelFactory,
     current: pd.DataFrame | None = None,
+    truth: pd.DataFrame | None = None,
 ) -> TrainResult:
     """Fit, calibrate, evaluate and audit a model on `frame`; `current` (see `current_cohort`)
-    is the population monitoring will compare with, the test rows when there is none."""
+    is the population monitoring will compare with, the test rows when there is none; with
+    a synthetic city's `truth`, also the ceiling it allows (see `ceiling`)."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     features = config.model_features(feature_columns(frame.columns))
@@ -346,6 +348,8 @@ def train(
     metrics["best_iteration"] = float(booster.best_iteration or booster.num_trees())
     metrics["valid_auroc"] = auroc(y_valid, raw_valid)
     metrics["tier_high_share"] = float(np.mean(scored.tier == "high"))
+    if truth is not None:
+        metrics.update(ceiling(frame, truth, config, features, split, y, metrics["auroc"]))
     dates = sorted(test["as_of"].unique())
     now = current if current is not None else test
     model.monitoring = drift.reference(
@@ -399,6 +403,29 @@ def train(
         group_calibration=fitted.group_calibration,
         group_scores=fitted.group_scores,
     )
+
+
+def ceiling(
+    frame: pd.DataFrame,
+    truth: pd.DataFrame,
+    config: TrainConfig,
+    features: list[str],
+    split: Split,
+    y: np.ndarray,
+    auroc_now: float,
+) -> dict[str, float]:
+    """The same learner on the same split with each person's hidden traits too (a synthetic
+    city's truth, never a model input): the test AUROC it reaches is what the city allows a
+    model of its registry, so its gap to this model's says how much is left to learn. A
+    ceiling, not the Bayes limit: the learner is the same, the traits are the generator's."""
+    traits = [c for c in truth.columns if c != "person_id"]
+    known = frame[["person_id"]].merge(truth, on="person_id", how="left")
+    X = frame[features].assign(**{t: known[t].to_numpy() for t in traits})
+    booster = _fit(config, X, y, split, constrained=False)
+    best = booster.best_iteration or None
+    scores = np.asarray(booster.predict(X[split.test], raw_score=True, num_iteration=best))
+    top = auroc(y[split.test], scores)
+    return {"ceiling_auroc": top, "ceiling_gap": top - auroc_now}
 
 
 def _audit(

@@ -140,6 +140,8 @@ class Population:
     events: pa.Table
     n_duplicates: int
     n_late: int
+    # each person's hidden traits, kept apart from the registry (see `truth_table`)
+    truth: pa.Table | None = None
 
 
 class _People:
@@ -249,7 +251,9 @@ class _Simulator:
             self._in_rehab(p, m, moved)
             self._in_community(p, m, moved)
             self._young(p, m)
-        return self._assemble(p.youth, p.district, p.eth, p.male, p.birth, p.reg_time, p.substance)
+        pop = self._assemble(p.youth, p.district, p.eth, p.male, p.birth, p.reg_time, p.substance)
+        pop.truth = truth_table(pop.persons["person_id"], p)
+        return pop
 
     def _people(self) -> _People:
         """The persons' traits, latent ones included (never written out), and their state when
@@ -676,6 +680,30 @@ class _Simulator:
         return Population(persons, events, n_duplicates=n_dup, n_late=n_late)
 
 
+TRUTH_DIR = "truth"  # beside the registry's files, never read as registry data
+
+
+def truth_table(ids: pa.Array, p: _People) -> pa.Table:
+    """Each person's hidden traits, as the simulation drew them and no registry records
+    them: which population they come from (the young people it follows, or adults who may
+    register), and the latent dispositions that drive their events and outcomes (school
+    difficulty, peer-proneness, family support, engagement with treatment, distress). Time
+    does not change them, so they are known at every as_of without looking ahead. Written
+    apart (`truth/persons.parquet`): no model reads them; `sunshine train --ceiling` fits the
+    same learner with them too, to say how far the model is from what the city allows."""
+    return pa.table(
+        {
+            "person_id": ids,
+            "youth_population": pa.array(p.youth.astype(float)),
+            "school_difficulty": pa.array(p.school),
+            "peer_prone": pa.array(p.peer.astype(float)),
+            "family_support": pa.array(p.family.astype(float)),
+            "engagement": pa.array(p.engage),
+            "distress": pa.array(p.distress),
+        }
+    )
+
+
 def synthesize(n_persons: int, seed: int, drift: Drift | None = None) -> Population:
     """Deterministic for a seed: the same arguments always give the same tables."""
     if n_persons < 1:
@@ -684,12 +712,17 @@ def synthesize(n_persons: int, seed: int, drift: Drift | None = None) -> Populat
 
 
 def write_population(pop: Population, out: Path, seed: int, drift: Drift | None = None) -> None:
-    """Write persons, events and the dataset metadata, each file atomically."""
+    """Write persons, events and the dataset metadata, each file atomically, and the hidden
+    truth apart in `truth/`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, table in (("persons", pop.persons), ("events", pop.events)):
         with atomic_path(out / f"{name}.parquet") as tmp:
             pq.write_table(table, tmp, row_group_size=1_000_000)
+    if pop.truth is not None:
+        (out / TRUTH_DIR).mkdir(exist_ok=True)
+        with atomic_path(out / TRUTH_DIR / "persons.parquet") as tmp:
+            pq.write_table(pop.truth, tmp)
     meta = {
         "reference_date": REFERENCE_DATE.isoformat(),
         "history_start": HISTORY_START.isoformat(),

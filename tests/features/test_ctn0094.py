@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from experiments.ctn0094 import across_fits
 from features.adapters.ctn0094 import outcome
 from features.adapters.ctn0094.adapter import DAY_ZERO, convert, subset, write_dataset
 from features.adapters.ctn0094.tables import find_data_dir, read_tables
@@ -220,12 +221,15 @@ def test_the_experiment_runs_end_to_end_on_a_sample(tmp_path, monkeypatch):
     assert "The same on many random halves" in held and "| perfect, median |" in held
     # a quick run repeats fewer: trial, checked on, halves
     assert "| halves |" in held and re.search(r"\| CTN-\d+ \| \d+ \| 4 \|", held)
+    # and over several fits of the model, since one fit's figure is one draw too (two here)
+    assert "fits of the model (LightGBM seeds)" in held and "| fit medians |" in held
+    assert re.search(r"\| CTN-\d+ \| 2 \| 0\.\d{3} \| 0\.\d{3}-0\.\d{3} \|", held)
     client = MlflowClient()
     exp = client.get_experiment_by_name("ctn0094")
     runs = client.search_runs([exp.experiment_id])
     names = sorted(r.info.run_name for r in runs)
-    # each point trained twice: the random split and leave-one-trial-out
-    assert names[0] == "ctn0094-report" and len(names) == 5
+    # each point trained three times: the random split and leave-one-trial-out, twice
+    assert names[0] == "ctn0094-report" and len(names) == 7
     # training runs say what they are: task, time, config and the label file
     assert all(n.startswith("relapse-") and "ctn0094-labels:labels-" in n for n in names[1:])
     assert {n.rsplit("labels-", 1)[1] for n in names[1:]} == {"entry", "week3"}
@@ -267,3 +271,17 @@ def test_yes_no_intake_questions_are_codebook_items_keeping_no_apart_from_unaske
     built = FeatureBuilder(store).build(spine)
     assert built.loc[0, "item__dx_major_depression__last"] == "no"
     assert pd.isna(built.loc[1, "item__dx_major_depression__last"])
+
+
+def test_across_fits_by_hand():
+    # two fits' medians for two trials: 0.06 and 0.08 (median 0.07), 0.04 and 0.05 (0.045)
+    fit = [
+        pd.DataFrame({"trial": ["CTN-30", "CTN-51"], "after, median": a, "perfect, median": 0.04})
+        for a in ([0.06, 0.04], [0.08, 0.05])
+    ]
+    out = across_fits(fit).set_index("trial")
+    assert out.loc["CTN-30", "after, median over fits"] == pytest.approx(0.07)
+    assert out.loc["CTN-51", "after, median over fits"] == pytest.approx(0.045)
+    assert out.loc["CTN-30", "fit medians"] == "0.060-0.080"
+    assert out.loc["CTN-51", "fits under 0.05"] == "1 of 2" and (out["fits"] == 2).all()
+    assert across_fits([]).empty

@@ -620,3 +620,37 @@ def test_minimum_function_ranks_the_clear_cases_as_built_by_the_spec():
         r["check"]: r for r in run_checks(by("prevention_class__count_365d"), sample, youth, ())
     }
     assert not wrong[minimum]["passed"] and wrong[minimum]["detail"] == "high 0.000 vs low 3.000"
+
+
+def test_the_gap_to_the_synthetic_citys_ceiling_is_in_the_model_card(workspace, tmp_path):
+    """With --ceiling, the same learner also fits with each person's hidden traits (the
+    generator's truth folder, never a model input): the model card says how far the model is
+    from that ceiling. Data without a truth folder is a clear error."""
+    from models.training_run import read_truth, run_training
+
+    use_mlflow(workspace)
+    store = Store(workspace / "city")
+    truth = read_truth(store)
+    assert set(truth.columns) >= {"person_id", "youth_population", "school_difficulty"}
+    assert len(truth) == store.report.persons
+    config = load_config("youth_uptake", workspace / "youth_uptake.yaml")
+    result, _, run_id = run_training(
+        store, config, experiment="ceiling", register_model=False, truth=truth
+    )
+    m = result.metrics
+    # knowing who is school-averse, peer-prone or in a supportive family helps
+    assert m["ceiling_auroc"] > m["auroc"]
+    assert m["ceiling_gap"] == pytest.approx(m["ceiling_auroc"] - m["auroc"])
+    assert "hidden" not in " ".join(result.features)  # the traits never become inputs
+    assert not set(truth.columns) & set(result.features)
+    card = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_card.md")
+    ).read_text(encoding="utf-8")
+    assert f"reaches AUROC {m['ceiling_auroc']:.3f}" in card and "below that ceiling" in card
+    # a registry that is not a synthetic city has no truth to read
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("persons.parquet", "events.parquet", "dataset.json"):
+        (bare / name).write_bytes((workspace / "city" / name).read_bytes())
+    with pytest.raises(InputError, match="--ceiling needs a synthetic city's truth"):
+        read_truth(Store(bare))
