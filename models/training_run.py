@@ -203,6 +203,11 @@ def _report(result: TrainResult, version: int | None, run_id: str) -> None:
     )
     console.print(frame_table(f"baselines on the {config.test_title}", result.baselines))
     console.print(result.verdict, style="bold" if "NOT" in result.verdict else None)
+    if "ceiling_auroc" in m:
+        console.print(
+            f"the synthetic city's ceiling (the same learner knowing each person's hidden "
+            f"traits): AUROC {m['ceiling_auroc']:.3f}, {m['ceiling_gap']:.3f} above this model"
+        )
     console.print(frame_table(config.evaluation_title, evaluation_view(result)))
     if config.split_mode == "group":
         console.print(
