@@ -99,16 +99,23 @@ def mlflow_workspace(root: Path, persons: int, seed: int):
     """A synthetic city, fast task configs and a local MLflow store, in `root` as the cwd."""
     from features.synth.city import synthesize, write_population
 
+    write_population(synthesize(persons, seed), root / "city", seed)
+    for task in ("relapse", "youth_uptake"):
+        text = SMALL_CONFIG.format(task=task)
+        if task == "youth_uptake":  # as the task's own default allows it
+            text += "allowed_features: {age_band: 'prevention work is organised by age'}\n"
+        (root / f"{task}.yaml").write_text(text)
+    with workspace_at(root):
+        yield root
+
+
+@contextlib.contextmanager
+def workspace_at(root: Path):
+    """`root` as the cwd and its MLflow store as the tracking and registry store."""
     old = Path.cwd()
     os.chdir(root)
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        write_population(synthesize(persons, seed), root / "city", seed)
-        for task in ("relapse", "youth_uptake"):
-            text = SMALL_CONFIG.format(task=task)
-            if task == "youth_uptake":  # as the task's own default allows it
-                text += "allowed_features: {age_band: 'prevention work is organised by age'}\n"
-            (root / f"{task}.yaml").write_text(text)
         use_mlflow(root)
         yield root
     finally:
@@ -119,13 +126,31 @@ def mlflow_workspace(root: Path, persons: int, seed: int):
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
-    """Both tasks trained and promoted, in a store of their own."""
+    """Both tasks trained and promoted, in a store of their own. Trained once for the whole
+    run: the first test process to ask builds it, under a lock, in the run's shared temporary
+    folder, and every process works on a copy of its own (its tests add versions and runs;
+    the copies' MLflow stores read the models' artifacts where they were built)."""
+    import fcntl
+    import shutil
+
     from models.training_run import train_task
 
-    with mlflow_workspace(tmp_path_factory.mktemp("served"), 4000, 33) as root:
-        for task in ("relapse", "youth_uptake"):
-            train_task(root / "city", task, root / f"{task}.yaml")
-            crown(task)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    built = shared / "served-built"
+    with open(shared / "served.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (built / "done").exists():
+            shutil.rmtree(built, ignore_errors=True)
+            built.mkdir()
+            with mlflow_workspace(built, 4000, 33) as root:
+                for task in ("relapse", "youth_uptake"):
+                    train_task(root / "city", task, root / f"{task}.yaml")
+                    crown(task)
+            (built / "done").touch()
+    own = tmp_path_factory.mktemp("served")
+    shutil.copytree(built, own, dirs_exist_ok=True, ignore=shutil.ignore_patterns("done"))
+    with workspace_at(own) as root:
         yield root
 
 
@@ -293,10 +318,12 @@ def add_positive_tests(city: Path, person_id: str, reference) -> None:
 # long file collected last would leave one process idle while the other finishes it. By the
 # seconds each took in a run of the suite (`pytest --durations=0`), longest first.
 LONGEST_FIRST = (
+    # the first file of each process: one builds the shared trained city (`served`) while
+    # the other trains in a workspace of its own, so neither waits for it
     "test_security.py",
-    "test_serving.py",
     "test_training.py",
     "test_spark.py",
+    "test_serving.py",
     "test_holdout.py",
     "test_monitoring.py",
     "test_workers.py",
