@@ -238,6 +238,20 @@ def _performance(
     return pd.DataFrame(rows), pooled
 
 
+def judged_by(name: str, present: set[str]) -> str:
+    """The input whose shift is judged for `name`. An all-history aggregate of an event type
+    grows with the registry's age by construction (the longer it has run, the more anyone's
+    history holds), so it is judged by the same aggregate over the last 365 days, where a
+    change in what people do shows and the registry's age does not; it is still reported.
+    Any other input stands for itself."""
+    spec = FEATURES_BY_NAME.get(name)
+    if spec is not None and spec.kind == "window" and spec.window is None:
+        twin = f"{spec.event_type}__{spec.agg}_365d"
+        if twin in present:
+            return twin
+    return name
+
+
 def _judge(
     model: RiskModel,
     drift: pd.DataFrame,
@@ -258,9 +272,22 @@ def _judge(
     if rows < config.min_rows:
         reasons.append(f"note: {rows} persons in the cohort, too few to judge drift")
     else:
+        by_name = drift.set_index("feature")
+        judged: dict[str, list[str]] = {}
+        for name in drift.loc[drift.used, "feature"]:
+            judged.setdefault(judged_by(name, set(by_name.index)), []).append(name)
         for what, value, p in [("the score", *score_psi)] + [
-            (f"{r.feature} ({r.label_en})", r.psi, r.p_value)
-            for r in drift[drift.used].itertuples()
+            (
+                f"{j} ({by_name.at[j, 'label_en']})"
+                + (
+                    ""
+                    if names == [j]
+                    else f", standing for {', '.join(n for n in names if n != j)}"
+                ),
+                by_name.at[j, "psi"],
+                by_name.at[j, "p_value"],
+            )
+            for j, names in judged.items()
         ]:
             if p >= config.psi_p:  # within what chance moves a cohort of this size
                 continue

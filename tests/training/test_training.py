@@ -14,6 +14,7 @@ import pytest
 from conftest import mlflow_workspace, use_mlflow
 from mlflow.tracking import MlflowClient
 
+from features.compute.labels import build_spine
 from features.core.errors import ConfigError, InputError, RegistryError, SunshineError
 from features.storage.store import Store
 from features.tasks import get_task
@@ -481,8 +482,14 @@ def test_research_runs_are_logged_but_never_registered_and_figures_are_their_own
         int(v.version) for v in MlflowClient().search_model_versions("name='sunshine-relapse'")
     }
     config = load_config("relapse", workspace / "relapse.yaml")
+    store = Store(workspace / "city")
+    # with a synthetic city's truth (--ceiling), here a planted trait that all but gives the
+    # outcome away (whether the person ever relapses), which the ceiling must find
+    ever = build_spine(store, get_task("relapse"), config.as_of_dates())
+    planted = ever.groupby("person_id", as_index=False)["label"].max()
+    planted = planted.rename(columns={"label": "ever_relapses"})
     result, version, run_id = run_training(
-        Store(workspace / "city"), config, experiment="research-x", register_model=False
+        store, config, experiment="research-x", register_model=False, truth=planted
     )
     client = MlflowClient()
     after = {int(v.version) for v in client.search_model_versions("name='sunshine-relapse'")}
@@ -516,6 +523,16 @@ def test_research_runs_are_logged_but_never_registered_and_figures_are_their_own
     import matplotlib.pyplot as plt
 
     assert not set(plt.get_fignums()) & {f.number for f in figures.values()}
+    # the ceiling: the same learner on the same split, knowing the planted trait, and the gap
+    # to it in the model card; the trait never becomes a model input
+    m = result.metrics
+    assert m["ceiling_auroc"] > m["auroc"] + 0.1
+    assert m["ceiling_gap"] == pytest.approx(m["ceiling_auroc"] - m["auroc"])
+    assert "ever_relapses" not in result.features
+    card = Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_card.md")
+    ).read_text(encoding="utf-8")
+    assert f"reaches AUROC {m['ceiling_auroc']:.3f}" in card and "below that ceiling" in card
 
 
 def test_rollback_brings_back_a_former_champion_without_the_gate(workspace, relapse_v1):
@@ -622,39 +639,15 @@ def test_minimum_function_ranks_the_clear_cases_as_built_by_the_spec():
     assert not wrong[minimum]["passed"] and wrong[minimum]["detail"] == "high 0.000 vs low 3.000"
 
 
-def test_the_gap_to_the_synthetic_citys_ceiling_is_in_the_model_card(workspace, tmp_path):
-    """With --ceiling, the same learner also fits with each person's hidden traits (the
-    generator's truth folder, never a model input) on the same split, and the model card says
-    how far the model is from that ceiling. Proved with a planted trait that all but gives the
-    outcome away (whether the person ever relapses): the ceiling must find it. Data without a
-    truth folder is a clear error."""
-    from features.compute.labels import build_spine
-    from models.training_run import read_truth, run_training
+def test_a_synthetic_citys_truth_is_read_apart_and_only_where_there_is_one(workspace, tmp_path):
+    """`--ceiling` reads the generator's hidden traits from `truth/` beside the registry (one
+    row a person); a registry that is not a synthetic city is a clear error."""
+    from models.training_run import read_truth
 
-    use_mlflow(workspace)
     store = Store(workspace / "city")
     hidden = read_truth(store)
     assert set(hidden.columns) >= {"person_id", "youth_population", "school_difficulty"}
-    assert len(hidden) == store.report.persons
-    config = load_config("relapse", workspace / "relapse.yaml")
-    ever = build_spine(store, get_task("relapse"), config.as_of_dates())
-    planted = (
-        ever.groupby("person_id", as_index=False)["label"]
-        .max()
-        .rename(columns={"label": "ever_relapses"})
-    )
-    result, _, run_id = run_training(
-        store, config, experiment="ceiling", register_model=False, truth=planted
-    )
-    m = result.metrics
-    assert m["ceiling_auroc"] > m["auroc"] + 0.1
-    assert m["ceiling_gap"] == pytest.approx(m["ceiling_auroc"] - m["auroc"])
-    assert "ever_relapses" not in result.features  # the trait never becomes a model input
-    card = Path(
-        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model_card.md")
-    ).read_text(encoding="utf-8")
-    assert f"reaches AUROC {m['ceiling_auroc']:.3f}" in card and "below that ceiling" in card
-    # a registry that is not a synthetic city has no truth to read
+    assert len(hidden) == store.report.persons and hidden.person_id.is_unique
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in ("persons.parquet", "events.parquet", "dataset.json"):
