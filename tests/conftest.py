@@ -82,16 +82,23 @@ def dataset(tmp_path: Path):
 
 SMALL_CONFIG = """
 task: {task}
-as_of: {{first: 2021-07-01, last: 2025-04-01}}
+as_of: {{first: 2021-07-01, last: {y1}-04-01}}
 split:
-  valid_start: 2023-07-01
-  test_start: 2025-01-01
-  rolling_test_starts: [2024-07-01, 2024-10-01, 2025-01-01]
+  valid_start: {y3}-07-01
+  test_start: {y1}-01-01
+  rolling_test_starts: [{y2}-07-01, {y2}-10-01, {y1}-01-01]
 lightgbm: {{learning_rate: 0.1, num_leaves: 7, max_depth: 4, min_child_samples: 30,
             n_estimators: 60, early_stopping_rounds: 15}}
 capacity: 0.10
 protected_attributes: [sex, ethnicity, age_band, district]
 """
+
+
+def small_config(task: str, years_back: int = 0) -> str:
+    """A fast training config for a test city; `years_back` moves its dates that many years
+    earlier, for a registry as it stood before its reference date."""
+    last = 2025 - years_back
+    return SMALL_CONFIG.format(task=task, y1=last, y2=last - 1, y3=last - 2)
 
 
 @contextlib.contextmanager
@@ -101,7 +108,7 @@ def mlflow_workspace(root: Path, persons: int, seed: int):
 
     write_population(synthesize(persons, seed), root / "city", seed)
     for task in ("relapse", "youth_uptake"):
-        text = SMALL_CONFIG.format(task=task)
+        text = small_config(task)
         if task == "youth_uptake":  # as the task's own default allows it
             text += "allowed_features: {age_band: 'prevention work is organised by age'}\n"
         (root / f"{task}.yaml").write_text(text)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pandas as pd
-from conftest import SMALL_CONFIG, sunshine
+from conftest import small_config, sunshine
 from pg import fresh_database
 
 from benchmarks.servers import create_token, free_port, server_process
@@ -51,7 +51,7 @@ def test_train_promote_serve_and_score_through_an_mlflow_server_on_postgresql(se
             }
             # the commands in this process (no interpreter start-up each), talking HTTP
             served_by = {"MLFLOW_TRACKING_URI": mlflow_url}
-            (tmp_path / "relapse.yaml").write_text(SMALL_CONFIG.format(task="relapse"))
+            (tmp_path / "relapse.yaml").write_text(small_config("relapse"))
             sunshine(
                 tmp_path,
                 "train",

@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import crown, mlflow_workspace, sunshine, use_mlflow
+from conftest import crown, mlflow_workspace, small_config, sunshine, use_mlflow
 
 from features.storage.store import Store
 from features.synth.city import Drift, synthesize, write_population
@@ -126,18 +126,6 @@ def test_champion_at_reads_the_history():
 # trained on the registry as it stood a year before the city's reference date (later events set
 # aside as rejects), so every check below is a year after training
 TRAINED_ON = "2025-06-30"
-YEAR_EARLIER = """
-task: {task}
-as_of: {{first: 2021-07-01, last: 2024-04-01}}
-split:
-  valid_start: 2022-10-01
-  test_start: 2024-01-01
-  rolling_test_starts: [2023-07-01, 2023-10-01, 2024-01-01]
-lightgbm: {{learning_rate: 0.1, num_leaves: 7, max_depth: 4, min_child_samples: 30,
-            n_estimators: 60, early_stopping_rounds: 15}}
-capacity: 0.10
-protected_attributes: [sex, ethnicity, age_band, district]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +141,7 @@ def monitored(tmp_path_factory):
         versions = {}
         for task in ("relapse", "youth_uptake"):
             config = root / f"{task}_then.yaml"
-            config.write_text(YEAR_EARLIER.format(task=task))
+            config.write_text(small_config(task, years_back=1))
             versions[task] = str(
                 train_task(
                     root / "city",
