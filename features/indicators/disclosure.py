@@ -8,7 +8,8 @@ goes with it: the value and its interval, the rank, the change since the month b
 count is also withheld where the total and the other cells would give it back (secondary
 suppression): the city's count less the published districts' is the withheld district's, or
 that of the persons whose district is unknown. And a numerator is withheld where the persons
-it leaves out of its denominator are that few. Residents (the census) are public.
+it leaves out of its denominator are that few, or where its denominator is withheld (a "0"
+of "<5" says something of every one of them). Residents (the census) are public.
 """
 
 from __future__ import annotations
@@ -55,14 +56,16 @@ def withhold(table: pd.DataFrame, threshold: int, public: frozenset[str]) -> pd.
     registry = out["numerator"].notna()
     shown = {}
     hidden = pd.Series(False, index=out.index)
-    for column in ("numerator", "denominator"):
+    for column in ("denominator", "numerator"):
         counts = out[column].astype(float)
         small = registry & _small(counts.to_numpy(), threshold)
         if column == "denominator":
             small &= ~out["indicator"].isin(public)
         else:
+            # the persons it leaves out are as few, or its denominator is withheld (a "0" of
+            # "<5" would say something of every one of them)
             rest = out["denominator"].astype(float) - counts
-            small |= registry & _small(rest.to_numpy(), threshold)
+            small |= (registry & _small(rest.to_numpy(), threshold)) | hidden
         marks = pd.Series(np.where(small, f"<{threshold}", ""), index=out.index)
         if column == "numerator":
             marks[small & ~_small(counts.to_numpy(), threshold)] = SECONDARY

@@ -226,3 +226,12 @@ def test_no_withheld_count_can_be_worked_out_from_the_published_ones(numerators,
     unknowns = len(hidden) + (unknown > 0)  # what the city less the published leaves
     if any(0 < counts[d][0] < 5 for d in hidden) or 0 < unknown < 5:
         assert unknowns >= 2
+
+
+def test_a_zero_of_a_withheld_denominator_is_withheld_too():
+    # 0 relapses among 3 persons: "0 of <5" would say that every one of them stayed abstinent
+    counts = {DISTRICTS[0]: (0, 3), DISTRICTS[1]: (30, 100), DISTRICTS[2]: (40, 100)}
+    out = publish(_raw({"2026-06": counts}), ["2026-06"], CONFIG)
+    row = _row(out, DISTRICTS[0])
+    assert row["denominator_shown"] == "<5" and row["numerator_shown"] == "*"
+    assert pd.isna(row["numerator"]) and pd.isna(row["value"])
