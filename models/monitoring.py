@@ -273,9 +273,10 @@ def _judge(
         reasons.append(f"note: {rows} persons in the cohort, too few to judge drift")
     else:
         by_name = drift.set_index("feature")
+        present = set(by_name.index)
         judged: dict[str, list[str]] = {}
         for name in drift.loc[drift.used, "feature"]:
-            judged.setdefault(judged_by(name, set(by_name.index)), []).append(name)
+            judged.setdefault(judged_by(name, present), []).append(name)
         for what, value, p in [("the score", *score_psi)] + [
             (
                 f"{j} ({by_name.at[j, 'label_en']})"

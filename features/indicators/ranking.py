@@ -32,6 +32,7 @@ from features.storage.store import Store
 
 COMPOSITE = "composite"
 FAMILIES = {i.name: (i.family, i.per) for i in REGISTRY_INDICATORS}
+DIRECTIONS = {i.name: i.direction for i in REGISTRY_INDICATORS}
 # indicators whose denominator is residents (the census), which disclosure control leaves be
 PUBLIC_DENOMINATORS = frozenset({REGISTRY_INDICATORS[0].name})
 COLUMNS = (
@@ -121,14 +122,14 @@ def with_uncertainty(table: pd.DataFrame) -> pd.DataFrame:
             else np.nan
         )
         own = grp[grp["district"].isin(DISTRICTS)]
-        limits, tau2 = funnel(
+        bounds, tau2 = funnel(
             own["numerator"].to_numpy(float),
             own["denominator"].to_numpy(float),
             target,
             family,
             per,
         )
-        for name, values in limits.items():
+        for name, values in bounds.items():
             out.loc[own.index, "versus_city" if name == "versus" else f"funnel_{name}"] = values
         out.loc[grp.index, "funnel_tau2"] = tau2
     return out
@@ -260,6 +261,7 @@ def funnel_curve(rows: pd.DataFrame, indicator: str, points: int = 60) -> dict |
     if n <= 0:
         return None
     family, per = FAMILIES[indicator]
+    target = k / n
     # whole persons (a binomial of 12.5 trials is no distribution), from a little below the
     # smallest district to a little above the largest
     grid = np.unique(
@@ -267,4 +269,28 @@ def funnel_curve(rows: pd.DataFrame, indicator: str, points: int = 60) -> dict |
     )
     grid = grid[grid >= 1]
     tau2 = float(own["funnel_tau2"].fillna(0.0).max())
-    return {"n": grid, **limits(grid, k / n, family, per, tau2), "target": k / n * per}
+    return {"n": grid, **limits(grid, target, family, per, tau2), "target": target * per}
+
+
+def funnel_points(rows: pd.DataFrame) -> list[tuple[str, float, float, str]]:
+    """The districts of one month's published rows of an indicator that a funnel can place:
+    (district, denominator, value, versus_city), those with a figure only (a withheld one has
+    none)."""
+    own = rows[rows["district"].isin(DISTRICTS)]
+    return [
+        (str(d), float(n), float(v), str(s))
+        for d, n, v, s in zip(
+            own["district"], own["denominator"], own["value"], own["versus_city"], strict=True
+        )
+        if not (pd.isna(n) or pd.isna(v))
+    ]
+
+
+def standing(indicator: str, versus: str) -> str:
+    """A district outside the funnel said as the indicator reads: "better" or "worse" than
+    the city (above the city is better where higher is better); "" inside it, without a
+    figure, or for an indicator from outside the registry, which has no funnel."""
+    way = DIRECTIONS.get(indicator, 0)
+    if not way or versus not in ("above", "below"):
+        return ""
+    return "better" if (versus == "above") == (way > 0) else "worse"

@@ -15,8 +15,7 @@ from features.core.errors import InputError
 from features.core.html import esc, page
 from features.core.io import atomic_path, write_table
 from features.indicators.inputs import CITY
-from features.indicators.monthly import REGISTRY_INDICATORS
-from features.indicators.ranking import COMPOSITE, funnel_curve
+from features.indicators.ranking import COMPOSITE, funnel_curve, funnel_points, standing
 from serving.web.charts import funnel_chart, trend
 
 HEADERS = {
@@ -45,12 +44,9 @@ HEADERS = {
     "change": "较上月变化 change",
 }
 REPORT_FORMATS = (".xlsx", ".parquet")
-DIRECTIONS = {i.name: i.direction for i in REGISTRY_INDICATORS}
-VERSUS = {
-    (1, "above"): "明显好于全市 clearly better than the city",
-    (-1, "below"): "明显好于全市 clearly better than the city",
-    (1, "below"): "明显差于全市 clearly worse than the city",
-    (-1, "above"): "明显差于全市 clearly worse than the city",
+STANDING = {
+    "better": "明显好于全市 clearly better than the city",
+    "worse": "明显差于全市 clearly worse than the city",
 }
 WITHIN = "与全市无明显差别 no clear difference"
 
@@ -143,7 +139,7 @@ def _figure(chart: str, caption: str) -> str:
     return f"<figure>{chart}<figcaption>{esc(caption)}</figcaption></figure>"
 
 
-def _latest_table(rows: pd.DataFrame, direction: int) -> str:
+def _latest_table(rows: pd.DataFrame, indicator: str) -> str:
     """One month's districts and the city: counts as shown, the value with its interval, the
     call against the city at 99.8%, and the rank's range."""
     lines = []
@@ -151,7 +147,8 @@ def _latest_table(rows: pd.DataFrame, direction: int) -> str:
         value = "—" if pd.isna(r["value"]) else f"{r['value']:.2f}"
         if not pd.isna(r["lower"]):
             value += f" ({r['lower']:.2f}-{r['upper']:.2f})"
-        versus = VERSUS.get((direction, r["versus_city"]), WITHIN if r["versus_city"] else "")
+        said = standing(indicator, r["versus_city"])
+        versus = STANDING[said] if said else WITHIN if r["versus_city"] else ""
         cells = (
             f"{DISTRICT_LABELS_ZH.get(r['district'], '全市')} {r['district']}",
             r["numerator_shown"],
@@ -183,14 +180,7 @@ def _funnel(rows: pd.DataFrame, indicator: str, month: str, axis: str) -> str:
     curve = funnel_curve(rows, indicator)
     if curve is None:
         return ""
-    own = rows[rows["district"].isin(DISTRICTS)]
-    points = [
-        (DISTRICT_LABELS_ZH[d], float(n), float(v), str(s))
-        for d, n, v, s in zip(
-            own["district"], own["denominator"], own["value"], own["versus_city"], strict=True
-        )
-        if not (pd.isna(n) or pd.isna(v))
-    ]
+    points = [(DISTRICT_LABELS_ZH[d], n, v, s) for d, n, v, s in funnel_points(rows)]
     chart = funnel_chart(
         points,
         curve,
@@ -252,11 +242,10 @@ def indicator_section(rows: pd.DataFrame, months: list[str]) -> str:
         )
         name = f"{DISTRICT_LABELS_ZH[district]} {district}"
         cells.append(f'<div class="cell"><h4>{esc(name)}</h4>{chart}</div>')
-    direction = DIRECTIONS.get(indicator, 1)
     return (
         f"<h2>{esc(head['indicator_zh'])} {esc(head['indicator_en'])}{esc(unit)}</h2>"
         f'<div class="grid">{"".join(parts)}</div>'
-        f"{_latest_table(latest, direction)}"
+        f"{_latest_table(latest, indicator)}"
         "<h3>各区县趋势（灰色虚线为全市） each district (grey dashed: the city)</h3>"
         f'<div class="grid">{"".join(cells)}</div>'
     )

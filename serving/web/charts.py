@@ -82,6 +82,16 @@ def _runs(points: Sequence[T | None]) -> list[list[T]]:
     return [r for r in runs if r]
 
 
+def _y_grid(levels: Sequence[tuple[float, str]], left: int, end: int, stroke: str) -> list[str]:
+    """Horizontal grid lines at the heights given, each with its label left of the axis."""
+    return [
+        f'<line x1="{left}" y1="{y:.1f}" x2="{end}" y2="{y:.1f}" stroke="{stroke}"/>'
+        f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
+        f"{esc(text)}</text>"
+        for y, text in levels
+    ]
+
+
 def _path(points: Sequence[tuple[float, float]]) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
 
@@ -112,14 +122,8 @@ def axes_chart(
         return x, y
 
     grid = [f'<text x="4" y="12" font-size="10">{esc(axis)}</text>']
-    for k in range(3):
-        v = ceiling * k / 2
-        _, y = xy(0, v)
-        grid.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#d0d5dd"/>'
-            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
-            f"{esc(tick(v))}</text>"
-        )
+    levels = [ceiling * k / 2 for k in range(3)]
+    grid += _y_grid([(xy(0, v)[1], tick(v)) for v in levels], left, width - right, "#d0d5dd")
     shade = []
     if band is not None:
         pairs = [
@@ -194,14 +198,8 @@ def funnel_chart(
         f'<text x="{width - right}" y="{height - 4}" font-size="10" text-anchor="end">'
         f"{esc(axes[0])}</text>"
     ]
-    for k in range(3):
-        v = y_lo + (y_hi - y_lo) * k / 2
-        _, y = xy(x_lo, v)
-        grid.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#eaecf0"/>'
-            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
-            f"{esc(tick(v))}</text>"
-        )
+    levels = [y_lo + (y_hi - y_lo) * k / 2 for k in range(3)]
+    grid += _y_grid([(xy(x_lo, v)[1], tick(v)) for v in levels], left, width - right, "#eaecf0")
     for k, anchor in ((0, "start"), (2, "end")):
         n = x_lo + (x_hi - x_lo) * k / 2
         x, _ = xy(n, y_lo)

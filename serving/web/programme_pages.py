@@ -17,8 +17,14 @@ from fastapi.responses import Response
 from features.contract.vocabulary import DISTRICTS
 from features.core.months import last_complete_month, month_range
 from features.indicators.inputs import CITY
-from features.indicators.monthly import REGISTRY_INDICATORS
-from features.indicators.ranking import COMPOSITE, PUBLIC_DENOMINATORS, funnel_curve
+from features.indicators.ranking import (
+    COMPOSITE,
+    DIRECTIONS,
+    PUBLIC_DENOMINATORS,
+    funnel_curve,
+    funnel_points,
+    standing,
+)
 from features.tasks import get_task
 from serving.access.audit_chain import Entry
 from serving.api.deps import Services, services
@@ -32,13 +38,10 @@ Svc = Annotated[Services, Depends(services)]
 MONTHS = 12
 UNITS = {"per 10,000 residents": N_("per 10,000 residents"), "%": "%", "": ""}
 BETTER = {1: N_("higher is better"), -1: N_("lower is better")}
-DIRECTIONS = {i.name: i.direction for i in REGISTRY_INDICATORS}
 # a district outside the 99.8% limits, said as better or worse than the city
-VERSUS = {
-    (1, "above"): ("better", N_("clearly better than the city")),
-    (-1, "below"): ("better", N_("clearly better than the city")),
-    (1, "below"): ("worse", N_("clearly worse than the city")),
-    (-1, "above"): ("worse", N_("clearly worse than the city")),
+STANDING = {
+    "better": N_("clearly better than the city"),
+    "worse": N_("clearly worse than the city"),
 }
 
 
@@ -120,13 +123,13 @@ def _figure(indicator: object, row: pd.Series, _: Texts) -> dict[str, Any]:
     """One cell of the ranking: the value (or why there is none), the rank's range, and the
     district against the city when it lies outside the funnel."""
     withheld = pd.isna(row["value"]) and row["numerator_shown"] not in ("", None)
-    tone, words = VERSUS.get((DIRECTIONS.get(str(indicator), 0), row["versus_city"]), ("", ""))
+    tone = standing(str(indicator), row["versus_city"])
     return {
         "value": row["value"],
         "withheld": row["numerator_shown"] if withheld else "",
         "rank": _.rank_range(row["rank_lo"], row["rank_hi"]),
         "tone": tone,
-        "versus": _(words) if words else "",
+        "versus": _(STANDING[tone]) if tone else "",
     }
 
 
@@ -143,17 +146,15 @@ def funnels(table: pd.DataFrame, month: str, _: Texts) -> list[dict[str, Any]]:
         curve = funnel_curve(grp, str(code))
         if curve is None:
             continue
-        own = grp[grp["district"].isin(DISTRICTS)]
-        points, calls, withheld = [], [], []
-        for _i, r in own.iterrows():
-            name = _.district(r["district"])
-            if pd.isna(r["value"]) or pd.isna(r["denominator"]):
-                withheld.append(name)
-                continue
-            points.append((name, float(r["denominator"]), float(r["value"]), str(r["versus_city"])))
-            tone, words = VERSUS.get((DIRECTIONS[str(code)], r["versus_city"]), ("", ""))
-            if words:
-                calls.append((name, tone, _(words)))
+        placed = funnel_points(grp)
+        points = [(_.district(d), n, v, s) for d, n, v, s in placed]
+        calls = [
+            (_.district(d), tone, _(STANDING[tone]))
+            for d, _n, _v, s in placed
+            if (tone := standing(str(code), s))
+        ]
+        unplaced = set(grp["district"]) - {d for d, *_rest in placed}
+        withheld = [_.district(d) for d in DISTRICTS if d in unplaced]
         title = _.both(grp["indicator_en"].iloc[0], grp["indicator_zh"].iloc[0])
         unit = _(UNITS.get(grp["unit"].iloc[0], grp["unit"].iloc[0])) or title
         out.append(
@@ -181,7 +182,6 @@ def trends(
     a band, each a chart with its axis, its unit, the months as the page writes them
     (`labels`), and which way is better."""
     city = table[table["district"] == CITY]
-    better = {i.name: i.direction for i in REGISTRY_INDICATORS}
     ticks = [labels[m] for m in months]
     out = []
     for code, grp in city.groupby("indicator", sort=False):
@@ -190,7 +190,7 @@ def trends(
         band = (by_month["lower"].astype(float).tolist(), by_month["upper"].astype(float).tolist())
         title = _.both(grp["indicator_en"].iloc[0], grp["indicator_zh"].iloc[0])
         unit = grp["unit"].iloc[0] if isinstance(grp["unit"].iloc[0], str) else ""
-        way = better.get(str(code), 0)
+        way = DIRECTIONS.get(str(code), 0)
         out.append(
             {
                 "title": title,
