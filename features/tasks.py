@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from features.contract.vocabulary import RESIDENTIAL_SQL
+from features.contract.vocabulary import RESIDENTIAL_SQL, declare_codes
 from features.core.errors import InputError
 
 
@@ -60,6 +60,10 @@ class SupportOption:
     def code(self) -> str:
         """The option's stable name in follow-ups and their `support_offered` events."""
         return re.sub(r"[^a-z0-9]+", "_", self.en.lower()).strip("_")
+
+    def answers(self, feature: str) -> bool:
+        """Whether the option is the rule's answer to this feature raising a person's risk."""
+        return feature.startswith(self.match)
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,10 @@ _REGISTRY: dict[str, Task] = {}
 
 
 def register(task: Task) -> Task:
-    """Add a task (or replace one of the same name) for every layer to see."""
+    """Add a task (or replace one of the same name) for every layer to see; its support
+    options' codes become codes a `support_offered` event may name, with their labels."""
     _REGISTRY[task.name] = task
+    declare_codes({o.code: (o.en, o.zh) for o in task.support})
     return task
 
 

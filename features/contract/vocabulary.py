@@ -124,6 +124,16 @@ CODE_LABELS: dict[str, tuple[str, str]] = {
 }
 
 
+# codes declared beside their meaning elsewhere: a task's support options, which a
+# `support_offered` event names (features.tasks.register declares them)
+DECLARED_LABELS: dict[str, tuple[str, str]] = {}
+
+
+def declare_codes(labels: dict[str, tuple[str, str]]) -> None:
+    """Codes declared beside their meaning elsewhere, with their English and Chinese labels."""
+    DECLARED_LABELS.update(labels)
+
+
 def code_label(code: str, lang: str) -> str:
     """A code as a reader sees it: its label in `lang`, a district by its name, and a free
     text nobody declared as written."""
@@ -131,7 +141,7 @@ def code_label(code: str, lang: str) -> str:
         return DISTRICT_LABELS_ZH[code]
     if code in DISTRICTS:
         return code.capitalize()
-    labels = CODE_LABELS.get(code)
+    labels = CODE_LABELS.get(code) or DECLARED_LABELS.get(code)
     return code if labels is None else labels[lang == "zh"]
 
 

@@ -22,6 +22,15 @@ import pyarrow.parquet as pq
 from features.contract.vocabulary import DISTRICTS, EVENT_TYPES, SUBSTANCES
 from features.core.io import atomic_path
 from features.storage.store import METADATA_FILE
+from features.synth.support import (
+    OPTION_CODES,
+    PILOT_DISTRICT,
+    PILOT_FROM,
+    PILOT_TO,
+    SUPPORT_EFFECTS,
+    Month,
+    SupportSim,
+)
 
 REFERENCE_DATE = dt.date(2026, 6, 30)
 HISTORY_START = dt.date(2020, 7, 1)
@@ -34,7 +43,7 @@ NONE, USING, REHAB, COMMUNITY = 0, 1, 2, 3
 # end of each month from what the person's own events show.
 TRUE_EFFECTS = {
     "relapse": {
-        "intercept": -3.2,
+        "intercept": -2.5,
         "missed check-ins in the last 2 months (per check-in)": +0.45,
         "positive test in the first 3 months after discharge": +1.0,
         "missed methadone doses last month (per dose)": +0.25,
@@ -59,6 +68,8 @@ TRUE_EFFECTS = {
         "family-support contact in the last 3 months": -0.4,
     },
 }
+# The support options' effects are documented beside these, in `synth.support.SUPPORT_EFFECTS`:
+# an accepted offer adds its effect to the monthly log-odds above for the quarter it was made in.
 E_REL = TRUE_EFFECTS["relapse"]
 E_UP = TRUE_EFFECTS["youth_uptake"]
 
@@ -91,10 +102,15 @@ DETAILS = (
     "internet cafe",
     "both parents",
     *DISTRICTS,
+    *OPTION_CODES,
 )
 _D = {d: i for i, d in enumerate(DETAILS)}
 _T = {e.name: i for i, e in enumerate(EVENT_TYPES)}
 DAY = 86_400
+# a person using drugs is tested, arrested or admitted (compulsorily, after an arrest) each
+# month with these chances; `RELAPSE_FOUND` is the chance a relapse is found in a month
+TESTED_USING, ARRESTED_USING, ADMITTED_USING, COMPULSORY = 0.15, 0.06, 0.12, 0.75
+RELAPSE_FOUND = 1 - (1 - TESTED_USING) * (1 - ARRESTED_USING) * (1 - ADMITTED_USING * COMPULSORY)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -142,6 +158,8 @@ class Population:
     n_late: int
     # each person's hidden traits, kept apart from the registry (see `truth_table`)
     truth: pa.Table | None = None
+    # each task's person-months with and without each support option (see synth.support)
+    support_truth: dict[str, pa.Table] | None = None
 
 
 class _People:
@@ -203,6 +221,7 @@ class _Simulator:
         self.reviews = np.random.default_rng([seed, 3])
         self.ms = _month_starts()
         self.parts: list[tuple[np.ndarray, ...]] = []
+        self.support = SupportSim(n, seed, len(DISTRICTS), DISTRICTS.index(PILOT_DISTRICT))
 
     # -- event emission ----------------------------------------------------------------------
     def emit(
@@ -253,6 +272,7 @@ class _Simulator:
             self._young(p, m)
         pop = self._assemble(p.youth, p.district, p.eth, p.male, p.birth, p.reg_time, p.substance)
         pop.truth = truth_table(pop.persons["person_id"], p)
+        pop.support_truth = self.support.truth_tables(pop.persons["person_id"], self.ms)
         return pop
 
     def _people(self) -> _People:
@@ -369,9 +389,9 @@ class _Simulator:
         """Using: detection, arrests, and admission to residential rehab."""
         rng = self.rng
         using = p.all_idx[p.state == USING]
-        tested = self.chance(using, 0.15)
+        tested = self.chance(using, TESTED_USING)
         self.emit(tested, "urine_test", m, 1.0, p.substance[tested])
-        arrested = self.chance(using, 0.06)
+        arrested = self.chance(using, ARRESTED_USING)
         self.emit(arrested, "drug_arrest", m, detail=p.substance[arrested])
         prog = using[p.in_programme[using]]
         no_show = rng.random(len(prog)) < 0.85
@@ -380,9 +400,9 @@ class _Simulator:
         peers = self.chance(using, 0.15)
         self.emit(peers, "contact_known_user", m, detail="KTV")
         p.last_peer[peers] = m
-        admit = self.chance(using, 0.12)
+        admit = self.chance(using, ADMITTED_USING)
         if len(admit):
-            compulsory = rng.random(len(admit)) < 0.75
+            compulsory = rng.random(len(admit)) < COMPULSORY
             kind = np.where(compulsory, _D["compulsory_isolation"], _D["voluntary"])
             t = self.ms[m] + rng.integers(0, self.ms[m + 1] - self.ms[m], len(admit))
             self.emit(admit, "rehab_admission", m, detail=kind, t=t)
@@ -440,10 +460,10 @@ class _Simulator:
         self.emit_counts(comm, sched - missed, "checkin_attended", m)
         p.missed_2[comm] = p.missed_1[comm]
         p.missed_1[comm] = missed
-        tested = self.chance(comm, np.select([sd <= 6, sd <= 12], [0.6, 0.3], 0.1))
-        lapse = rng.random(len(tested)) < _sigmoid(
-            -3.6 + 0.6 * p.peer[tested] - 0.6 * p.engage[tested]
-        )
+        test_chance = np.select([sd <= 6, sd <= 12], [0.6, 0.3], 0.1)
+        lapse_chance = _sigmoid(-3.6 + 0.6 * p.peer[comm] - 0.6 * p.engage[comm])
+        tested = self.chance(comm, test_chance)
+        lapse = rng.random(len(tested)) < lapse_chance[np.searchsorted(comm, tested)]
         self.emit(tested[lapse], "urine_test", m, 1.0, p.substance[tested[lapse]])
         self.emit(tested[~lapse], "urine_test", m, 0.0)
         p.early_pos[tested[lapse & (p.since_discharge[tested] <= 3)]] = True
@@ -482,22 +502,53 @@ class _Simulator:
         p.employed[hired] = True
         p.employed[fired] = False
 
-        logit = (
-            E_REL["intercept"]
-            + E_REL["missed check-ins in the last 2 months (per check-in)"]
-            * (p.missed_1[comm] + p.missed_2[comm])
-            + E_REL["positive test in the first 3 months after discharge"] * p.early_pos[comm]
-            + E_REL["missed methadone doses last month (per dose)"] * p.mmt_missed[comm]
-            + E_REL["contact with a known user in the last 3 months"] * (m - p.last_peer[comm] < 3)
-            + E_REL["mental-health score of 15 or more at the last screening"]
-            * (p.last_score[comm] >= 15)
-            + E_REL["employed"] * p.employed[comm]
-            + E_REL["holds a training certificate"] * p.certified[comm]
-            + E_REL["family-support contact in the last 3 months"] * (m - p.last_fam[comm] < 3)
-            + E_REL["months since discharge (per month)"] * np.minimum(sd, 36)
-        )
-        relapsed = comm[rng.random(len(comm)) < _sigmoid(logit)]
-        p.state[relapsed] = USING
+        # the caseload: community follow-up, with those who relapsed unseen and are still in
+        # the programme; relapse is drawn for those in community follow-up
+        cases = p.all_idx[p.in_programme & ((p.state == USING) | ((p.state == COMMUNITY) & ~moved))]
+        at_risk = np.isin(cases, comm, assume_unique=True)
+        logit = _relapse_logit(p, cases, m)
+        flags = {
+            "on_methadone": p.on_mmt[cases],
+            "missed_checkins": p.missed_1[cases] + p.missed_2[cases] > 0,
+            "unemployed": ~p.employed[cases],
+            "no_family_contact": m - p.last_fam[cases] >= 3,
+            "peer_contact": m - p.last_peer[cases] < 3,
+            "distressed": p.last_score[cases] >= 15,
+        }
+        now = self._support("relapse", m, cases, at_risk, logit, flags, p)
+        outcome = np.zeros(len(cases), bool)
+        outcome[at_risk] = rng.random(len(comm)) < _sigmoid(now.logit[at_risk])
+        lapse_found = np.zeros(len(cases))
+        lapse_found[at_risk] = test_chance * lapse_chance
+        self.support.record("relapse", m, cases, logit, now, lapse_found, outcome, at_risk)
+        p.state[cases[outcome]] = USING
+
+    def _support(
+        self,
+        task: str,
+        m: int,
+        cases: np.ndarray,
+        at_risk: np.ndarray,
+        logit: np.ndarray,
+        flags: dict[str, np.ndarray],
+        p: _People,
+    ) -> Month:
+        """The month's support for a task's caseload: offers at a quarterly review (emitted
+        as `support_offered` events), and what acts (synth.support)."""
+        month = dt.date.fromtimestamp(int(self.ms[m]))
+        pilot = PILOT_FROM <= month <= PILOT_TO
+        now = self.support.act(task, m, cases, at_risk, logit, flags, p.district[cases], pilot)
+        offers = now.offers
+        if offers is not None:
+            self.emit(
+                offers.person,
+                "support_offered",
+                m,
+                offers.accepted.astype(float),
+                np.array([_D[c] for c in offers.code], np.int16),
+                t=self.ms[m] + offers.second,
+            )
+        return now
 
     def _young(self, p: _People, m: int) -> None:
         """Young people with no drug record: school, family, peers and venues, and first use
@@ -559,23 +610,24 @@ class _Simulator:
         p.left_behind[away] = True
 
         elig = yo[(ya >= 12) & (ya < 25)]
-        ea = age[elig]
-        logit = (
-            E_UP["intercept"]
-            + E_UP["left behind (parents away)"] * p.left_behind[elig]
-            + E_UP["family member with a drug record"]
-            * ((p.fam_rec_month[elig] >= 0) & (p.fam_rec_month[elig] <= m))
-            + E_UP["contact with a known user in the last 3 months"] * (m - p.last_peer[elig] < 3)
-            + E_UP["entertainment-venue encounter in the last 3 months"]
-            * (m - p.last_venue[elig] < 3)
-            + E_UP["5 or more days absent last month"] * (p.absence[elig] >= 5)
-            + E_UP["discipline incident in the last 6 months"] * (m - p.last_disc[elig] < 6)
-            + E_UP["dropped out of school"] * p.dropped[elig]
-            + E_UP["aged 16-21"] * ((ea >= 16) & (ea <= 21))
-            + E_UP["prevention class in the last 12 months"] * (m - p.last_prev[elig] < 12)
-            + E_UP["family-support contact in the last 3 months"] * (m - p.last_fam[elig] < 3)
-        )
-        took_up = elig[rng.random(len(elig)) < _sigmoid(logit)]
+        # the caseload: young people with no drug record, with those registering this month
+        # (they took up last month), who are still in the prevention group on its first day
+        joining = p.all_idx[p.youth & (p.reg_month == m) & (age >= 12) & (age < 25)]
+        cases = np.union1d(elig, joining)
+        at_risk = np.isin(cases, elig, assume_unique=True)
+        ca = age[cases]
+        logit = _uptake_logit(p, cases, m, ca)
+        flags = {
+            "under_16": ca < 16,
+            "school_trouble": (p.absence[cases] >= 5) | (m - p.last_disc[cases] < 6),
+            "peer_or_venue": (m - p.last_peer[cases] < 3) | (m - p.last_venue[cases] < 3),
+            "left_behind": p.left_behind[cases],
+        }
+        now = self._support("youth_uptake", m, cases, at_risk, logit, flags, p)
+        outcome = np.zeros(len(cases), bool)
+        outcome[at_risk] = rng.random(len(elig)) < _sigmoid(now.logit[at_risk])
+        self.support.record("youth_uptake", m, cases, logit, now, 0.0, outcome, at_risk)
+        took_up = cases[outcome]
         if len(took_up) and m + 1 < N_MONTHS:
             year = np.full(len(took_up), 2020 + (m + 7) / 12.0)
             p.substance[took_up] = _substance_mix(year, rng, youth=True)
@@ -611,21 +663,28 @@ class _Simulator:
         substance: np.ndarray,
     ) -> Population:
         rng, n = self.rng, self.n
+
+        def stream(i: int) -> np.random.Generator:
+            # each wart draws from a stream of its own, one array at a time: an event's wart
+            # then depends on its place in the history alone, not on how many events came
+            # after it, so a drifted city keeps its twin's warts until the drift starts
+            return np.random.default_rng([self.seed, 10 + i])
+
         pid, typ, t, val, det = (np.concatenate(col) for col in zip(*self.parts, strict=True))
         self.parts = []
         k = len(pid)
         # warts of registry data: late recording, missing values, duplicates
-        delay = rng.exponential(1.5 * DAY, k).astype(np.int64)
-        late = rng.random(k) < 0.05
-        delay[late] += rng.integers(30 * DAY, 120 * DAY, late.sum())
+        delay = stream(0).exponential(1.5 * DAY, k).astype(np.int64)
+        late = stream(1).random(k) < 0.05
+        delay[late] += stream(2).integers(30 * DAY, 120 * DAY, late.sum())
         rec = t + delay
         end = int(dt.datetime.combine(REFERENCE_DATE, dt.time()).timestamp()) + DAY - 1
         keep = rec <= end  # not yet recorded by the reference date: not in the extract
         pid, typ, t, val, det, rec, late = (a[keep] for a in (pid, typ, t, val, det, rec, late))
         k = len(pid)
-        val[(typ == _T["methadone_dose"]) & (rng.random(k) < 0.03)] = np.nan
-        det[(typ == _T["urine_test"]) & (val == 1.0) & (rng.random(k) < 0.05)] = -1
-        dup = np.flatnonzero(rng.random(k) < 0.01)
+        val[(typ == _T["methadone_dose"]) & (stream(3).random(k) < 0.03)] = np.nan
+        det[(typ == _T["urine_test"]) & (val == 1.0) & (stream(4).random(k) < 0.05)] = -1
+        dup = np.flatnonzero(stream(5).random(k) < 0.01)
         pid, typ, t, val, det, rec = (
             np.concatenate([a, a[dup]]) for a in (pid, typ, t, val, det, rec)
         )
@@ -680,6 +739,42 @@ class _Simulator:
         return Population(persons, events, n_duplicates=n_dup, n_late=n_late)
 
 
+def _relapse_logit(p: _People, idx: np.ndarray, m: int) -> np.ndarray:
+    """The monthly log-odds of relapse without support, by the documented effects (E_REL)."""
+    return (
+        E_REL["intercept"]
+        + E_REL["missed check-ins in the last 2 months (per check-in)"]
+        * (p.missed_1[idx] + p.missed_2[idx])
+        + E_REL["positive test in the first 3 months after discharge"] * p.early_pos[idx]
+        + E_REL["missed methadone doses last month (per dose)"] * p.mmt_missed[idx]
+        + E_REL["contact with a known user in the last 3 months"] * (m - p.last_peer[idx] < 3)
+        + E_REL["mental-health score of 15 or more at the last screening"]
+        * (p.last_score[idx] >= 15)
+        + E_REL["employed"] * p.employed[idx]
+        + E_REL["holds a training certificate"] * p.certified[idx]
+        + E_REL["family-support contact in the last 3 months"] * (m - p.last_fam[idx] < 3)
+        + E_REL["months since discharge (per month)"] * np.minimum(p.since_discharge[idx], 36)
+    )
+
+
+def _uptake_logit(p: _People, idx: np.ndarray, m: int, age: np.ndarray) -> np.ndarray:
+    """The monthly log-odds of first use without support, by the documented effects (E_UP)."""
+    return (
+        E_UP["intercept"]
+        + E_UP["left behind (parents away)"] * p.left_behind[idx]
+        + E_UP["family member with a drug record"]
+        * ((p.fam_rec_month[idx] >= 0) & (p.fam_rec_month[idx] <= m))
+        + E_UP["contact with a known user in the last 3 months"] * (m - p.last_peer[idx] < 3)
+        + E_UP["entertainment-venue encounter in the last 3 months"] * (m - p.last_venue[idx] < 3)
+        + E_UP["5 or more days absent last month"] * (p.absence[idx] >= 5)
+        + E_UP["discipline incident in the last 6 months"] * (m - p.last_disc[idx] < 6)
+        + E_UP["dropped out of school"] * p.dropped[idx]
+        + E_UP["aged 16-21"] * ((age >= 16) & (age <= 21))
+        + E_UP["prevention class in the last 12 months"] * (m - p.last_prev[idx] < 12)
+        + E_UP["family-support contact in the last 3 months"] * (m - p.last_fam[idx] < 3)
+    )
+
+
 TRUTH_DIR = "truth"  # beside the registry's files, never read as registry data
 
 
@@ -719,10 +814,12 @@ def write_population(pop: Population, out: Path, seed: int, drift: Drift | None 
     for name, table in (("persons", pop.persons), ("events", pop.events)):
         with atomic_path(out / f"{name}.parquet") as tmp:
             pq.write_table(table, tmp, row_group_size=1_000_000)
-    if pop.truth is not None:
+    truths = {"persons": pop.truth} if pop.truth is not None else {}
+    truths.update({f"support_{t}": table for t, table in (pop.support_truth or {}).items()})
+    for name, table in truths.items():
         (out / TRUTH_DIR).mkdir(exist_ok=True)
-        with atomic_path(out / TRUTH_DIR / "persons.parquet") as tmp:
-            pq.write_table(pop.truth, tmp)
+        with atomic_path(out / TRUTH_DIR / f"{name}.parquet") as tmp:
+            pq.write_table(table, tmp)
     meta = {
         "reference_date": REFERENCE_DATE.isoformat(),
         "history_start": HISTORY_START.isoformat(),
@@ -733,6 +830,10 @@ def write_population(pop: Population, out: Path, seed: int, drift: Drift | None 
         "duplicate_events_added": pop.n_duplicates,
         "late_recorded_events": pop.n_late,
         "true_effects": TRUE_EFFECTS,
+        "support_effects": {
+            task: {code: e.why for code, e in options.items()}
+            for task, options in SUPPORT_EFFECTS.items()
+        },
     }
     if drift:
         meta["drift"] = {

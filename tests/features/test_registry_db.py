@@ -146,7 +146,8 @@ def test_the_service_polls_the_registry_and_serves_new_rows_without_a_restart(se
         svc = app.state.services
         task = get_task("relapse")
         pid = state.caseload(task).frame.index[-1]  # the lowest risk: room to rise
-        before = state.caseload(task).frame.at[pid, "probability"]
+        # the raw score, strictly ordered (a step calibrator may give two scores one probability)
+        before = state.caseload(task).frame.at[pid, "raw_score"]
         watcher = watch_in_place(svc, 0.2, lenient=False, say=lambda _: None).start()
         try:
             ref = dt.datetime.combine(state.as_of, dt.time())
@@ -163,7 +164,7 @@ def test_the_service_polls_the_registry_and_serves_new_rows_without_a_restart(se
             while svc.state is state:
                 assert time.time() < deadline, "the new rows were not noticed"
                 time.sleep(0.2)
-            after = svc.state.caseload(task).frame.at[pid, "probability"]
+            after = svc.state.caseload(task).frame.at[pid, "raw_score"]
             assert after > before  # four recent positive tests raise the risk
             assert svc.state.store.report.events == state.store.report.events + 4
         finally:
