@@ -67,3 +67,37 @@ def waterfall(contrib: np.ndarray, X: pd.DataFrame, labels: list[str], row: int)
 
 def close(fig: Figure) -> None:
     plt.close(fig)
+
+
+def effect_figures(code: str, qini: pd.DataFrame, calibration: pd.DataFrame) -> dict[str, Figure]:
+    """An option's Qini curve (outcomes prevented beyond random choice, by the share offered
+    in order of estimated benefit) and its calibration (estimated against doubly-robust
+    effect by quantile of the estimate), both on held-out persons, with 95% intervals."""
+    fig_q, ax = plt.subplots(figsize=(5, 4))
+    ax.fill_between(qini["share_offered"], qini["low"], qini["high"], alpha=0.25)
+    ax.plot(qini["share_offered"], qini["gain"], "o-", label="by estimated benefit")
+    ax.axhline(0, color="grey", linestyle="--", label="random")
+    ax.set_xlabel("share of the cohort offered")
+    ax.set_ylabel("outcomes prevented beyond random, per person")
+    ax.set_title(f"Qini curve: {code}", fontsize=9)
+    ax.legend()
+    fig_q.tight_layout()
+    fig_c, ax = plt.subplots(figsize=(5, 4))
+    ax.errorbar(
+        calibration["estimated"],
+        calibration["doubly_robust"],
+        yerr=[
+            calibration["doubly_robust"] - calibration["low"],
+            calibration["high"] - calibration["doubly_robust"],
+        ],
+        fmt="o",
+    )
+    lo = float(np.nanmin([calibration["estimated"].min(), calibration["low"].min()]))
+    hi = float(np.nanmax([calibration["estimated"].max(), calibration["high"].max()]))
+    ax.plot([lo, hi], [lo, hi], "--", color="grey", label="perfect")
+    ax.set_xlabel("estimated effect (mean of the bin)")
+    ax.set_ylabel("doubly-robust effect")
+    ax.set_title(f"Effect calibration: {code}", fontsize=9)
+    ax.legend()
+    fig_c.tight_layout()
+    return {"qini": fig_q, "calibration": fig_c}
