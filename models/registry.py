@@ -356,8 +356,19 @@ def load_model(
     task: str, alias: str = CHAMPION, version: str | None = None
 ) -> tuple[RiskModel, dict]:
     """A registered RiskModel with its registry facts (name, version, run id)."""
+    hint = (
+        f"train with `sunshine train --task {task}` and promote with "
+        f"`sunshine promote --task {task}`"
+    )
+    return load_registered(model_name(task), hint, alias, version)
+
+
+def load_registered(
+    name: str, hint: str, alias: str = CHAMPION, version: str | None = None
+) -> tuple[Any, dict]:
+    """A registered pyfunc's own model object with its registry facts; RegistryError saying
+    what to do (`hint`) when the registry has no such version."""
     client = MlflowClient()
-    name = model_name(task)
     try:
         mv = (
             client.get_model_version(name, version)
@@ -367,9 +378,7 @@ def load_model(
     except MlflowException:
         what = f"version {version}" if version else alias
         raise RegistryError(
-            f"{name} has no {what} in the model registry at {mlflow.get_tracking_uri()}: "
-            f"train with `sunshine train --task {task}` and promote with "
-            f"`sunshine promote --task {task}`"
+            f"{name} has no {what} in the model registry at {mlflow.get_tracking_uri()}: {hint}"
         ) from None
     # MLflow puts the model's copy of this project's code (its code_paths, for `mlflow models
     # serve`) at the front of sys.path. Here the installed code is already loaded and is what

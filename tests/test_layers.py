@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # features -> training -> models -> serving; experiments train through models, below serving
 ORDER = ("features", "training", "models", "experiments", "serving")
-TRAINING_ONLY = ("optuna", "matplotlib", "shap", "pyreadr")
+TRAINING_ONLY = ("optuna", "matplotlib", "shap", "pyreadr", "econml", "statsmodels")
 # The rooms of the layers that have them, lowest first: a room imports only from itself and
 # the rooms before it (docs/architecture.md says what each holds). A module at the top of a
 # layer is a room of its own.
@@ -124,12 +124,24 @@ def python(script: str) -> subprocess.CompletedProcess:
 
 
 def test_serving_runs_without_the_training_only_dependencies():
-    """Every serving module imports, and the service app assembles, with optuna, matplotlib,
-    shap and pyreadr unimportable: a serving install does without the `train` extra."""
+    """Every serving module imports, the service app assembles, and a served effects model
+    loads and answers, with optuna, matplotlib, shap, pyreadr, EconML and statsmodels
+    unimportable: a serving install does without the `train` extra."""
     script = BLOCKER + (
         "import serving.cli.main, serving.app, serving.batch.runner, serving.state.service\n"
         "import serving.batch.roster_io\n"
-        "import models.registry, models.pyfunc, models.tracking\n"
+        "import models.registry, models.pyfunc, models.tracking, models.effects_model\n"
+        "import lightgbm, numpy, pathlib, tempfile\n"
+        "X = numpy.random.default_rng(0).normal(size=(200, 3))\n"
+        "b = lightgbm.train({'verbose': -1, 'min_data_in_leaf': 5}, "
+        "lightgbm.Dataset(X, X[:, 0]), 5)\n"
+        "e = models.effects_model\n"
+        "o = e.OptionFacts('x', [0, 1], (-0.1, -0.2, 0.0), 5, True, '', 1.0, b)\n"
+        "m = e.EffectsModel('relapse', '1', ['a', 'b', 'c'], 0.1, {'x': o})\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "m.save(d)\n"
+        "got = e.EffectsModel.load(d).changes(X[:4], X[:4, 2])['x']\n"
+        "assert numpy.allclose(got, b.predict(numpy.column_stack([X[:4, :2], X[:4, 2]])))\n"
         "from serving.batch.histogram import histogram_svg\n"
         "from serving.batch.tracking import log_batch_run\n"
         "models.tracking.configure()\n"

@@ -106,6 +106,16 @@ class ModelRef(BaseModel):
     run_id: str
 
 
+class EstimatedEffect(BaseModel):
+    code: str = Field(description="the support option's code")
+    en: str
+    zh: str
+    change: float = Field(
+        description="estimated change in the probability of the outcome if the option is "
+        "offered now (negative lowers it), learned from past offers by `sunshine effects`"
+    )
+
+
 class RiskResult(BaseModel):
     probability: float = Field(description="calibrated probability of the outcome")
     tier: str = Field(description="low, medium or high, by the reference cohort's capacity shares")
@@ -114,6 +124,11 @@ class RiskResult(BaseModel):
     base_value: float | None = None
     factors: list[Factor] | None = None
     support: list[Support] | None = None
+    estimated_effects: list[EstimatedEffect] | None = Field(
+        None,
+        description="the options whose effect the task's effects model may serve, most "
+        "benefit first; absent without an effects champion for this risk model",
+    )
 
 
 class RiskResponse(RiskResult):

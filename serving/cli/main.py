@@ -11,6 +11,7 @@ import typer
 from experiments import cli as experiments_cli
 from features import cli as features_cli
 from models import cli as models_cli
+from models import effects_cli
 from serving.cli import access, batch, demo, followups, indicators, service
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 for group in (
     features_cli,
     models_cli,
+    effects_cli,
     experiments_cli,
     indicators,
     service,

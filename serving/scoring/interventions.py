@@ -45,7 +45,7 @@ def suggest(raising: tuple[str, ...], options: tuple[SupportOption, ...]) -> lis
     seen: set[str] = set()
     for feature in raising:
         for iv in options:
-            if feature.startswith(iv.match) and iv.en not in seen:
+            if iv.answers(feature) and iv.en not in seen:
                 seen.add(iv.en)
                 out.append({"en": iv.en, "zh": iv.zh, "because": feature})
     return out

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.tasks import SupportOption
+from models.effects_model import EffectsModel
 from models.risk_model import RiskModel, Scored
 from serving.scoring.interventions import SuggestedSupport
 from serving.scoring.reasons import factors
@@ -28,10 +29,12 @@ def score_frame(
     frame: pd.DataFrame,
     options: tuple[SupportOption, ...],
     explain: int = DEFAULT_TOP,
+    effects: EffectsModel | None = None,
 ) -> list[dict[str, Any]]:
     """One result per row: probability, tier, percentile and, with explain > 0, the reasons
-    and the support options they call for."""
-    return score_encoded(model, model.prepare(frame), options, explain)
+    and the support options they call for; with an effects model, each served option's
+    estimated change."""
+    return score_encoded(model, model.prepare(frame), options, explain, effects)
 
 
 def score_encoded(
@@ -39,12 +42,14 @@ def score_encoded(
     X: np.ndarray,
     options: tuple[SupportOption, ...],
     explain: int = DEFAULT_TOP,
+    effects: EffectsModel | None = None,
 ) -> list[dict[str, Any]]:
     """`score_frame` of rows already in the model's encoding (the service's feature matrix)."""
     scored: Scored = model.score_encoded(X, explain=explain)
     top = scored.top
     reasons = factors(top) if top is not None else None
     support = SuggestedSupport(top, options).per_row() if top is not None else None
+    estimated = _estimated(effects, X, scored.raw_score, options) if effects else None
     results = []
     for i in range(len(X)):
         r: dict[str, Any] = {
@@ -57,5 +62,23 @@ def score_encoded(
             r["base_value"] = float(scored.base_value[i])
             r["factors"] = reasons[i]
             r["support"] = support[i]
+        if estimated is not None:
+            r["estimated_effects"] = estimated[i]
         results.append(r)
     return results
+
+
+def _estimated(
+    effects: EffectsModel, X: np.ndarray, raw: np.ndarray, options: tuple[SupportOption, ...]
+) -> list[list[dict[str, Any]]]:
+    """Each row's served options with their estimated change, most benefit first."""
+    named = {o.code: o for o in options}
+    changes = {c: v for c, v in effects.changes(X, raw).items() if c in named}
+    rows = []
+    for i in range(len(X)):
+        row: list[dict[str, Any]] = [
+            {"code": c, "en": named[c].en, "zh": named[c].zh, "change": float(v[i])}
+            for c, v in changes.items()
+        ]
+        rows.append(sorted(row, key=lambda e: e["change"]))
+    return rows

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from features.core.errors import RegistryError
 from features.tasks import task_names
+from models.effects_model import EffectsModel, load_effects
 from models.monitoring import latest_status
 from models.registry import load_model
 from models.risk_model import RiskModel
@@ -19,6 +20,11 @@ class Loaded:
     loaded_at: str
     # each task's latest `sunshine monitor` verdict, read from MLflow when the models load
     monitoring: dict[str, dict] = field(default_factory=dict)
+    # each task's champion effects model, where one was estimated with its champion risk model
+    effects: dict[str, EffectsModel] = field(default_factory=dict)
+
+    def effects_for(self, task: str) -> EffectsModel | None:
+        return self.effects.get(task)
 
     @property
     def missing(self) -> list[str]:
@@ -51,4 +57,19 @@ def load_champions() -> Loaded:
             + ": train with `sunshine train --task T --data DIR`, then `sunshine promote --task T`"
         )
     monitoring = {t: status for t in models if (status := latest_status(t)) is not None}
-    return Loaded(models, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), monitoring)
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return Loaded(models, now, monitoring, _effects(models))
+
+
+def _effects(models: dict[str, tuple[RiskModel, dict]]) -> dict[str, EffectsModel]:
+    """Each task's champion effects model, kept only beside the risk-model version whose
+    encoding it reads: after a new risk champion, its effects must be estimated again."""
+    out = {}
+    for task, (model, facts) in models.items():
+        try:
+            effects, _ = load_effects(task)
+        except RegistryError:
+            continue
+        if effects.risk_version == str(facts["version"]) and effects.reads(model.features):
+            out[task] = effects
+    return out

@@ -98,7 +98,9 @@ def person_context(
         request.state.audit = [asked_entry(request, person_id, task.name)]
         return context
     options = svc.interventions[task.name]
-    result = score_encoded(model, state.encoded(person_id, state.as_of, model), options, REASONS)[0]
+    X = state.encoded(person_id, state.as_of, model)
+    effects = state.loaded.effects_for(task.name)
+    result = score_encoded(model, X, options, REASONS, effects)[0]
     request.state.audit = [scored_entry(request, person_id, task.name, facts, result, as_of)]
     past = risk_history(state, model, task, person_id, as_of)
     largest = max((abs(f["contribution"]) for f in result["factors"]), default=0.0)

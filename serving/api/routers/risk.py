@@ -106,7 +106,8 @@ def _person_risk(
     if not member and not allow_out_of_cohort:
         raise error(409, not_in_cohort(task, as_of))
     X = state.encoded(person_id, as_of, model)
-    result = score_encoded(model, X, svc.interventions[task.name], explain)[0]
+    effects = state.loaded.effects_for(task.name)
+    result = score_encoded(model, X, svc.interventions[task.name], explain, effects)[0]
     svc.metrics.scores.labels(task.name).observe(result["probability"])
     request.state.audit = [scored_entry(request, person_id, task.name, facts, result, as_of)]
     return RiskResponse(

@@ -112,7 +112,13 @@ def _score(
     ]
     try:
         results = (
-            score_frame(model, built.frame.iloc[scored_rows], svc.interventions[task], explain)
+            score_frame(
+                model,
+                built.frame.iloc[scored_rows],
+                svc.interventions[task],
+                explain,
+                svc.state.loaded.effects_for(task),
+            )
             if scored_rows
             else []
         )
