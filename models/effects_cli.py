@@ -20,6 +20,7 @@ from features.core.cli import (
 )
 from features.core.errors import InputError
 from features.tasks import get_task
+from models.cli import TaskOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +30,7 @@ def register(app: typer.Typer) -> None:
 @user_errors
 def effects_cmd(
     data: DataOpt,
-    task: Annotated[str, typer.Option(help="the task: relapse or youth_uptake")],
+    task: TaskOpt,
     option: Annotated[
         str | None, typer.Option(help="one support option's code (default: every option)")
     ] = None,
