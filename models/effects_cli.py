@@ -114,10 +114,16 @@ def show(run, out: Path) -> None:
         console.print(
             frame_table("offering to the capacity share, held-out persons", t["policies"].round(2))
         )
-        console.print(
-            frame_table("calibration by quintile of the estimate", t["calibration"].round(4))
-        )
-        console.print(frame_table("effect by group", t["by_group"].round(4)))
+        for name, title in (
+            ("calibration", "calibration by quintile of the estimate, in percentage points"),
+            ("by_group", "effect by group, in percentage points"),
+        ):
+            shown = t[name].copy()
+            cols = [
+                c for c in ("estimated", "doubly_robust", "effect", "low", "high") if c in shown
+            ]
+            shown[cols] = (100 * shown[cols]).round(1)
+            console.print(frame_table(title, shown))
         console.print(f"verdict: {r.verdict()}", style="bold", highlight=False)
     for code, why in run.refused.items():
         console.print(f"\n{code}: refused: {why}", style="yellow", soft_wrap=True, highlight=False)

@@ -267,10 +267,11 @@ def _qini(
 
     state = np.random.get_state()
     np.random.seed(seed)  # calc_uplift's bootstrap draws from the global generator
-    try:
-        area, se, curve = calc_uplift(
-            -cate_train, -cate, -dr, QINI_PERCENTILES, "qini", n_bootstrap=200
-        )
+    try:  # a share where every estimate ties has no spread: its band is not drawn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            area, se, curve = calc_uplift(
+                -cate_train, -cate, -dr, QINI_PERCENTILES, "qini", n_bootstrap=200
+            )
     finally:
         np.random.set_state(state)
     table = pd.DataFrame(
