@@ -37,7 +37,6 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from benchmarks.common import peak_rss_mib
-from features.compute.offers import offered
 from features.storage.store import Store
 from features.synth.city import RELAPSE_FOUND, TRUTH_DIR, synthesize, write_population
 from features.synth.support import SUPPORT_EFFECTS, window_effects
@@ -61,7 +60,7 @@ def _top(key: np.ndarray, as_of: np.ndarray) -> np.ndarray:
     return chosen
 
 
-def _truth(store: Store, city: Path, data, code: str, rows: np.ndarray):
+def _truth(city: Path, data, code: str, rows: np.ndarray):
     truth = pd.read_parquet(city / TRUTH_DIR / f"support_{TASK}.parquet")
     snap = pd.DataFrame({"person_id": data.persons[rows], "as_of": data.as_of[rows]})
     year = window_effects(truth, snap, code, RELAPSE_FOUND)
@@ -86,12 +85,11 @@ def one_city(work: Path, persons: int, seed: int) -> dict:
     store = Store(city)
     run = run_effects(store, TASK, capacity=CAPACITY, out=work / "tables")
     t2 = time.perf_counter()
-    spine_rows = _acting(store, run)
     options = {o.code: o for o in get_task(TASK).support}
     rows_out = []
     for code, r in run.results.items():
-        rows = ~spine_rows[code]
-        year, at_offer = _truth(store, city, run.data, code, rows)
+        rows = run.rows[code]
+        year, at_offer = _truth(city, run.data, code, rows)
         idx = r.held_out_index
         as_of = run.data.as_of[rows][idx]
         risk = run.data.risk[rows][idx]
@@ -140,22 +138,13 @@ def one_city(work: Path, persons: int, seed: int) -> dict:
     }
 
 
-def _acting(store: Store, run) -> dict[str, np.ndarray]:
-    from features.compute.labels import build_spine, default_dates
-
-    spine = build_spine(store, TASK, default_dates(store, get_task(TASK)))
-    return offered(store, spine, list(run.results)).acting
-
-
 def coverage(work: Path, cities: int, persons: int) -> dict:
     """Each further city estimated with the first city's risk model; the share of intervals
     holding the true average effect over the rows each was estimated on."""
-    from models.effects_run import _rows, effects_data, modifiers
+    from models.effects_run import estimate_options
     from models.registry import load_model
-    from training.effects import estimate
 
     model, _ = load_model(TASK)
-    options = {o.code: o for o in get_task(TASK).support}
     hits: dict[str, list[bool]] = {c: [] for c in COVERAGE_OPTIONS}
     seconds = []
     for k in range(cities):
@@ -164,13 +153,9 @@ def coverage(work: Path, cities: int, persons: int) -> dict:
         write_population(synthesize(persons, seed), city, seed)
         store = Store(city)
         t0 = time.perf_counter()
-        data, spine, _ = effects_data(store, TASK, model, seed)
-        offers = offered(store, spine, list(COVERAGE_OPTIONS))
-        for code in COVERAGE_OPTIONS:
-            rows = ~offers.acting[code]
-            one = _rows(data, rows, None, modifiers(model, options[code]))
-            r = estimate(one, offers.offered[code][rows], code, np.zeros(len(one.y), bool))
-            year, _ = _truth(store, city, data, code, rows)
+        run = estimate_options(store, TASK, model, list(COVERAGE_OPTIONS), seed=seed, strict=True)
+        for code, r in run.results.items():
+            year, _ = _truth(city, run.data, code, run.rows[code])
             kept = np.ones(len(year), bool)
             kept[r.excluded.index.to_numpy()] = False
             true = float(year[kept].mean())

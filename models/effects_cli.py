@@ -58,7 +58,8 @@ def effects_cmd(
     (support_offered events), say how sure it is, log it to MLflow and register the effects
     model beside the task's champion. Needs the task's champion risk model. An option with too
     few offers, or too little overlap between who was and was not offered, is refused."""
-    from models.effects_run import effects_name, run_effects
+    from models.effects_model import effects_name
+    from models.effects_run import run_effects
     from models.tracking import configure
 
     get_task(task)

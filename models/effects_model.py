@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
+from models.registry import load_registered
 from training.effects import effect_inputs
 
 ARTIFACT_KEY = "effects_model"
@@ -126,11 +127,12 @@ class EffectsPyfunc(PythonModel):
         return pd.DataFrame(self.model.changes(X, model_input["raw_score"].to_numpy(float)))
 
 
+def effects_name(task: str) -> str:
+    return f"sunshine-effects-{task}"
+
+
 def load_effects(task: str) -> tuple[EffectsModel, dict]:
     """The task's champion effects model with its registry facts."""
-    from models.registry import load_registered
-
     return load_registered(
-        f"sunshine-effects-{task}",
-        f"estimate one with `sunshine effects --task {task} --data DIR`",
+        effects_name(task), f"estimate one with `sunshine effects --task {task} --data DIR`"
     )

@@ -28,7 +28,7 @@ from features.core.errors import InputError
 from features.residence import districts_on
 from features.storage.store import Store
 from features.tasks import SupportOption, get_task
-from models.effects_model import ARTIFACT_KEY, EffectsModel, OptionFacts
+from models.effects_model import ARTIFACT_KEY, EffectsModel, OptionFacts, effects_name
 from models.registry import CHAMPION, PIP_REQUIREMENTS, load_model
 from models.risk_model import RiskModel
 from models.tracking import experiment_id
@@ -40,10 +40,6 @@ RULE_TOP = 5  # the service suggests support for the five factors raising a risk
 HELD_OUT = 0.5  # the share of persons the effect model never sees
 
 
-def effects_name(task: str) -> str:
-    return f"sunshine-effects-{task}"
-
-
 @dataclass
 class EffectsRun:
     task: str
@@ -51,36 +47,34 @@ class EffectsRun:
     data: EffectsData
     results: dict[str, OptionEffects] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    # the rows of `data` each option was judged on (not those it may still act for)
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
     version: int | None = None
     promoted: bool = False
     run_id: str = ""
 
 
-def _rule(model: RiskModel, X: np.ndarray, option: SupportOption) -> np.ndarray:
-    """Whether the service's rule suggests the option to each row."""
+def _raising(model: RiskModel, X: np.ndarray) -> np.ndarray:
+    """Each row's RULE_TOP largest factors as feature positions, -1 where one lowers the risk:
+    computed once, since every option's rule reads the same factors."""
     contrib = contributions(model.booster, X)[:, :-1]
     top = np.argsort(-contrib, axis=1)[:, :RULE_TOP]
-    answers = np.array([option.answers(f) for f in model.features])
-    raising = np.take_along_axis(contrib, top, axis=1) > 0
-    return np.asarray((answers[top] & raising).any(axis=1), bool)
+    return np.where(np.take_along_axis(contrib, top, axis=1) > 0, top, -1)
 
 
-def _key_factor(model: RiskModel, frame: pd.DataFrame, option: SupportOption) -> pd.Series | None:
-    """The option's key factor as a caseworker reads it: whether the first feature it answers
-    shows anything (a count above 0, a yes) or nothing."""
-    used = {model.features[i] for i in model.used}
-    name = next((f for f in model.features if f in used and option.answers(f)), None)
-    if name is None or name not in frame:
-        return None
-    values = pd.to_numeric(frame[name], errors="coerce")
-    return pd.Series(np.where(values.fillna(0) > 0, "some", "none"), name=name)
+def _rule(model: RiskModel, raising: np.ndarray, option: SupportOption) -> np.ndarray:
+    """Whether the service's rule suggests the option to each row: a factor it answers is
+    among those raising the row's risk most."""
+    # one more entry, False, for the -1 of a factor that lowers the risk
+    answers = np.array([option.answers(f) for f in model.features] + [False])
+    return np.asarray(answers[raising].any(axis=1), bool)
 
 
 def effects_data(
     store: Store, task: str, model: RiskModel, seed: int = 0
-) -> tuple[EffectsData, pd.DataFrame, pd.DataFrame]:
+) -> tuple[EffectsData, pd.DataFrame]:
     """The cohort on the task's as_of dates in the champion's encoding, with its labels, risk
-    scores and reporting groups; and the spine and features it came from."""
+    scores and reporting groups; and the spine it came from."""
     spine = build_spine(store, task, default_dates(store, get_task(task)))
     if spine.empty:
         raise InputError(f"{store.name}: the {task} cohort is empty on every as_of date")
@@ -89,9 +83,8 @@ def effects_data(
     unused = np.setdiff1d(np.arange(len(model.features)), model.used)
     X[:, unused] = np.nan  # the service computes only what the risk model uses
     persons = frame["person_id"].to_numpy()
-    rng = np.random.default_rng(seed)
     unique = pd.unique(persons)
-    held = set(rng.permutation(unique)[: int(len(unique) * HELD_OUT)])
+    held = np.random.default_rng(seed).permutation(unique)[: int(len(unique) * HELD_OUT)]
     groups = pd.DataFrame(
         {
             "district": districts_on(store.con, frame).to_numpy(),
@@ -104,11 +97,45 @@ def effects_data(
         persons=persons,
         as_of=pd.to_datetime(frame["as_of"]).to_numpy(),
         risk=model.raw_score(X),
-        held_out=np.array([p in held for p in persons]),
+        held_out=np.isin(persons, held),
         groups=groups,
         modifiers=[],
     )
-    return data, spine, frame
+    return data, spine
+
+
+def estimate_options(
+    store: Store,
+    task: str,
+    model: RiskModel,
+    codes: list[str],
+    capacity: float = 0.10,
+    seed: int = 0,
+    risk_version: str = "",
+    strict: bool = False,
+) -> EffectsRun:
+    """Each option in `codes` estimated on the task's cohort in `model`'s encoding, without
+    logging anything; an option the data cannot tell is listed with why, or, `strict`, raised
+    (Refused)."""
+    options = {o.code: o for o in get_task(task).support}
+    data, spine = effects_data(store, task, model, seed)
+    offers = offered(store, spine, codes)
+    raising = _raising(model, data.X)
+    run = EffectsRun(task, risk_version, data)
+    for code in codes:
+        # a person the option may still act for cannot show what offering it would change
+        rows = run.rows[code] = ~offers.acting[code]
+        one = _rows(data, rows, model, modifiers(model, options[code]))
+        rule = _rule(model, raising[rows], options[code])
+        try:
+            run.results[code] = estimate(
+                one, offers.offered[code][rows], code, rule, capacity, seed
+            )
+        except Refused as exc:
+            if strict:
+                raise
+            run.refused[code] = str(exc)
+    return run
 
 
 def run_effects(
@@ -129,25 +156,10 @@ def run_effects(
     if option is not None and option not in options:
         raise InputError(f"{task} has no support option {option!r} (options: {', '.join(options)})")
     model, facts = load_model(task)
-    data, spine, frame = effects_data(store, task, model, seed)
     chosen = [option] if option else list(options)
-    offers = offered(store, spine, chosen)
-    run = EffectsRun(task, str(facts["version"]), data)
-    for code in chosen:
-        # a person the option may still act for cannot show what offering it would change
-        rows = ~offers.acting[code]
-        one = _rows(
-            data, rows, _key_factor(model, frame, options[code]), modifiers(model, options[code])
-        )
-        rule = _rule(model, one.X, options[code])
-        try:
-            run.results[code] = estimate(
-                one, offers.offered[code][rows], code, rule, capacity, seed
-            )
-        except Refused as exc:
-            if option is not None:
-                raise
-            run.refused[code] = str(exc)
+    run = estimate_options(
+        store, task, model, chosen, capacity, seed, str(facts["version"]), option is not None
+    )
     if not run.results:
         raise InputError(
             f"{task}: no support option can be estimated: " + "; ".join(run.refused.values())
@@ -173,14 +185,14 @@ def modifiers(model: RiskModel, option: SupportOption) -> list[int]:
     return [i for i, f in enumerate(model.features) if i in used and option.answers(f)]
 
 
-def _rows(
-    data: EffectsData, rows: np.ndarray, key: pd.Series | None, columns: list[int]
-) -> EffectsData:
-    """The rows an option is judged on, reported by its key factor too, and the columns its
-    effect may vary by."""
+def _rows(data: EffectsData, rows: np.ndarray, model: RiskModel, columns: list[int]) -> EffectsData:
+    """The rows an option is judged on, the columns its effect may vary by, and its key factor
+    as a caseworker reads it among the groups: whether the first of those columns shows
+    anything (a count above 0, a yes) or nothing."""
     groups = data.groups.copy()
-    if key is not None:
-        groups[key.name] = key.to_numpy()
+    if columns:
+        key = np.nan_to_num(data.X[:, columns[0]]) > 0
+        groups[model.features[columns[0]]] = np.where(key, "some", "none")
     return EffectsData(
         data.X[rows],
         data.y[rows],

@@ -36,6 +36,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.base import ClassifierMixin, clone
 from sklearn.exceptions import DataConversionWarning
 from sklearn.model_selection import GroupKFold
 
@@ -76,7 +77,8 @@ class OptionEffects:
     code: str
     rows: int
     offered: int
-    excluded: pd.DataFrame  # person_id, as_of, propensity of rows outside the overlap
+    # person_id, as_of, propensity of rows outside the overlap, by their position in the data
+    excluded: pd.DataFrame
     ate: tuple[float, float, float]  # estimate, 95% low, high
     by_group: pd.DataFrame  # dimension, group, rows, offered, effect, low, high
     calibration: pd.DataFrame  # bin, rows, estimated, doubly_robust, low, high
@@ -151,25 +153,31 @@ def _folds(persons: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(GroupKFold(FOLDS).split(persons, groups=persons))
 
 
+def _propensity(X: np.ndarray, t: np.ndarray, persons: np.ndarray, seed: int) -> np.ndarray:
+    """The chance of being offered and of not, (n, 2) in EconML's layout, cross-fitted with a
+    person's rows in one fold: no row's own offer informs its chance."""
+    model: ClassifierMixin = _models(seed)[0]
+    prop = np.zeros((len(t), 2))
+    for train, test in _folds(persons):
+        prop[test] = clone(model).fit(X[train], t[train]).predict_proba(X[test])
+    return prop
+
+
 def _nuisances(
     X: np.ndarray, t: np.ndarray, y: np.ndarray, persons: np.ndarray, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted (by person) outcome predictions without and with the offer, and the
     propensity, as (n, 2) arrays in EconML's layout."""
-    from sklearn.base import clone
-
-    prop_model, out_model, _ = _models(seed)
+    out_model = _models(seed)[1]
     reg = np.zeros((len(y), 2))
-    prop = np.zeros((len(y), 2))
     for train, test in _folds(persons):
-        prop[test] = clone(prop_model).fit(X[train], t[train]).predict_proba(X[test])
         for arm in (0, 1):
             rows = train[t[train] == arm]
             if y[rows].min() == y[rows].max():  # one class in this arm and fold
                 reg[test, arm] = y[rows][0] if len(rows) else y[train].mean()
                 continue
             reg[test, arm] = clone(out_model).fit(X[rows], y[rows]).predict_proba(X[test])[:, 1]
-    return reg, prop
+    return reg, _propensity(X, t, persons, seed)
 
 
 def cluster_mean(values: np.ndarray, clusters: np.ndarray) -> tuple[float, float, float]:
@@ -296,12 +304,7 @@ def _overlap(
             f"{code}: {offered:,} of {len(t):,} cohort rows were offered it; estimating an "
             f"effect needs at least {MIN_OFFERS} rows offered it and {MIN_OFFERS} not"
         )
-    prop_model = _models(seed)[0]
-    propensity = np.zeros(len(t))
-    from sklearn.base import clone
-
-    for train, test in _folds(data.persons):
-        propensity[test] = clone(prop_model).fit(X[train], t[train]).predict_proba(X[test])[:, 1]
+    propensity = _propensity(X, t, data.persons, seed)[:, 1]
     keep = (propensity >= OVERLAP[0]) & (propensity <= OVERLAP[1])
     kept_offers = int(t[keep].sum())
     if kept_offers < MIN_OFFERS or int((~t[keep].astype(bool)).sum()) < MIN_OFFERS:
@@ -328,6 +331,7 @@ def estimate(
     t = np.asarray(treated, int)
     X = _filled(data.X)
     propensity, keep = _overlap(data, t, code, X, seed)
+    # indexed by the row's position in the data, which the benchmark reads
     excluded = pd.DataFrame(
         {"person_id": data.persons, "as_of": data.as_of, "propensity": propensity}
     )[~keep]
@@ -371,7 +375,7 @@ def estimate(
         code=code,
         rows=len(t),
         offered=int(t.sum()),
-        excluded=excluded.reset_index(drop=True),
+        excluded=excluded,
         ate=cluster_mean(dr, pk),
         by_group=_by_group(data.groups.iloc[idx].reset_index(drop=True), tk, dr, pk),
         calibration=_calibration(cate[fit_rows], cate[val], dr[val], pk[val]),

@@ -204,9 +204,7 @@ class SupportSim:
             day = self.rng.integers(0, 20 * 86_400, len(rows))
             offers = Offers(caseload[rows], np.array(codes)[cols], accepted[rows, cols], day)
             starts = accepted & at_risk[:, None]
-            sub = left[caseload]
-            sub[starts] = ACTIVE_MONTHS
-            left[caseload] = sub
+            left[caseload] = np.where(starts, ACTIVE_MONTHS, left[caseload])
         shown[:] = np.nan
         shown[caseload] = logit0
         acting = left[caseload] > 0
