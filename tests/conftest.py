@@ -131,12 +131,12 @@ def workspace_at(root: Path):
             os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory):
-    """Both tasks trained and promoted, in a store of their own. Trained once for the whole
-    run: the first test process to ask builds it, under a lock, in the run's shared temporary
-    folder, and every process works on a copy of its own (its tests add versions and runs;
-    the copies' MLflow stores read the models' artifacts where they were built)."""
+def trained_city(tmp_path_factory, name: str = "served") -> Path:
+    """A copy of its own of the run's one trained city: 4,000 persons (seed 33), both tasks
+    trained on the fast configs and promoted, in a local MLflow store. Trained once for the
+    whole run: the first test process to ask builds it, under a lock, in the run's shared
+    temporary folder, and each caller gets a copy in a new folder (its tests add versions and
+    runs; the copies' MLflow stores read the models' artifacts where they were built)."""
     import fcntl
     import shutil
 
@@ -155,9 +155,25 @@ def served(tmp_path_factory):
                     train_task(root / "city", task, root / f"{task}.yaml")
                     crown(task)
             (built / "done").touch()
-    own = tmp_path_factory.mktemp("served")
+    own = tmp_path_factory.mktemp(name)
     shutil.copytree(built, own, dirs_exist_ok=True, ignore=shutil.ignore_patterns("done"))
-    with workspace_at(own) as root:
+    return own
+
+
+def forget(root: Path, *tasks: str) -> None:
+    """Take `tasks`' registered models out of the MLflow store in `root`, for tests whose
+    subject is a registry before those tasks were trained."""
+    from mlflow.tracking import MlflowClient
+
+    use_mlflow(root)
+    for task in tasks:
+        MlflowClient().delete_registered_model(f"sunshine-{task}")
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory):
+    """Both tasks trained and promoted (`trained_city`), the process's own copy."""
+    with workspace_at(trained_city(tmp_path_factory)) as root:
         yield root
 
 
@@ -325,11 +341,12 @@ def add_positive_tests(city: Path, person_id: str, reference) -> None:
 # long file collected last would leave one process idle while the other finishes it. By the
 # seconds each took in a run of the suite (`pytest --durations=0`), longest first.
 LONGEST_FIRST = (
-    # the first file of each process: one builds the shared trained city (`served`) while
-    # the other trains in a workspace of its own, so neither waits for it
+    # the first file of each process (xdist hands out two files each, in this order): one
+    # builds the run's trained city (`trained_city`) while the other runs Spark, which needs
+    # none, so neither waits for it
     "test_security.py",
-    "test_training.py",
     "test_spark.py",
+    "test_training.py",
     "test_serving.py",
     "test_holdout.py",
     "test_monitoring.py",

@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mlflow_workspace
+from conftest import trained_city, workspace_at
 from typer.testing import CliRunner
 
 from benchmarks.servers import ServerThread
@@ -91,7 +91,7 @@ DROPOUT = Task(
 def city(tmp_path_factory):
     register(DROPOUT)
     try:
-        with mlflow_workspace(tmp_path_factory.mktemp("third-task"), 6000, 8) as root:
+        with workspace_at(trained_city(tmp_path_factory, "third-task")) as root:
             yield root
     finally:
         unregister(DROPOUT.name)

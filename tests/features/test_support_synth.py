@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import trained_city
 
 from features.storage.store import Store
-from features.synth.city import TRUTH_DIR, synthesize, write_population
+from features.synth.city import TRUTH_DIR
 from features.synth.support import (
     ACCEPTED,
     PILOT_DISTRICT,
@@ -25,9 +26,7 @@ from features.tasks import get_task
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    out = tmp_path_factory.mktemp("support") / "city"
-    write_population(synthesize(6000, 5), out, 5)
-    return out
+    return trained_city(tmp_path_factory, "support") / "city"
 
 
 def test_each_task_option_has_a_documented_true_effect():

@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import mlflow_workspace, use_mlflow
+from conftest import forget, trained_city, use_mlflow, workspace_at
 from mlflow.tracking import MlflowClient
 
 from features.compute.labels import build_spine
@@ -28,14 +28,19 @@ from training.trainer import baseline_verdict
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory):
-    with mlflow_workspace(tmp_path_factory.mktemp("mlflow-work"), 6000, 21) as root:
+    """The run's trained city as it stood after `sunshine train --task relapse` alone: its
+    relapse version 1 a challenger, no champion, no youth model."""
+    root = trained_city(tmp_path_factory, "mlflow-work")
+    forget(root, "youth_uptake")
+    MlflowClient().delete_registered_model_alias("sunshine-relapse", "champion")
+    with workspace_at(root):
         yield root
 
 
 @pytest.fixture(scope="session")
 def trained(workspace):
     use_mlflow(workspace)
-    return train_task(workspace / "city", "relapse", workspace / "relapse.yaml")
+    return int(MlflowClient().get_model_version_by_alias("sunshine-relapse", "challenger").version)
 
 
 @pytest.fixture
