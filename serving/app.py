@@ -19,10 +19,11 @@ from fastapi.staticfiles import StaticFiles
 from features.core.settings import SERVICE_DB
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
+from serving.api.admission import DEFAULT, Bound
 from serving.api.deps import Services
 from serving.api.docs import add_docs
 from serving.api.metrics import Metrics
-from serving.api.middleware import MAX_IN_FLIGHT, Observe
+from serving.api.middleware import Observe
 from serving.api.routers import admin, health, indicators, risk, score
 from serving.api.schemas import ScoreRequest
 from serving.scoring.interventions import Interventions
@@ -38,11 +39,11 @@ def create_app(
     audit: AuditLog,
     interventions: Interventions,
     web: WebStore | None = None,
-    max_in_flight: int = MAX_IN_FLIGHT,
+    in_flight: Bound = DEFAULT,
 ) -> FastAPI:
     """The API and the web pages over one state. `web` keeps sessions and follow-ups; by
-    default a `service.db` beside the audit trail. Past `max_in_flight` requests at once, the
-    excess is answered 503 at once (serving.api.middleware)."""
+    default a `service.db` beside the audit trail. Past `in_flight` requests in hand, the
+    excess is answered 503 at once (serving.api.admission)."""
     app = FastAPI(
         title="Sunshine Risk",
         description=__doc__ + "\n\nScores support planning by trained staff with human review; "
@@ -63,7 +64,7 @@ def create_app(
     account.install(app)
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    app.add_middleware(Observe, svc=svc, max_in_flight=max_in_flight)
+    app.add_middleware(Observe, svc=svc, in_flight=in_flight)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -199,6 +199,7 @@ def service(served, tmp_path_factory):
     from features.storage.store import Store
     from serving.access.audit import AuditLog
     from serving.access.tokens import TokenStore
+    from serving.api.admission import Bound
     from serving.app import create_app
     from serving.scoring.interventions import load_interventions
     from serving.state.champions import load_champions
@@ -215,10 +216,8 @@ def service(served, tmp_path_factory):
     audit_path = tmp_path_factory.mktemp("audit") / "audit.db"
     state = build_state(Store(served / "city"), load_champions())
     # many requests at once in some tests (the audit under concurrency, swaps under load):
-    # their subject is not shedding, which tests/serving/test_overload.py tests
-    app = create_app(
-        state, tokens, AuditLog(audit_path), load_interventions(), max_in_flight=THROUGHPUT
-    )
+    # their subject is not shedding, which tests/serving/test_overload.py tests, so no bound
+    app = create_app(state, tokens, AuditLog(audit_path), load_interventions(), in_flight=Bound(0))
     with ServerThread(app) as server:
         yield {
             "url": server.url,
@@ -258,10 +257,6 @@ def spark():
         session.conf.set(key, value)
     yield session
     session.stop()
-
-
-# a bound of requests in hand that no test's concurrency reaches
-THROUGHPUT = 1024
 
 
 def use_mlflow(root: Path) -> None:

@@ -26,6 +26,11 @@ class Metrics:
             "requests answered 503 busy, past the in-flight bound",
             registry=self.registry,
         )
+        self.bound = Gauge(
+            "sunshine_in_flight_bound",
+            "requests this worker takes in hand now: lowered while it is saturated (0: no bound)",
+            registry=self.registry,
+        )
         self.scores = Histogram(
             "sunshine_score",
             "returned probabilities",

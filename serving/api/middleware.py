@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from serving.access.audit_chain import Entry
 from serving.access.roles import User
+from serving.api.admission import Admission, Bound
 from serving.api.page_headers import PAGE_HEADERS
 
 if TYPE_CHECKING:
@@ -36,13 +37,10 @@ AUDITED = ("/v1/", "/app")
 NOT_AUDITED = "/app/static/"
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection first
-# Requests one worker works on at once; past that it sheds the excess at once (503 with
-# Retry-After, audited) rather than queue it: a queue only makes every answer late. 8 takes
-# the bursts of a normal day (a bound of 2 shed a fifth of a day's mix at half capacity, as
-# arrivals overlap); `--max-in-flight 2` holds the answers' p99 within 2.4x the unloaded one
-# at 4x the load, 8 within about 6x (benchmarks/overload_bench.py). Liveness and readiness
+# Past the bound of requests in hand (serving/api/admission.py: 8 while a worker has idle
+# time, 2 once it is saturated), a worker sheds the excess at once (503 with Retry-After,
+# audited) rather than queue it: a queue only makes every answer late. Liveness and readiness
 # are never counted nor shed.
-MAX_IN_FLIGHT = 8
 # never counted nor shed: the probes, and the pages' style sheet and the docs' files (static)
 UNBOUNDED = ("/healthz", "/readyz", "/metrics")
 STATIC = (NOT_AUDITED, "/docs/assets/")
@@ -61,10 +59,14 @@ class BodyTooLarge(Exception):
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, svc: Services, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(self, app: ASGIApp, svc: Services, in_flight: Bound) -> None:
         self.app, self.svc = app, svc
-        self.max_in_flight = max_in_flight
-        self.in_flight = 0  # on the event loop only: no lock
+        self.admission = Admission(in_flight)
+        svc.metrics.bound.set_function(lambda: self.admission.bound or 0)
+
+    @property
+    def in_flight(self) -> int:
+        return self.admission.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,15 +114,11 @@ class Observe:
             await send(message)
 
         counted = path not in UNBOUNDED and not path.startswith(STATIC)
+        held: bool | None = False  # taken in hand, so to be released (a refusal never was)
         try:
-            if body.announced > MAX_BODY_BYTES:
-                await _too_large(scope, receive, started)
+            held = await self._admit(scope, receive, started, body, counted)
+            if held is None:
                 return
-            if counted and self.in_flight >= self.max_in_flight:
-                await self._busy(scope, receive, started)
-                counted = False
-                return
-            self.in_flight += counted
             await self.app(scope, body.receive, started)
         except BodyTooLarge:
             if not answered:
@@ -131,9 +129,23 @@ class Observe:
             if coming:
                 await record(CLIENT_GONE, _route(scope))
         finally:
-            self.in_flight -= counted
+            if held:
+                self.admission.release(time.monotonic())
             if coming:  # never answered: the request was cancelled
                 audit.coming -= 1
+
+    async def _admit(
+        self, scope: Scope, receive: Receive, send: Send, body: _Body, counted: bool
+    ) -> bool | None:
+        """Whether the request was taken in hand; None when it was refused and answered (a
+        body announced too large, or shed past the bound)."""
+        if body.announced > MAX_BODY_BYTES:
+            await _too_large(scope, receive, send)
+            return None
+        if counted and not self.admission.admit(time.monotonic()):
+            await self._busy(scope, receive, send)
+            return None
+        return counted
 
     async def _busy(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.svc.metrics.shed.inc()
@@ -142,7 +154,7 @@ class Observe:
             busy = HTMLResponse(BUSY_PAGE, 503, headers={**PAGE_HEADERS, "Retry-After": "1"})
         else:
             busy = JSONResponse(
-                {"detail": f"busy: {self.max_in_flight} requests in hand; retry in a second"},
+                {"detail": f"busy: {self.in_flight} requests in hand; retry in a second"},
                 503,
                 headers={"Retry-After": "1"},
             )

@@ -15,7 +15,7 @@ from features.core.settings import AUDIT_DB, SERVICE_DB, STATE_DIR
 from features.storage.store import Store
 from serving.access.audit import open_audit
 from serving.access.tokens import TokenStore
-from serving.api.middleware import MAX_IN_FLIGHT
+from serving.api.admission import LEAST, MOST
 from serving.cli import indicators as indicators_cli
 from serving.processes.sockets import listen
 from serving.state.caseload import DEFAULT_RISING
@@ -112,11 +112,20 @@ def serve(
         int,
         typer.Option(
             "--max-in-flight",
-            min=1,
-            help="requests one worker works on at once; past that, 503 with Retry-After "
-            "(liveness and readiness are always answered)",
+            min=0,
+            help="requests one worker works on at once while it has idle time; past that, "
+            "503 with Retry-After (liveness and readiness are always answered); 0: no bound",
         ),
-    ] = MAX_IN_FLIGHT,
+    ] = MOST,
+    min_in_flight: Annotated[
+        int,
+        typer.Option(
+            "--min-in-flight",
+            min=1,
+            help="the bound once the worker has had work in hand for 90% of 0.2 s "
+            "(saturated), until it has idle time again",
+        ),
+    ] = LEAST,
     state_dir: Annotated[
         Path | None,
         typer.Option(
@@ -150,6 +159,7 @@ def serve(
         population=as_text(population),
         external=as_text(external),
         max_in_flight=max_in_flight,
+        min_in_flight=min_in_flight,
     )
     proxies = ",".join(trusted_proxy or [])
     if workers > 1 or state_dir is not None:
@@ -201,7 +211,7 @@ def _serve_in_process(
         )
     options = load_interventions(path(cfg.interventions))
     audit, web = open_audit(Path(cfg.audit_db)), WebStore(Path(cfg.service_db))
-    api = create_app(state, tokens, audit, options, web, cfg.max_in_flight)
+    api = create_app(state, tokens, audit, options, web, cfg.in_flight)
     if refresh_seconds:
         watch_in_place(api.state.services, refresh_seconds, lenient, cli.console.print).start()
     Follower(api.state.services, FOLLOW_S, say=cli.console.print).start()

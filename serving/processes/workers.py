@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from features.indicators.inputs import load_indicator_config, read_population
 from features.storage.store import Store, open_registry
-from serving.api.middleware import MAX_IN_FLIGHT
+from serving.api.admission import LEAST, MOST, Bound
 from serving.processes.dispatch import Dispatcher, HandedServer
 from serving.processes.refresh import DataWatcher, Follower
 from serving.state.champions import Loaded, load_champions
@@ -53,7 +53,14 @@ class WorkerConfig:
     indicators_config: str | None = None
     population: str | None = None
     external: str | None = None
-    max_in_flight: int = MAX_IN_FLIGHT
+    # the bound of requests in hand (serving.api.admission.Bound), as plain numbers: the
+    # configuration goes to the workers as JSON
+    max_in_flight: int = MOST
+    min_in_flight: int = LEAST
+
+    @property
+    def in_flight(self) -> Bound:
+        return Bound(self.max_in_flight, self.min_in_flight)
 
 
 def _optional(path: str | None) -> Path | None:
@@ -165,7 +172,7 @@ def app() -> FastAPI:
         open_audit(cfg.audit_db),
         load_interventions(_optional(cfg.interventions)),
         WebStore(cfg.service_db),
-        cfg.max_in_flight,
+        cfg.in_flight,
     )
     Follower(api.state.services, FOLLOW_S, opened, root).start()
     freeze_heap()

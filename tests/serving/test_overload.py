@@ -16,6 +16,7 @@ from features.storage.store import Store
 from features.tasks import get_task
 from serving.access.audit import AuditLog
 from serving.access.tokens import TokenStore
+from serving.api.admission import Bound
 from serving.app import create_app
 from serving.scoring.interventions import load_interventions
 from serving.state.champions import load_champions
@@ -28,11 +29,21 @@ def test_past_its_bound_the_service_sheds_at_once_and_keeps_answering_probes(ser
     analyst = tokens.create("li", "analyst")
     state = build_state(Store(served / "city"), load_champions())
     audit = AuditLog(tmp_path / "audit.db")
-    app = create_app(state, tokens, audit, load_interventions(), max_in_flight=2)
+    app = create_app(state, tokens, audit, load_interventions(), in_flight=Bound(2))
     person = state.caseload(get_task("relapse")).frame.index[0]
     headers = {"Authorization": f"Bearer {analyst}"}
     with ServerThread(app) as server:
         where = urlsplit(server.url)
+        # bodies refused for their size were never in hand, so they do not widen the bound
+        # (each once lowered the count by one for good)
+        for _ in range(3):
+            with socket.create_connection((where.hostname, where.port), timeout=10) as con:
+                con.sendall(
+                    b"POST /v1/score/relapse HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 5242880\r\n\r\n{"
+                )
+                assert con.recv(64).startswith(b"HTTP/1.1 413")
+        assert _in_flight(app) == 0
         held = []
         for _ in range(2):  # two requests in hand: each waits for the rest of its body
             con = socket.create_connection((where.hostname, where.port), timeout=10)
@@ -62,7 +73,9 @@ def test_past_its_bound_the_service_sheds_at_once_and_keeps_answering_probes(ser
             f"{server.url}/v1/persons/{person}/risk", headers=headers, timeout=30
         )
         assert served_now.status_code == 200
-        assert "sunshine_shed_total 2.0" in httpx.get(server.url + "/metrics", timeout=5).text
+        metrics = httpx.get(server.url + "/metrics", timeout=5).text
+        assert "sunshine_shed_total 2.0" in metrics
+        assert "sunshine_in_flight_bound 2.0" in metrics
 
 
 def _in_flight(app) -> int:

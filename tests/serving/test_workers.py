@@ -60,9 +60,12 @@ def test_workers_share_one_state_and_all_follow_reloads_revocations_and_data(
         BIN / "sunshine", "serve", "--data", city, "--port", port, "--workers", 2,
         "--state-dir", tmp_path / "state", "--refresh-seconds", 1,
         "--audit-db", tmp_path / "audit.db", "--service-db", tmp_path / "service.db",
+        "--max-in-flight", 6, "--min-in-flight", 3,
     ]  # fmt: skip
     with server_process(cmd, port, "/readyz", cwd=tmp_path, env=env, timeout=180) as url:
         assert current(tmp_path / "state") == first  # not rebuilt: same data, same champions
+        # the bound reaches the workers (their configuration goes to them as JSON)
+        assert "sunshine_in_flight_bound 6.0" in httpx.get(url + "/metrics", timeout=10).text
         until(lambda: len(every_worker(url)) == 2, "both workers answer")  # one may be loading
         workers = every_worker(url)
 
