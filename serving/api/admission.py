@@ -1,21 +1,21 @@
 """How many requests one worker takes in hand at once, and when it sheds the rest.
 
-A fixed count cannot both take a normal day's bursts and keep answers prompt under overload:
-a bound of 2 held the answers' p99 within 3x the unloaded one at four times the load the
-worker can serve, but shed a seventh of the requests arriving at random at half capacity,
-since they overlap; a bound of 8 shed none of those but let the p99 reach 6-7x under overload
+A fixed count cannot both take a normal day's bursts and keep answers prompt under overload.
+At four times the load one worker can serve, a bound of 2 held the answers' p99 within about
+2x the unloaded one but shed a sixth of the requests arriving at random at half capacity,
+since they overlap; a bound of 8 shed none of those but let the p99 grow 4-6x under overload
 (benchmarks/overload_bench.py). What tells a burst from overload is how much of the time work
-stands in hand. Measured in tenths of a second on one worker: at half capacity, about half
-(0.4-0.6, now and then 0.9); at four times the load, 0.9-1.0 under a bound of 8 and 0.8-0.9
-under a bound of 2 (the clients' own turnaround leaves gaps). So the bound falls to `least`
-after two intervals in a row with work in hand for at least ENTER of the time, or at once
-when more is asked than `most` (random arrivals at half capacity never came near 8 in hand;
-waiting two intervals at overload's onset let through enough slow answers at 8 in hand to
-set the p99 of a 10-second overload), and rises back
-to `most` after two in a row below STAY (one alone, now and then under overload, let answers
-through at the high bound often enough to raise the p99 to 3.5x). One long request in hand (a
-large POST /v1/score) looks like saturation too, which still leaves it `least - 1`
-companions. The state changes on the event loop only, so it needs no lock.
+stands in hand. Measured in tenths of a second on one worker: at half capacity, about half of
+it (0.4-0.6, now and then 0.9); at four times the load, 0.9-1.0 under a bound of 8 and 0.8-0.9
+under a bound of 2 (the clients' own turnaround leaves gaps).
+
+So the bound falls to `least` when more is asked at once than `most` (random arrivals at half
+capacity never came near 8 in hand), or after two intervals in a row with work in hand for at
+least ENTER of the time; it rises back to `most` after two in a row below STAY (with one, the
+odd quiet interval under overload let answers through at 8 in hand often enough to set the
+p99). One long request in hand (a large POST /v1/score) looks like saturation too, which
+still leaves it `least - 1` companions. The state changes on the event loop only, so it needs
+no lock.
 """
 
 from __future__ import annotations
