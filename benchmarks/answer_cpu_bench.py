@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -21,9 +20,9 @@ import httpx
 import pandas as pd
 import psutil
 
-from benchmarks.common import THROUGHPUT, arguments
-from benchmarks.serve_bench import prepare
-from benchmarks.servers import create_token, free_port, server_process
+from benchmarks.common import arguments
+from benchmarks.serve_bench import analyst_over
+from benchmarks.servers import free_port, server_process
 
 HERE = Path(__file__).resolve().parents[1]
 CLIENTS = 2  # keep-alive connections asking in turn
@@ -67,11 +66,12 @@ def ask(url: str, paths: list[str], headers: dict) -> None:
 def measure(code: Path, work: Path, env: dict, token: str, paths: list[str], name: str) -> float:
     """Milliseconds of server CPU per answer, for the server whose code is at `code`."""
     port = free_port()
+    # no --max-in-flight: two clients never reach even the saturated bound of 2, and an
+    # older revision may not take 0
     cmd = [
         sys.executable, "-c", "from serving.cli.main import app; app()",
         "serve", "--data", "city", "--port", port,
-        "--audit-db", work / f"cpu-audit-{name}.db", "--max-in-flight", THROUGHPUT,
-        "--refresh-seconds", 0,
+        "--audit-db", work / f"cpu-audit-{name}.db", "--refresh-seconds", 0,
     ]  # fmt: skip
     run_env = {**env, "PYTHONPATH": str(code)}
     with server_process(cmd, port, "/readyz", cwd=work, env=run_env, timeout=600) as url:
@@ -97,13 +97,7 @@ def main() -> None:
     ap.add_argument("--baseline", help="a git revision to compare with, run by run")
     args = ap.parse_args()
     work = args.work.resolve()
-    prepare(work, args.persons)
-    env = {
-        **os.environ,
-        "SUNSHINE_TOKENS_FILE": str(work / "tokens.json"),
-        "MLFLOW_TRACKING_URI": "",
-    }
-    token = create_token(env, "--user", "bench", "--role", "analyst", cwd=work)
+    env, token = analyst_over(work, args.persons)
     ids = pd.read_parquet(work / "city" / "persons.parquet").person_id
     paths = [
         # any registry person, as an analyst may ask: the cohort check runs all the same

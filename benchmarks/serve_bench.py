@@ -57,6 +57,18 @@ def prepare(work: Path, persons: int) -> None:
     (work / "prepared").touch()
 
 
+def analyst_over(work: Path, persons: int) -> tuple[dict, str]:
+    """The prepared city in `work`, the environment its servers run in, and an analyst's
+    token."""
+    prepare(work, persons)
+    env = {
+        **os.environ,
+        "SUNSHINE_TOKENS_FILE": str(work / "tokens.json"),
+        "MLFLOW_TRACKING_URI": "",
+    }
+    return env, create_token(env, "--user", "bench", "--role", "analyst", cwd=work)
+
+
 def load(send, n: int, clients: int) -> dict[str, float]:
     """n requests from `clients` threads, each with its own keep-alive connection."""
     per = n // clients
@@ -146,13 +158,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1500)
     args = ap.parse_args()
     work = args.work.resolve()
-    prepare(work, args.persons)
-    env = {
-        **os.environ,
-        "SUNSHINE_TOKENS_FILE": str(work / "tokens.json"),
-        "MLFLOW_TRACKING_URI": "",
-    }
-    token = create_token(env, "--user", "bench", "--role", "analyst", cwd=work)
+    env, token = analyst_over(work, args.persons)
     ours_port, ml_port = free_port(), free_port()
     ml_env = {
         **env,
