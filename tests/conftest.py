@@ -165,9 +165,11 @@ def forget(root: Path, *tasks: str) -> None:
     subject is a registry before those tasks were trained."""
     from mlflow.tracking import MlflowClient
 
+    from models.registry import model_name
+
     use_mlflow(root)
     for task in tasks:
-        MlflowClient().delete_registered_model(f"sunshine-{task}")
+        MlflowClient().delete_registered_model(model_name(task))
 
 
 @pytest.fixture(scope="session")

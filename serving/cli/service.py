@@ -15,7 +15,7 @@ from features.core.settings import AUDIT_DB, SERVICE_DB, STATE_DIR
 from features.storage.store import Store
 from serving.access.audit import open_audit
 from serving.access.tokens import TokenStore
-from serving.api.admission import LEAST, MOST
+from serving.api.admission import ENTER, INTERVAL_S, LEAST, MOST, STAY
 from serving.cli import indicators as indicators_cli
 from serving.processes.sockets import listen
 from serving.state.caseload import DEFAULT_RISING
@@ -122,8 +122,9 @@ def serve(
         typer.Option(
             "--min-in-flight",
             min=1,
-            help="the bound once the worker has had work in hand for 90% of 0.2 s "
-            "(saturated), until it has idle time again",
+            help="the bound once the worker is saturated (more than --max-in-flight asked at "
+            f"once, or work in hand {ENTER:.0%} of {2 * INTERVAL_S:g} s), until it is less "
+            f"than {STAY:.0%} busy for {2 * INTERVAL_S:g} s",
         ),
     ] = LEAST,
     state_dir: Annotated[
