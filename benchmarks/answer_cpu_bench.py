@@ -4,6 +4,11 @@ over a fixed number of requests, so the figure does not depend on the load gener
 the cores. This checkout's server and, with --baseline REV, the same server at another
 revision (a git worktree run by the same interpreter), side by side, run by run.
 
+Two questions, measured apart: a caseworker's, about a member of the relapse cohort today
+(whose reasons the caseload computed when the service loaded), and an analyst's about anyone
+in the registry with `allow_out_of_cohort=true` (most are not in the cohort: their TreeSHAP is
+computed for the answer).
+
     python -m benchmarks.answer_cpu_bench --persons 20000 --requests 3000 --baseline 20434e7
 """
 
@@ -23,6 +28,9 @@ import psutil
 from benchmarks.common import arguments
 from benchmarks.serve_bench import analyst_over
 from benchmarks.servers import free_port, server_process
+from features.compute.labels import cohort_mask
+from features.storage.store import Store
+from features.tasks import get_task
 
 HERE = Path(__file__).resolve().parents[1]
 CLIENTS = 2  # keep-alive connections asking in turn
@@ -63,8 +71,11 @@ def ask(url: str, paths: list[str], headers: dict) -> None:
         list(pool.map(client, range(CLIENTS)))
 
 
-def measure(code: Path, work: Path, env: dict, token: str, paths: list[str], name: str) -> float:
-    """Milliseconds of server CPU per answer, for the server whose code is at `code`."""
+def measure(
+    code: Path, work: Path, env: dict, token: str, asked: dict[str, list[str]], name: str
+) -> dict[str, float]:
+    """Milliseconds of server CPU per answer to each kind of question, for the server whose
+    code is at `code`."""
     port = free_port()
     # no --max-in-flight: two clients never reach even the saturated bound of 2, and an
     # older revision may not take 0
@@ -77,10 +88,13 @@ def measure(code: Path, work: Path, env: dict, token: str, paths: list[str], nam
     with server_process(cmd, port, "/readyz", cwd=work, env=run_env, timeout=600) as url:
         pid = _listener(port)
         headers = {"Authorization": f"Bearer {token}"}
-        ask(url, paths[:WARM], headers)
-        before = server_cpu(pid)
-        ask(url, paths[WARM:], headers)
-        return 1000 * (server_cpu(pid) - before) / (len(paths) - WARM)
+        cpu = {}
+        for kind, paths in asked.items():
+            ask(url, paths[:WARM], headers)
+            before = server_cpu(pid)
+            ask(url, paths[WARM:], headers)
+            cpu[kind] = 1000 * (server_cpu(pid) - before) / (len(paths) - WARM)
+        return cpu
 
 
 def _listener(port: int) -> int:
@@ -98,28 +112,48 @@ def main() -> None:
     args = ap.parse_args()
     work = args.work.resolve()
     env, token = analyst_over(work, args.persons)
-    ids = pd.read_parquet(work / "city" / "persons.parquet").person_id
-    paths = [
-        # any registry person, as an analyst may ask: the cohort check runs all the same
-        f"/v1/persons/{p}/risk?task=relapse&allow_out_of_cohort=true&explain=5"
-        for p in ids.sample(WARM + args.requests, replace=True, random_state=0)
-    ]
+    asked = questions(work / "city", WARM + args.requests)
     servers = {"this checkout": HERE}
     if args.baseline:
         servers[f"at {args.baseline}"] = worktree(work, args.baseline)
-    runs: dict[str, list[float]] = {name: [] for name in servers}
+    runs = {(name, kind): [] for name in servers for kind in asked}
     for _ in range(args.repeats):  # alternated, so the machine's noise hits both alike
         for name, code in servers.items():
-            tag = name.replace(" ", "-")
-            runs[name].append(measure(code, work, env, token, paths, tag))
-            print(name, f"{runs[name][-1]:.3f} ms CPU per answer", flush=True)
+            cpu = measure(code, work, env, token, asked, name.replace(" ", "-"))
+            for kind, ms in cpu.items():
+                runs[name, kind].append(ms)
+                print(name, kind, f"{ms:.3f} ms CPU per answer", flush=True)
     print(f"\npersons {args.persons:,}; {args.requests} answers a run; {args.repeats} runs")
-    print("| server | CPU ms per answer (median) | runs |")
-    print("|---|---|---|")
-    for name, values in runs.items():
+    print("| server | question | CPU ms per answer (median) | runs |")
+    print("|---|---|---|---|")
+    for (name, kind), values in runs.items():
         shown = ", ".join(f"{v:.3f}" for v in values)
-        print(f"| {name} | {statistics.median(values):.3f} | {shown} |")
-    (work / "answer_cpu_bench.json").write_text(json.dumps(runs, indent=1))
+        print(f"| {name} | {kind} | {statistics.median(values):.3f} | {shown} |")
+    (work / "answer_cpu_bench.json").write_text(
+        json.dumps({f"{name}: {kind}": v for (name, kind), v in runs.items()}, indent=1)
+    )
+
+
+def questions(city: Path, n: int) -> dict[str, list[str]]:
+    """n paths of each kind of question: about members of the relapse cohort today, and
+    about anyone in the registry, asked by an analyst."""
+    store = Store(city)
+    members = (
+        store.con.execute("SELECT person_id FROM persons ORDER BY pk")
+        .df()
+        .person_id[cohort_mask(store, get_task("relapse"), store.reference_date)]
+    )
+    anyone = pd.read_parquet(city / "persons.parquet").person_id
+    return {
+        "cohort member": [
+            f"/v1/persons/{p}/risk?task=relapse&explain=5"
+            for p in members.sample(n, replace=True, random_state=0)
+        ],
+        "anyone, analyst": [
+            f"/v1/persons/{p}/risk?task=relapse&allow_out_of_cohort=true&explain=5"
+            for p in anyone.sample(n, replace=True, random_state=0)
+        ],
+    }
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the persons table for fairness audits only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -102,12 +103,12 @@ class Feature:
     def categorical(self) -> bool:
         return self.categories is not None
 
-    @property
+    @functools.cached_property
     def reading(self) -> str:
         """How a value of this feature reads to a person: category (a code's label), yes_no,
         percent (a share), count (times), days (a number of days), days_ago, age, years,
         words (a yes/no event's last value: 阳性, 阴性), or amount (a number with its event
-        type's unit)."""
+        type's unit). Kept once computed: every reason shown reads it."""
         if self.categorical:
             return "category"
         if self.shows:

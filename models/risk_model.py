@@ -45,15 +45,19 @@ class Scored:
     # the model's features, how many reasons per row and the candidate positions (None when
     # not explaining)
     reasons_from: tuple[np.ndarray, np.ndarray, list[str], int, np.ndarray] | None = None
+    # the reasons when they were picked earlier (a caseload member's, kept by the caseload)
+    picked: TopK | None = None
 
     @property
     def explained(self) -> bool:
-        return self.reasons_from is not None
+        return self.reasons_from is not None or self.picked is not None
 
     @functools.cached_property
     def top(self) -> TopK | None:
         """The reasons as arrays, picked when first read (batch scoring reads them in its
         writer thread, off the thread that runs TreeSHAP)."""
+        if self.picked is not None:
+            return self.picked
         return None if self.reasons_from is None else top_k(*self.reasons_from)
 
 

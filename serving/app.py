@@ -64,7 +64,7 @@ def create_app(
     account.install(app)
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    app.add_middleware(Observe, svc=svc, in_flight=in_flight)
+    app.add_middleware(Observe, svc=svc, in_flight=in_flight, direct=risk.Direct(svc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -49,6 +49,14 @@ class TopK:
     def __len__(self) -> int:
         return len(self.position)
 
+    def value_at(self, i: int, k: int) -> object:
+        """Row i's k-th reason's value, as `column_values` gives it."""
+        v = float(self.value[i, k])
+        if np.isnan(v):
+            return None
+        f = FEATURES_BY_NAME[self.names[int(self.position[i, k])]]
+        return f.categories[int(v)] if f.categories is not None else v
+
     def column_values(self, k: int) -> np.ndarray:
         """The k-th reason's values for every row: a categorical feature as its category,
         missing as None, a number as a float."""

@@ -87,14 +87,20 @@ async def current_user(
     svc: Annotated[Services, Depends(services)],
     cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
+    user = await authenticate(svc, cred.credentials if cred else None)
+    request.state.user = user
+    return user
+
+
+async def authenticate(svc: Services, token: str | None) -> User:
+    """The caller a bearer token names; 401 when there is none or it is not valid."""
     if svc.tokens.due():  # the token list is re-read now and then: off the event loop
         await run_in_threadpool(svc.tokens.follow)
-    user = svc.tokens.authenticate(cred.credentials) if cred else None
+    user = svc.tokens.authenticate(token) if token else None
     if user is None:
         raise HTTPException(
             401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
         )
-    request.state.user = user
     return user
 
 

@@ -25,6 +25,8 @@ from serving.api.admission import Admission, Bound
 from serving.api.page_headers import PAGE_HEADERS
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from serving.api.deps import Services
@@ -59,8 +61,17 @@ class BodyTooLarge(Exception):
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, svc: Services, in_flight: Bound) -> None:
-        self.app, self.svc = app, svc
+    """The one middleware. `direct` answers the hot route's plain requests itself (saying
+    whether it did); FastAPI answers the rest."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        svc: Services,
+        in_flight: Bound,
+        direct: Callable[[Scope, Receive, Send], Awaitable[bool]],
+    ) -> None:
+        self.app, self.svc, self.direct = app, svc, direct
         self.admission = Admission(in_flight)
         svc.metrics.bound.set_function(lambda: self.admission.bound or 0)
 
@@ -119,7 +130,7 @@ class Observe:
             held = await self._admit(scope, receive, started, body, counted)
             if held is None:
                 return
-            await self.app(scope, body.receive, started)
+            await self._answer(scope, body.receive, started)
         except BodyTooLarge:
             if not answered:
                 await _too_large(scope, receive, started)
@@ -133,6 +144,11 @@ class Observe:
                 self.admission.release(time.monotonic())
             if coming:  # never answered: the request was cancelled
                 audit.coming -= 1
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The hot route's plain request directly, anything else through FastAPI."""
+        if not await self.direct(scope, receive, send):
+            await self.app(scope, receive, send)
 
     async def _admit(
         self, scope: Scope, receive: Receive, send: Send, body: _Body, counted: bool

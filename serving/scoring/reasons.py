@@ -165,39 +165,36 @@ def display_values(top: TopK, k: int) -> np.ndarray:
 
 def factors(top: TopK) -> list[list[dict[str, Any]]]:
     """Each row's reasons as the API returns them: both languages, the value, the
-    contribution (log-odds) and the direction; a reason of exactly 0 is no reason."""
-    shown = top.shown
-    columns = [
-        (
-            top.names,
-            top.position[:, k],
-            labels(top, k, "en"),
-            labels(top, k, "zh"),
-            top.column_values(k),
-            top.contribution[:, k],
-            directions(top, k),
+    contribution (log-odds) and the direction; a reason of exactly 0 is no reason. Row by
+    row: the API returns at most a page of records, where one row's few reasons cost less
+    one by one than a column's array operations do."""
+    names = top.names
+    return [
+        [
+            factor(names[p], top.value_at(i, k), c)
+            for k, (p, c) in enumerate(zip(positions, weights, strict=True))
+            if c != 0
+        ]
+        for i, (positions, weights) in enumerate(
+            zip(top.position.tolist(), top.contribution.tolist(), strict=True)
         )
-        for k in range(top.position.shape[1])
     ]
-    out = []
-    for i in range(len(top)):
-        row = []
-        for k, (names, pos, en, zh, val, contrib, way) in enumerate(columns):
-            if shown[i, k]:
-                row.append(
-                    {
-                        "feature": names[pos[i]],
-                        "label_en": en[i],
-                        "label_zh": zh[i],
-                        "value": val[i],
-                        "contribution": float(contrib[i]),
-                        "direction": way[i],
-                        "text_en": sentence(names[pos[i]], val[i], "en"),
-                        "text_zh": sentence(names[pos[i]], val[i], "zh"),
-                        "effect_en": effect(contrib[i] > 0, val[i], "en"),
-                        "effect_zh": effect(contrib[i] > 0, val[i], "zh"),
-                        "background": is_background(names[pos[i]]),
-                    }
-                )
-        out.append(row)
-    return out
+
+
+def factor(name: str, value: object, contribution: float) -> dict[str, Any]:
+    """One reason as the API returns it."""
+    f = FEATURES_BY_NAME[name]
+    raises = contribution > 0
+    return {
+        "feature": name,
+        "label_en": f.label_en,
+        "label_zh": f.label_zh,
+        "value": value,
+        "contribution": contribution,
+        "direction": EFFECT["en"]["raises" if raises else "lowers"],
+        "text_en": sentence(name, value, "en"),
+        "text_zh": sentence(name, value, "zh"),
+        "effect_en": effect(raises, value, "en"),
+        "effect_zh": effect(raises, value, "zh"),
+        "background": is_background(name),
+    }

@@ -43,9 +43,12 @@ def score_encoded(
     options: tuple[SupportOption, ...],
     explain: int = DEFAULT_TOP,
     effects: EffectsModel | None = None,
+    known: Scored | None = None,
 ) -> list[dict[str, Any]]:
-    """`score_frame` of rows already in the model's encoding (the service's feature matrix)."""
-    scored: Scored = model.score_encoded(X, explain=explain)
+    """`score_frame` of rows already in the model's encoding (the service's feature matrix);
+    `known` is the model's output for them when it was computed before (a caseload
+    member's today)."""
+    scored = known if known is not None else model.score_encoded(X, explain=explain)
     top = scored.top
     reasons = factors(top) if top is not None else None
     support = SuggestedSupport(top, options).per_row() if top is not None else None

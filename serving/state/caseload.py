@@ -20,13 +20,15 @@ import pandas as pd
 from serving.scoring.reasons import effect, is_background, sentence
 
 if TYPE_CHECKING:  # LightGBM is imported only where a model is scored: the CLI starts fast
-    from models.risk_model import RiskModel
+    from models.risk_model import RiskModel, Scored
     from training.explain import TopK
 
 DEFAULT_RISING = 0.05  # a rise in probability (absolute) that counts as rising, tier unchanged
 PAGE_ROWS = 25
 # reasons looked at for each person to find the first one a caseworker can act on
 EXPLAINED = 8
+# the columns that keep each member's reasons: feature positions and contributions, largest first
+POSITION, CONTRIBUTION = "top_position_", "top_contribution_"
 SEP = {"en": " — ", "zh": "\uff0c"}
 
 
@@ -51,6 +53,48 @@ class Caseload:
     def average(self) -> float:
         """The cohort's mean probability: what a page shows a person's risk against."""
         return float(self.frame["probability"].mean())
+
+    def scored(
+        self, person_id: str, X: np.ndarray, explain: int, features: list[str]
+    ) -> Scored | None:
+        """A member's score today with the top `explain` reasons, as this caseload's build
+        computed them (through the same `RiskModel.score`), so a member's answer needs no
+        TreeSHAP of its own; `X` is the member's row of today's matrix, where the reasons'
+        values come from, `features` the caseload's model's. None for someone not in the
+        cohort, or for more than EXPLAINED reasons (the caseload keeps no more)."""
+        from models.risk_model import Scored
+        from training.explain import TopK
+
+        if not 0 < explain <= EXPLAINED or person_id not in self.frame.index:
+            return None
+        i = self.frame.index.get_loc(person_id)
+        kept = self._kept
+        position = kept["position"][i : i + 1, :explain]
+        return Scored(
+            kept["probability"][i : i + 1],
+            kept["raw_score"][i : i + 1],
+            kept["percentile"][i : i + 1],
+            kept["tier"][i : i + 1],
+            kept["base_value"][i : i + 1],
+            picked=TopK(
+                position,
+                kept["contribution"][i : i + 1, :explain],
+                np.take_along_axis(X, position, axis=1),
+                features,
+            ),
+        )
+
+    @functools.cached_property
+    def _kept(self) -> dict[str, np.ndarray]:
+        """The columns a member's answer reads, as arrays made once."""
+        f = self.frame
+        k = sum(c.startswith(POSITION) for c in f.columns)
+        return {
+            "position": f[[f"{POSITION}{j}" for j in range(k)]].to_numpy(np.int64),
+            "contribution": f[[f"{CONTRIBUTION}{j}" for j in range(k)]].to_numpy(float),
+            **{c: f[c].to_numpy() for c in ("probability", "raw_score", "percentile", "tier")},
+            "base_value": f["base_value"].to_numpy(float),
+        }
 
 
 SORTS = ("risk", "change", "contact")
@@ -101,6 +145,9 @@ def build_caseload(
             "reason_zh": _texts(shown, name, value, raises, "zh"),
             "raises": shown & raises,
             "last_contact": persons["last_contact"].to_numpy(),
+            "base_value": scored.base_value,
+            **{f"{POSITION}{j}": top.position[:, j] for j in range(top.position.shape[1])},
+            **{f"{CONTRIBUTION}{j}": top.contribution[:, j] for j in range(top.position.shape[1])},
         },
         index=now.index,
     )

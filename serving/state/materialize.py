@@ -36,7 +36,8 @@ CURRENT = "CURRENT"
 FAILED = "REFRESH_FAILED"  # why the last build from a changed registry failed, for /readyz
 MANIFEST = "manifest.json"
 KEEP = 2  # generations kept: the current one, and the one workers may still be leaving
-FORMAT = 1  # of a generation's files: a service reads only the format it writes
+FORMAT = 2  # of a generation's files: a service reads only the format it writes (2: caseloads keep
+# each member's reasons)
 
 
 def current(root: Path) -> Path | None:

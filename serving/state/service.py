@@ -21,7 +21,7 @@ from features.compute.labels import cohort_mask
 from features.compute.matrix import FeatureMatrix, build_matrix
 from features.storage.store import Store
 from features.tasks import Task, get_task, task_names
-from models.risk_model import RiskModel
+from models.risk_model import RiskModel, Scored
 from serving.state.caseload import DEFAULT_RISING, Caseload, build_caseload, month_before
 from serving.state.champions import Loaded
 from serving.state.indicator_source import IndicatorSource, indicator_source
@@ -157,6 +157,17 @@ class ServiceState:
             )
             self._caseloads[task.name] = built
             return built
+
+    def kept_score(
+        self, task: Task, model: RiskModel, version: str, person_id: str, X: np.ndarray, k: int
+    ) -> Scored | None:
+        """A cohort member's score today with k reasons as the task's caseload computed them
+        under this model `version`, when it did (`Caseload.scored`); None otherwise."""
+        with self._caseload_lock:
+            caseload = self._caseloads.get(task.name)
+        if caseload is None or caseload.version != version:
+            return None
+        return caseload.scored(person_id, X, k, model.features)
 
     def built_caseloads(self) -> dict[str, Caseload]:
         """The caseloads built so far, by task."""
