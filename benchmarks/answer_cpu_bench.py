@@ -28,7 +28,7 @@ import psutil
 
 from benchmarks.common import arguments
 from benchmarks.serve_bench import analyst_over
-from benchmarks.servers import free_port, server_process
+from benchmarks.servers import free_port, listening, server_process
 from features.compute.labels import cohort_mask
 from features.storage.store import Store
 from features.tasks import get_task
@@ -48,9 +48,8 @@ def worktree(work: Path, rev: str) -> Path:
     return where
 
 
-def server_cpu(pid: int) -> float:
+def server_cpu(proc: psutil.Process) -> float:
     """CPU seconds of a server process and every process it started."""
-    proc = psutil.Process(pid)
     total = 0.0
     for p in [proc, *proc.children(recursive=True)]:
         t = p.cpu_times()
@@ -103,22 +102,14 @@ def measure(
     ]  # fmt: skip
     run_env = {**env, "PYTHONPATH": str(code)}
     with server_process(cmd, port, "/readyz", cwd=work, env=run_env, timeout=600) as url:
-        pid = _listener(port)
+        server = listening(port)
         cpu = {}
         for kind, paths in asked.items():
             ask(url, paths[:WARM], token)
-            before = server_cpu(pid)
+            before = server_cpu(server)
             ask(url, paths[WARM:], token)
-            cpu[kind] = 1000 * (server_cpu(pid) - before) / (len(paths) - WARM)
+            cpu[kind] = 1000 * (server_cpu(server) - before) / (len(paths) - WARM)
         return cpu
-
-
-def _listener(port: int) -> int:
-    """The process listening on `port` (the server, whatever started it)."""
-    for c in psutil.net_connections("tcp"):
-        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
-            return c.pid
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def main() -> None:

@@ -23,6 +23,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening(port: int):
+    """The process that listens on `port` (a server, whatever started it), as psutil sees it."""
+    import psutil
+
+    for conn in psutil.net_connections("tcp"):
+        listens = conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN
+        if listens and conn.pid:
+            return psutil.Process(conn.pid)
+    raise SystemExit(f"nothing listens on {port}")
+
+
 class ServerThread:
     def __init__(self, app) -> None:
         self.port = free_port()

@@ -38,7 +38,7 @@ import psutil
 
 from benchmarks.common import THROUGHPUT, arguments
 from benchmarks.programme_bench import city
-from benchmarks.servers import create_token, every_worker, free_port, server_process
+from benchmarks.servers import create_token, every_worker, free_port, listening, server_process
 from benchmarks.web_bench import champions
 
 BIN = Path(sys.executable).parent
@@ -56,14 +56,10 @@ end
 
 def workers_of(url: str) -> list[psutil.Process]:
     """The server's worker processes: the children of the process that answers on the port."""
-    port = int(url.rsplit(":", 1)[1])
-    for conn in psutil.net_connections("tcp"):
-        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
-            parent = psutil.Process(conn.pid)
-            while parent.parent() and "sunshine" in " ".join(parent.parent().cmdline()):
-                parent = parent.parent()
-            return [p for p in parent.children() if "spawn" in " ".join(p.cmdline())]
-    raise SystemExit(f"nothing listens on {url}")
+    parent = listening(int(url.rsplit(":", 1)[1]))
+    while parent.parent() and "sunshine" in " ".join(parent.parent().cmdline()):
+        parent = parent.parent()
+    return [p for p in parent.children() if "spawn" in " ".join(p.cmdline())]
 
 
 def every_worker_ready(url: str, n: int, timeout: float = 600) -> None:

@@ -41,8 +41,7 @@ CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CLIENT_GONE = 499  # nginx's status for a request whose client closed the connection first
 # Past the bound of requests in hand (serving/api/admission.py: 8 while a worker has idle
 # time, 2 once it is saturated), a worker sheds the excess at once (503 with Retry-After,
-# audited) rather than queue it: a queue only makes every answer late. Liveness and readiness
-# are never counted nor shed.
+# audited) rather than queue it: a queue only makes every answer late.
 # never counted nor shed: the probes, and the pages' style sheet and the docs' files (static)
 UNBOUNDED = ("/healthz", "/readyz", "/metrics")
 STATIC = (NOT_AUDITED, "/docs/assets/")
@@ -86,7 +85,7 @@ class Observe:
         state = scope.setdefault("state", {})
         # the server's own id: a client's is kept apart, and only if it is a plausible one
         state["request_id"] = request_id = uuid.uuid4().hex
-        offered = _header(scope, b"x-request-id")
+        offered = header(scope, b"x-request-id")
         state["client_request_id"] = offered if CLIENT_REQUEST_ID.fullmatch(offered) else None
         state["audit"] = []
         start = time.perf_counter()
@@ -188,9 +187,9 @@ class _Body:
     stops (BodyTooLarge), and `pending` says whether some of it was never read."""
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
-        size = _header(scope, b"content-length")
+        size = header(scope, b"content-length")
         self.announced = int(size) if size.isdigit() else 0
-        self.pending = self.announced > 0 or bool(_header(scope, b"transfer-encoding"))
+        self.pending = self.announced > 0 or bool(header(scope, b"transfer-encoding"))
         self.received = 0
         self._receive = receive
 
@@ -208,7 +207,8 @@ def _route(scope: Scope) -> str:
     return getattr(scope.get("route"), "path", "unmatched")
 
 
-def _header(scope: Scope, name: bytes) -> str:
+def header(scope: Scope, name: bytes) -> str:
+    """A request header's first value (latin-1, as HTTP carries it); "" when it is absent."""
     for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")

@@ -22,6 +22,7 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 
 from features.contract.checks import PERSON_ID, as_of_problem
 from features.core.errors import RegistryError
@@ -37,6 +38,7 @@ from serving.api.deps import (
     services,
     task_of,
 )
+from serving.api.middleware import header
 from serving.api.schemas import MAX_FACTORS, ModelRef, RiskResponse, refusals
 from serving.scoring.cohort_policy import not_in_cohort, out_of_cohort_warning
 from serving.scoring.scorer import DEFAULT_TOP, score_encoded
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
 router = APIRouter(tags=["risk"])
-PATH = re.compile(r"/v1/persons/([^/]+)/risk")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 SMALL = re.compile(r"\d{1,3}")
 BOOLEAN = {"true": True, "false": False, "1": True, "0": False}
@@ -160,8 +161,8 @@ class Direct:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
         if scope["method"] != "GET" or scope.get("root_path"):
             return False
-        found = PATH.fullmatch(scope["path"])
-        person_id = found[1] if found else ""
+        found = self.route.path_regex.match(scope["path"])
+        person_id = found["person_id"] if found else ""
         args = _plain_query(scope["query_string"])
         token = _bearer_token(scope)
         if len(person_id) > 64 or not PERSON_ID.fullmatch(person_id) or args is None or not token:
@@ -207,9 +208,7 @@ def _plain_query(raw: bytes) -> dict[str, Any] | None:
 
 
 def _bearer_token(scope: Scope) -> str:
-    """The token of an `Authorization: Bearer ...` header, as FastAPI's HTTPBearer reads it."""
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else ""
-    return ""
+    """The token of an `Authorization: Bearer ...` header, read as FastAPI's HTTPBearer reads
+    it; "" for none."""
+    scheme, token = get_authorization_scheme_param(header(scope, b"authorization"))
+    return token if scheme.lower() == "bearer" else ""
