@@ -69,7 +69,8 @@ TRUE_EFFECTS = {
     },
 }
 # The support options' effects are documented beside these, in `synth.support.SUPPORT_EFFECTS`:
-# an accepted offer adds its effect to the monthly log-odds above for the quarter it was made in.
+# an accepted offer adds its effect to the monthly log-odds above for the year after it is made,
+# by the person's situation on each month's first day (what the registry shows that day).
 E_REL = TRUE_EFFECTS["relapse"]
 E_UP = TRUE_EFFECTS["youth_uptake"]
 
@@ -210,6 +211,23 @@ class _People:
     all_idx: np.ndarray
 
 
+# the traits support's effects depend on (the situation flags of `_relapse_flags` and
+# `_youth_flags`)
+SITUATION = (
+    "on_mmt",
+    "missed_1",
+    "missed_2",
+    "employed",
+    "last_fam",
+    "last_peer",
+    "last_score",
+    "absence",
+    "last_disc",
+    "last_venue",
+    "left_behind",
+)
+
+
 class _Simulator:
     def __init__(self, n: int, seed: int, drift: Drift | None = None) -> None:
         self.n = n
@@ -265,6 +283,9 @@ class _Simulator:
         p = self._people()
         for m in range(N_MONTHS):
             moved = np.zeros(self.n, bool)  # a person changes state at most once a month
+            # the situation on the month's first day, before its events: what support's
+            # effects depend on, and what the registry shows a caseworker at a review that day
+            self.first_day = _situation(p)
             self._register(p, m)
             self._using(p, m, moved)
             self._in_rehab(p, m, moved)
@@ -397,6 +418,9 @@ class _Simulator:
         no_show = rng.random(len(prog)) < 0.85
         self.emit(prog[no_show], "checkin_missed", m)
         self.emit(prog[~no_show], "checkin_attended", m)
+        # their missed check-ins are their risk as the registry shows it to a caseworker
+        p.missed_2[prog] = p.missed_1[prog]
+        p.missed_1[prog] = no_show
         peers = self.chance(using, 0.15)
         self.emit(peers, "contact_known_user", m, detail="KTV")
         p.last_peer[peers] = m
@@ -421,6 +445,8 @@ class _Simulator:
         """Residential rehab: tests, training, visits; discharge into community recovery."""
         rng = self.rng
         rehab = p.all_idx[(p.state == REHAB) & ~moved]
+        p.missed_1[rehab] = 0  # no check-in is due in rehab, so none is missed
+        p.missed_2[rehab] = 0
         self.emit(self.chance(rehab, 0.1), "urine_test", m, 0.0)
         trained = self.chance(rehab, 0.12)
         self.emit(trained, "skills_training", m, detail="cooking")
@@ -441,8 +467,6 @@ class _Simulator:
             p.in_programme[out] = True
             p.since_discharge[out] = 0
             p.early_pos[out] = False
-            p.missed_1[out] = 0
-            p.missed_2[out] = 0
 
     def _in_community(self, p: _People, m: int, moved: np.ndarray) -> None:
         """Community follow-up: check-ins, tests, methadone, contacts, screening, training
@@ -507,15 +531,9 @@ class _Simulator:
         cases = p.all_idx[p.in_programme & ((p.state == USING) | ((p.state == COMMUNITY) & ~moved))]
         at_risk = np.isin(cases, comm, assume_unique=True)
         logit = _relapse_logit(p, cases, m)
-        flags = {
-            "on_methadone": p.on_mmt[cases],
-            "missed_checkins": p.missed_1[cases] + p.missed_2[cases] > 0,
-            "unemployed": ~p.employed[cases],
-            "no_family_contact": m - p.last_fam[cases] >= 3,
-            "peer_contact": m - p.last_peer[cases] < 3,
-            "distressed": p.last_score[cases] >= 15,
-        }
-        now = self._support("relapse", m, cases, at_risk, logit, flags, p)
+        now = self._support(
+            "relapse", m, cases, at_risk, logit, _relapse_flags(self.first_day, cases, m), p
+        )
         outcome = np.zeros(len(cases), bool)
         outcome[at_risk] = rng.random(len(comm)) < _sigmoid(now.logit[at_risk])
         lapse_found = np.zeros(len(cases))
@@ -617,12 +635,7 @@ class _Simulator:
         at_risk = np.isin(cases, elig, assume_unique=True)
         ca = age[cases]
         logit = _uptake_logit(p, cases, m, ca)
-        flags = {
-            "under_16": ca < 16,
-            "school_trouble": (p.absence[cases] >= 5) | (m - p.last_disc[cases] < 6),
-            "peer_or_venue": (m - p.last_peer[cases] < 3) | (m - p.last_venue[cases] < 3),
-            "left_behind": p.left_behind[cases],
-        }
+        flags = _youth_flags(self.first_day, cases, m, ca)
         now = self._support("youth_uptake", m, cases, at_risk, logit, flags, p)
         outcome = np.zeros(len(cases), bool)
         outcome[at_risk] = rng.random(len(elig)) < _sigmoid(now.logit[at_risk])
@@ -737,6 +750,41 @@ class _Simulator:
             }
         )
         return Population(persons, events, n_duplicates=n_dup, n_late=n_late)
+
+
+def _situation(p: _People) -> _People:
+    """A copy of the persons' SITUATION traits as they stand now."""
+    s = _People()
+    for name in SITUATION:
+        setattr(s, name, getattr(p, name).copy())
+    return s
+
+
+def _relapse_flags(s: _People, idx: np.ndarray, m: int) -> dict[str, np.ndarray]:
+    """The situation flags relapse support's effects depend on (SUPPORT_EFFECTS), as they
+    stood on month m's first day: each "in the last k months" counts the k months before it,
+    as a feature as of that day does."""
+    last = m - 1
+    return {
+        "on_methadone": s.on_mmt[idx],
+        "missed_checkins": s.missed_1[idx] + s.missed_2[idx] > 0,
+        "unemployed": ~s.employed[idx],
+        "no_family_contact": last - s.last_fam[idx] >= 3,
+        "peer_contact": last - s.last_peer[idx] < 3,
+        "distressed": s.last_score[idx] >= 15,
+    }
+
+
+def _youth_flags(s: _People, idx: np.ndarray, m: int, age: np.ndarray) -> dict[str, np.ndarray]:
+    """The situation flags youth support's effects depend on, as they stood on month m's first
+    day (`s`), and the age that month."""
+    last = m - 1
+    return {
+        "under_16": age < 16,
+        "school_trouble": (s.absence[idx] >= 5) | (last - s.last_disc[idx] < 6),
+        "peer_or_venue": (last - s.last_peer[idx] < 3) | (last - s.last_venue[idx] < 3),
+        "left_behind": s.left_behind[idx],
+    }
 
 
 def _relapse_logit(p: _People, idx: np.ndarray, m: int) -> np.ndarray:

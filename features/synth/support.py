@@ -8,7 +8,8 @@ relapsed unseen among them; for youth, young people with no drug record, those r
 this month among them. An offer is recorded as a `support_offered` event (1 = accepted,
 0 = declined). An accepted offer changes the person's monthly log-odds of the task's outcome
 for the next 12 months (the label's window) by the option's documented effect in
-`SUPPORT_EFFECTS`, which depends on the person's situation each month; it is not offered
+`SUPPORT_EFFECTS`, which depends on the person's situation on each month's first day (what the
+registry shows that day; a month's own events count from the next month on); it is not offered
 again meanwhile, and it ends when the person leaves the state it protects (a relapse, say).
 A declined offer changes nothing.
 
@@ -66,7 +67,8 @@ class Effect:
 
 
 # The true effects, per task and option code (the tasks' SupportOption.code). The situation
-# flags are read at each month from what the person's own events show (see city.py).
+# flags are read on each month's first day from what the person's own events show by then
+# (`_relapse_flags` and `_youth_flags` in city.py).
 SUPPORT_EFFECTS: dict[str, dict[str, Effect]] = {
     "relapse": {
         "methadone_clinic_follow_up": Effect(

@@ -98,6 +98,38 @@ def test_true_effects_differ_between_persons_and_one_option_helps_nobody(city):
     assert np.allclose(nobody, truth["p_without"])
 
 
+def test_an_effect_follows_the_situation_the_registry_shows_on_the_months_first_day(city):
+    """Family visits act most (-1.5 in log-odds, else -0.3) for a person with no
+    family-support contact in the 3 months before the month: what the registry's events show
+    on its first day, when a caseworker reviews. A contact later that month changes nothing
+    until the next month."""
+    code = "family_committee_and_family_support_visits"
+    truth = pd.read_parquet(city / TRUTH_DIR / "support_relapse.parquet")
+    logit = lambda p: np.log(p.astype(float)) - np.log1p(-p.astype(float))  # noqa: E731
+    effect = logit(truth[f"p_with_{code}"]) - logit(truth["p_without"])
+    assert set(np.round(effect, 2)) == {-1.5, -0.3}
+    events = pd.read_parquet(
+        city / "events.parquet", columns=["person_id", "event_time", "event_type"]
+    )
+    contact = events[events["event_type"] == "family_support_contact"]
+    contact = contact.assign(month=contact["event_time"].dt.to_period("M")).drop_duplicates(
+        ["person_id", "month"]
+    )
+    month = pd.to_datetime(truth["month"]).dt.to_period("M")
+    before = np.zeros(len(truth), bool)  # a contact in one of the 3 months before
+    for back in (1, 2, 3):
+        key = pd.DataFrame({"person_id": truth["person_id"], "month": month - back})
+        before |= (
+            key.merge(contact, how="left", on=["person_id", "month"], indicator=True)["_merge"]
+            .eq("both")
+            .to_numpy()
+        )
+    most = np.isclose(effect, -1.5, atol=0.01)
+    assert most.any() and (~most).any()
+    # the extract leaves out only the few contacts recorded after its reference date
+    assert (most == ~before).mean() > 0.999
+
+
 def _one_person(chance_at_3: float) -> pd.DataFrame:
     months = pd.date_range("2023-01-01", periods=12, freq="MS")
     chance = np.zeros(12)
