@@ -15,7 +15,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types.schema import ColSpec, Schema
 
 from models.registry import load_registered
 from training.effects import effect_inputs
@@ -61,6 +63,15 @@ class EffectsModel:
             for c, o in self.options.items()
             if o.booster is not None
         }
+
+    def signature(self) -> ModelSignature:
+        """What the pyfunc reads and gives, for MLflow: the risk model's encoding (every column
+        optional, numbers) with its raw score, and each served option's change."""
+        inputs = [ColSpec("double", f, required=False) for f in self.features]
+        outputs = [ColSpec("double", c) for c in self.served]
+        return ModelSignature(
+            Schema([*inputs, ColSpec("double", "raw_score")]), Schema(outputs) if outputs else None
+        )
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> None:

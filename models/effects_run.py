@@ -320,6 +320,7 @@ def _log(
                 code_paths=[
                     str(Path(str(p.__file__)).parent) for p in (features, training, models)
                 ],
+                signature=effects.signature(),
                 pip_requirements=PIP_REQUIREMENTS,
                 registered_model_name=effects_name(run.task),
             )

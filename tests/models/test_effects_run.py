@@ -76,6 +76,29 @@ def test_the_run_is_logged_and_the_forced_model_is_champion(home, forced):
     assert "now champion" in forced.stdout
 
 
+def test_the_registered_model_loads_in_mlflow_and_gives_the_boosters_estimates(home, forced):
+    """Through `mlflow.pyfunc.load_model`, with the signature it was logged with: rows of
+    the risk model's encoding and its raw score in, the served option's change out, as the
+    deployable model computes it."""
+    import mlflow
+    import numpy as np
+
+    from models.effects_model import load_effects
+
+    pyfunc = mlflow.pyfunc.load_model("models:/sunshine-effects-relapse@champion")
+    model, _ = load_effects("relapse")
+    names = [c.name for c in pyfunc.metadata.get_input_schema().inputs]
+    assert names == [*model.features, "raw_score"]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, len(model.features)))
+    X[:, ::3] = np.nan  # missing values are optional inputs
+    rows = pd.DataFrame(X, columns=model.features).assign(raw_score=[-2.0, -1.0, 0.0, 1.0, 2.0])
+    out = pyfunc.predict(rows)
+    assert list(out.columns) == [SKILLS]
+    expected = model.changes(X.astype(np.float32), rows["raw_score"].to_numpy())[SKILLS]
+    assert np.allclose(out[SKILLS], expected)
+
+
 def test_the_gate_keeps_an_option_that_helps_nobody_from_serving(home, forced):
     from mlflow.tracking import MlflowClient
 
