@@ -418,9 +418,6 @@ class _Simulator:
         no_show = rng.random(len(prog)) < 0.85
         self.emit(prog[no_show], "checkin_missed", m)
         self.emit(prog[~no_show], "checkin_attended", m)
-        # their missed check-ins are their risk as the registry shows it to a caseworker
-        p.missed_2[prog] = p.missed_1[prog]
-        p.missed_1[prog] = no_show
         peers = self.chance(using, 0.15)
         self.emit(peers, "contact_known_user", m, detail="KTV")
         p.last_peer[peers] = m
