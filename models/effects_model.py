@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
 from models.registry import load_registered
 from training.effects import effect_inputs
@@ -67,8 +67,10 @@ class EffectsModel:
     def signature(self) -> ModelSignature:
         """What the pyfunc reads and gives, for MLflow: the risk model's encoding (every column
         optional, numbers) with its raw score, and each served option's change."""
-        inputs = [ColSpec("double", f, required=False) for f in self.features]
-        outputs = [ColSpec("double", c) for c in self.served]
+        inputs: list[ColSpec | TensorSpec] = [
+            ColSpec("double", f, required=False) for f in self.features
+        ]
+        outputs: list[ColSpec | TensorSpec] = [ColSpec("double", c) for c in self.served]
         return ModelSignature(
             Schema([*inputs, ColSpec("double", "raw_score")]), Schema(outputs) if outputs else None
         )
