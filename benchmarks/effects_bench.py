@@ -12,7 +12,12 @@
    - the outcomes each policy truly prevents per 1,000 at capacity 10% (the truth over the
      year as it came): by estimated benefit, by risk, by the current rule, and the oracle
      that ranks by true benefit;
-   - whether an option that helps nobody is reported as having no detectable effect.
+   - whether an option that helps nobody is reported as having no detectable effect;
+   - the ceiling: the same two figures for a model fitted on the true benefit itself (the
+     persons the effect model was fitted on), with every input the registry gives the risk
+     model: what any estimate from those inputs could reach, since the truth also depends on
+     what the registry cannot show on the review's day (a relapse no one has seen yet, this
+     month's events).
 2. Coverage: `--cities` further cities of `--city-persons` (seeds 101...), each estimated with
    the first city's risk model (only its encoding and its ranking are used), and how often
    the 95% interval of each option's average effect holds the true average over the rows it
@@ -32,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
@@ -68,6 +74,19 @@ def _truth(city: Path, data, code: str, rows: np.ndarray):
     return year, at_offer
 
 
+def _ceiling(data, rows: np.ndarray, r, at_offer: np.ndarray) -> np.ndarray:
+    """A model of the true benefit at the offer, fitted on the rows the effect model was
+    fitted on, with every registry input and the risk score: its predictions for the held-out
+    rows, the best ranking those inputs allow."""
+    X = np.column_stack([data.X[rows], data.risk[rows]])
+    fit = ~data.held_out[rows]
+    fit[r.excluded.index.to_numpy()] = False
+    model = lgb.LGBMRegressor(
+        n_estimators=300, learning_rate=0.05, min_child_samples=50, verbose=-1, random_state=0
+    )
+    return model.fit(X[fit], at_offer[fit]).predict(X[r.held_out_index])
+
+
 def one_city(work: Path, persons: int, seed: int) -> dict:
     from models.effects_run import run_effects
     from models.registry import promote
@@ -96,6 +115,7 @@ def one_city(work: Path, persons: int, seed: int) -> dict:
         real = (
             SUPPORT_EFFECTS[TASK][code].if_true != 0 or SUPPORT_EFFECTS[TASK][code].otherwise != 0
         )
+        ceiling = _ceiling(run.data, rows, r, at_offer)
         prevented = {
             name: -1000 * float((_top(key, as_of) * year[idx]).mean())
             for name, key in (
@@ -103,9 +123,17 @@ def one_city(work: Path, persons: int, seed: int) -> dict:
                 ("risk", risk),
                 ("oracle", -at_offer[idx]),
                 ("hindsight", -year[idx]),
+                ("ceiling", -ceiling),
             )
         }
-        rho = spearmanr(r.held_out_estimates, at_offer[idx]).statistic if real else float("nan")
+        rho, rho_ceiling = (
+            (spearmanr(key, at_offer[idx]).statistic if real else float("nan"))
+            for key in (r.held_out_estimates, ceiling)
+        )
+        share = {
+            k: prevented[k] / prevented["oracle"] if prevented["oracle"] > 0 else float("nan")
+            for k in ("benefit", "ceiling")
+        }
         rows_out.append(
             {
                 "option": code,
@@ -118,10 +146,10 @@ def one_city(work: Path, persons: int, seed: int) -> dict:
                 "high": r.ate[2],
                 "detectable": r.detectable,
                 "spearman": float(rho),
+                "spearman_ceiling": float(rho_ceiling),
                 **{f"prevented_{k}": v for k, v in prevented.items()},
-                "benefit_share_of_oracle": prevented["benefit"] / prevented["oracle"]
-                if prevented["oracle"] > 0
-                else float("nan"),
+                "benefit_share_of_oracle": share["benefit"],
+                "ceiling_share_of_oracle": share["ceiling"],
                 "served": r.detectable and r.serve,
                 "rule_label": options[code].en,
             }
