@@ -71,12 +71,35 @@ def score_encoded(
     return results
 
 
+def _named_changes(
+    effects: EffectsModel, X: np.ndarray, raw: np.ndarray, options: tuple[SupportOption, ...]
+) -> dict[str, np.ndarray]:
+    """Each served option among `options`: its estimated change per row."""
+    named = {o.code for o in options}
+    return {c: v for c, v in effects.changes(X, raw).items() if c in named}
+
+
+def most_helpful(
+    effects: EffectsModel, X: np.ndarray, raw: np.ndarray, options: tuple[SupportOption, ...]
+) -> pd.DataFrame:
+    """Each row's served option with the largest estimated benefit (`option`, its code) and
+    its change in the chance of the outcome (`benefit_change`, negative: lowers it); no option
+    and NaN where nothing is served."""
+    changes = _named_changes(effects, X, raw, options)
+    if not changes:
+        return pd.DataFrame({"option": [None] * len(X), "benefit_change": np.nan})
+    codes = np.array(list(changes), object)
+    stacked = np.column_stack(list(changes.values()))
+    best = stacked.argmin(axis=1)
+    return pd.DataFrame({"option": codes[best], "benefit_change": stacked[np.arange(len(X)), best]})
+
+
 def _estimated(
     effects: EffectsModel, X: np.ndarray, raw: np.ndarray, options: tuple[SupportOption, ...]
 ) -> list[list[dict[str, Any]]]:
     """Each row's served options with their estimated change, most benefit first."""
     named = {o.code: o for o in options}
-    changes = {c: v for c, v in effects.changes(X, raw).items() if c in named}
+    changes = _named_changes(effects, X, raw, options)
     rows = []
     for i in range(len(X)):
         row: list[dict[str, Any]] = [

@@ -97,7 +97,7 @@ class Caseload:
         }
 
 
-SORTS = ("risk", "change", "contact")
+SORTS = ("risk", "change", "contact", "benefit")
 
 
 @dataclass(frozen=True)
@@ -208,11 +208,14 @@ def select(
     districts: tuple[str, ...] | None,
     f: Filters,
     contacts: Mapping[str, dt.date] | None = None,
+    benefits: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The rows a user may see (`districts`; None for every district) that pass the filters,
     with their `rank` by risk in that list, in the order `f.sort` asks for. `contacts` are
     the follow-ups recorded since the registry was read (each person's latest day): they
-    are contacts too, so they update `last_contact` before the to-follow-up filter."""
+    are contacts too, so they update `last_contact` before the to-follow-up filter.
+    `benefits` (`ServiceState.benefits`) add each row's most helpful option and its change;
+    sorted by benefit, the largest expected fall in risk comes first (by risk without them)."""
     frame = caseload.frame
     keep = np.ones(len(frame), bool)
     if districts is not None:
@@ -232,6 +235,10 @@ def select(
         since = pd.Timestamp(caseload.previous)
         urgent = rows["rising"] | (rows["tier"] == "high")
         rows = rows[urgent & ~(rows["last_contact"] >= since)]
+    if benefits is not None:
+        rows = rows.join(benefits)
+        if f.sort == "benefit":
+            return rows.sort_values("benefit_change", na_position="last", kind="stable")
     if f.sort == "change":
         return rows.sort_values("change", ascending=False, na_position="last", kind="stable")
     if f.sort == "contact":  # the longest without contact first, never contacted before all

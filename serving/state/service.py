@@ -20,8 +20,9 @@ from features.compute.builder import FeatureBuilder
 from features.compute.labels import cohort_mask
 from features.compute.matrix import FeatureMatrix, build_matrix
 from features.storage.store import Store
-from features.tasks import Task, get_task, task_names
+from features.tasks import SupportOption, Task, get_task, task_names
 from models.risk_model import RiskModel, Scored
+from serving.scoring.scorer import most_helpful
 from serving.state.caseload import DEFAULT_RISING, Caseload, build_caseload, month_before
 from serving.state.champions import Loaded
 from serving.state.indicator_source import IndicatorSource, indicator_source
@@ -53,6 +54,8 @@ class ServiceState:
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
     _caseloads: dict[str, Caseload] = field(default_factory=dict)
+    # per task: the caseload and effects model the members' most helpful options came from
+    _benefits: dict[str, tuple] = field(default_factory=dict)
     _caseload_lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
     _cohorts: OrderedDict = field(default_factory=OrderedDict)
@@ -157,6 +160,28 @@ class ServiceState:
             )
             self._caseloads[task.name] = built
             return built
+
+    def benefits(self, task: Task, options: tuple[SupportOption, ...]) -> pd.DataFrame | None:
+        """Each caseload member's most helpful served support option today and its estimated
+        change (`most_helpful`), indexed by person_id; None when no effects model serves the
+        task. Computed once per caseload and effects model, since a caseload page sorted by
+        benefit reads every member's."""
+        effects = self.loaded.effects_for(task.name)
+        if effects is None or not effects.served:
+            return None
+        caseload = self.caseload(task)
+        with self._caseload_lock:
+            kept = self._benefits.get(task.name)
+        if kept is not None and kept[0] is caseload and kept[1] is effects:
+            return kept[2]
+        model, _ = self.loaded.model(task.name)
+        rows = self.persons.index.get_indexer(caseload.frame.index)
+        raw = caseload.frame["raw_score"].to_numpy(float)
+        best = most_helpful(effects, self.today.encoded(rows, model.features), raw, options)
+        best.index = caseload.frame.index
+        with self._caseload_lock:
+            self._benefits[task.name] = (caseload, effects, best)
+        return best
 
     def kept_score(
         self, task: Task, model: RiskModel, version: str, person_id: str, X: np.ndarray, k: int

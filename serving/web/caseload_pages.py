@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Annotated
 from urllib.parse import urlencode
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -111,6 +112,25 @@ class CaseloadQuery:
 FilterQuery = Annotated[CaseloadQuery, Depends()]
 
 
+# what a caseload sorted by expected benefit says first, per task's outcome
+BENEFIT_NOTES = {
+    "relapse": N_(
+        "Contact these first: offering them support is expected to prevent the most relapses."
+    ),
+    "youth_uptake": N_(
+        "Contact these first: offering them support is expected to prevent the most new drug use."
+    ),
+}
+
+
+def benefits_of(svc: Services, task: Task, f: Filters) -> pd.DataFrame | None:
+    """The members' most helpful options, when the caseload is sorted by them and an effects
+    model serves the task."""
+    if f.sort != "benefit":
+        return None
+    return svc.state.benefits(task, svc.interventions[task.name])
+
+
 def visible(
     svc: Services, web: WebUser, query: CaseloadQuery, contacts: dict[str, dt.date]
 ) -> tuple[Task, Caseload, pd.DataFrame]:
@@ -119,7 +139,25 @@ def visible(
     mine = mine_of(web)
     if query.filters.district and mine is not None and query.filters.district not in mine:
         raise PageError(403, "That district is not one of yours.")
-    return task, caseload, select(caseload, mine, query.filters, contacts)
+    benefits = benefits_of(svc, task, query.filters)
+    return task, caseload, select(caseload, mine, query.filters, contacts, benefits)
+
+
+def capacity_view(svc: Services, task: Task, rows: pd.DataFrame) -> dict | None:
+    """For a list sorted by expected benefit: how many the programme's capacity reaches (the
+    effects model's share of the list, at least one) and the outcomes offering support to
+    them is expected to prevent over the label's window; marks those rows `first`."""
+    effects = svc.state.loaded.effects_for(task.name)
+    if effects is None or "benefit_change" not in rows or rows.empty:
+        return None
+    k = max(1, math.ceil(effects.capacity * len(rows)))
+    lowers = -np.minimum(rows["benefit_change"].to_numpy(float)[:k], 0.0)
+    return {
+        "k": k,
+        "share": round(100 * effects.capacity),
+        "prevented": float(np.nansum(lowers)),
+        "note": BENEFIT_NOTES[task.name],
+    }
 
 
 @router.get("/caseload")
@@ -127,6 +165,9 @@ def caseload_page(request: Request, svc: Svc, query: FilterQuery) -> Response:
     web = signed_in(request, svc, "caseworker", "analyst")
     contacts = svc.web.last_followups()
     task, caseload, rows = visible(svc, web, query, contacts)
+    capacity = capacity_view(svc, task, rows)
+    if capacity is not None:
+        rows = rows.assign(first=np.arange(len(rows)) < capacity["k"])
     shown, pages = page_of(rows, query.page)
     request.state.audit = shown_entries(request, caseload, shown)
     f = query.filters
@@ -155,13 +196,23 @@ def caseload_page(request: Request, svc: Svc, query: FilterQuery) -> Response:
             for v in ("all", "todo")
         },
         todo_count=len(select(caseload, mine_of(web), Filters(todo=True), contacts)),
-        sorts=SORTS,
+        sorts=sorts_for(svc, task),
+        capacity=capacity,
+        options_by_code={o.code: o for o in svc.interventions[task.name]},
         model_version=caseload.version,
         average=caseload.average,
         shares=caseload.tier_shares,
         arrow=arrow,
         percent=percent,
     )
+
+
+def sorts_for(svc: Services, task: Task) -> tuple[str, ...]:
+    """The orders a caseload can be sorted in: by expected benefit only where an effects
+    model serves the task."""
+    effects = svc.state.loaded.effects_for(task.name)
+    served = effects is not None and bool(effects.served)
+    return tuple(s for s in SORTS if s != "benefit" or served)
 
 
 def query_of(task: Task, f: Filters) -> dict[str, str]:

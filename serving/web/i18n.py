@@ -49,6 +49,7 @@ SORT_LABELS = {
     "risk": N_("Risk, highest first"),
     "change": N_("Change, largest rise first"),
     "contact": N_("Last contact, longest ago first"),
+    "benefit": N_("Expected benefit of support, largest first"),
 }
 ROLE_LABELS = {
     "caseworker": N_("Caseworker"),

@@ -172,6 +172,8 @@ def test_the_service_answers_with_the_estimate_beside_the_risk(home, forced):
         nonce = re.search(r'name="nonce" value="([^"]+)"', page.text).group(1)
         assert web.post("/app/signin", data={"token": token, "nonce": nonce}).status_code == 303
         page = web.get(f"/app/persons/{person}", params={"task": "relapse"})
+        ranked = web.get("/app/caseload", params={"task": "relapse", "sort": "benefit"})
+        youth = web.get("/app/caseload", params={"task": "youth_uptake"})
     assert r.status_code == 200, r.text
     (estimate,) = r.json()["estimated_effects"]
     assert estimate["code"] == SKILLS and estimate["zh"] == "技能培训或阳光工程就业安置"
@@ -180,3 +182,18 @@ def test_the_service_answers_with_the_estimate_beside_the_risk(home, forced):
     assert "根据以往帮扶记录的估计" in page.text
     shown = f"技能培训或阳光工程就业安置：风险约降低{-100 * change[person]:.1f}个百分点"
     assert shown in page.text
+
+    # the caseload ranked by expected benefit: the person it helps most first, the note and
+    # the capacity (10% of the list) with the outcomes the first of them may be spared
+    assert ranked.status_code == 200
+    listed = re.findall(r'href="/app/persons/([^"?]+)\?task=relapse"', ranked.text)
+    assert listed[0] == person and set(listed) <= set(change)
+    assert "先联系这些人，预计可减少最多的复吸。" in ranked.text
+    k = -(-len(change) // 10)  # ceil: the effects model's capacity is 10% of the list
+    best = sorted(change.values())[:k]
+    prevented = sum(-min(c, 0.0) for c in best)
+    assert f"向前 {k} 人" in ranked.text and f"可减少约 {prevented:.1f} 例" in ranked.text
+    assert ranked.text.count("帮扶能力范围内") == sum(c < -0.0005 for c in best[: len(listed)])
+    assert '<option value="benefit" selected>' in ranked.text
+    # no effects model serves the youth task: its caseload cannot be sorted so
+    assert youth.status_code == 200 and 'value="benefit"' not in youth.text

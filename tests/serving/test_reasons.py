@@ -182,6 +182,22 @@ def test_sorting_keeps_the_risk_rank_and_orders_as_asked():
     assert by_contact.loc["a", "rank"] == 1 and by_contact.loc["e", "rank"] == 5
 
 
+def test_sorting_by_expected_benefit_puts_the_largest_fall_first_and_the_unknown_last():
+    benefits = pd.DataFrame(
+        {
+            "option": ["x", None, "y", "x", "y"],
+            "benefit_change": [-0.01, np.nan, -0.05, 0.0, -0.02],
+        },
+        index=pd.Index(["a", "b", "c", "d", "e"], name="person_id"),
+    )
+    ranked = select(caseload(), None, Filters(sort="benefit"), benefits=benefits)
+    assert list(ranked.index) == ["c", "e", "a", "d", "b"]
+    assert list(ranked["rank"]) == [3, 5, 1, 4, 2] and ranked.loc["c", "option"] == "y"
+    # another order keeps its own, with the options beside it
+    by_risk = select(caseload(), ("huaxi",), Filters(), benefits=benefits)
+    assert list(by_risk.index) == ["a", "b", "d", "e"] and by_risk.loc["e", "option"] == "y"
+
+
 def test_the_page_says_ranks_shares_dates_and_points_as_a_reader_does():
     zh, en = Texts("zh"), Texts("en")
     assert zh.rank(1) == "第1名" and en.rank(3) == "No. 3"
