@@ -38,6 +38,10 @@ def N_(message: str) -> str:
 
 
 TIER_LABELS = {"high": N_("High risk"), "medium": N_("Medium risk"), "low": N_("Low risk")}
+# a support option's estimated fall in risk, as the person and caseload pages say it; shown only
+# where it lowers the risk by at least 0.05 points, so it never reads "about 0.0 points"
+LOWERS_BY = N_("%(option)s: lowers the risk by about %(points)s percentage points")
+SHOWN_FALL = -0.0005
 OUTCOME_LABELS = {"offered": N_("Offered"), "accepted": N_("Accepted"), "declined": N_("Declined")}
 STATUSES = {
     "ok": N_("OK"),
@@ -133,6 +137,10 @@ class Texts:
         if isinstance(option, dict):
             return self.both(option["en"], option["zh"])
         return self.both(option.en, option.zh)
+
+    def lowers_by(self, option: SupportOption | dict, change: float) -> str:
+        """An option's estimated change in the chance of the outcome, as a fall in points."""
+        return self(LOWERS_BY, option=self.option(option), points=f"{-100 * change:.1f}")
 
     def factor(self, factor: dict) -> str:
         """A reason in plain words, as the one reason renderer said it."""

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from serving.api.page_headers import PAGE_HEADERS
-from serving.web.i18n import Texts
+from serving.web.i18n import SHOWN_FALL, Texts
 from serving.web.session import WebUser, browser_lang
 
 HERE = Path(__file__).parent
@@ -33,6 +33,8 @@ def number(value: Any) -> str:
 
 
 templates.env.globals.update(present=present, number=number)
+# `change is lowering`: an estimated change of a support option worth showing (i18n.SHOWN_FALL)
+templates.env.tests["lowering"] = lambda change: present(change) and change < SHOWN_FALL
 
 
 def secure(response: Response) -> Response:
